@@ -1,0 +1,24 @@
+//! Cairn: end-to-end encrypted endpoint backup and file-activity monitoring.
+//!
+//! This crate is a thin facade: it re-exports each of Cairn's libraries as a module, and owns the
+//! example binaries (`examples/`) and the benchmarks (`benches/`). Each library is usable on its
+//! own; depend on it directly if you need only one.
+//!
+//! | module | crate | what it does |
+//! | --- | --- | --- |
+//! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
+//!
+//! # Example
+//!
+//! ```
+//! # fn main() -> Result<(), cairn::keys::KeyError> {
+//! let root = cairn::keys::ArchiveKey::generate()?;
+//! println!("archive key {}", root.fingerprint());
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub use cairn_keys as keys;

@@ -1,0 +1,107 @@
+//! Keeps `docs/architecture.md`'s dependency rules true, by reading `cargo metadata`.
+
+// Test code: a panic here is a test failure with a message, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// The format/crypto crates: they never reach the network/runtime crates.
+const FORMAT_CRATES: &[&str] = &[
+    "cairn-keys",
+    "cairn-chunk",
+    "cairn-seal",
+    "cairn-archive",
+    "cairn-events",
+    "cairn-token",
+    "cairn-escrow",
+];
+/// Crates only the server, the agent and the examples may use.
+const RUNTIME_CRATES: &[&str] = &["tokio", "axum", "hyper", "reqwest", "clap", "anyhow"];
+/// Mutually independent crates.
+const INDEPENDENT: &[&str] = &[
+    "cairn-chunk",
+    "cairn-archive",
+    "cairn-events",
+    "cairn-token",
+];
+
+/// Normal (non-dev, non-build) dependency graph by package name.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: BTreeMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let mut graph = BTreeMap::<String, BTreeSet<String>>::new();
+    for node in meta["resolve"]["nodes"].as_array().unwrap() {
+        let from = names[node["id"].as_str().unwrap()].to_string();
+        let entry = graph.entry(from).or_default();
+        for dep in node["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
+            if normal {
+                entry.insert(names[dep["pkg"].as_str().unwrap()].to_string());
+            }
+        }
+    }
+    graph
+}
+
+fn reachable(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from.to_string()];
+    while let Some(n) = stack.pop() {
+        for d in graph.get(&n).into_iter().flatten() {
+            if seen.insert(d.clone()) {
+                stack.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn dependency_rules_hold() {
+    let graph = graph();
+    assert!(
+        graph.contains_key("cairn-keys"),
+        "cargo metadata lost cairn-keys"
+    );
+    for krate in FORMAT_CRATES.iter().filter(|c| graph.contains_key(**c)) {
+        let deps = reachable(&graph, krate);
+        for banned in RUNTIME_CRATES {
+            assert!(!deps.contains(*banned), "{krate} reaches {banned}");
+        }
+        for other in INDEPENDENT.iter().filter(|o| *o != krate) {
+            if INDEPENDENT.contains(krate) {
+                assert!(!deps.contains(*other), "{krate} depends on {other}");
+            }
+        }
+    }
+    // Only these may use the runtime crates directly.
+    let allowed = ["cairn-server", "cairn-agent", "cairn"];
+    for (krate, deps) in graph.iter().filter(|(k, _)| k.starts_with("cairn")) {
+        if allowed.contains(&krate.as_str()) {
+            continue;
+        }
+        for banned in RUNTIME_CRATES {
+            assert!(!deps.contains(*banned), "{krate} uses {banned} directly");
+        }
+    }
+}
