@@ -6,6 +6,7 @@
 //!
 //! | module | crate | what it does |
 //! | --- | --- | --- |
+//! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
 //! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
 //!
 //! # Example
@@ -21,4 +22,5 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub use cairn_chunk as chunk;
 pub use cairn_keys as keys;

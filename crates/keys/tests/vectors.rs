@@ -6,7 +6,7 @@
 //! `CAIRN_REGENERATE_VECTORS=1 cargo test -p cairn-keys --test vectors`.
 
 // Test code: a panic here is a test failure with a message, which is what we want.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use cairn_keys::{ArchiveKey, KEY_LEN, context};
 use serde::{Deserialize, Serialize};
