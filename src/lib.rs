@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
 //! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
+//! | [`seal`] | `cairn-seal` | one block: keyed id, zstd, Padmé padding, AES-256-GCM or XChaCha20-Poly1305 |
 //!
 //! # Example
 //!
@@ -24,3 +25,4 @@
 
 pub use cairn_chunk as chunk;
 pub use cairn_keys as keys;
+pub use cairn_seal as seal;

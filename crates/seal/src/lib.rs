@@ -1,0 +1,492 @@
+//! Block sealing: what leaves the endpoint. A chunk of a file (or a tree or snapshot object) is
+//! named by a keyed BLAKE3 id, compressed with zstd when that pays, padded to a Padmé length,
+//! and encrypted with AES-256-GCM (default) or XChaCha20-Poly1305 under a fresh per-block key.
+//! The server stores the result opaque and can check only its framing ([`SealedHeader::parse`]).
+//!
+//! | item | use |
+//! | --- | --- |
+//! | [`Sealer`] | seals and opens blocks of one archive (holds its [`BlockIdKey`] and [`BlockKey`]) |
+//! | [`BlockId`] | keyed BLAKE3 id of a block's kind and plaintext: the dedup key, and the post-decrypt commitment |
+//! | [`SealedHeader`] | key-less framing check of a sealed block (for the server) |
+//! | [`SealConfig`] | AEAD choice and zstd level, validated |
+//! | [`aead`] | the AEAD layer (fixed nonce types, opaque errors), tested with Wycheproof vectors |
+//! | [`decompress_bounded`], [`padding`] | the bounded zstd decoder and the Padmé function |
+//!
+//! # Example
+//!
+//! ```
+//! use cairn_keys::ArchiveKey;
+//! use cairn_seal::{ArchiveId, BlockKind, SealConfig, Sealer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = ArchiveKey::generate()?;
+//! let sealer = Sealer::new(&root, ArchiveId::from_bytes([7; 16]), SealConfig::default());
+//!
+//! let chunk = b"some file contents ".repeat(1000);
+//! let sealed = sealer.seal(BlockKind::DATA, &chunk)?;
+//! // Anyone can check the framing; only the key holder can open.
+//! let header = cairn_seal::SealedHeader::parse(sealed.as_bytes())?;
+//! assert_eq!(header.id, sealed.id());
+//! let opened = sealer.open(BlockKind::DATA, &sealed.id(), sealed.as_bytes())?;
+//! assert_eq!(opened, chunk);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Security notes
+//!
+//! - **Ids** are `BLAKE3-keyed(BlockIdKey, kind ‖ plaintext)`: equal plaintexts in different
+//!   archives get unrelated ids, so the server cannot test for known files (A-9).
+//! - **Keys and nonces** (A-6): each block has a random 192-bit salt; its AEAD key is
+//!   `BLAKE3 derive_key("cairn 2026-11-27 v1 seal block key", BlockKey ‖ salt)` and the nonce is all
+//!   zero. Every key encrypts exactly one message, so there is no nonce budget to exhaust; salts
+//!   collide with probability about `n² / 2^193` after `n` blocks.
+//! - **AAD** binds the whole header (format version, algorithm, kind, flags, salt, block id) and
+//!   the archive id, so a block cannot be moved to another archive, relabelled as another kind,
+//!   or passed off under another id (A-5, B-7).
+//! - **Open** authenticates before it parses anything secret, bounds decompression by the
+//!   authenticated length (A-8), then recomputes the id and compares it in constant time with the
+//!   expected one, which is also the key commitment (A-7). Every failure after the framing check is
+//!   the one opaque [`SealError::Open`].
+//! - **Lengths**: the encrypted body is padded to a Padmé size, so sealed sizes reveal
+//!   `O(log log n)` bits of the compressed length instead of the exact chunk length (B-19).
+//!   Compression ratios still leak through the padded size (B-20): never seal secrets together
+//!   with attacker-chosen data in one block.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::big_endian_bytes, clippy::host_endian_bytes)]
+
+pub mod aead;
+mod compress;
+mod format;
+pub mod padding;
+
+use core::fmt;
+
+use cairn_keys::{ArchiveKey, BlockIdKey, BlockKey};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+pub use compress::decompress_bounded;
+pub use format::{HEADER_LEN, MAGIC, SealedHeader};
+
+/// The format version this crate writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Largest plaintext a block may hold (and the decompression bound): 64 MiB, the chunker's ceiling.
+pub const MAX_PLAINTEXT_LEN: usize = 64 * 1024 * 1024;
+
+/// Length of the encrypted body's own header (plaintext length, payload length).
+pub const INNER_HEADER_LEN: usize = 8;
+
+/// Largest sealed block: header, Padmé-padded body holding an uncompressed maximum plaintext
+/// (Padmé(8 + 64 MiB) = 66 MiB), tag. A unit test checks the arithmetic.
+pub const MAX_SEALED_LEN: usize = HEADER_LEN + 69_206_016 + aead::TAG_LEN;
+
+/// Smallest sealed block: header, an empty body (inner header only), tag.
+pub const MIN_SEALED_LEN: usize = HEADER_LEN + INNER_HEADER_LEN + aead::TAG_LEN;
+
+/// Default zstd level, chosen by measurement (see `docs/format/seal.md`).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Accepted zstd levels (negative levels are zstd's fast modes).
+pub const ZSTD_LEVELS: core::ops::RangeInclusive<i32> = -7..=19;
+
+/// BLAKE3 `derive_key` context of the per-block AEAD key (key material: `BlockKey ‖ salt`).
+pub const BLOCK_KEY_CONTEXT: &str = "cairn 2026-11-27 v1 seal block key";
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The input is not a sealed block: wrong magic, size, padding size or reserved bits. This
+    /// is decided from public bytes alone, without a key.
+    #[error("not a sealed block: {0}")]
+    Malformed(&'static str),
+    /// The block names a format version this crate does not read.
+    #[error("unsupported sealed-block version {0}")]
+    UnsupportedVersion(u8),
+    /// The block names an AEAD algorithm this crate does not know.
+    #[error("unknown AEAD algorithm {0}")]
+    UnknownAlgorithm(u8),
+    /// A plaintext is larger than [`MAX_PLAINTEXT_LEN`].
+    #[error("plaintext of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The offending length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The zstd level is outside [`ZSTD_LEVELS`].
+    #[error("zstd level {0} is outside {min}..={max}", min = ZSTD_LEVELS.start(), max = ZSTD_LEVELS.end())]
+    InvalidLevel(i32),
+    /// A zstd frame was invalid or did not expand to exactly the expected length.
+    #[error("invalid or oversized compressed data")]
+    Decompress,
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+    /// The block did not open: wrong key, wrong archive, wrong kind, wrong id, or any change to
+    /// any byte. Deliberately says nothing more.
+    #[error("the block failed to open")]
+    Open,
+}
+
+/// The AEAD that seals a block; recorded in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// AES-256-GCM (hardware-accelerated on x86-64 and ARMv8). The default.
+    #[default]
+    Aes256Gcm,
+    /// XChaCha20-Poly1305, for CPUs without AES instructions.
+    XChaCha20Poly1305,
+}
+
+impl Algorithm {
+    /// The header byte.
+    #[must_use]
+    pub const fn to_byte(self) -> u8 {
+        match self {
+            Self::Aes256Gcm => 1,
+            Self::XChaCha20Poly1305 => 2,
+        }
+    }
+
+    /// Parses the header byte.
+    ///
+    /// # Errors
+    /// [`SealError::UnknownAlgorithm`].
+    pub const fn from_byte(b: u8) -> Result<Self, SealError> {
+        match b {
+            1 => Ok(Self::Aes256Gcm),
+            2 => Ok(Self::XChaCha20Poly1305),
+            other => Err(SealError::UnknownAlgorithm(other)),
+        }
+    }
+}
+
+/// What a block holds. Bound into the id and the AAD, so a block cannot be passed off as
+/// another kind. Values 3..=255 are reserved for later object types and are carried as-is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKind(pub u8);
+
+impl BlockKind {
+    /// A chunk of file contents.
+    pub const DATA: Self = Self(0);
+    /// A directory tree object.
+    pub const TREE: Self = Self(1);
+    /// A snapshot object.
+    pub const SNAPSHOT: Self = Self(2);
+}
+
+/// The public name of an archive (16 bytes), bound into every block's AAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArchiveId([u8; 16]);
+
+impl ArchiveId {
+    /// Wraps 16 bytes.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+/// A block id: `BLAKE3-keyed(BlockIdKey, kind ‖ plaintext)`. Public (the server indexes by it),
+/// but unlinkable across archives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockId([u8; 32]);
+
+impl BlockId {
+    /// Wraps 32 bytes.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl ConstantTimeEq for BlockId {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlockId({self})")
+    }
+}
+
+/// Sealing options, validated by [`SealConfig::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealConfig {
+    algorithm: Algorithm,
+    zstd_level: i32,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Aes256Gcm,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+}
+
+impl SealConfig {
+    /// Validates the options.
+    ///
+    /// # Errors
+    /// [`SealError::InvalidLevel`] if the level is outside [`ZSTD_LEVELS`].
+    pub fn new(algorithm: Algorithm, zstd_level: i32) -> Result<Self, SealError> {
+        if !ZSTD_LEVELS.contains(&zstd_level) {
+            return Err(SealError::InvalidLevel(zstd_level));
+        }
+        Ok(Self {
+            algorithm,
+            zstd_level,
+        })
+    }
+
+    /// The AEAD new blocks are sealed with (any known one opens).
+    #[must_use]
+    pub const fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The zstd level.
+    #[must_use]
+    pub const fn zstd_level(&self) -> i32 {
+        self.zstd_level
+    }
+}
+
+/// A sealed block: the bytes to store, and its id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedBlock {
+    id: BlockId,
+    bytes: Vec<u8>,
+}
+
+impl SealedBlock {
+    /// The block's id (also in its header).
+    #[must_use]
+    pub fn id(&self) -> BlockId {
+        self.id
+    }
+
+    /// The sealed bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The sealed bytes, owned.
+    #[must_use]
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl fmt::Debug for SealedBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedBlock")
+            .field("id", &self.id)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Seals and opens the blocks of one archive. Cheap to share across threads.
+pub struct Sealer {
+    id_key: BlockIdKey,
+    block_key: BlockKey,
+    archive: ArchiveId,
+    config: SealConfig,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("archive", &self.archive)
+            .field("config", &self.config)
+            .field("keys", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl Sealer {
+    /// A sealer for the archive whose root key is `root`.
+    #[must_use]
+    pub fn new(root: &ArchiveKey, archive: ArchiveId, config: SealConfig) -> Self {
+        Self::from_keys(root.block_id_key(), root.block_key(), archive, config)
+    }
+
+    /// A sealer from the two subkeys it uses.
+    #[must_use]
+    pub fn from_keys(
+        id_key: BlockIdKey,
+        block_key: BlockKey,
+        archive: ArchiveId,
+        config: SealConfig,
+    ) -> Self {
+        Self {
+            id_key,
+            block_key,
+            archive,
+            config,
+        }
+    }
+
+    /// The archive this sealer belongs to.
+    #[must_use]
+    pub fn archive(&self) -> ArchiveId {
+        self.archive
+    }
+
+    /// The id a plaintext of this kind gets in this archive (without sealing it): lets a
+    /// backup skip blocks the archive already holds.
+    #[must_use]
+    pub fn block_id(&self, kind: BlockKind, plaintext: &[u8]) -> BlockId {
+        let mut h = blake3::Hasher::new_keyed(self.id_key.expose_secret());
+        h.update(&[kind.0]);
+        h.update(plaintext);
+        BlockId(*h.finalize().as_bytes())
+    }
+
+    /// Seals a plaintext with a fresh random salt.
+    ///
+    /// # Errors
+    /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`]; [`SealError::Rng`] if the OS RNG fails.
+    pub fn seal(&self, kind: BlockKind, plaintext: &[u8]) -> Result<SealedBlock, SealError> {
+        let mut salt = [0u8; format::SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|_| SealError::Rng)?;
+        self.seal_with_salt(kind, plaintext, salt)
+    }
+
+    /// Seals with a caller-chosen salt. The salt MUST be unique per block under this key (use
+    /// [`seal`](Self::seal), which draws it from the OS); this entry point exists for
+    /// known-answer vectors and deterministic tests.
+    ///
+    /// # Errors
+    /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`].
+    pub fn seal_with_salt(
+        &self,
+        kind: BlockKind,
+        plaintext: &[u8],
+        salt: [u8; format::SALT_LEN],
+    ) -> Result<SealedBlock, SealError> {
+        if plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(SealError::TooLarge {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
+        let id = self.block_id(kind, plaintext);
+        let compressed = compress::compress(plaintext, self.config.zstd_level);
+        let payload: &[u8] = compressed.as_deref().unwrap_or(plaintext);
+        let header = SealedHeader {
+            version: FORMAT_VERSION,
+            algorithm: self.config.algorithm,
+            kind,
+            compressed: compressed.is_some(),
+            salt,
+            id,
+        };
+        // Body: plaintext length ‖ payload length ‖ payload ‖ zeros up to a Padmé size.
+        let inner_len = format::body_len(payload.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + inner_len + aead::TAG_LEN);
+        out.extend_from_slice(&header.encode());
+        let body_start = out.len();
+        out.extend_from_slice(&format::len_u32(plaintext.len()).to_le_bytes());
+        out.extend_from_slice(&format::len_u32(payload.len()).to_le_bytes());
+        out.extend_from_slice(payload);
+        out.resize(body_start + inner_len, 0);
+
+        let aad = format::aad(&out[..HEADER_LEN], &self.archive);
+        let key = self.derive_block_key(&salt);
+        let mut body = out.split_off(body_start);
+        match header.algorithm {
+            Algorithm::Aes256Gcm => aead::aes256gcm_seal_in_place(&key, &[0; 12], &aad, &mut body),
+            Algorithm::XChaCha20Poly1305 => {
+                aead::xchacha_seal_in_place(&key, &[0; 24], &aad, &mut body);
+            }
+        }
+        out.append(&mut body);
+        Ok(SealedBlock { id, bytes: out })
+    }
+
+    /// Opens a sealed block that must be of `kind` and named `expected` in this archive, and
+    /// returns its plaintext.
+    ///
+    /// # Errors
+    /// [`SealError::Malformed`], [`SealError::UnsupportedVersion`] or
+    /// [`SealError::UnknownAlgorithm`] for framing that any observer could reject;
+    /// [`SealError::Open`] for everything else (wrong key, archive, kind or id; any modification).
+    pub fn open(
+        &self,
+        kind: BlockKind,
+        expected: &BlockId,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let header = SealedHeader::parse(sealed)?;
+        // Slot check first: a valid block of this archive stored under another id is refused.
+        let id_ok = header.id.ct_eq(expected) & subtle::Choice::from(u8::from(header.kind == kind));
+        if !bool::from(id_ok) {
+            return Err(SealError::Open);
+        }
+        let (head, body) = sealed.split_at(HEADER_LEN);
+        let aad = format::aad(head, &self.archive);
+        let key = self.derive_block_key(&header.salt);
+        let mut inner = Zeroizing::new(body.to_vec());
+        match header.algorithm {
+            Algorithm::Aes256Gcm => aead::aes256gcm_open_in_place(&key, &[0; 12], &aad, &mut inner),
+            Algorithm::XChaCha20Poly1305 => {
+                aead::xchacha_open_in_place(&key, &[0; 24], &aad, &mut inner)
+            }
+        }
+        .map_err(|_| SealError::Open)?;
+        let (plain_len, payload) = format::parse_body(&inner).ok_or(SealError::Open)?;
+        let plaintext = if header.compressed {
+            decompress_bounded(payload, plain_len).map_err(|_| SealError::Open)?
+        } else if payload.len() == plain_len {
+            payload.to_vec()
+        } else {
+            return Err(SealError::Open);
+        };
+        // Post-decrypt commitment: the plaintext must hash to the id the header claims.
+        let actual = self.block_id(kind, &plaintext);
+        if !bool::from(actual.ct_eq(expected)) {
+            return Err(SealError::Open);
+        }
+        Ok(plaintext)
+    }
+
+    fn derive_block_key(&self, salt: &[u8; format::SALT_LEN]) -> Zeroizing<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key(BLOCK_KEY_CONTEXT);
+        h.update(self.block_key.expose_secret());
+        h.update(salt);
+        let key = Zeroizing::new(*h.finalize().as_bytes());
+        zeroize::Zeroize::zeroize(&mut h);
+        key
+    }
+}
