@@ -29,14 +29,42 @@ pub fn aes256gcm_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], msg: &[u8]) 
 
 /// AES-256-GCM in place: `buf` holds the message and gets the tag appended.
 pub fn aes256gcm_seal_in_place(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) {
+    let tag = aes256gcm_seal_detached(key, nonce, aad, buf);
+    buf.extend_from_slice(&tag);
+}
+
+/// AES-256-GCM on a slice: encrypts `buf` in place and returns the tag.
+#[must_use]
+pub fn aes256gcm_seal_detached(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
     let cipher = Aes256Gcm::new(key.into());
     // Encryption fails only for messages over 2^36 bytes, which no caller can pass (blocks are
-    // bounded far below); an empty tag would then fail every open, never leak.
-    let tag = cipher
-        .encrypt_inout_detached(nonce.into(), aad, buf.as_mut_slice().into())
-        .map(|t| t.to_vec())
-        .unwrap_or_default();
-    buf.extend_from_slice(&tag);
+    // bounded far below); an all-zero tag would then fail every open, never leak.
+    cipher
+        .encrypt_inout_detached(nonce.into(), aad, buf.into())
+        .map(Into::into)
+        .unwrap_or([0; TAG_LEN])
+}
+
+/// AES-256-GCM on a slice: authenticates `buf` with `tag`, then decrypts it in place. On error
+/// `buf` is left as it was (the tag is checked before anything is decrypted).
+///
+/// # Errors
+/// [`AeadError`] if the ciphertext does not authenticate.
+pub fn aes256gcm_open_detached(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadError> {
+    Aes256Gcm::new(key.into())
+        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+        .map_err(|_| AeadError)
 }
 
 /// AES-256-GCM: authenticates and decrypts ciphertext ‖ tag.
@@ -85,13 +113,40 @@ pub fn xchacha_seal(key: &[u8; 32], nonce: &[u8; 24], aad: &[u8], msg: &[u8]) ->
 
 /// XChaCha20-Poly1305 in place: `buf` holds the message and gets the tag appended.
 pub fn xchacha_seal_in_place(key: &[u8; 32], nonce: &[u8; 24], aad: &[u8], buf: &mut Vec<u8>) {
+    let tag = xchacha_seal_detached(key, nonce, aad, buf);
+    buf.extend_from_slice(&tag);
+}
+
+/// XChaCha20-Poly1305 on a slice: encrypts `buf` in place and returns the tag.
+#[must_use]
+pub fn xchacha_seal_detached(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
     let cipher = XChaCha20Poly1305::new(key.into());
     // As for AES-GCM: fails only beyond 2^38 bytes, unreachable here.
-    let tag = cipher
-        .encrypt_inout_detached(nonce.into(), aad, buf.as_mut_slice().into())
-        .map(|t| t.to_vec())
-        .unwrap_or_default();
-    buf.extend_from_slice(&tag);
+    cipher
+        .encrypt_inout_detached(nonce.into(), aad, buf.into())
+        .map(Into::into)
+        .unwrap_or([0; TAG_LEN])
+}
+
+/// XChaCha20-Poly1305 on a slice: authenticates `buf` with `tag`, then decrypts it in place.
+///
+/// # Errors
+/// [`AeadError`] if the ciphertext does not authenticate.
+pub fn xchacha_open_detached(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadError> {
+    XChaCha20Poly1305::new(key.into())
+        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+        .map_err(|_| AeadError)
 }
 
 /// XChaCha20-Poly1305: authenticates and decrypts ciphertext ‖ tag.

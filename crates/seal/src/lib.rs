@@ -42,7 +42,7 @@
 //!   zero. Every key encrypts exactly one message, so there is no nonce budget to exhaust; salts
 //!   collide with probability about `n² / 2^193` after `n` blocks.
 //! - **AAD** binds the whole header (format version, algorithm, kind, flags, salt, block id) and
-//!   the archive id, so a block cannot be moved to another archive, relabelled as another kind,
+//!   the archive id (zero-padded to 128 bytes), so a block cannot be moved to another archive, relabelled as another kind,
 //!   or passed off under another id (A-5, B-7).
 //! - **Open** authenticates before it parses anything secret, bounds decompression by the
 //!   authenticated length, then recomputes the id and compares it in constant time with the
@@ -280,6 +280,19 @@ impl SealConfig {
     }
 }
 
+/// Length of a block's salt.
+pub const SALT_LEN: usize = format::SALT_LEN;
+
+/// A fresh salt from the operating system's CSPRNG, for [`Sealer::seal_into`].
+///
+/// # Errors
+/// [`SealError::Rng`] if the OS generator fails.
+pub fn random_salt() -> Result<[u8; SALT_LEN], SealError> {
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|_| SealError::Rng)?;
+    Ok(salt)
+}
+
 /// A sealed block: the bytes to store, and its id.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedBlock {
@@ -378,9 +391,7 @@ impl Sealer {
     /// # Errors
     /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`]; [`SealError::Rng`] if the OS RNG fails.
     pub fn seal(&self, kind: BlockKind, plaintext: &[u8]) -> Result<SealedBlock, SealError> {
-        let mut salt = [0u8; format::SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|_| SealError::Rng)?;
-        self.seal_with_salt(kind, plaintext, salt)
+        self.seal_with_salt(kind, plaintext, random_salt()?)
     }
 
     /// Seals with a caller-chosen salt. The salt MUST be unique per block under this key (use
@@ -395,6 +406,24 @@ impl Sealer {
         plaintext: &[u8],
         salt: [u8; format::SALT_LEN],
     ) -> Result<SealedBlock, SealError> {
+        let mut bytes = Vec::new();
+        let id = self.seal_into(kind, plaintext, salt, &mut bytes)?;
+        Ok(SealedBlock { id, bytes })
+    }
+
+    /// Seals into a caller-owned buffer (cleared first), so a pipeline can reuse one allocation
+    /// per worker; returns the block id. The salt MUST be unique per block: draw it with
+    /// [`random_salt`].
+    ///
+    /// # Errors
+    /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`].
+    pub fn seal_into(
+        &self,
+        kind: BlockKind,
+        plaintext: &[u8],
+        salt: [u8; format::SALT_LEN],
+        out: &mut Vec<u8>,
+    ) -> Result<BlockId, SealError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(SealError::TooLarge {
                 len: plaintext.len(),
@@ -414,25 +443,23 @@ impl Sealer {
         };
         // Body: plaintext length ‖ payload length ‖ payload ‖ zeros up to a Padmé size.
         let inner_len = format::body_len(payload.len());
-        let mut out = Vec::with_capacity(HEADER_LEN + inner_len + aead::TAG_LEN);
+        out.clear();
+        out.reserve(HEADER_LEN + inner_len + aead::TAG_LEN);
         out.extend_from_slice(&header.encode());
-        let body_start = out.len();
         out.extend_from_slice(&format::len_u32(plaintext.len()).to_le_bytes());
         out.extend_from_slice(&format::len_u32(payload.len()).to_le_bytes());
         out.extend_from_slice(payload);
-        out.resize(body_start + inner_len, 0);
+        out.resize(HEADER_LEN + inner_len, 0);
 
-        let aad = format::aad(&out[..HEADER_LEN], &self.archive);
+        let (head, body) = out.split_at_mut(HEADER_LEN);
+        let aad = format::aad(head, &self.archive);
         let key = self.derive_block_key(&salt);
-        let mut body = out.split_off(body_start);
-        match header.algorithm {
-            Algorithm::Aes256Gcm => aead::aes256gcm_seal_in_place(&key, &[0; 12], &aad, &mut body),
-            Algorithm::XChaCha20Poly1305 => {
-                aead::xchacha_seal_in_place(&key, &[0; 24], &aad, &mut body);
-            }
-        }
-        out.append(&mut body);
-        Ok(SealedBlock { id, bytes: out })
+        let tag = match header.algorithm {
+            Algorithm::Aes256Gcm => aead::aes256gcm_seal_detached(&key, &[0; 12], &aad, body),
+            Algorithm::XChaCha20Poly1305 => aead::xchacha_seal_detached(&key, &[0; 24], &aad, body),
+        };
+        out.extend_from_slice(&tag);
+        Ok(id)
     }
 
     /// Opens a sealed block that must be of `kind` and named `expected` in this archive, and
@@ -448,37 +475,75 @@ impl Sealer {
         expected: &BlockId,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
+        let mut out = Vec::new();
+        self.open_into(kind, expected, sealed, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens into a caller-owned buffer (cleared first; on error it is left empty).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_into(
+        &self,
+        kind: BlockKind,
+        expected: &BlockId,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
+        out.clear();
+        let result = self.open_inner(kind, expected, sealed, out);
+        if result.is_err() {
+            // Whatever was decrypted before a later check failed is not handed out.
+            zeroize::Zeroize::zeroize(out);
+            out.clear();
+        }
+        result
+    }
+
+    fn open_inner(
+        &self,
+        kind: BlockKind,
+        expected: &BlockId,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         let header = SealedHeader::parse(sealed)?;
         // Slot check first: a valid block of this archive stored under another id is refused.
         let id_ok = header.id.ct_eq(expected) & subtle::Choice::from(u8::from(header.kind == kind));
         if !bool::from(id_ok) {
             return Err(SealError::Open);
         }
-        let (head, body) = sealed.split_at(HEADER_LEN);
+        let (head, rest) = sealed.split_at(HEADER_LEN);
+        let (body, tag) = rest.split_at(rest.len() - aead::TAG_LEN);
+        let tag: &[u8; aead::TAG_LEN] = tag.try_into().map_err(|_| SealError::Open)?;
         let aad = format::aad(head, &self.archive);
         let key = self.derive_block_key(&header.salt);
-        let mut inner = Zeroizing::new(body.to_vec());
+        out.extend_from_slice(body);
         match header.algorithm {
-            Algorithm::Aes256Gcm => aead::aes256gcm_open_in_place(&key, &[0; 12], &aad, &mut inner),
+            Algorithm::Aes256Gcm => aead::aes256gcm_open_detached(&key, &[0; 12], &aad, out, tag),
             Algorithm::XChaCha20Poly1305 => {
-                aead::xchacha_open_in_place(&key, &[0; 24], &aad, &mut inner)
+                aead::xchacha_open_detached(&key, &[0; 24], &aad, out, tag)
             }
         }
         .map_err(|_| SealError::Open)?;
-        let (plain_len, payload) = format::parse_body(&inner).ok_or(SealError::Open)?;
-        let plaintext = if header.compressed {
-            decompress_bounded(payload, plain_len).map_err(|_| SealError::Open)?
+        let (plain_len, payload) = format::parse_body(out).ok_or(SealError::Open)?;
+        if header.compressed {
+            let plain = decompress_bounded(payload, plain_len).map_err(|_| SealError::Open)?;
+            zeroize::Zeroize::zeroize(out);
+            *out = plain;
         } else if payload.len() == plain_len {
-            payload.to_vec()
+            out.copy_within(INNER_HEADER_LEN..INNER_HEADER_LEN + plain_len, 0);
+            out.truncate(plain_len);
         } else {
             return Err(SealError::Open);
-        };
+        }
         // Post-decrypt commitment: the plaintext must hash to the id the header claims.
-        let actual = self.block_id(kind, &plaintext);
+        let actual = self.block_id(kind, out);
         if !bool::from(actual.ct_eq(expected)) {
             return Err(SealError::Open);
         }
-        Ok(plaintext)
+        Ok(())
     }
 
     fn derive_block_key(&self, salt: &[u8; format::SALT_LEN]) -> Zeroizing<[u8; 32]> {

@@ -93,8 +93,10 @@ fn a7_two_key_ciphertext_is_rejected() {
     let header = genuine.as_bytes()[..HEADER_LEN].to_vec();
     let salt = &header[8..32];
     let (ka, kb) = (block_key(&root_a, salt), block_key(&root_b, salt));
+    // AAD = header ‖ archive id ‖ zeros to 128 bytes (docs/format/seal.md).
     let mut aad = header.clone();
     aad.extend_from_slice(archive.as_bytes());
+    aad.resize(128, 0);
 
     // The genuine body opens under A's derived key with the zero nonce: the spec is implemented.
     let body = &genuine.as_bytes()[HEADER_LEN..];
