@@ -26,7 +26,9 @@ const INDEPENDENT: &[&str] = &[
     "cairn-token",
 ];
 
-/// Normal (non-dev, non-build) dependency graph by package name.
+/// Normal (non-dev, non-build) dependency graph by package name. Edges into proc-macro crates are
+/// left out: a proc macro runs in the compiler and none of its dependencies are linked into the
+/// library (prost-derive uses anyhow, say, but cairn-events does not).
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
@@ -45,6 +47,17 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         .iter()
         .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
         .collect();
+    let proc_macros: BTreeSet<&str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["targets"].as_array().unwrap().iter().any(|t| {
+                t["kind"].as_array().unwrap().iter().any(|k| k == "proc-macro")
+            })
+        })
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
     let mut graph = BTreeMap::<String, BTreeSet<String>>::new();
     for node in meta["resolve"]["nodes"].as_array().unwrap() {
         let from = names[node["id"].as_str().unwrap()].to_string();
@@ -55,8 +68,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 .unwrap()
                 .iter()
                 .any(|k| k["kind"].is_null());
-            if normal {
-                entry.insert(names[dep["pkg"].as_str().unwrap()].to_string());
+            let pkg = dep["pkg"].as_str().unwrap();
+            if normal && !proc_macros.contains(pkg) {
+                entry.insert(names[pkg].to_string());
             }
         }
     }
