@@ -53,7 +53,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         .iter()
         .filter(|p| {
             p["targets"].as_array().unwrap().iter().any(|t| {
-                t["kind"].as_array().unwrap().iter().any(|k| k == "proc-macro")
+                t["kind"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k == "proc-macro")
             })
         })
         .map(|p| p["id"].as_str().unwrap())

@@ -24,7 +24,7 @@ pub struct FileSystemActivity<'a> {
     class_uid: u32,
     class_name: &'static str,
     type_uid: i64,
-    type_name: String,
+    type_name: &'static str,
     severity_id: u8,
     severity: &'static str,
     status_id: u8,
@@ -145,13 +145,13 @@ struct BackupOut {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 fn millis(nanos: i64) -> i64 {
@@ -173,6 +173,20 @@ fn activity_name(a: Activity) -> &'static str {
         Activity::SetSecurity => "Set Security",
         Activity::Other => "Other",
         Activity::Unspecified => "Unknown",
+    }
+}
+
+fn type_name(a: Activity) -> &'static str {
+    match a {
+        Activity::Create => "File System Activity: Create",
+        Activity::Read => "File System Activity: Read",
+        Activity::Update => "File System Activity: Update",
+        Activity::Delete => "File System Activity: Delete",
+        Activity::Rename => "File System Activity: Rename",
+        Activity::SetAttributes => "File System Activity: Set Attributes",
+        Activity::SetSecurity => "File System Activity: Set Security",
+        Activity::Other => "File System Activity: Other",
+        Activity::Unspecified => "File System Activity: Unknown",
     }
 }
 
@@ -286,7 +300,7 @@ pub fn to_ocsf<'a>(
         class_uid: CLASS_UID,
         class_name: "File System Activity",
         type_uid: i64::from(CLASS_UID) * 100 + i64::from(activity_id),
-        type_name: format!("File System Activity: {}", activity_name(activity)),
+        type_name: type_name(activity),
         severity_id: 1,
         severity: "Informational",
         status_id: 1,
