@@ -7,7 +7,7 @@
 //! the nonce explicitly so the Wycheproof vectors run through exactly this code.
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
 use chacha20poly1305::XChaCha20Poly1305;
 
 /// Length of every authentication tag.
@@ -21,15 +21,12 @@ pub struct AeadError;
 /// AES-256-GCM: encrypts `msg` and returns ciphertext ‖ 16-byte tag.
 #[must_use]
 pub fn aes256gcm_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(msg.len() + TAG_LEN);
-    buf.extend_from_slice(msg);
-    aes256gcm_seal_in_place(key, nonce, aad, &mut buf);
-    buf
+    seal_vec::<Aes256Gcm>(key, nonce, aad, msg)
 }
 
 /// AES-256-GCM in place: `buf` holds the message and gets the tag appended.
 pub fn aes256gcm_seal_in_place(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) {
-    let tag = aes256gcm_seal_detached(key, nonce, aad, buf);
+    let tag = seal_detached::<Aes256Gcm>(key, nonce, aad, buf);
     buf.extend_from_slice(&tag);
 }
 
@@ -41,13 +38,20 @@ pub fn aes256gcm_seal_detached(
     aad: &[u8],
     buf: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let cipher = Aes256Gcm::new(key.into());
-    // Encryption fails only for messages over 2^36 bytes, which no caller can pass (blocks are
-    // bounded far below); an all-zero tag would then fail every open, never leak.
-    cipher
-        .encrypt_inout_detached(nonce.into(), aad, buf.into())
-        .map(Into::into)
-        .unwrap_or([0; TAG_LEN])
+    seal_detached::<Aes256Gcm>(key, nonce, aad, buf)
+}
+
+/// AES-256-GCM: authenticates and decrypts ciphertext ‖ tag.
+///
+/// # Errors
+/// [`AeadError`] if the input is shorter than a tag or does not authenticate.
+pub fn aes256gcm_open(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    ct: &[u8],
+) -> Result<Vec<u8>, AeadError> {
+    open_vec::<Aes256Gcm>(key, nonce, aad, ct)
 }
 
 /// AES-256-GCM on a slice: authenticates `buf` with `tag`, then decrypts it in place. On error
@@ -62,58 +66,18 @@ pub fn aes256gcm_open_detached(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadError> {
-    Aes256Gcm::new(key.into())
-        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
-        .map_err(|_| AeadError)
-}
-
-/// AES-256-GCM: authenticates and decrypts ciphertext ‖ tag.
-///
-/// # Errors
-/// [`AeadError`] if the input is shorter than a tag or does not authenticate.
-pub fn aes256gcm_open(
-    key: &[u8; 32],
-    nonce: &[u8; 12],
-    aad: &[u8],
-    ct: &[u8],
-) -> Result<Vec<u8>, AeadError> {
-    let mut buf = ct.to_vec();
-    aes256gcm_open_in_place(key, nonce, aad, &mut buf)?;
-    Ok(buf)
-}
-
-/// AES-256-GCM in place: on success `buf` is truncated to the plaintext.
-///
-/// # Errors
-/// [`AeadError`] if the input is shorter than a tag or does not authenticate.
-pub fn aes256gcm_open_in_place(
-    key: &[u8; 32],
-    nonce: &[u8; 12],
-    aad: &[u8],
-    buf: &mut Vec<u8>,
-) -> Result<(), AeadError> {
-    let body = buf.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
-    let (ct, tag) = buf.split_at_mut(body);
-    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AeadError)?;
-    Aes256Gcm::new(key.into())
-        .decrypt_inout_detached(nonce.into(), aad, ct.into(), &tag.into())
-        .map_err(|_| AeadError)?;
-    buf.truncate(body);
-    Ok(())
+    open_detached::<Aes256Gcm>(key, nonce, aad, buf, tag)
 }
 
 /// XChaCha20-Poly1305: encrypts `msg` and returns ciphertext ‖ 16-byte tag.
 #[must_use]
 pub fn xchacha_seal(key: &[u8; 32], nonce: &[u8; 24], aad: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(msg.len() + TAG_LEN);
-    buf.extend_from_slice(msg);
-    xchacha_seal_in_place(key, nonce, aad, &mut buf);
-    buf
+    seal_vec::<XChaCha20Poly1305>(key, nonce, aad, msg)
 }
 
 /// XChaCha20-Poly1305 in place: `buf` holds the message and gets the tag appended.
 pub fn xchacha_seal_in_place(key: &[u8; 32], nonce: &[u8; 24], aad: &[u8], buf: &mut Vec<u8>) {
-    let tag = xchacha_seal_detached(key, nonce, aad, buf);
+    let tag = seal_detached::<XChaCha20Poly1305>(key, nonce, aad, buf);
     buf.extend_from_slice(&tag);
 }
 
@@ -125,12 +89,20 @@ pub fn xchacha_seal_detached(
     aad: &[u8],
     buf: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let cipher = XChaCha20Poly1305::new(key.into());
-    // As for AES-GCM: fails only beyond 2^38 bytes, unreachable here.
-    cipher
-        .encrypt_inout_detached(nonce.into(), aad, buf.into())
-        .map(Into::into)
-        .unwrap_or([0; TAG_LEN])
+    seal_detached::<XChaCha20Poly1305>(key, nonce, aad, buf)
+}
+
+/// XChaCha20-Poly1305: authenticates and decrypts ciphertext ‖ tag.
+///
+/// # Errors
+/// [`AeadError`] if the input is shorter than a tag or does not authenticate.
+pub fn xchacha_open(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    ct: &[u8],
+) -> Result<Vec<u8>, AeadError> {
+    open_vec::<XChaCha20Poly1305>(key, nonce, aad, ct)
 }
 
 /// XChaCha20-Poly1305 on a slice: authenticates `buf` with `tag`, then decrypts it in place.
@@ -144,42 +116,69 @@ pub fn xchacha_open_detached(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadError> {
-    XChaCha20Poly1305::new(key.into())
-        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+    open_detached::<XChaCha20Poly1305>(key, nonce, aad, buf, tag)
+}
+
+// The one implementation behind both algorithms. The public functions fix the key, nonce and tag
+// sizes by type, so the conversions below cannot fail for them; if one ever did, sealing yields an
+// all-zero tag (which fails every open, never leaks) and opening fails.
+
+fn seal_detached<A: AeadInOut + KeyInit>(
+    key: &[u8; 32],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
+    let (Ok(cipher), Ok(nonce)) = (A::new_from_slice(key), <&Nonce<A>>::try_from(nonce)) else {
+        return [0; TAG_LEN];
+    };
+    // Encryption fails only past the AEAD's message limit (2^36 bytes for GCM), which no caller
+    // can reach: blocks are bounded far below.
+    cipher
+        .encrypt_inout_detached(nonce, aad, buf.into())
+        .ok()
+        .and_then(|tag| <[u8; TAG_LEN]>::try_from(tag.as_slice()).ok())
+        .unwrap_or([0; TAG_LEN])
+}
+
+fn open_detached<A: AeadInOut + KeyInit>(
+    key: &[u8; 32],
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadError> {
+    let cipher = A::new_from_slice(key).map_err(|_| AeadError)?;
+    let nonce = <&Nonce<A>>::try_from(nonce).map_err(|_| AeadError)?;
+    let tag = <&Tag<A>>::try_from(&tag[..]).map_err(|_| AeadError)?;
+    cipher
+        .decrypt_inout_detached(nonce, aad, buf.into(), tag)
         .map_err(|_| AeadError)
 }
 
-/// XChaCha20-Poly1305: authenticates and decrypts ciphertext ‖ tag.
-///
-/// # Errors
-/// [`AeadError`] if the input is shorter than a tag or does not authenticate.
-pub fn xchacha_open(
+fn seal_vec<A: AeadInOut + KeyInit>(
     key: &[u8; 32],
-    nonce: &[u8; 24],
+    nonce: &[u8],
+    aad: &[u8],
+    msg: &[u8],
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(msg.len() + TAG_LEN);
+    buf.extend_from_slice(msg);
+    let tag = seal_detached::<A>(key, nonce, aad, &mut buf);
+    buf.extend_from_slice(&tag);
+    buf
+}
+
+fn open_vec<A: AeadInOut + KeyInit>(
+    key: &[u8; 32],
+    nonce: &[u8],
     aad: &[u8],
     ct: &[u8],
 ) -> Result<Vec<u8>, AeadError> {
+    let body = ct.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
+    let (ct, tag) = ct.split_at(body);
+    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| AeadError)?;
     let mut buf = ct.to_vec();
-    xchacha_open_in_place(key, nonce, aad, &mut buf)?;
+    open_detached::<A>(key, nonce, aad, &mut buf, tag)?;
     Ok(buf)
-}
-
-/// XChaCha20-Poly1305 in place: on success `buf` is truncated to the plaintext.
-///
-/// # Errors
-/// [`AeadError`] if the input is shorter than a tag or does not authenticate.
-pub fn xchacha_open_in_place(
-    key: &[u8; 32],
-    nonce: &[u8; 24],
-    aad: &[u8],
-    buf: &mut Vec<u8>,
-) -> Result<(), AeadError> {
-    let body = buf.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
-    let (ct, tag) = buf.split_at_mut(body);
-    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AeadError)?;
-    XChaCha20Poly1305::new(key.into())
-        .decrypt_inout_detached(nonce.into(), aad, ct.into(), &tag.into())
-        .map_err(|_| AeadError)?;
-    buf.truncate(body);
-    Ok(())
 }
