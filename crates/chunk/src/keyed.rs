@@ -4,7 +4,12 @@
 //! `tests/vectors/v1.json` fail if any output changes.
 
 use aes::Aes128;
-use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+use aes::cipher::consts::U16;
+use aes::cipher::typenum::Unsigned;
+use aes::cipher::{
+    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser,
+    KeyInit, ParBlocks,
+};
 use cairn_keys::ChunkerKey;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -103,14 +108,55 @@ impl KeyedV1 {
         for &b in &data[min - WINDOW..min] {
             h = (h << 1).wrapping_add(self.gear[usize::from(b)]);
         }
+        // Run the loop inside the cipher's backend closure: the `aes` crate then compiles it
+        // with the CPU features it detected (VAES/AVX-512 here) and broadcasts the round keys
+        // once per chunk instead of once per call (measured: 2x the AES throughput of calling
+        // `encrypt_blocks` per batch from outside).
+        let mut cut = end;
+        self.prf.encrypt_with_backend(CutLoop {
+            v1: self,
+            data,
+            start: min,
+            h,
+            cut: &mut cut,
+        });
+        cut
+    }
+}
+
+/// The cut loop as a [`BlockCipherEncClosure`], so it runs inside the cipher's backend.
+struct CutLoop<'a> {
+    v1: &'a KeyedV1,
+    data: &'a [u8],
+    start: usize,
+    h: u64,
+    cut: &'a mut usize,
+}
+
+impl BlockSizeUser for CutLoop<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for CutLoop<'_> {
+    #[inline(always)]
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        let Self {
+            v1,
+            data,
+            start,
+            mut h,
+            cut,
+        } = self;
+        let end = data.len();
+        let par = B::ParBlocksSize::USIZE;
         let mut blocks = [aes::Block::default(); BATCH];
-        let mut k = min;
+        let mut k = start;
         while k < end {
             // Batches never straddle `avg`, so each has one threshold.
-            let (limit, t) = if k < self.avg {
-                (self.avg.min(end), self.threshold_small)
+            let (limit, t) = if k < v1.avg {
+                (v1.avg.min(end), v1.threshold_small)
             } else {
-                (end, self.threshold_large)
+                (end, v1.threshold_large)
             };
             let m = BATCH.min(limit - k);
             let bytes = &data[k..k + m];
@@ -118,16 +164,21 @@ impl KeyedV1 {
             // dependency chain.
             let mut pairs = blocks[..m].chunks_exact_mut(2).zip(bytes.chunks_exact(2));
             for (pair, b) in &mut pairs {
-                let (g0, g1) = (self.gear[usize::from(b[0])], self.gear[usize::from(b[1])]);
+                let (g0, g1) = (v1.gear[usize::from(b[0])], v1.gear[usize::from(b[1])]);
                 pair[0] = Array::from(u128::from(h).to_le_bytes());
                 pair[1] = Array::from(u128::from((h << 1).wrapping_add(g0)).to_le_bytes());
                 h = (h << 2).wrapping_add((g0 << 1).wrapping_add(g1));
             }
             if m % 2 == 1 {
                 blocks[m - 1] = Array::from(u128::from(h).to_le_bytes());
-                h = (h << 1).wrapping_add(self.gear[usize::from(bytes[m - 1])]);
+                h = (h << 1).wrapping_add(v1.gear[usize::from(bytes[m - 1])]);
             }
-            self.prf.encrypt_blocks(&mut blocks[..m]);
+            for group in blocks[..m].chunks_mut(par) {
+                match <&mut ParBlocks<B>>::try_from(&mut *group) {
+                    Ok(full) => backend.encrypt_par_blocks_inplace(full),
+                    Err(_) => backend.encrypt_tail_blocks_inplace(group),
+                }
+            }
             let lane = |block: &aes::Block| {
                 u64::from_le_bytes([
                     block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7],
@@ -137,11 +188,12 @@ impl KeyedV1 {
             if blocks[..m].iter().map(lane).min().is_some_and(|r| r < t)
                 && let Some(j) = blocks[..m].iter().position(|b| lane(b) < t)
             {
-                return k + j;
+                *cut = k + j;
+                return;
             }
             k += m;
         }
-        end
+        *cut = end;
     }
 }
 
