@@ -10,6 +10,7 @@
 //! | [`events`] | `cairn-events` | the protobuf file-event schema, batch validation, OCSF File System Activity export |
 //! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
 //! | [`seal`] | `cairn-seal` | one block: keyed id, zstd, Padmé padding, AES-256-GCM or XChaCha20-Poly1305 |
+//! | [`token`] | `cairn-token` | tenant-bound PASETO v4.public tokens: issue, verify, rotate, revoke, authorize |
 //!
 //! # Example
 //!
@@ -28,3 +29,4 @@ pub use cairn_chunk as chunk;
 pub use cairn_events as events;
 pub use cairn_keys as keys;
 pub use cairn_seal as seal;
+pub use cairn_token as token;
