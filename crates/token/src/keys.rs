@@ -60,6 +60,8 @@ impl fmt::Debug for KeyId {
 #[derive(Clone)]
 pub struct VerifyingKey {
     key: AsymmetricPublicKey<V4>,
+    /// The same key, decompressed once, for `verify_strict`.
+    point: ed25519_dalek::VerifyingKey,
     id: KeyId,
 }
 
@@ -69,9 +71,14 @@ impl VerifyingKey {
         ed25519_compact::PublicKey::new(*bytes)
             .validate()
             .map_err(|_| KeyError::WeakPublicKey)?;
+        let point =
+            ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::WeakPublicKey)?;
+        if point.is_weak() {
+            return Err(KeyError::WeakPublicKey);
+        }
         let key = AsymmetricPublicKey::<V4>::from(bytes).map_err(|_| KeyError::WeakPublicKey)?;
         let id = KeyId::of(&key)?;
-        Ok(Self { key, id })
+        Ok(Self { key, point, id })
     }
 
     /// The 32-byte Ed25519 encoding.
@@ -86,8 +93,8 @@ impl VerifyingKey {
         &self.id
     }
 
-    pub(crate) fn paseto(&self) -> &AsymmetricPublicKey<V4> {
-        &self.key
+    pub(crate) fn point(&self) -> &ed25519_dalek::VerifyingKey {
+        &self.point
     }
 }
 

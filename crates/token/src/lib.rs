@@ -76,8 +76,9 @@
 //!   syntax (a PASERK `k4.pid`, never used as a path or query), key lookup and window, Ed25519
 //!   signature over the PAE of header, payload, footer and `tenant:<tenant>`, then the claims.
 //!   No claim is read from an unverified payload.
-//! - Ed25519 comes from `ed25519-compact` (the implementation `pasetors` uses): it rejects
-//!   non-canonical `S`, small-order `A` and `R`; keyring keys are validated when added.
+//! - Tokens are signed by `pasetors` and verified with `ed25519-dalek`'s `verify_strict` over
+//!   the PASETO pre-authentication encoding (non-canonical `S`, small-order `A` and `R` are
+//!   refused); keyring keys are validated when added.
 //! - Claims are parsed into a strict type: every claim required, unknown or duplicate keys and
 //!   wrong types rejected, timestamps only in canonical RFC 3339 UTC.
 //! - Failures are one [`Unauthorized`] whose `Display` is `unauthorized`; [`Reason`] names the
