@@ -7,6 +7,7 @@
 //! | module | crate | what it does |
 //! | --- | --- | --- |
 //! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
+//! | [`escrow`] | `cairn-escrow` | archive-key escrow envelopes: HPKE to the escrow authority, Argon2id passwords, AES-KWP; one-way modes |
 //! | [`events`] | `cairn-events` | the protobuf file-event schema, batch validation, OCSF File System Activity export |
 //! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
 //! | [`seal`] | `cairn-seal` | one block: keyed id, zstd, Padmé padding, AES-256-GCM or XChaCha20-Poly1305 |
@@ -26,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub use cairn_chunk as chunk;
+pub use cairn_escrow as escrow;
 pub use cairn_events as events;
 pub use cairn_keys as keys;
 pub use cairn_seal as seal;
