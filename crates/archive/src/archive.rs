@@ -1,0 +1,921 @@
+//! The archive: open (with recovery), append, commit (group commit), seal, look up, read.
+
+use std::collections::HashMap;
+
+use crate::error::{ArchiveError, FormatError};
+use crate::format::{
+    COMMIT_PAYLOAD_LEN, INDEX_ENTRY_LEN, IndexEntry, KIND_COMMIT, Key, MAX_PAYLOAD_LEN,
+    RECORD_CRC_LEN, RECORD_HEADER_LEN, RECORD_OVERHEAD, RESERVED_KINDS, RecordHeader,
+    SEGMENT_HEADER_LEN, SegmentHeader, TRAILER_LEN, Trailer, chain_next, chain_start,
+    decode_record, record_crc,
+};
+use crate::index::{MAX_SEALED_SEGMENTS, SealedIndex};
+use crate::storage::{SegmentWriter, Storage};
+
+/// Smallest segment target size.
+pub const MIN_SEGMENT_TARGET: u64 = 4 << 10;
+/// Largest segment target size.
+pub const MAX_SEGMENT_TARGET: u64 = 4 << 30;
+/// Default segment target size: 64 MiB, a good object-store object.
+pub const DEFAULT_SEGMENT_TARGET: u64 = 64 << 20;
+const COMMIT_PAYLOAD_LEN_U32: u32 = 8;
+const _: () = assert!(COMMIT_PAYLOAD_LEN_U32 as usize == COMMIT_PAYLOAD_LEN);
+/// Writes smaller than this are gathered in memory before reaching storage.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// How an archive is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    archive_id: [u8; 16],
+    segment_target: u64,
+}
+
+impl Config {
+    /// An archive with the default segment size.
+    pub fn new(archive_id: [u8; 16]) -> Self {
+        Self {
+            archive_id,
+            segment_target: DEFAULT_SEGMENT_TARGET,
+        }
+    }
+
+    /// Seal a segment once a commit leaves it at least this long (4 KiB ..= 4 GiB).
+    pub fn with_segment_target(mut self, bytes: u64) -> Result<Self, ArchiveError> {
+        if !(MIN_SEGMENT_TARGET..=MAX_SEGMENT_TARGET).contains(&bytes) {
+            return Err(ArchiveError::Config(
+                "segment target must be 4 KiB ..= 4 GiB",
+            ));
+        }
+        self.segment_target = bytes;
+        Ok(self)
+    }
+
+    /// The archive id.
+    pub fn archive_id(&self) -> [u8; 16] {
+        self.archive_id
+    }
+}
+
+/// Where a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// Segment number.
+    pub segment: u64,
+    /// Offset of the record in the segment.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u32,
+    /// Record kind.
+    pub kind: u8,
+}
+
+/// What a commit made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// Sequence number of the commit record; every record before it is durable.
+    pub seq: u64,
+    /// The hash-chain head over every data record so far (what a client remembers, B-8).
+    pub chain_head: [u8; 32],
+    /// Data records in the archive.
+    pub data_records: u64,
+}
+
+/// What [`Archive::open`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes cut from the end of the active segment (a torn or garbage tail, or records written
+    /// but never committed).
+    pub truncated_bytes: u64,
+    /// Whole records among them (written, not committed, so never acknowledged).
+    pub dropped_records: u64,
+    /// An active segment whose header never became durable was removed (it held nothing
+    /// committed).
+    pub removed_empty_segment: bool,
+    /// Sealed segments whose trailer or index was damaged; their records were indexed by
+    /// scanning instead (run `verify`).
+    pub rescanned_segments: Vec<u64>,
+    /// Sealed segments whose header is damaged (their records are still indexed).
+    pub damaged_headers: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Sealed {
+    seq: u64,
+    name: String,
+    index_offset: u64,
+    index_count: u64,
+    /// Entries kept in memory only for segments whose on-disk index is damaged.
+    rescued: Option<Vec<IndexEntry>>,
+}
+
+struct Active<W> {
+    seq: u64,
+    name: String,
+    writer: W,
+    /// Bytes in the segment, counting the unflushed buffer.
+    len: u64,
+    /// Bytes not yet handed to the writer.
+    buffer: Vec<u8>,
+    first_seq: u64,
+    entries: Vec<IndexEntry>,
+    by_key: HashMap<Key, usize>,
+}
+
+/// An append-only log of records in segments over a [`Storage`].
+pub struct Archive<S: Storage> {
+    storage: S,
+    config: Config,
+    sealed: Vec<Sealed>,
+    index: SealedIndex,
+    active: Active<S::Writer>,
+    next_seq: u64,
+    chain: [u8; 32],
+    data_records: u64,
+    last_commit: Commit,
+    /// Length of the active segment at the last commit.
+    committed_len: u64,
+    dirty: bool,
+    poisoned: bool,
+}
+
+/// The storage name of segment `seq`, sealed or active.
+pub fn segment_name(seq: u64, active: bool) -> String {
+    if active {
+        format!("seg-{seq:016x}.active")
+    } else {
+        format!("seg-{seq:016x}")
+    }
+}
+
+fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let rest = name.strip_prefix("seg-")?;
+    let (hex, active) = match rest.strip_suffix(".active") {
+        Some(h) => (h, true),
+        None => (rest, false),
+    };
+    if hex.len() != 16
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(|seq| (seq, active))
+}
+
+fn corrupt(segment: u64, offset: u64, reason: &'static str) -> ArchiveError {
+    ArchiveError::Corrupt {
+        segment,
+        offset,
+        reason,
+    }
+}
+
+fn to_usize(x: u64) -> Result<usize, ArchiveError> {
+    usize::try_from(x).map_err(|_| ArchiveError::Config("size exceeds the address space"))
+}
+
+/// The result of scanning a segment's records from the header on.
+pub(crate) struct Scan {
+    /// Data-record entries up to the last commit.
+    pub(crate) entries: Vec<IndexEntry>,
+    /// End of the last commit record.
+    pub(crate) committed_end: u64,
+    /// Chain head at the last commit.
+    pub(crate) chain: [u8; 32],
+    /// Data records in the archive at the last commit.
+    pub(crate) data_records: u64,
+    /// Next sequence number after the last commit.
+    pub(crate) next_seq: u64,
+    /// Records after the last commit (complete ones).
+    pub(crate) uncommitted_records: u64,
+    /// Where scanning stopped, and why, if not at the end.
+    pub(crate) stopped: Option<(u64, &'static str)>,
+    /// Whether a plausible record exists beyond the stop (so the stop is damage, not a tail).
+    pub(crate) records_after_stop: bool,
+}
+
+/// Scans `bytes` (a whole segment) from the header on, checking sequence numbers, the chain
+/// at every commit, and commit counts.
+pub(crate) fn scan_segment(
+    bytes: &[u8],
+    first_seq: u64,
+    chain: [u8; 32],
+    data_records: u64,
+    limit: usize,
+) -> Scan {
+    let mut s = Scan {
+        entries: Vec::new(),
+        committed_end: SEGMENT_HEADER_LEN as u64,
+        chain,
+        data_records,
+        next_seq: first_seq,
+        uncommitted_records: 0,
+        stopped: None,
+        records_after_stop: false,
+    };
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut chain = chain;
+    let mut data = data_records;
+    let mut seq = first_seq;
+    let mut pending: Vec<IndexEntry> = Vec::new();
+    let end = limit.min(bytes.len());
+    while pos < end {
+        let (header, payload) = match decode_record(&bytes[pos..end]) {
+            Ok(r) => r,
+            Err(e) => {
+                s.stopped = Some((pos as u64, format_reason(e)));
+                break;
+            }
+        };
+        if header.seq != seq {
+            s.stopped = Some((pos as u64, "sequence number out of order"));
+            break;
+        }
+        let framed = header.framed_len();
+        if header.kind == KIND_COMMIT {
+            let ok_payload = payload.len() == COMMIT_PAYLOAD_LEN
+                && u64::from_le_bytes(payload.try_into().unwrap_or([0; 8])) == data;
+            if header.key != chain || !ok_payload {
+                s.stopped = Some((pos as u64, "commit does not match the chain"));
+                break;
+            }
+            s.entries.append(&mut pending);
+            s.committed_end = (pos + framed) as u64;
+            s.chain = chain;
+            s.data_records = data;
+            s.next_seq = seq + 1;
+            s.uncommitted_records = 0;
+        } else if header.kind >= RESERVED_KINDS {
+            s.stopped = Some((pos as u64, "reserved record kind"));
+            break;
+        } else {
+            let hb = header.encode();
+            chain = chain_next(&chain, &hb, payload);
+            data += 1;
+            pending.push(IndexEntry {
+                key: header.key,
+                offset: pos as u64,
+                len: header.len,
+                kind: header.kind,
+            });
+            s.uncommitted_records += 1;
+        }
+        seq += 1;
+        pos += framed;
+    }
+    if let Some((at, _)) = s.stopped {
+        s.records_after_stop = plausible_record_after(bytes, to_usize_lossy(at) + 1, end, seq);
+    }
+    s
+}
+
+fn to_usize_lossy(x: u64) -> usize {
+    usize::try_from(x).unwrap_or(usize::MAX)
+}
+
+fn format_reason(e: FormatError) -> &'static str {
+    match e {
+        FormatError::Truncated => "record runs past the end",
+        FormatError::Checksum => "record checksum mismatch",
+        FormatError::Length => "record length out of range",
+        FormatError::Reserved => "record reserved bits set",
+        FormatError::Magic | FormatError::Version => "bad record",
+    }
+}
+
+/// Whether any complete, checksummed record with a sequence number at or after `min_seq`
+/// starts in `bytes[from..end]`: if so, a stop before it is damage in the middle of the log, not
+/// a torn tail, and must not be truncated away.
+fn plausible_record_after(bytes: &[u8], from: usize, end: usize, min_seq: u64) -> bool {
+    let mut p = from;
+    while p + RECORD_OVERHEAD <= end {
+        let plausible = RecordHeader::decode(&bytes[p..end])
+            .is_ok_and(|h| h.seq >= min_seq && h.seq < min_seq.saturating_add(1 << 32));
+        if plausible && decode_record(&bytes[p..end]).is_ok() {
+            return true;
+        }
+        p += 1;
+    }
+    false
+}
+
+impl<S: Storage> Archive<S> {
+    /// Opens (or creates) the archive in `storage`, running recovery: a torn or garbage tail of
+    /// the active segment is cut back to its last commit and reported; damage anywhere else is
+    /// an error, never silently cut.
+    pub fn open(storage: S, config: Config) -> Result<(Self, Recovery), ArchiveError> {
+        let mut recovery = Recovery::default();
+        let mut sealed_seqs = Vec::new();
+        let mut active_seqs = Vec::new();
+        for name in storage.list()? {
+            match parse_name(&name) {
+                Some((seq, false)) => sealed_seqs.push(seq),
+                Some((seq, true)) => active_seqs.push(seq),
+                None => {}
+            }
+        }
+        sealed_seqs.sort_unstable();
+        active_seqs.sort_unstable();
+        let mut index = SealedIndex::default();
+        let mut sealed = Vec::with_capacity(sealed_seqs.len());
+        let mut next_seq = 0u64;
+        let mut chain = chain_start(&config.archive_id);
+        let mut data_records = 0u64;
+        for (slot, &seq) in sealed_seqs.iter().enumerate() {
+            if seq != slot as u64 {
+                return Err(corrupt(slot as u64, 0, "missing sealed segment"));
+            }
+            if seq >= MAX_SEALED_SEGMENTS {
+                return Err(ArchiveError::Config("too many sealed segments"));
+            }
+            let name = segment_name(seq, false);
+            let s = open_sealed(
+                &storage,
+                &config,
+                seq,
+                &name,
+                (next_seq, chain, data_records),
+                &mut recovery,
+            )?;
+            next_seq = s.last_seq + 1;
+            chain = s.chain;
+            data_records = s.data_records;
+            index.insert(seq, s.entries.iter().map(|e| e.key));
+            sealed.push(Sealed {
+                seq,
+                name,
+                index_offset: s.index_offset,
+                index_count: s.entries.len() as u64,
+                rescued: s.rescued.then_some(s.entries),
+            });
+        }
+        let active_seq = sealed.len() as u64;
+        if active_seqs.iter().any(|&s| s != active_seq) || active_seqs.len() > 1 {
+            return Err(corrupt(active_seq, 0, "unexpected active segment"));
+        }
+        let name = segment_name(active_seq, true);
+        let mut active = None;
+        if !active_seqs.is_empty() {
+            let len = to_usize(storage.len(&name)?)?;
+            let mut bytes = vec![0u8; len];
+            storage.read_at(&name, 0, &mut bytes)?;
+            match SegmentHeader::decode(&bytes) {
+                Ok(h)
+                    if h.archive_id == config.archive_id
+                        && h.segment_seq == active_seq
+                        && h.first_record_seq == next_seq =>
+                {
+                    let first_seq = h.first_record_seq;
+                    let scan = scan_segment(&bytes, next_seq, chain, data_records, len);
+                    if scan.stopped.is_some() && scan.records_after_stop {
+                        let (at, why) = scan.stopped.unwrap_or((0, ""));
+                        return Err(corrupt(active_seq, at, why));
+                    }
+                    if scan.committed_end < len as u64 {
+                        recovery.truncated_bytes = len as u64 - scan.committed_end;
+                        recovery.dropped_records = scan.uncommitted_records;
+                        storage.truncate(&name, scan.committed_end)?;
+                    }
+                    let writer = storage.append(&name)?;
+                    let by_key = scan
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| (e.key, i))
+                        .collect();
+                    next_seq = scan.next_seq;
+                    chain = scan.chain;
+                    data_records = scan.data_records;
+                    active = Some(Active {
+                        seq: active_seq,
+                        name: name.clone(),
+                        writer,
+                        len: scan.committed_end,
+                        buffer: Vec::new(),
+                        first_seq,
+                        entries: scan.entries,
+                        by_key,
+                    });
+                }
+                Ok(_) => return Err(corrupt(active_seq, 0, "active segment belongs elsewhere")),
+                Err(_) => {
+                    // A header that never became durable: nothing after it can have been
+                    // committed. Unless something committed-looking follows, remove the file.
+                    if plausible_record_after(&bytes, 0, bytes.len(), next_seq) {
+                        return Err(corrupt(
+                            active_seq,
+                            0,
+                            "damaged header before committed records",
+                        ));
+                    }
+                    storage.remove(&name)?;
+                    recovery.removed_empty_segment = true;
+                }
+            }
+        }
+        let active = match active {
+            Some(a) => a,
+            None => new_active(&storage, &config, active_seq, next_seq)?,
+        };
+        let last_commit = Commit {
+            seq: next_seq.saturating_sub(1),
+            chain_head: chain,
+            data_records,
+        };
+        let committed_len = active.len;
+        let archive = Self {
+            committed_len,
+            storage,
+            config,
+            sealed,
+            index,
+            active,
+            next_seq,
+            chain,
+            data_records,
+            last_commit,
+            dirty: false,
+            poisoned: false,
+        };
+        Ok((archive, recovery))
+    }
+
+    /// Appends a record (not yet durable: call [`Archive::commit`]). `kind` must be below
+    /// 0xF0; the payload is opaque, at most [`MAX_PAYLOAD_LEN`] bytes.
+    pub fn append(
+        &mut self,
+        kind: u8,
+        key: &Key,
+        payload: &[u8],
+    ) -> Result<Location, ArchiveError> {
+        if self.poisoned {
+            return Err(ArchiveError::Poisoned);
+        }
+        if kind >= RESERVED_KINDS {
+            return Err(ArchiveError::ReservedKind);
+        }
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(ArchiveError::PayloadTooLarge);
+        }
+        let len = u32::try_from(payload.len()).map_err(|_| ArchiveError::PayloadTooLarge)?;
+        let header = RecordHeader {
+            len,
+            kind,
+            seq: self.next_seq,
+            key: *key,
+        };
+        let hb = header.encode();
+        let offset = self.active.len;
+        self.write_record(&hb, payload)?;
+        self.chain = chain_next(&self.chain, &hb, payload);
+        self.data_records += 1;
+        self.next_seq += 1;
+        self.dirty = true;
+        let entry = IndexEntry {
+            key: *key,
+            offset,
+            len,
+            kind,
+        };
+        self.active.by_key.insert(*key, self.active.entries.len());
+        self.active.entries.push(entry);
+        Ok(Location {
+            segment: self.active.seq,
+            offset,
+            len,
+            kind,
+        })
+    }
+
+    fn write_record(
+        &mut self,
+        hb: &[u8; RECORD_HEADER_LEN],
+        payload: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let crc = record_crc(hb, payload).to_le_bytes();
+        let a = &mut self.active;
+        a.buffer.extend_from_slice(hb);
+        if payload.len() >= WRITE_BUFFER / 4 {
+            // Large payloads go straight to storage, after what is buffered.
+            let result = flush(&mut a.writer, &mut a.buffer)
+                .and_then(|()| a.writer.write_all(payload).map_err(ArchiveError::from));
+            if let Err(e) = result {
+                self.poisoned = true;
+                return Err(e);
+            }
+        } else {
+            a.buffer.extend_from_slice(payload);
+        }
+        a.buffer.extend_from_slice(&crc);
+        a.len += (RECORD_OVERHEAD + payload.len()) as u64;
+        if a.buffer.len() >= WRITE_BUFFER
+            && let Err(e) = flush(&mut a.writer, &mut a.buffer)
+        {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes every appended record durable (one commit record, one sync: group commit) and
+    /// returns what a client should remember. Only after `Ok` is anything acknowledged. A
+    /// failure poisons this handle: nothing more is appended or acknowledged until the archive
+    /// is reopened (B-11).
+    pub fn commit(&mut self) -> Result<Commit, ArchiveError> {
+        if self.poisoned {
+            return Err(ArchiveError::Poisoned);
+        }
+        if !self.dirty {
+            return Ok(self.last_commit);
+        }
+        let header = RecordHeader {
+            len: COMMIT_PAYLOAD_LEN_U32,
+            kind: KIND_COMMIT,
+            seq: self.next_seq,
+            key: self.chain,
+        };
+        let payload = self.data_records.to_le_bytes();
+        let result = self
+            .write_record(&header.encode(), &payload)
+            .and_then(|()| {
+                let a = &mut self.active;
+                flush(&mut a.writer, &mut a.buffer)?;
+                a.writer.sync().map_err(ArchiveError::from)
+            });
+        if let Err(e) = result {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let commit = Commit {
+            seq: self.next_seq,
+            chain_head: self.chain,
+            data_records: self.data_records,
+        };
+        self.next_seq += 1;
+        self.last_commit = commit;
+        self.committed_len = self.active.len;
+        self.dirty = false;
+        if self.active.len >= self.config.segment_target
+            && let Err(e) = self.seal_active()
+        {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(commit)
+    }
+
+    /// Writes the index and trailer, syncs, publishes the segment, and starts the next one.
+    fn seal_active(&mut self) -> Result<(), ArchiveError> {
+        let mut entries = self.active.entries.clone();
+        entries.sort_unstable();
+        let index_offset = self.active.len;
+        let mut footer = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN + TRAILER_LEN);
+        for e in &entries {
+            footer.extend_from_slice(&e.encode());
+        }
+        let trailer = Trailer {
+            index_offset,
+            index_count: entries.len() as u64,
+            first_seq: self.active.first_seq,
+            last_seq: self.next_seq - 1,
+            chain_head: self.chain,
+            index_crc: crc32c::crc32c(&footer),
+        };
+        footer.extend_from_slice(&trailer.encode());
+        let a = &mut self.active;
+        a.writer.write_all(&footer)?;
+        a.writer.sync()?;
+        let sealed_name = segment_name(a.seq, false);
+        self.storage.seal(&a.name, &sealed_name)?;
+        let seq = a.seq;
+        self.index.insert(seq, entries.iter().map(|e| e.key));
+        self.sealed.push(Sealed {
+            seq,
+            name: sealed_name,
+            index_offset,
+            index_count: entries.len() as u64,
+            rescued: None,
+        });
+        self.active = new_active(&self.storage, &self.config, seq + 1, self.next_seq)?;
+        self.committed_len = self.active.len;
+        Ok(())
+    }
+
+    /// Where the newest record with `key` is, if any.
+    pub fn locate(&self, key: &Key) -> Result<Option<Location>, ArchiveError> {
+        if let Some(&i) = self.active.by_key.get(key) {
+            let e = self.active.entries[i];
+            return Ok(Some(Location {
+                segment: self.active.seq,
+                offset: e.offset,
+                len: e.len,
+                kind: e.kind,
+            }));
+        }
+        for slot in self.index.candidates(key) {
+            let Some(s) = self.sealed.get(to_usize(slot)?) else {
+                continue;
+            };
+            if let Some(e) = self.find_in_sealed(s, key)? {
+                return Ok(Some(Location {
+                    segment: s.seq,
+                    offset: e.offset,
+                    len: e.len,
+                    kind: e.kind,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Binary search of a sealed segment's on-disk index (the last entry for the key).
+    fn find_in_sealed(&self, s: &Sealed, key: &Key) -> Result<Option<IndexEntry>, ArchiveError> {
+        if let Some(entries) = &s.rescued {
+            return Ok(entries.iter().rev().find(|e| &e.key == key).copied());
+        }
+        let read = |i: u64| -> Result<IndexEntry, ArchiveError> {
+            let mut b = [0u8; INDEX_ENTRY_LEN];
+            self.storage
+                .read_at(&s.name, s.index_offset + i * INDEX_ENTRY_LEN as u64, &mut b)?;
+            IndexEntry::decode(&b).map_err(|_| corrupt(s.seq, s.index_offset, "index entry"))
+        };
+        // First entry with entry.key > key, then step back.
+        let (mut lo, mut hi) = (0u64, s.index_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if read(mid)?.key <= *key {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
+        }
+        if lo == 0 {
+            return Ok(None);
+        }
+        let e = read(lo - 1)?;
+        Ok((e.key == *key).then_some(e))
+    }
+
+    /// Reads and checks the record at `loc`, returning its payload.
+    pub fn read(&mut self, loc: &Location) -> Result<Vec<u8>, ArchiveError> {
+        let name = if loc.segment == self.active.seq {
+            if !self.active.buffer.is_empty() {
+                let a = &mut self.active;
+                if let Err(e) = flush(&mut a.writer, &mut a.buffer) {
+                    self.poisoned = true;
+                    return Err(e);
+                }
+            }
+            self.active.name.clone()
+        } else {
+            let s = self
+                .sealed
+                .get(to_usize(loc.segment)?)
+                .ok_or_else(|| corrupt(loc.segment, loc.offset, "no such segment"))?;
+            s.name.clone()
+        };
+        let mut bytes = vec![0u8; RECORD_OVERHEAD + loc.len as usize];
+        self.storage.read_at(&name, loc.offset, &mut bytes)?;
+        let (header, payload) = decode_record(&bytes)
+            .map_err(|e| corrupt(loc.segment, loc.offset, format_reason(e)))?;
+        if header.len != loc.len || header.kind != loc.kind {
+            return Err(corrupt(
+                loc.segment,
+                loc.offset,
+                "record does not match its index entry",
+            ));
+        }
+        let payload_len = payload.len();
+        bytes.truncate(RECORD_HEADER_LEN + payload_len);
+        bytes.drain(..RECORD_HEADER_LEN);
+        debug_assert_eq!(bytes.len(), payload_len);
+        let _ = RECORD_CRC_LEN;
+        Ok(bytes)
+    }
+
+    /// The newest payload stored under `key`.
+    pub fn get(&mut self, key: &Key) -> Result<Option<Vec<u8>>, ArchiveError> {
+        match self.locate(key)? {
+            Some(loc) => self.read(&loc).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last commit.
+    pub fn last_commit(&self) -> Commit {
+        self.last_commit
+    }
+
+    /// Number of sealed segments.
+    pub fn sealed_segments(&self) -> u64 {
+        self.sealed.len() as u64
+    }
+
+    /// The active segment's number.
+    pub fn active_segment(&self) -> u64 {
+        self.active.seq
+    }
+
+    /// Heap bytes of the sealed-segment index, and the number of records it covers.
+    pub fn sealed_index_memory(&self) -> (usize, usize) {
+        (self.index.heap_bytes(), self.index.len())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Names of the sealed segments, then the active one, in order.
+    pub fn segment_names(&self) -> Vec<(u64, String)> {
+        let mut v: Vec<(u64, String)> = self
+            .sealed
+            .iter()
+            .map(|s| (s.seq, s.name.clone()))
+            .collect();
+        v.push((self.active.seq, self.active.name.clone()));
+        v
+    }
+
+    /// Consumes the handle, returning the storage (after flushing nothing: uncommitted records
+    /// may or may not reach storage, exactly as in a crash).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+}
+
+fn flush<W: SegmentWriter>(w: &mut W, buffer: &mut Vec<u8>) -> Result<(), ArchiveError> {
+    if !buffer.is_empty() {
+        w.write_all(buffer)?;
+        buffer.clear();
+    }
+    Ok(())
+}
+
+fn new_active<S: Storage>(
+    storage: &S,
+    config: &Config,
+    seq: u64,
+    first_seq: u64,
+) -> Result<Active<S::Writer>, ArchiveError> {
+    let name = segment_name(seq, true);
+    let mut writer = storage.create(&name)?;
+    let header = SegmentHeader {
+        archive_id: config.archive_id,
+        segment_seq: seq,
+        first_record_seq: first_seq,
+    };
+    writer.write_all(&header.encode())?;
+    writer.sync()?;
+    Ok(Active {
+        seq,
+        name,
+        writer,
+        len: SEGMENT_HEADER_LEN as u64,
+        buffer: Vec::new(),
+        first_seq,
+        entries: Vec::new(),
+        by_key: HashMap::new(),
+    })
+}
+
+struct OpenedSealed {
+    entries: Vec<IndexEntry>,
+    index_offset: u64,
+    last_seq: u64,
+    chain: [u8; 32],
+    data_records: u64,
+    rescued: bool,
+}
+
+/// Reads a sealed segment's trailer and index (or, if they are damaged, rescans its records).
+fn open_sealed<S: Storage>(
+    storage: &S,
+    config: &Config,
+    seq: u64,
+    name: &str,
+    (first_seq, chain, data_records): (u64, [u8; 32], u64),
+    recovery: &mut Recovery,
+) -> Result<OpenedSealed, ArchiveError> {
+    let len = storage.len(name)?;
+    let mut hb = [0u8; SEGMENT_HEADER_LEN];
+    if len >= SEGMENT_HEADER_LEN as u64 {
+        storage.read_at(name, 0, &mut hb)?;
+    }
+    match SegmentHeader::decode(&hb) {
+        Ok(h) if h.archive_id != config.archive_id => {
+            return Err(corrupt(seq, 0, "segment belongs to another archive"));
+        }
+        Ok(h) if h.segment_seq != seq || h.first_record_seq != first_seq => {
+            return Err(corrupt(seq, 0, "segment header out of sequence"));
+        }
+        Ok(_) => {}
+        Err(_) => recovery.damaged_headers.push(seq),
+    }
+    if let Ok(found) = read_footer(storage, seq, name, len, first_seq, data_records) {
+        return Ok(found);
+    }
+    // The footer is damaged: index the segment by scanning its records.
+    recovery.rescanned_segments.push(seq);
+    let mut bytes = vec![0u8; to_usize(len)?];
+    storage.read_at(name, 0, &mut bytes)?;
+    let scan = scan_segment(&bytes, first_seq, chain, data_records, bytes.len());
+    if scan.next_seq == first_seq {
+        return Err(corrupt(
+            seq,
+            SEGMENT_HEADER_LEN as u64,
+            "sealed segment unreadable",
+        ));
+    }
+    let index_offset = scan.committed_end;
+    Ok(OpenedSealed {
+        entries: scan.entries,
+        index_offset,
+        last_seq: scan.next_seq - 1,
+        chain: scan.chain,
+        data_records: scan.data_records,
+        rescued: true,
+    })
+}
+
+fn read_footer<S: Storage>(
+    storage: &S,
+    seq: u64,
+    name: &str,
+    len: u64,
+    first_seq: u64,
+    data_records_before: u64,
+) -> Result<OpenedSealed, ArchiveError> {
+    let bad = |why| corrupt(seq, len, why);
+    if len < (SEGMENT_HEADER_LEN + TRAILER_LEN) as u64 {
+        return Err(bad("too short"));
+    }
+    let mut tb = [0u8; TRAILER_LEN];
+    storage.read_at(name, len - TRAILER_LEN as u64, &mut tb)?;
+    let t = Trailer::decode(&tb).map_err(|_| bad("trailer"))?;
+    let index_bytes = t
+        .index_count
+        .checked_mul(INDEX_ENTRY_LEN as u64)
+        .ok_or_else(|| bad("index size"))?;
+    if t.first_seq != first_seq
+        || t.last_seq < first_seq
+        || t.index_offset < SEGMENT_HEADER_LEN as u64
+        || t.index_offset
+            .checked_add(index_bytes)
+            .and_then(|x| x.checked_add(TRAILER_LEN as u64))
+            != Some(len)
+    {
+        return Err(bad("trailer fields"));
+    }
+    let mut ib = vec![0u8; to_usize(index_bytes)?];
+    storage.read_at(name, t.index_offset, &mut ib)?;
+    if crc32c::crc32c(&ib) != t.index_crc {
+        return Err(bad("index checksum"));
+    }
+    let entries = ib
+        .chunks_exact(INDEX_ENTRY_LEN)
+        .map(IndexEntry::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad("index entry"))?;
+    // Every data record of the segment has an index entry (verify checks this against the
+    // records and the last commit's count).
+    let data_records = data_records_before + t.index_count;
+    Ok(OpenedSealed {
+        entries,
+        index_offset: t.index_offset,
+        last_seq: t.last_seq,
+        chain: t.chain_head,
+        data_records,
+        rescued: false,
+    })
+}
+
+impl<S: Storage> Archive<S> {
+    pub(crate) fn flush_for_verify(&mut self) -> Result<(), ArchiveError> {
+        if self.poisoned {
+            return Err(ArchiveError::Poisoned);
+        }
+        let a = &mut self.active;
+        if let Err(e) = flush(&mut a.writer, &mut a.buffer) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Length of the active segment up to and including the last commit.
+    pub(crate) fn active_committed_len(&self) -> u64 {
+        if self.dirty {
+            // Records after the last commit are not part of the committed log.
+            self.committed_len
+        } else {
+            self.active.len
+        }
+    }
+}

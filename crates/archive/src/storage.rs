@@ -1,0 +1,322 @@
+//! Where segments live: a small trait, an in-memory implementation and a local directory.
+//!
+//! The contract each implementation keeps (the archive's durability rests on it):
+//!
+//! - [`Storage::create`] makes a new, empty file and returns only once its directory entry is
+//!   durable (on a directory: create, then fsync the directory). It fails if the name exists.
+//! - [`SegmentWriter::write_all`] appends; the bytes may be lost on power failure until
+//!   [`SegmentWriter::sync`] returns `Ok` (fsync). A failed `sync` means nothing about what
+//!   reached the medium.
+//! - [`Storage::truncate`] cuts a file and makes the cut durable before returning.
+//! - [`Storage::seal`] publishes a finished file under its final, immutable name atomically and
+//!   durably (rename, then fsync the directory). A sealed name is never written again, which is
+//!   what an object store's create-only put gives too.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+#[cfg(not(unix))]
+use std::io::Read;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Appends to one file.
+pub trait SegmentWriter: Send {
+    /// Appends `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// A flat namespace of files.
+pub trait Storage: Send + Sync {
+    /// The writer type.
+    type Writer: SegmentWriter;
+    /// Creates a new empty file; durable directory entry on return; fails if it exists.
+    fn create(&self, name: &str) -> io::Result<Self::Writer>;
+    /// Opens an existing file to append at its end (the active segment after recovery).
+    fn append(&self, name: &str) -> io::Result<Self::Writer>;
+    /// The file's length.
+    fn len(&self, name: &str) -> io::Result<u64>;
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Truncates to `len` bytes, durably.
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
+    /// Publishes `from` as the immutable `to`, atomically and durably.
+    fn seal(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes a file (durably).
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Every name, in no particular order.
+    fn list(&self) -> io::Result<Vec<String>>;
+}
+
+fn lock<T>(m: &Mutex<T>) -> io::Result<MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| io::Error::other("storage lock poisoned"))
+}
+
+type Files = Arc<Mutex<BTreeMap<String, Arc<Mutex<Vec<u8>>>>>>;
+
+/// Files in memory. Clones share the same files. Everything is "durable" at once.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    files: Files,
+}
+
+impl MemoryStorage {
+    /// No files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of a file's bytes (for tests that damage files).
+    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
+        let files = lock(&self.files).ok()?;
+        let file = files.get(name)?;
+        lock(file).ok().map(|f| f.clone())
+    }
+
+    /// Replaces a file's bytes (for tests that damage files).
+    pub fn put(&self, name: &str, bytes: Vec<u8>) {
+        if let Ok(mut files) = lock(&self.files) {
+            files.insert(name.to_owned(), Arc::new(Mutex::new(bytes)));
+        }
+    }
+
+    fn file(&self, name: &str) -> io::Result<Arc<Mutex<Vec<u8>>>> {
+        lock(&self.files)?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+}
+
+/// A [`MemoryStorage`] writer.
+#[derive(Debug)]
+pub struct MemoryWriter(Arc<Mutex<Vec<u8>>>);
+
+impl SegmentWriter for MemoryWriter {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        lock(&self.0)?.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Storage for MemoryStorage {
+    type Writer = MemoryWriter;
+
+    fn create(&self, name: &str) -> io::Result<MemoryWriter> {
+        let mut files = lock(&self.files)?;
+        if files.contains_key(name) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        let file = Arc::new(Mutex::new(Vec::new()));
+        files.insert(name.to_owned(), file.clone());
+        Ok(MemoryWriter(file))
+    }
+
+    fn append(&self, name: &str) -> io::Result<MemoryWriter> {
+        Ok(MemoryWriter(self.file(name)?))
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        let file = self.file(name)?;
+        let len = lock(&file)?.len();
+        Ok(len as u64)
+    }
+
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let file = self.file(name)?;
+        let data = lock(&file)?;
+        let start =
+            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| data.get(start..end))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        let file = self.file(name)?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        lock(&file)?.truncate(len);
+        Ok(())
+    }
+
+    fn seal(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut files = lock(&self.files)?;
+        if files.contains_key(to) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        let file = files
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        lock(&self.files)?
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(lock(&self.files)?.keys().cloned().collect())
+    }
+}
+
+/// Files in one local directory, following the durability protocol in the module docs.
+#[derive(Clone, Debug)]
+pub struct DirStorage {
+    dir: PathBuf,
+    /// Read handles, opened once per file (lookups read sealed segments at random).
+    readers: Arc<Mutex<BTreeMap<String, Arc<File>>>>,
+}
+
+impl DirStorage {
+    /// Uses `dir`, creating it (and syncing its parent) if needed.
+    pub fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.exists() {
+            fs::create_dir_all(&dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(Self {
+            dir,
+            readers: Arc::default(),
+        })
+    }
+
+    fn reader(&self, name: &str) -> io::Result<Arc<File>> {
+        let mut readers = lock(&self.readers)?;
+        if let Some(f) = readers.get(name) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.path(name)?)?);
+        readers.insert(name.to_owned(), f.clone());
+        Ok(f)
+    }
+
+    fn forget(&self, name: &str) -> io::Result<()> {
+        lock(&self.readers)?.remove(name);
+        Ok(())
+    }
+
+    fn path(&self, name: &str) -> io::Result<PathBuf> {
+        // Names come from the archive (`seg-<16 hex>[.active]`); refuse anything else so that a
+        // name can never leave the directory.
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !name.starts_with('.');
+        if ok {
+            Ok(self.dir.join(name))
+        } else {
+            Err(io::Error::from(io::ErrorKind::InvalidInput))
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A [`DirStorage`] writer: a file opened for appending.
+#[derive(Debug)]
+pub struct FileWriter(File);
+
+impl SegmentWriter for FileWriter {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        // fdatasync: the data and the length; the inode's times need not be durable.
+        self.0.sync_data()
+    }
+}
+
+impl Storage for DirStorage {
+    type Writer = FileWriter;
+
+    fn create(&self, name: &str) -> io::Result<FileWriter> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.path(name)?)?;
+        sync_dir(&self.dir)?;
+        Ok(FileWriter(file))
+    }
+
+    fn append(&self, name: &str) -> io::Result<FileWriter> {
+        let mut file = OpenOptions::new().write(true).open(self.path(name)?)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(FileWriter(file))
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        Ok(fs::metadata(self.path(name)?)?.len())
+    }
+
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let file = self.reader(name)?;
+        read_exact_at(&file, offset, buf)
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        self.forget(name)?;
+        let file = OpenOptions::new().write(true).open(self.path(name)?)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn seal(&self, from: &str, to: &str) -> io::Result<()> {
+        self.forget(from)?;
+        let (from, to) = (self.path(from)?, self.path(to)?);
+        if to.exists() {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        // The file's bytes were synced by the archive before it asked to seal.
+        fs::rename(from, to)?;
+        sync_dir(&self.dir)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.forget(name)?;
+        fs::remove_file(self.path(name)?)?;
+        sync_dir(&self.dir)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+}
