@@ -6,6 +6,7 @@
 //!
 //! | module | crate | what it does |
 //! | --- | --- | --- |
+//! | [`archive`] | `cairn-archive` | the append-only archive log: CRC32C-framed records in segments, hash-chained commits, recovery, verify |
 //! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
 //! | [`escrow`] | `cairn-escrow` | archive-key escrow envelopes: HPKE to the escrow authority, Argon2id passwords, AES-KWP; one-way modes |
 //! | [`events`] | `cairn-events` | the protobuf file-event schema, batch validation, OCSF File System Activity export |
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub use cairn_archive as archive;
 pub use cairn_chunk as chunk;
 pub use cairn_escrow as escrow;
 pub use cairn_events as events;

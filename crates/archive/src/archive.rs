@@ -675,6 +675,13 @@ impl<S: Storage> Archive<S> {
                 .ok_or_else(|| corrupt(loc.segment, loc.offset, "no such segment"))?;
             s.name.clone()
         };
+        if loc.len as usize > MAX_PAYLOAD_LEN {
+            return Err(corrupt(
+                loc.segment,
+                loc.offset,
+                "record length out of range",
+            ));
+        }
         let mut bytes = vec![0u8; RECORD_OVERHEAD + loc.len as usize];
         self.storage.read_at(&name, loc.offset, &mut bytes)?;
         let (header, payload) = decode_record(&bytes)

@@ -231,12 +231,16 @@ impl IndexEntry {
         if b[45..48].iter().any(|&x| x != 0) {
             return Err(FormatError::Reserved);
         }
+        let len = le_u32(b, 40);
+        if len as usize > MAX_PAYLOAD_LEN {
+            return Err(FormatError::Length);
+        }
         let mut key = [0u8; 32];
         key.copy_from_slice(&b[0..32]);
         Ok(Self {
             key,
             offset: le_u64(b, 32),
-            len: le_u32(b, 40),
+            len,
             kind: b[44],
         })
     }

@@ -1,0 +1,109 @@
+//! The archive log: append to memory and to a local directory with group commit (and, in the
+//! same run, a raw baseline: plain sequential writes of the same bytes with the same fsyncs),
+//! and a full verify scan. Bytes per second of payload.
+//!
+//! `cargo bench --bench archive`  (index lookups at 10 million records:
+//! `cargo run --release --example archive_index`)
+
+// A benchmark: a failure may panic.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::io::Write;
+use std::time::Duration;
+
+use cairn::archive::{Archive, Config, DirStorage, MemoryStorage};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+mod common;
+
+const RECORD: usize = 1 << 20; // a typical sealed block
+const BATCH: usize = 16; // records per commit (16 MiB group commit)
+
+fn records(total: usize) -> Vec<Vec<u8>> {
+    (0..total / RECORD)
+        .map(|i| common::random_bytes(i as u64, RECORD))
+        .collect()
+}
+
+fn key(i: usize) -> [u8; 32] {
+    *blake3::hash(&(i as u64).to_le_bytes()).as_bytes()
+}
+
+fn append_all<S: cairn::archive::Storage>(storage: S, data: &[Vec<u8>]) {
+    let (mut log, _) = Archive::open(storage, Config::new(*b"bench archive id")).unwrap();
+    for (i, r) in data.iter().enumerate() {
+        log.append(1, &key(i), r).unwrap();
+        if (i + 1) % BATCH == 0 {
+            log.commit().unwrap();
+        }
+    }
+    log.commit().unwrap();
+}
+
+fn bench(c: &mut Criterion) {
+    let mem_data = records(256 << 20);
+    let mut g = c.benchmark_group("archive");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Bytes((mem_data.len() * RECORD) as u64));
+    g.bench_function("append_memory_256MiB", |b| {
+        b.iter_batched(
+            MemoryStorage::new,
+            |s| append_all(s, &mem_data),
+            BatchSize::PerIteration,
+        )
+    });
+
+    let file_data = records(128 << 20);
+    g.throughput(Throughput::Bytes((file_data.len() * RECORD) as u64));
+    let base = std::env::current_dir()
+        .unwrap()
+        .join("target")
+        .join("bench-archive");
+    std::fs::create_dir_all(&base).unwrap();
+    g.bench_function("append_dir_group_commit_128MiB", |b| {
+        b.iter_batched(
+            || {
+                let d = tempfile::tempdir_in(&base).unwrap();
+                let s = DirStorage::open(d.path().join("a")).unwrap();
+                (d, s)
+            },
+            |(d, s)| {
+                append_all(s, &file_data);
+                drop(d);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("raw_write_fsync_baseline_128MiB", |b| {
+        b.iter_batched(
+            || tempfile::tempdir_in(&base).unwrap(),
+            |d| {
+                let mut f = std::fs::File::create(d.path().join("raw")).unwrap();
+                for (i, r) in file_data.iter().enumerate() {
+                    f.write_all(r).unwrap();
+                    if (i + 1) % BATCH == 0 {
+                        f.sync_data().unwrap();
+                    }
+                }
+                f.sync_data().unwrap();
+                drop(d);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let storage = MemoryStorage::new();
+    append_all(storage.clone(), &mem_data);
+    let (mut log, _) = Archive::open(storage, Config::new(*b"bench archive id")).unwrap();
+    g.throughput(Throughput::Bytes((mem_data.len() * RECORD) as u64));
+    g.bench_function("verify_memory_256MiB", |b| {
+        b.iter(|| {
+            let r = log.verify(|_, _, _| Ok(())).unwrap();
+            assert!(r.is_clean());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
