@@ -112,6 +112,7 @@ pub use issue::{BearerToken, Issuer, TokenRequest};
 pub use keys::{KEY_ID_LEN, KeyEntry, KeyId, KeyResolver, Keyring, SigningKey, VerifyingKey};
 pub use time::{Clock, MAX_TIMESTAMP, MIN_TIMESTAMP, ManualClock, Timestamp};
 pub use verify::{
-    DEFAULT_LEEWAY_SECS, DEFAULT_MAX_LIFETIME_SECS, MAX_LEEWAY_SECS, MAX_LIFETIME_CEILING_SECS,
-    MemoryRevocations, Policy, PolicyError, Revocations, VerifiedToken, Verifier,
+    DEFAULT_LEEWAY_SECS, DEFAULT_MAX_LIFETIME_SECS, MAX_CACHE_ENTRIES, MAX_LEEWAY_SECS,
+    MAX_LIFETIME_CEILING_SECS, MemoryRevocations, Policy, PolicyError, Revocations, VerifiedToken,
+    Verifier,
 };

@@ -11,7 +11,7 @@ use crate::claims::Claims;
 use crate::encoding::{MAX_FOOTER_B64_LEN, MAX_FOOTER_LEN, MAX_TOKEN_LEN, is_canonical_base64url};
 use crate::error::{Reason, Unauthorized};
 use crate::id::{TenantId, TokenId};
-use crate::keys::{KeyId, KeyResolver};
+use crate::keys::{KeyEntry, KeyId, KeyResolver};
 use crate::time::{Clock, Timestamp};
 
 /// Largest clock-skew leeway a [`Policy`] accepts, in seconds.
@@ -203,6 +203,24 @@ pub struct Verifier<K, C, R> {
     keys: K,
     clock: C,
     revocations: R,
+    cache: Option<Cache>,
+}
+
+/// Largest verified-token cache a verifier accepts.
+pub const MAX_CACHE_ENTRIES: usize = 1 << 20;
+
+/// Tokens that passed the signature and claims checks, by BLAKE3(tenant ‖ 0 ‖ token).
+struct Cache {
+    capacity: usize,
+    map: RwLock<HashMap<[u8; 32], VerifiedToken>>,
+}
+
+fn cache_key(token: &str, tenant: &TenantId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(tenant.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(token.as_bytes());
+    *h.finalize().as_bytes()
 }
 
 impl<K: KeyResolver, C: Clock, R: Revocations> Verifier<K, C, R> {
@@ -214,7 +232,23 @@ impl<K: KeyResolver, C: Clock, R: Revocations> Verifier<K, C, R> {
             keys,
             clock,
             revocations,
+            cache: None,
         }
+    }
+
+    /// Remembers up to `capacity` verified tokens, so that a token seen again (an agent makes
+    /// many calls with one token) skips the signature and the claims parse. Everything that can
+    /// change is still checked on every call: the key (resolved again, window and all), the
+    /// times, and revocation. Only successful verifications are cached, under a collision-
+    /// resistant hash of the exact token bytes and the request's tenant. When full, expired
+    /// entries are dropped; if that is not enough, the cache is emptied.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_CACHE_ENTRIES);
+        self.cache = Some(Cache {
+            capacity,
+            map: RwLock::new(HashMap::new()),
+        });
+        self
     }
 
     /// The policy.
@@ -238,7 +272,43 @@ impl<K: KeyResolver, C: Clock, R: Revocations> Verifier<K, C, R> {
     /// another tenant fails at the signature, before any claim is read. Every failure is the same
     /// [`Unauthorized`]; its [`Reason`] is for logs.
     pub fn verify(&self, token: &str, tenant: &TenantId) -> Result<VerifiedToken, Unauthorized> {
-        self.verify_inner(token, tenant).map_err(Unauthorized::new)
+        let Some(cache) = &self.cache else {
+            return self.verify_inner(token, tenant).map_err(Unauthorized::new);
+        };
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Unauthorized::new(Reason::Oversize));
+        }
+        let key = cache_key(token, tenant);
+        let hit = cache.map.read().ok().and_then(|m| m.get(&key).cloned());
+        if let Some(verified) = hit {
+            return self.recheck(verified).map_err(Unauthorized::new);
+        }
+        let verified = self
+            .verify_inner(token, tenant)
+            .map_err(Unauthorized::new)?;
+        if let Ok(mut map) = cache.map.write() {
+            if map.len() >= cache.capacity {
+                let cutoff = self.clock.now().saturating_sub(self.policy.leeway);
+                map.retain(|_, v| v.claims.expires_at >= cutoff);
+                if map.len() >= cache.capacity {
+                    map.clear();
+                }
+            }
+            map.insert(key, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    /// The checks a cached token must pass again: its key, the times, revocation.
+    fn recheck(&self, verified: VerifiedToken) -> Result<VerifiedToken, Reason> {
+        let entry = self
+            .keys
+            .resolve(&verified.key_id)
+            .ok_or(Reason::UnknownKey)?;
+        let now = self.clock.now();
+        self.check_key_window(&entry, now)?;
+        self.check_current(&entry, &verified.claims, now)?;
+        Ok(verified)
     }
 
     fn verify_inner(&self, token: &str, tenant: &TenantId) -> Result<VerifiedToken, Reason> {
@@ -275,16 +345,7 @@ impl<K: KeyResolver, C: Clock, R: Revocations> Verifier<K, C, R> {
         // 5. The key, and whether it may verify at all now.
         let entry = self.keys.resolve(&key_id).ok_or(Reason::UnknownKey)?;
         let now = self.clock.now();
-        let leeway = self.policy.leeway;
-        if now < entry.published_at {
-            return Err(Reason::KeyNotValid);
-        }
-        if entry
-            .retired_at
-            .is_some_and(|retired| now > retired.saturating_add(self.policy.max_lifetime + leeway))
-        {
-            return Err(Reason::KeyNotValid);
-        }
+        self.check_key_window(&entry, now)?;
         // 6. The signature over PAE(header, payload, footer, `tenant:<tenant>`) (the payload
         //    is decoded only now; its size is bounded by step 1).
         let signed = decode_base64url(payload_b64).ok_or(Reason::Encoding)?;
@@ -321,7 +382,36 @@ impl<K: KeyResolver, C: Clock, R: Revocations> Verifier<K, C, R> {
         if &claims.tenant != tenant {
             return Err(Reason::TenantMismatch);
         }
-        // 8. Times, with the leeway on every edge.
+        // 8 and 9. Times and revocation.
+        self.check_current(&entry, &claims, now)?;
+        Ok(VerifiedToken { claims, key_id })
+    }
+
+    /// Step 5's time checks: the key is published and not past its retirement window.
+    fn check_key_window(&self, entry: &KeyEntry, now: Timestamp) -> Result<(), Reason> {
+        let leeway = self.policy.leeway;
+        if now < entry.published_at {
+            return Err(Reason::KeyNotValid);
+        }
+        if entry
+            .retired_at
+            .is_some_and(|retired| now > retired.saturating_add(self.policy.max_lifetime + leeway))
+        {
+            return Err(Reason::KeyNotValid);
+        }
+        Ok(())
+    }
+
+    /// Steps 8 and 9: everything about signed claims that depends on the time or on state that
+    /// changes (revocation), so it is checked on every call, cached or not.
+    fn check_current(
+        &self,
+        entry: &KeyEntry,
+        claims: &Claims,
+        now: Timestamp,
+    ) -> Result<(), Reason> {
+        let leeway = self.policy.leeway;
+        // Times, with the leeway on every edge.
         if claims.issued_at > claims.not_before || claims.not_before > claims.expires_at {
             return Err(Reason::IssuedAt);
         }
@@ -357,7 +447,7 @@ impl<K: KeyResolver, C: Clock, R: Revocations> Verifier<K, C, R> {
         {
             return Err(Reason::BeforeWatermark);
         }
-        Ok(VerifiedToken { claims, key_id })
+        Ok(())
     }
 }
 
