@@ -497,9 +497,12 @@ impl<S: Storage> Archive<S> {
         let a = &mut self.active;
         a.buffer.extend_from_slice(hb);
         if payload.len() >= WRITE_BUFFER / 4 {
-            // Large payloads go straight to storage, after what is buffered.
-            let result = flush(&mut a.writer, &mut a.buffer)
-                .and_then(|()| a.writer.write_all(payload).map_err(ArchiveError::from));
+            // Large payloads go straight to storage, with what is buffered, in one call.
+            let result = a
+                .writer
+                .write_all_vectored(&[&a.buffer, payload])
+                .map(|()| a.buffer.clear())
+                .map_err(ArchiveError::from);
             if let Err(e) = result {
                 self.poisoned = true;
                 return Err(e);

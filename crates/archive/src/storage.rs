@@ -24,6 +24,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub trait SegmentWriter: Send {
     /// Appends `buf`.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Appends each of `bufs` in order (one system call where the storage can).
+    fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        for b in bufs {
+            self.write_all(b)?;
+        }
+        Ok(())
+    }
     /// Makes everything written so far durable.
     fn sync(&mut self) -> io::Result<()>;
 }
@@ -55,7 +62,108 @@ fn lock<T>(m: &Mutex<T>) -> io::Result<MutexGuard<'_, T>> {
         .map_err(|_| io::Error::other("storage lock poisoned"))
 }
 
-type Files = Arc<Mutex<BTreeMap<String, Arc<Mutex<Vec<u8>>>>>>;
+/// One in-memory file: a list of chunks, so that appending never copies what is already
+/// stored (a growing `Vec` would re-copy the whole file on every doubling).
+#[derive(Debug, Default)]
+struct MemFile {
+    chunks: Vec<Vec<u8>>,
+    /// End offset of each chunk (cumulative lengths), for reads.
+    ends: Vec<u64>,
+}
+
+/// Small writes are gathered into chunks of this capacity; larger ones become their own chunk.
+const MEM_CHUNK: usize = 256 << 10;
+
+impl MemFile {
+    fn from_bytes(bytes: Vec<u8>) -> Self {
+        let mut f = Self::default();
+        if !bytes.is_empty() {
+            f.ends.push(bytes.len() as u64);
+            f.chunks.push(bytes);
+        }
+        f
+    }
+
+    fn len(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    fn append(&mut self, buf: &[u8]) {
+        if buf.is_empty() {
+            return;
+        }
+        let len = self.len() + buf.len() as u64;
+        match self.chunks.last_mut() {
+            Some(last) if buf.len() < MEM_CHUNK && last.capacity() - last.len() >= buf.len() => {
+                last.extend_from_slice(buf);
+                if let Some(end) = self.ends.last_mut() {
+                    *end = len;
+                }
+            }
+            _ => {
+                let mut chunk = Vec::with_capacity(buf.len().max(if buf.len() < MEM_CHUNK {
+                    MEM_CHUNK
+                } else {
+                    0
+                }));
+                chunk.extend_from_slice(buf);
+                self.chunks.push(chunk);
+                self.ends.push(len);
+            }
+        }
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let mut i = self.ends.partition_point(|&e| e <= offset);
+        let mut pos = offset;
+        let mut out = 0;
+        while pos < end {
+            let chunk = self
+                .chunks
+                .get(i)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            let chunk_start = self.ends[i] - chunk.len() as u64;
+            let from = usize::try_from(pos - chunk_start).map_err(io::Error::other)?;
+            let n = (chunk.len() - from).min(buf.len() - out);
+            buf[out..out + n].copy_from_slice(&chunk[from..from + n]);
+            out += n;
+            pos += n as u64;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) {
+        while let Some(&end) = self.ends.last() {
+            let Some(last) = self.chunks.last_mut() else {
+                break;
+            };
+            let start = end - last.len() as u64;
+            if start >= len {
+                self.chunks.pop();
+                self.ends.pop();
+            } else {
+                if end > len {
+                    last.truncate(usize::try_from(len - start).unwrap_or(last.len()));
+                    if let Some(e) = self.ends.last_mut() {
+                        *e = len;
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+}
+
+type Files = Arc<Mutex<BTreeMap<String, Arc<Mutex<MemFile>>>>>;
 
 /// Files in memory. Clones share the same files. Everything is "durable" at once.
 #[derive(Clone, Debug, Default)]
@@ -73,17 +181,20 @@ impl MemoryStorage {
     pub fn get(&self, name: &str) -> Option<Vec<u8>> {
         let files = lock(&self.files).ok()?;
         let file = files.get(name)?;
-        lock(file).ok().map(|f| f.clone())
+        lock(file).ok().map(|f| f.to_vec())
     }
 
     /// Replaces a file's bytes (for tests that damage files).
     pub fn put(&self, name: &str, bytes: Vec<u8>) {
         if let Ok(mut files) = lock(&self.files) {
-            files.insert(name.to_owned(), Arc::new(Mutex::new(bytes)));
+            files.insert(
+                name.to_owned(),
+                Arc::new(Mutex::new(MemFile::from_bytes(bytes))),
+            );
         }
     }
 
-    fn file(&self, name: &str) -> io::Result<Arc<Mutex<Vec<u8>>>> {
+    fn file(&self, name: &str) -> io::Result<Arc<Mutex<MemFile>>> {
         lock(&self.files)?
             .get(name)
             .cloned()
@@ -93,11 +204,11 @@ impl MemoryStorage {
 
 /// A [`MemoryStorage`] writer.
 #[derive(Debug)]
-pub struct MemoryWriter(Arc<Mutex<Vec<u8>>>);
+pub struct MemoryWriter(Arc<Mutex<MemFile>>);
 
 impl SegmentWriter for MemoryWriter {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        lock(&self.0)?.extend_from_slice(buf);
+        lock(&self.0)?.append(buf);
         Ok(())
     }
 
@@ -114,7 +225,7 @@ impl Storage for MemoryStorage {
         if files.contains_key(name) {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
-        let file = Arc::new(Mutex::new(Vec::new()));
+        let file = Arc::new(Mutex::new(MemFile::default()));
         files.insert(name.to_owned(), file.clone());
         Ok(MemoryWriter(file))
     }
@@ -126,25 +237,17 @@ impl Storage for MemoryStorage {
     fn len(&self, name: &str) -> io::Result<u64> {
         let file = self.file(name)?;
         let len = lock(&file)?.len();
-        Ok(len as u64)
+        Ok(len)
     }
 
     fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let file = self.file(name)?;
-        let data = lock(&file)?;
-        let start =
-            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        let src = start
-            .checked_add(buf.len())
-            .and_then(|end| data.get(start..end))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(src);
-        Ok(())
+        let f = lock(&file)?;
+        f.read_at(offset, buf)
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
         let file = self.file(name)?;
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         lock(&file)?.truncate(len);
         Ok(())
     }
@@ -253,6 +356,20 @@ impl SegmentWriter for FileWriter {
         self.0.write_all(buf)
     }
 
+    fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.0.write_vectored(rest) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         // fdatasync: the data and the length; the inode's times need not be durable.
         self.0.sync_data()
@@ -318,5 +435,49 @@ impl Storage for DirStorage {
             }
         }
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+// Test code: offsets are small; truncating casts cannot happen here.
+#[allow(clippy::cast_possible_truncation)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The chunked in-memory file behaves exactly like one `Vec<u8>`.
+        #[test]
+        fn mem_file_matches_a_vec(
+            ops in proptest::collection::vec((0u8..3, 0usize..600_000, any::<u64>()), 1..40)
+        ) {
+            let mut model: Vec<u8> = Vec::new();
+            let mut f = MemFile::default();
+            for (op, n, r) in ops {
+                match op {
+                    0 => {
+                        let buf: Vec<u8> = (0..n % 300_000).map(|i| (i as u64 ^ r) as u8).collect();
+                        model.extend_from_slice(&buf);
+                        f.append(&buf);
+                    }
+                    1 => {
+                        let len = if model.is_empty() { 0 } else { r % (model.len() as u64 + 1) };
+                        model.truncate(len as usize);
+                        f.truncate(len);
+                    }
+                    _ => {
+                        let off = if model.is_empty() { 0 } else { r % model.len() as u64 };
+                        let want = (n % 70_000).min(model.len() - off as usize);
+                        let mut buf = vec![0u8; want];
+                        f.read_at(off, &mut buf).unwrap();
+                        prop_assert_eq!(&buf[..], &model[off as usize..off as usize + want]);
+                        let mut past = vec![0u8; model.len() - off as usize + 1];
+                        prop_assert!(f.read_at(off, &mut past).is_err());
+                    }
+                }
+                prop_assert_eq!(f.len(), model.len() as u64);
+                prop_assert_eq!(f.to_vec(), model.clone());
+            }
+        }
     }
 }
