@@ -88,8 +88,8 @@ pub struct Recovery {
     pub truncated_bytes: u64,
     /// Whole records among them (written, not committed, so never acknowledged).
     pub dropped_records: u64,
-    /// An active segment whose header never became durable was removed (it held nothing
-    /// committed).
+    /// An active segment with a partial header was removed (it held nothing committed). An
+    /// empty one, the normal state right after a seal, is replaced without being reported.
     pub removed_empty_segment: bool,
     /// Sealed segments whose trailer or index was damaged; their records were indexed by
     /// scanning instead (run `verify`).
@@ -410,7 +410,9 @@ impl<S: Storage> Archive<S> {
                         ));
                     }
                     storage.remove(&name)?;
-                    recovery.removed_empty_segment = true;
+                    // An empty file is the normal state right after a seal (its header goes out
+                    // with the first batch); only a partial header is worth reporting.
+                    recovery.removed_empty_segment = !bytes.is_empty();
                 }
             }
         }
@@ -775,20 +777,20 @@ fn new_active<S: Storage>(
     first_seq: u64,
 ) -> Result<Active<S::Writer>, ArchiveError> {
     let name = segment_name(seq, true);
-    let mut writer = storage.create(&name)?;
+    let writer = storage.create(&name)?;
     let header = SegmentHeader {
         archive_id: config.archive_id,
         segment_seq: seq,
         first_record_seq: first_seq,
     };
-    writer.write_all(&header.encode())?;
-    writer.sync()?;
+    // The header goes out with the first batch and becomes durable with its commit: until then
+    // the segment holds nothing committed, and recovery removes a file whose header is missing.
     Ok(Active {
         seq,
         name,
         writer,
         len: SEGMENT_HEADER_LEN as u64,
-        buffer: Vec::new(),
+        buffer: header.encode().to_vec(),
         first_seq,
         entries: Vec::new(),
         by_key: HashMap::new(),

@@ -27,7 +27,7 @@ pub enum Fault {
 /// One storage operation, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `create(name)` (the directory entry is durable on return).
+    /// `create(name)` (the name becomes durable at the file's first sync, or the next seal).
     Create(String),
     /// `write(name, bytes)`.
     Write(String, usize),
@@ -200,6 +200,8 @@ impl SegmentWriter for FaultyWriter {
         }
         let f = st.files.entry(self.name.clone()).or_default();
         f.durable = f.volatile.clone();
+        // The first sync of a file also makes its name durable (the directory fsync).
+        st.durable_names.insert(self.name.clone());
         Ok(())
     }
 }
@@ -215,8 +217,8 @@ impl Storage for FaultyStorage {
         if st.files.contains_key(name) {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
+        // Not durable yet: the name survives a power loss only after a sync or a seal.
         st.files.insert(name.to_owned(), File::default());
-        st.durable_names.insert(name.to_owned());
         Ok(FaultyWriter {
             storage: self.clone(),
             name: name.to_owned(),
@@ -292,8 +294,8 @@ impl Storage for FaultyStorage {
             .remove(from)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         st.files.insert(to.to_owned(), file);
-        st.durable_names.remove(from);
-        st.durable_names.insert(to.to_owned());
+        // The directory fsync after the rename makes every current name durable.
+        st.durable_names = st.files.keys().cloned().collect();
         Ok(())
     }
 
@@ -303,7 +305,7 @@ impl Storage for FaultyStorage {
             return Err(fail(f));
         }
         st.files.remove(name);
-        st.durable_names.remove(name);
+        st.durable_names = st.files.keys().cloned().collect();
         Ok(())
     }
 

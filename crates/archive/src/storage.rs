@@ -2,11 +2,12 @@
 //!
 //! The contract each implementation keeps (the archive's durability rests on it):
 //!
-//! - [`Storage::create`] makes a new, empty file and returns only once its directory entry is
-//!   durable (on a directory: create, then fsync the directory). It fails if the name exists.
+//! - [`Storage::create`] makes a new, empty file. It fails if the name exists. The new name is
+//!   durable once the first [`SegmentWriter::sync`] of that file returns `Ok` (or the next
+//!   [`Storage::seal`]): a directory implementation fsyncs the directory in the file's first sync.
 //! - [`SegmentWriter::write_all`] appends; the bytes may be lost on power failure until
-//!   [`SegmentWriter::sync`] returns `Ok` (fsync). A failed `sync` means nothing about what
-//!   reached the medium.
+//!   [`SegmentWriter::sync`] returns `Ok` (fsync of the file, and of the directory the first
+//!   time). A failed `sync` means nothing about what reached the medium.
 //! - [`Storage::truncate`] cuts a file and makes the cut durable before returning.
 //! - [`Storage::seal`] publishes a finished file under its final, immutable name atomically and
 //!   durably (rename, then fsync the directory). A sealed name is never written again, which is
@@ -349,18 +350,22 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// A [`DirStorage`] writer: a file opened for appending.
 #[derive(Debug)]
-pub struct FileWriter(File);
+pub struct FileWriter {
+    file: File,
+    /// The directory to fsync at the first sync, for a file this writer created.
+    new_in: Option<PathBuf>,
+}
 
 impl SegmentWriter for FileWriter {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        self.file.write_all(buf)
     }
 
     fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
         let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            match self.0.write_vectored(rest) {
+            match self.file.write_vectored(rest) {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
                 Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -372,7 +377,13 @@ impl SegmentWriter for FileWriter {
 
     fn sync(&mut self) -> io::Result<()> {
         // fdatasync: the data and the length; the inode's times need not be durable.
-        self.0.sync_data()
+        self.file.sync_data()?;
+        // The first sync of a new file also makes its directory entry durable.
+        if let Some(dir) = &self.new_in {
+            sync_dir(dir)?;
+            self.new_in = None;
+        }
+        Ok(())
     }
 }
 
@@ -384,14 +395,21 @@ impl Storage for DirStorage {
             .write(true)
             .create_new(true)
             .open(self.path(name)?)?;
-        sync_dir(&self.dir)?;
-        Ok(FileWriter(file))
+        Ok(FileWriter {
+            file,
+            new_in: Some(self.dir.clone()),
+        })
     }
 
     fn append(&self, name: &str) -> io::Result<FileWriter> {
         let mut file = OpenOptions::new().write(true).open(self.path(name)?)?;
         file.seek(SeekFrom::End(0))?;
-        Ok(FileWriter(file))
+        // A file found at recovery may have been created by a process that died before its
+        // first sync: sync the directory too, once.
+        Ok(FileWriter {
+            file,
+            new_in: Some(self.dir.clone()),
+        })
     }
 
     fn len(&self, name: &str) -> io::Result<u64> {
