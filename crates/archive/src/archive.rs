@@ -6,7 +6,7 @@ use crate::error::{ArchiveError, FormatError};
 use crate::format::{
     COMMIT_PAYLOAD_LEN, INDEX_ENTRY_LEN, IndexEntry, KIND_COMMIT, Key, MAX_PAYLOAD_LEN,
     RECORD_CRC_LEN, RECORD_HEADER_LEN, RECORD_OVERHEAD, RESERVED_KINDS, RecordHeader,
-    SEGMENT_HEADER_LEN, SegmentHeader, TRAILER_LEN, Trailer, chain_next, chain_start,
+    SEGMENT_HEADER_LEN, SegmentHeader, TRAILER_LEN, Trailer, chain_link, chain_next, chain_start,
     decode_record, record_crc,
 };
 use crate::index::{MAX_SEALED_SEGMENTS, SealedIndex};
@@ -469,8 +469,13 @@ impl<S: Storage> Archive<S> {
         };
         let hb = header.encode();
         let offset = self.active.len;
-        self.write_record(&hb, payload)?;
-        self.chain = chain_next(&self.chain, &hb, payload);
+        let payload_hash = if payload.len() >= WRITE_BUFFER / 4 {
+            self.write_large_record(&hb, payload)?
+        } else {
+            self.write_record(&hb, payload)?;
+            blake3::hash(payload)
+        };
+        self.chain = chain_link(&self.chain, &hb, &payload_hash);
         self.data_records += 1;
         self.next_seq += 1;
         self.dirty = true;
@@ -490,6 +495,33 @@ impl<S: Storage> Archive<S> {
         })
     }
 
+    /// A large record: its checksum and hash are computed on a second (scoped) thread while
+    /// this one hands the header and payload to storage, so hashing overlaps the write.
+    fn write_large_record(
+        &mut self,
+        hb: &[u8; RECORD_HEADER_LEN],
+        payload: &[u8],
+    ) -> Result<blake3::Hash, ArchiveError> {
+        let checks = || (record_crc(hb, payload), blake3::hash(payload));
+        let a = &mut self.active;
+        a.buffer.extend_from_slice(hb);
+        let (written, (crc, hash)) = std::thread::scope(|scope| {
+            let worker = scope.spawn(checks);
+            let written = a.writer.write_all_vectored(&[&a.buffer, payload]);
+            // A worker that panicked (it cannot: pure functions) is redone here.
+            (written, worker.join().unwrap_or_else(|_| checks()))
+        });
+        if let Err(e) = written {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        let a = &mut self.active;
+        a.buffer.clear();
+        a.buffer.extend_from_slice(&crc.to_le_bytes());
+        a.len += (RECORD_OVERHEAD + payload.len()) as u64;
+        Ok(hash)
+    }
+
     fn write_record(
         &mut self,
         hb: &[u8; RECORD_HEADER_LEN],
@@ -498,20 +530,7 @@ impl<S: Storage> Archive<S> {
         let crc = record_crc(hb, payload).to_le_bytes();
         let a = &mut self.active;
         a.buffer.extend_from_slice(hb);
-        if payload.len() >= WRITE_BUFFER / 4 {
-            // Large payloads go straight to storage, with what is buffered, in one call.
-            let result = a
-                .writer
-                .write_all_vectored(&[&a.buffer, payload])
-                .map(|()| a.buffer.clear())
-                .map_err(ArchiveError::from);
-            if let Err(e) = result {
-                self.poisoned = true;
-                return Err(e);
-            }
-        } else {
-            a.buffer.extend_from_slice(payload);
-        }
+        a.buffer.extend_from_slice(payload);
         a.buffer.extend_from_slice(&crc);
         a.len += (RECORD_OVERHEAD + payload.len()) as u64;
         if a.buffer.len() >= WRITE_BUFFER
@@ -541,9 +560,17 @@ impl<S: Storage> Archive<S> {
             key: self.chain,
         };
         let payload = self.data_records.to_le_bytes();
+        let mut footer = None;
         let result = self
             .write_record(&header.encode(), &payload)
             .and_then(|()| {
+                // A segment this commit fills is sealed now: its footer goes out with the commit,
+                // under the same sync.
+                if self.active.len >= self.config.segment_target {
+                    let (bytes, entries, index_offset) = self.footer(self.next_seq);
+                    self.active.buffer.extend_from_slice(&bytes);
+                    footer = Some((entries, index_offset));
+                }
                 let a = &mut self.active;
                 flush(&mut a.writer, &mut a.buffer)?;
                 a.writer.sync().map_err(ArchiveError::from)
@@ -561,8 +588,8 @@ impl<S: Storage> Archive<S> {
         self.last_commit = commit;
         self.committed_len = self.active.len;
         self.dirty = false;
-        if self.active.len >= self.config.segment_target
-            && let Err(e) = self.seal_active()
+        if let Some((entries, index_offset)) = footer
+            && let Err(e) = self.publish(entries, index_offset)
         {
             self.poisoned = true;
             return Err(e);
@@ -570,8 +597,9 @@ impl<S: Storage> Archive<S> {
         Ok(commit)
     }
 
-    /// Writes the index and trailer, syncs, publishes the segment, and starts the next one.
-    fn seal_active(&mut self) -> Result<(), ArchiveError> {
+    /// The sorted index and the trailer of the active segment, to follow its last commit
+    /// (sequence number `last_seq`).
+    fn footer(&self, last_seq: u64) -> (Vec<u8>, Vec<IndexEntry>, u64) {
         let mut entries = self.active.entries.clone();
         entries.sort_unstable();
         let index_offset = self.active.len;
@@ -583,17 +611,20 @@ impl<S: Storage> Archive<S> {
             index_offset,
             index_count: entries.len() as u64,
             first_seq: self.active.first_seq,
-            last_seq: self.next_seq - 1,
+            last_seq,
             chain_head: self.chain,
             index_crc: crc32c::crc32c(&footer),
         };
         footer.extend_from_slice(&trailer.encode());
-        let a = &mut self.active;
-        a.writer.write_all(&footer)?;
-        a.writer.sync()?;
-        let sealed_name = segment_name(a.seq, false);
-        self.storage.seal(&a.name, &sealed_name)?;
-        let seq = a.seq;
+        (footer, entries, index_offset)
+    }
+
+    /// Publishes the active segment (its footer already synced) under its sealed name, and
+    /// starts the next one.
+    fn publish(&mut self, entries: Vec<IndexEntry>, index_offset: u64) -> Result<(), ArchiveError> {
+        let seq = self.active.seq;
+        let sealed_name = segment_name(seq, false);
+        self.storage.seal(&self.active.name, &sealed_name)?;
         self.index.insert(seq, entries.iter().map(|e| e.key));
         self.sealed.push(Sealed {
             seq,

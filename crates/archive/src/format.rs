@@ -192,7 +192,15 @@ pub fn chain_start(archive_id: &[u8; 16]) -> [u8; 32] {
 
 /// The next link: `keyed_hash(prev, header || BLAKE3(payload))`.
 pub fn chain_next(prev: &[u8; 32], header: &[u8; RECORD_HEADER_LEN], payload: &[u8]) -> [u8; 32] {
-    let payload_hash = blake3::hash(payload);
+    chain_link(prev, header, &blake3::hash(payload))
+}
+
+/// The next link, given `BLAKE3(payload)` already computed.
+pub fn chain_link(
+    prev: &[u8; 32],
+    header: &[u8; RECORD_HEADER_LEN],
+    payload_hash: &blake3::Hash,
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new_keyed(prev);
     h.update(header);
     h.update(payload_hash.as_bytes());
