@@ -522,6 +522,66 @@ impl<S: Storage> Archive<S> {
         Ok(hash)
     }
 
+    /// [`Archive::append`] for a payload the caller hands over: a storage that keeps bytes in
+    /// memory stores it without copying (the server appends upload bodies this way).
+    pub fn append_owned(
+        &mut self,
+        kind: u8,
+        key: &Key,
+        payload: Vec<u8>,
+    ) -> Result<Location, ArchiveError> {
+        if payload.len() < WRITE_BUFFER / 4 {
+            return self.append(kind, key, &payload);
+        }
+        if self.poisoned {
+            return Err(ArchiveError::Poisoned);
+        }
+        if kind >= RESERVED_KINDS {
+            return Err(ArchiveError::ReservedKind);
+        }
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(ArchiveError::PayloadTooLarge);
+        }
+        let len = u32::try_from(payload.len()).map_err(|_| ArchiveError::PayloadTooLarge)?;
+        let header = RecordHeader {
+            len,
+            kind,
+            seq: self.next_seq,
+            key: *key,
+        };
+        let hb = header.encode();
+        let offset = self.active.len;
+        let crc = record_crc(&hb, &payload);
+        let payload_hash = blake3::hash(&payload);
+        let a = &mut self.active;
+        a.buffer.extend_from_slice(&hb);
+        if let Err(e) = a.writer.write_all_owned(&a.buffer, payload) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        a.buffer.clear();
+        a.buffer.extend_from_slice(&crc.to_le_bytes());
+        a.len += (RECORD_OVERHEAD + len as usize) as u64;
+        self.chain = chain_link(&self.chain, &hb, &payload_hash);
+        self.data_records += 1;
+        self.next_seq += 1;
+        self.dirty = true;
+        let entry = IndexEntry {
+            key: *key,
+            offset,
+            len,
+            kind,
+        };
+        self.active.by_key.insert(*key, self.active.entries.len());
+        self.active.entries.push(entry);
+        Ok(Location {
+            segment: self.active.seq,
+            offset,
+            len,
+            kind,
+        })
+    }
+
     fn write_record(
         &mut self,
         hb: &[u8; RECORD_HEADER_LEN],

@@ -32,6 +32,11 @@ pub trait SegmentWriter: Send {
         }
         Ok(())
     }
+    /// Appends `head` then `payload`, taking ownership of the payload so that a storage that
+    /// keeps bytes in memory can store it without copying.
+    fn write_all_owned(&mut self, head: &[u8], payload: Vec<u8>) -> io::Result<()> {
+        self.write_all_vectored(&[head, &payload])
+    }
     /// Makes everything written so far durable.
     fn sync(&mut self) -> io::Result<()>;
 }
@@ -111,6 +116,14 @@ impl MemFile {
                 self.chunks.push(chunk);
                 self.ends.push(len);
             }
+        }
+    }
+
+    /// Appends `chunk` as it is, without copying.
+    fn push_owned(&mut self, chunk: Vec<u8>) {
+        if !chunk.is_empty() {
+            self.ends.push(self.len() + chunk.len() as u64);
+            self.chunks.push(chunk);
         }
     }
 
@@ -210,6 +223,13 @@ pub struct MemoryWriter(Arc<Mutex<MemFile>>);
 impl SegmentWriter for MemoryWriter {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         lock(&self.0)?.append(buf);
+        Ok(())
+    }
+
+    fn write_all_owned(&mut self, head: &[u8], payload: Vec<u8>) -> io::Result<()> {
+        let mut f = lock(&self.0)?;
+        f.append(head);
+        f.push_owned(payload);
         Ok(())
     }
 

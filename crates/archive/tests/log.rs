@@ -381,3 +381,29 @@ fn b11_sync_failure_poisons() {
 fn record_overhead_is_as_documented() {
     assert_eq!(RECORD_OVERHEAD, 52);
 }
+
+/// `append_owned` writes exactly what `append` writes.
+#[test]
+fn append_owned_is_byte_identical() {
+    let sizes = [10usize, 300 << 10, 0, 5000, 1 << 20, 70];
+    let run = |owned: bool| {
+        let storage = MemoryStorage::new();
+        let (mut log, _) = Archive::open(storage.clone(), config(512 << 10)).unwrap();
+        for (i, &len) in sizes.iter().enumerate() {
+            let p = payload(i as u64, len);
+            if owned {
+                log.append_owned(1, &key(i as u64), p).unwrap();
+            } else {
+                log.append(1, &key(i as u64), &p).unwrap();
+            }
+            log.commit().unwrap();
+        }
+        storage
+    };
+    let (a, b) = (run(false), run(true));
+    assert_eq!(a.list().unwrap(), b.list().unwrap());
+    for name in a.list().unwrap() {
+        assert_eq!(a.get(&name), b.get(&name), "{name}");
+    }
+    check_all(&b, &sizes, 512 << 10);
+}
