@@ -7,6 +7,7 @@
 //! | module | crate | what it does |
 //! | --- | --- | --- |
 //! | [`archive`] | `cairn-archive` | the append-only archive log: CRC32C-framed records in segments, hash-chained commits, recovery, verify |
+//! | [`backup`] | `cairn-backup` | the backup engine: snapshots over a block store, restore, check (first increment) |
 //! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
 //! | [`escrow`] | `cairn-escrow` | archive-key escrow envelopes: HPKE to the escrow authority, Argon2id passwords, AES-KWP; one-way modes |
 //! | [`events`] | `cairn-events` | the protobuf file-event schema, batch validation, OCSF File System Activity export |
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub use cairn_archive as archive;
+pub use cairn_backup as backup;
 pub use cairn_chunk as chunk;
 pub use cairn_escrow as escrow;
 pub use cairn_events as events;

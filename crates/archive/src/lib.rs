@@ -8,7 +8,7 @@
 //! | [`Commit`], [`Location`], [`Recovery`], [`VerifyReport`], [`Damage`] | what each returns |
 //! | [`Storage`], [`SegmentWriter`] | where segments live: the trait the log needs |
 //! | [`MemoryStorage`], [`DirStorage`] | in memory; a local directory with fsync discipline |
-//! | [`format`] | the byte layout (`docs/format/archive.md`), as pure functions |
+//! | [`format`](mod@format) | the byte layout (`docs/format/archive.md`), as pure functions |
 //! | [`faulty`] | a fault-injecting storage for crash tests (crash, power loss, torn write, ENOSPC, EIO) |
 //!
 //! # Example

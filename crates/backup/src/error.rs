@@ -1,0 +1,60 @@
+//! Errors.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A block store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No block or snapshot with that id.
+    #[error("not found")]
+    NotFound,
+    /// The underlying archive failed.
+    #[error("archive: {0}")]
+    Archive(#[from] cairn_archive::ArchiveError),
+    /// Another failure (a remote store's transport, say).
+    #[error("store: {0}")]
+    Other(String),
+}
+
+/// A backup, restore or check failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// Reading or writing local files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The block store failed.
+    #[error("block store: {0}")]
+    Store(#[from] StoreError),
+    /// A block did not open: wrong key, or it was changed (its id is recomputed on open).
+    #[error("block {0} failed authentication")]
+    Block(String),
+    /// A tree or snapshot object is malformed, or names something unsafe (`..`, `/`, NUL).
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// A snapshot's authentication tag does not match (it was not made with this key).
+    #[error("snapshot authentication failed")]
+    SnapshotAuth,
+    /// The restore target exists and is not an empty directory.
+    #[error("restore target {0} is not empty")]
+    TargetNotEmpty(PathBuf),
+    /// The chunker or sealer refused its input.
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl BackupError {
+    pub(crate) fn io(path: &std::path::Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Tree objects: one directory's entries, encoded canonically (`docs/format/backup.md`).
+
+use cairn_seal::BlockId;
+
+use crate::error::BackupError;
+
+/// Tree object magic and version.
+pub const TREE_MAGIC: [u8; 4] = *b"CRNT";
+/// Tree format version.
+pub const TREE_VERSION: u8 = 1;
+/// Longest entry name, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+/// Most entries in one tree.
+pub const MAX_ENTRIES: usize = 1 << 20;
+
+/// What an entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file: its size and the ids of its chunks, in order.
+    File {
+        /// Size in bytes.
+        size: u64,
+        /// Chunk ids.
+        chunks: Vec<BlockId>,
+    },
+    /// A directory: the id of its tree object.
+    Dir {
+        /// Subtree id.
+        tree: BlockId,
+    },
+    /// A symbolic link: its target, as stored (never followed on restore).
+    Symlink {
+        /// Target bytes.
+        target: Vec<u8>,
+    },
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The name: not empty, not `.` or `..`, no `/` or NUL, at most 255 bytes.
+    pub name: Vec<u8>,
+    /// Permission bits (and file type bits as the OS reports them).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// What it is.
+    pub kind: EntryKind,
+}
+
+/// Whether `name` is safe to create inside a directory: the only check restore needs to never
+/// write outside its target.
+pub fn is_safe_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != b"."
+        && name != b".."
+        && !name.iter().any(|&b| b == b'/' || b == 0 || b == b'\\')
+}
+
+/// A directory: entries sorted by name, names unique.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    /// The entries.
+    pub entries: Vec<Entry>,
+}
+
+impl Tree {
+    /// Encodes the tree (entries must be sorted, unique and safe; checked).
+    pub fn encode(&self) -> Result<Vec<u8>, BackupError> {
+        self.check()?;
+        let mut out = Vec::with_capacity(16 + self.entries.len() * 64);
+        out.extend_from_slice(&TREE_MAGIC);
+        out.push(TREE_VERSION);
+        let count =
+            u32::try_from(self.entries.len()).map_err(|_| BackupError::Malformed("tree size"))?;
+        out.extend_from_slice(&count.to_le_bytes());
+        for e in &self.entries {
+            let name_len =
+                u16::try_from(e.name.len()).map_err(|_| BackupError::Malformed("name"))?;
+            out.extend_from_slice(&name_len.to_le_bytes());
+            out.extend_from_slice(&e.name);
+            let (tag, _) = kind_tag(&e.kind);
+            out.push(tag);
+            out.extend_from_slice(&e.mode.to_le_bytes());
+            out.extend_from_slice(&e.uid.to_le_bytes());
+            out.extend_from_slice(&e.gid.to_le_bytes());
+            out.extend_from_slice(&e.mtime_ns.to_le_bytes());
+            match &e.kind {
+                EntryKind::File { size, chunks } => {
+                    out.extend_from_slice(&size.to_le_bytes());
+                    let n = u32::try_from(chunks.len())
+                        .map_err(|_| BackupError::Malformed("chunks"))?;
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for c in chunks {
+                        out.extend_from_slice(c.as_bytes());
+                    }
+                }
+                EntryKind::Dir { tree } => out.extend_from_slice(tree.as_bytes()),
+                EntryKind::Symlink { target } => {
+                    let n = u16::try_from(target.len())
+                        .map_err(|_| BackupError::Malformed("symlink"))?;
+                    out.extend_from_slice(&n.to_le_bytes());
+                    out.extend_from_slice(target);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes a tree, refusing anything not in canonical form (unsorted or duplicate names,
+    /// unsafe names, trailing bytes, unknown entry types).
+    pub fn decode(bytes: &[u8]) -> Result<Self, BackupError> {
+        let bad = |what| BackupError::Malformed(what);
+        let mut r = Reader(bytes);
+        if r.take(4)? != TREE_MAGIC || r.u8()? != TREE_VERSION {
+            return Err(bad("tree header"));
+        }
+        let count = r.u32()? as usize;
+        if count > MAX_ENTRIES {
+            return Err(bad("tree size"));
+        }
+        let mut entries = Vec::with_capacity(count.min(bytes.len() / 32));
+        for _ in 0..count {
+            let name_len = usize::from(r.u16()?);
+            let name = r.take(name_len)?.to_vec();
+            let tag = r.u8()?;
+            let mode = r.u32()?;
+            let uid = r.u32()?;
+            let gid = r.u32()?;
+            let mtime_ns = i64::from_le_bytes(r.array()?);
+            let kind = match tag {
+                1 => {
+                    let size = u64::from_le_bytes(r.array()?);
+                    let n = r.u32()? as usize;
+                    if n > r.0.len() / 32 {
+                        return Err(bad("chunk list"));
+                    }
+                    let chunks = (0..n)
+                        .map(|_| r.array().map(BlockId::from_bytes))
+                        .collect::<Result<_, _>>()?;
+                    EntryKind::File { size, chunks }
+                }
+                2 => EntryKind::Dir {
+                    tree: BlockId::from_bytes(r.array()?),
+                },
+                3 => {
+                    let n = usize::from(r.u16()?);
+                    EntryKind::Symlink {
+                        target: r.take(n)?.to_vec(),
+                    }
+                }
+                _ => return Err(bad("entry type")),
+            };
+            entries.push(Entry {
+                name,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+                kind,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let tree = Self { entries };
+        tree.check()?;
+        Ok(tree)
+    }
+
+    fn check(&self) -> Result<(), BackupError> {
+        for (i, e) in self.entries.iter().enumerate() {
+            if !is_safe_name(&e.name) {
+                return Err(BackupError::Malformed("unsafe entry name"));
+            }
+            if i > 0 && self.entries[i - 1].name >= e.name {
+                return Err(BackupError::Malformed("entries not sorted and unique"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kind_tag(kind: &EntryKind) -> (u8, ()) {
+    match kind {
+        EntryKind::File { .. } => (1, ()),
+        EntryKind::Dir { .. } => (2, ()),
+        EntryKind::Symlink { .. } => (3, ()),
+    }
+}
+
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], BackupError> {
+        if n > self.0.len() {
+            return Err(BackupError::Malformed("truncated object"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], BackupError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, BackupError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, BackupError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, BackupError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+}
+
+pub(crate) use Reader as ObjectReader;

@@ -1,0 +1,322 @@
+//! Backup → restore round trips, deduplication, damage and hostile trees.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::fs;
+use std::path::Path;
+
+use cairn_archive::{Config, DirStorage};
+use cairn_backup::*;
+use cairn_chunk::ChunkerConfig;
+use cairn_keys::ArchiveKey;
+use cairn_seal::{ArchiveId, BlockKind};
+
+fn key() -> ArchiveKey {
+    ArchiveKey::from_bytes([9; 32])
+}
+
+fn small_chunks() -> ChunkerConfig {
+    ChunkerConfig::new(1024, 4096, 16384).unwrap()
+}
+
+fn repo<B: BlockStore>(store: B) -> Repository<B> {
+    Repository::with_chunker(
+        store,
+        &key(),
+        ArchiveId::from_bytes([3; 16]),
+        small_chunks(),
+    )
+}
+
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A small tree: nested dirs, an empty dir, an empty file, a big file, a symlink, modes.
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("docs/deep/er")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::write(root.join("empty.txt"), b"").unwrap();
+    fs::write(root.join("root.txt"), bytes(3, 20_000)).unwrap();
+    fs::write(root.join("docs/a.txt"), b"hello world\n".repeat(100)).unwrap();
+    fs::write(root.join("docs/deep/er/big.bin"), bytes(1, 300_000)).unwrap();
+    fs::write(root.join("docs/deep/small.bin"), bytes(2, 5000)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::symlink("docs/a.txt", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("abs-link")).unwrap();
+        fs::set_permissions(root.join("docs/a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(root.join("docs/deep"), fs::Permissions::from_mode(0o750)).unwrap();
+    }
+}
+
+/// Compares two trees: names, types, contents, permission bits, file mtimes, link targets.
+fn assert_same(a: &Path, b: &Path) {
+    let mut names: Vec<_> = fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut other: Vec<_> = fs::read_dir(b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    other.sort();
+    assert_eq!(names, other, "{}", a.display());
+    for n in names {
+        let (pa, pb) = (a.join(&n), b.join(&n));
+        let (ma, mb) = (
+            fs::symlink_metadata(&pa).unwrap(),
+            fs::symlink_metadata(&pb).unwrap(),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{}", pa.display());
+        if ma.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap());
+            continue;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                ma.permissions().mode() & 0o7777,
+                mb.permissions().mode() & 0o7777,
+                "{}",
+                pa.display()
+            );
+        }
+        assert_eq!(
+            ma.modified().unwrap(),
+            mb.modified().unwrap(),
+            "{}",
+            pa.display()
+        );
+        if ma.is_dir() {
+            assert_same(&pa, &pb);
+        } else {
+            assert_eq!(
+                fs::read(&pa).unwrap(),
+                fs::read(&pb).unwrap(),
+                "{}",
+                pa.display()
+            );
+        }
+    }
+}
+
+fn round_trip<B: BlockStore>(store: B) {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let repo = repo(store);
+    let first = repo.backup(src.path(), "host-a", None).unwrap();
+    assert!(first.blocks_sent > 5);
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 1);
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("restore");
+    repo.restore(&snaps[0].1, &target).unwrap();
+    assert_same(src.path(), &target);
+    // Nothing changed: nothing is sent again (every block, and every tree, is already there).
+    let (id0, s0) = &snaps[0];
+    let again = repo.backup(src.path(), "host-a", Some((id0, s0))).unwrap();
+    assert_eq!(again.blocks_sent, 0);
+    // One byte changed inside the big file: a few chunks and the trees above it.
+    let big = src.path().join("docs/deep/er/big.bin");
+    let mut data = fs::read(&big).unwrap();
+    data[150_000] ^= 1;
+    fs::write(&big, data).unwrap();
+    let snaps = repo.snapshots().unwrap();
+    let (id1, s1) = snaps.last().unwrap();
+    let edited = repo.backup(src.path(), "host-a", Some((id1, s1))).unwrap();
+    assert!(
+        edited.blocks_sent >= 4 && edited.blocks_sent <= 8,
+        "{edited:?}"
+    );
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(
+        snaps.iter().map(|(_, s)| s.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(snaps[2].1.parent, Some(snaps[1].0));
+    let target2 = out.path().join("restore2");
+    repo.restore(&snaps[2].1, &target2).unwrap();
+    assert_same(src.path(), &target2);
+    let report = repo.check(true).unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.snapshots, 3);
+}
+
+#[test]
+fn round_trip_in_memory() {
+    round_trip(MemoryStore::new());
+}
+
+#[test]
+fn round_trip_on_a_local_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::new(*b"backup test repo");
+    round_trip(
+        ArchiveStore::open(DirStorage::open(dir.path().join("repo")).unwrap(), config).unwrap(),
+    );
+    // Reopened, the repository still lists and restores its snapshots.
+    let store =
+        ArchiveStore::open(DirStorage::open(dir.path().join("repo")).unwrap(), config).unwrap();
+    let repo = repo(store);
+    assert_eq!(repo.snapshots().unwrap().len(), 3);
+    assert!(repo.check(true).unwrap().errors.is_empty());
+}
+
+#[test]
+fn damaged_blocks_are_caught() {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let store = MemoryStore::new();
+    let repo = repo(store);
+    repo.backup(src.path(), "h", None).unwrap();
+    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    // Swap the root tree's bytes for a data block's: the kind is authenticated (B-7).
+    let root = Tree::decode(&{
+        let sealed = repo.store().get_block(&snap.root).unwrap();
+        let sealer = cairn_seal::Sealer::new(
+            &key(),
+            ArchiveId::from_bytes([3; 16]),
+            cairn_seal::SealConfig::default(),
+        );
+        sealer.open(BlockKind::TREE, &snap.root, &sealed).unwrap()
+    })
+    .unwrap();
+    let some_file = root.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::File { chunks, .. } if !chunks.is_empty() => Some(chunks[0]),
+        _ => None,
+    });
+    let data_id = some_file.unwrap();
+    let data_bytes = repo.store().get_block(&data_id).unwrap();
+    let tree_bytes = repo.store().get_block(&snap.root).unwrap();
+    repo.store().replace_block(&snap.root, data_bytes.clone());
+    assert!(matches!(
+        repo.restore(&snap, &src.path().join("x")),
+        Err(BackupError::Block(_))
+    ));
+    repo.store().replace_block(&snap.root, tree_bytes);
+    // Flip a bit of a data block: restore fails on it, check --read-data names it.
+    let mut bad = data_bytes;
+    let n = bad.len() / 2;
+    bad[n] ^= 1;
+    repo.store().replace_block(&data_id, bad);
+    let out = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        repo.restore(&snap, &out.path().join("r")),
+        Err(BackupError::Block(_))
+    ));
+    let report = repo.check(true).unwrap();
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].contains(&data_id.to_string()));
+    // Structure-only check does not read data, so it does not see the flip.
+    assert!(repo.check(false).unwrap().errors.is_empty());
+}
+
+#[test]
+fn hostile_trees_and_snapshots_are_refused() {
+    let entry = |name: &[u8]| Entry {
+        name: name.to_vec(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        kind: EntryKind::Symlink {
+            target: b"x".to_vec(),
+        },
+    };
+    for name in [&b".."[..], b".", b"", b"a/b", b"/etc", b"a\0b", b"..\\x"] {
+        let t = Tree {
+            entries: vec![entry(name)],
+        };
+        assert!(t.encode().is_err(), "{name:?}");
+        // Forge the bytes by encoding a safe name of the same length and patching it in.
+        let placeholder = vec![b'q'; name.len().max(1)];
+        let mut bytes = Tree {
+            entries: vec![entry(&placeholder)],
+        }
+        .encode()
+        .unwrap();
+        if !name.is_empty() {
+            let at = 4 + 1 + 4 + 2;
+            bytes[at..at + name.len()].copy_from_slice(name);
+            assert!(Tree::decode(&bytes).is_err(), "{name:?}");
+        }
+    }
+    // Unsorted or duplicate names.
+    let dup = Tree {
+        entries: vec![entry(b"a"), entry(b"a")],
+    };
+    assert!(dup.encode().is_err());
+    let mut bytes = Tree {
+        entries: vec![entry(b"a"), entry(b"b")],
+    }
+    .encode()
+    .unwrap();
+    let second = bytes.iter().rposition(|&b| b == b'b').unwrap();
+    bytes[second] = b'a';
+    assert!(Tree::decode(&bytes).is_err());
+    // Every truncation of a valid tree is refused.
+    let good = Tree {
+        entries: vec![entry(b"a"), entry(b"bb")],
+    }
+    .encode()
+    .unwrap();
+    for cut in 0..good.len() {
+        assert!(Tree::decode(&good[..cut]).is_err());
+    }
+    // Snapshots: another key's tag, and any flipped byte, are refused.
+    let s = Snapshot {
+        seq: 1,
+        parent: None,
+        root: cairn_seal::BlockId::from_bytes([1; 32]),
+        time_ns: 5,
+        host: "h".into(),
+        paths: vec!["/p".into()],
+        tags: vec![],
+    };
+    let enc = s.encode(&key().snapshot_key()).unwrap();
+    assert_eq!(Snapshot::decode(&enc, &key().snapshot_key()).unwrap(), s);
+    let other = ArchiveKey::from_bytes([8; 32]).snapshot_key();
+    assert!(matches!(
+        Snapshot::decode(&enc, &other),
+        Err(BackupError::SnapshotAuth)
+    ));
+    for i in 0..enc.len() {
+        let mut b = enc.clone();
+        b[i] ^= 1;
+        assert!(
+            Snapshot::decode(&b, &key().snapshot_key()).is_err(),
+            "byte {i}"
+        );
+    }
+}
+
+#[test]
+fn restore_refuses_a_non_empty_target() {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let repo = repo(MemoryStore::new());
+    repo.backup(src.path(), "h", None).unwrap();
+    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    let out = tempfile::tempdir().unwrap();
+    fs::write(out.path().join("existing"), b"x").unwrap();
+    assert!(matches!(
+        repo.restore(&snap, out.path()),
+        Err(BackupError::TargetNotEmpty(_))
+    ));
+}
