@@ -9,6 +9,7 @@ use cairn_chunk::{Chunker, ChunkerConfig};
 use cairn_keys::{ArchiveKey, SnapshotKey};
 use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
 
+use crate::cache::{CachedFile, FileCache};
 use crate::error::BackupError;
 use crate::snapshot::Snapshot;
 use crate::store::BlockStore;
@@ -32,6 +33,8 @@ pub struct BackupSummary {
     pub bytes_sent: u64,
     /// Entries skipped (sockets, devices, fifos).
     pub skipped: u64,
+    /// Files whose metadata matched the file cache, so they were not read.
+    pub files_unchanged: u64,
 }
 
 /// What a check found.
@@ -43,6 +46,29 @@ pub struct CheckReport {
     pub blocks: u64,
     /// Problems, one line each.
     pub errors: Vec<String>,
+}
+
+/// State carried through one backup's walk.
+struct Walk<'a> {
+    /// The cache, when it may be trusted.
+    cache: Option<&'a FileCache>,
+    /// Every file seen, for the cache's rewrite.
+    seen: Vec<(Vec<u8>, CachedFile)>,
+}
+
+#[cfg(unix)]
+fn identity(meta: &fs::Metadata) -> (u64, u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = meta
+        .ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec());
+    (meta.dev(), meta.ino(), ctime)
+}
+
+#[cfg(not(unix))]
+fn identity(meta: &fs::Metadata) -> (u64, u64, i64) {
+    (0, 0, mtime_ns(meta))
 }
 
 /// A repository: a block store and the keys of one archive.
@@ -149,8 +175,30 @@ impl<B: BlockStore> Repository<B> {
         host: &str,
         parent: Option<(&BlockId, &Snapshot)>,
     ) -> Result<BackupSummary, BackupError> {
+        self.backup_incremental(root, host, parent, None)
+    }
+
+    /// [`Repository::backup`] with a file cache: a file whose device, inode, size, mtime and
+    /// ctime match the cache is not read; its chunk ids are reused. The cache is trusted only if
+    /// it was written with `parent` (so every id it holds is in the store); otherwise every file
+    /// is read. It is rewritten with the new snapshot at the end.
+    pub fn backup_incremental(
+        &self,
+        root: &Path,
+        host: &str,
+        parent: Option<(&BlockId, &Snapshot)>,
+        cache: Option<&FileCache>,
+    ) -> Result<BackupSummary, BackupError> {
         let mut summary = BackupSummary::default();
-        let root_tree = self.backup_dir(root, &mut summary)?;
+        let trusted = match (cache, parent) {
+            (Some(c), Some((id, _))) => c.snapshot()?.as_ref() == Some(id),
+            _ => false,
+        };
+        let mut ctx = Walk {
+            cache: cache.filter(|_| trusted),
+            seen: Vec::new(),
+        };
+        let root_tree = self.backup_dir(root, &mut summary, &mut ctx)?;
         let snapshot = Snapshot {
             seq: parent.map_or(0, |(_, s)| s.seq + 1),
             parent: parent.map(|(id, _)| *id),
@@ -168,6 +216,9 @@ impl<B: BlockStore> Repository<B> {
         let id = sealed.id();
         self.store.put_snapshot(&id, sealed.as_bytes().to_vec())?;
         summary.snapshot = Some(id);
+        if let Some(c) = cache {
+            c.replace(&ctx.seen, &id)?;
+        }
         Ok(summary)
     }
 
@@ -202,6 +253,41 @@ impl<B: BlockStore> Repository<B> {
         Ok(())
     }
 
+    /// A file's chunks: from the cache if its metadata is unchanged, else by reading it.
+    fn file_with_cache(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+        summary: &mut BackupSummary,
+        ctx: &mut Walk<'_>,
+    ) -> Result<(u64, Vec<BlockId>), BackupError> {
+        let (dev, ino, ctime_ns) = identity(meta);
+        let key = crate::cache::cache_key(dev, ino, &name_bytes(path.as_os_str()));
+        let mtime = mtime_ns(meta);
+        if let Some(cache) = ctx.cache
+            && let Some(hit) = cache.get(&key)?
+            && hit.size == meta.len()
+            && hit.mtime_ns == mtime
+            && hit.ctime_ns == ctime_ns
+        {
+            summary.files_unchanged += 1;
+            let result = (hit.size, hit.chunks.clone());
+            ctx.seen.push((key, hit));
+            return Ok(result);
+        }
+        let (size, chunks) = self.backup_file(path, summary)?;
+        ctx.seen.push((
+            key,
+            CachedFile {
+                size,
+                mtime_ns: mtime,
+                ctime_ns,
+                chunks: chunks.clone(),
+            },
+        ));
+        Ok((size, chunks))
+    }
+
     fn backup_file(
         &self,
         path: &Path,
@@ -229,7 +315,12 @@ impl<B: BlockStore> Repository<B> {
         Ok((size, ids))
     }
 
-    fn backup_dir(&self, dir: &Path, summary: &mut BackupSummary) -> Result<BlockId, BackupError> {
+    fn backup_dir(
+        &self,
+        dir: &Path,
+        summary: &mut BackupSummary,
+        ctx: &mut Walk<'_>,
+    ) -> Result<BlockId, BackupError> {
         let mut names: Vec<(Vec<u8>, std::ffi::OsString)> = fs::read_dir(dir)
             .map_err(|e| BackupError::io(dir, e))?
             .map(|e| e.map(|e| (name_bytes(&e.file_name()), e.file_name())))
@@ -248,10 +339,10 @@ impl<B: BlockStore> Repository<B> {
                 }
             } else if meta.is_dir() {
                 EntryKind::Dir {
-                    tree: self.backup_dir(&path, summary)?,
+                    tree: self.backup_dir(&path, summary, ctx)?,
                 }
             } else if meta.is_file() {
-                let (size, chunks) = self.backup_file(&path, summary)?;
+                let (size, chunks) = self.file_with_cache(&path, &meta, summary, ctx)?;
                 EntryKind::File { size, chunks }
             } else {
                 summary.skipped += 1;

@@ -1,15 +1,16 @@
 //! Cairn's backup engine: turns a folder into an encrypted, deduplicated snapshot over a block
 //! store, and back; checks a repository.
 //!
-//! **Status: first increment.** Snapshots (trees and authenticated snapshot records), the block
-//! store trait with in-memory and `cairn-archive` implementations, single-threaded backup,
-//! restore and check. Still to come (issue #9): the incremental file cache, the parallel
-//! pipeline, progress, and the peer benchmark.
+//! **Status: first increments.** Snapshots (trees and authenticated snapshot records), the block
+//! store trait with in-memory and `cairn-archive` implementations, backup with a redb file
+//! cache (unchanged files are not read), restore and check. Still to come (issue #9): the
+//! parallel pipeline, progress, and the peer benchmark.
 //!
 //! | type | use |
 //! | --- | --- |
 //! | [`Repository`] | backup, restore, check, list snapshots |
 //! | [`BlockStore`], [`MemoryStore`], [`ArchiveStore`] | where sealed blocks and snapshots live |
+//! | [`FileCache`] | the local cache that lets unchanged files go unread |
 //! | [`Tree`], [`Entry`], [`Snapshot`] | the objects (`docs/format/backup.md`) |
 //!
 //! # Example
@@ -49,12 +50,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cache;
 mod engine;
 mod error;
 mod snapshot;
 mod store;
 mod tree;
 
+pub use cache::{CachedFile, FileCache};
 pub use engine::{BackupSummary, CheckReport, Repository};
 pub use error::{BackupError, StoreError};
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Snapshot, TAG_LEN};

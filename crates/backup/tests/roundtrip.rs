@@ -320,3 +320,48 @@ fn restore_refuses_a_non_empty_target() {
         Err(BackupError::TargetNotEmpty(_))
     ));
 }
+
+#[test]
+fn file_cache_skips_unchanged_files() {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let state = tempfile::tempdir().unwrap();
+    let cache = FileCache::open(&state.path().join("cache.redb")).unwrap();
+    let repo = repo(MemoryStore::new());
+    let first = repo
+        .backup_incremental(src.path(), "h", None, Some(&cache))
+        .unwrap();
+    assert_eq!(first.files_unchanged, 0);
+    let (id, snap) = repo.snapshots().unwrap().remove(0);
+    assert_eq!(cache.snapshot().unwrap(), Some(id));
+    // Nothing changed: no file is read, nothing is sent.
+    let second = repo
+        .backup_incremental(src.path(), "h", Some((&id, &snap)), Some(&cache))
+        .unwrap();
+    assert_eq!(second.bytes_read, 0, "{second:?}");
+    assert_eq!(second.blocks_sent, 0);
+    // empty.txt, root.txt, docs/a.txt, docs/deep/small.bin, docs/deep/er/big.bin
+    assert_eq!(second.files_unchanged, 5);
+    // One file changed: only it is read.
+    let snaps = repo.snapshots().unwrap();
+    let (id2, snap2) = snaps.last().unwrap();
+    fs::write(src.path().join("docs/deep/small.bin"), bytes(7, 5000)).unwrap();
+    let third = repo
+        .backup_incremental(src.path(), "h", Some((id2, snap2)), Some(&cache))
+        .unwrap();
+    assert_eq!(third.bytes_read, 5000, "{third:?}");
+    assert_eq!(third.files_unchanged, second.files_unchanged - 1);
+    // The restored result is the current tree.
+    let snaps = repo.snapshots().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    repo.restore(&snaps.last().unwrap().1, &out.path().join("r"))
+        .unwrap();
+    assert_same(src.path(), &out.path().join("r"));
+    // A cache written with another snapshot is not trusted: every file is read again.
+    let (id0, snap0) = &snaps[0];
+    let stale = repo
+        .backup_incremental(src.path(), "h", Some((id0, snap0)), Some(&cache))
+        .unwrap();
+    assert_eq!(stale.files_unchanged, 0);
+    assert!(stale.bytes_read > 300_000);
+}
