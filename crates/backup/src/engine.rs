@@ -15,8 +15,96 @@ use crate::snapshot::Snapshot;
 use crate::store::BlockStore;
 use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
 
-/// Ids asked about (and blocks sent) per round trip.
+/// Ids asked about (and blocks sent) per round trip, for trees.
 const BATCH: usize = 256;
+/// Data blocks a worker holds before asking the store what it lacks (16 MiB at the default
+/// 1 MiB average: the memory bound per worker).
+const PENDING_BLOCKS: usize = 16;
+/// Input bytes per group of small files handled by one worker.
+const GROUP_BYTES: u64 = 16 << 20;
+/// Files per group.
+const GROUP_FILES: usize = 512;
+
+/// What one group of files produced: (slot, size, chunk ids) per file, and its counters.
+type GroupResult = (Vec<(usize, u64, Vec<BlockId>)>, BackupSummary);
+
+/// A file to back up, as the walk found it.
+struct FileJob {
+    path: std::path::PathBuf,
+    key: Vec<u8>,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+/// A directory as the walk found it.
+struct DirNode {
+    entries: Vec<ScanEntry>,
+}
+
+struct ScanEntry {
+    name: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    kind: ScanKind,
+}
+
+enum ScanKind {
+    File(usize),
+    Dir(DirNode),
+    Symlink(Vec<u8>),
+}
+
+/// Walks `dir` (metadata only), appending files to `jobs`.
+fn scan_dir(
+    dir: &Path,
+    jobs: &mut Vec<FileJob>,
+    summary: &mut BackupSummary,
+) -> Result<DirNode, BackupError> {
+    let mut names: Vec<(Vec<u8>, std::ffi::OsString)> = fs::read_dir(dir)
+        .map_err(|e| BackupError::io(dir, e))?
+        .map(|e| e.map(|e| (name_bytes(&e.file_name()), e.file_name())))
+        .collect::<Result<_, _>>()
+        .map_err(|e| BackupError::io(dir, e))?;
+    names.sort_unstable();
+    let mut entries = Vec::with_capacity(names.len());
+    for (bytes, name) in names {
+        let path = dir.join(&name);
+        let meta = fs::symlink_metadata(&path).map_err(|e| BackupError::io(&path, e))?;
+        let (mode, uid, gid) = owner(&meta);
+        let kind = if meta.file_type().is_symlink() {
+            let target = fs::read_link(&path).map_err(|e| BackupError::io(&path, e))?;
+            ScanKind::Symlink(name_bytes(target.as_os_str()))
+        } else if meta.is_dir() {
+            ScanKind::Dir(scan_dir(&path, jobs, summary)?)
+        } else if meta.is_file() {
+            let (dev, ino, ctime_ns) = identity(&meta);
+            jobs.push(FileJob {
+                key: crate::cache::cache_key(dev, ino, &name_bytes(path.as_os_str())),
+                path,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+                ctime_ns,
+            });
+            ScanKind::File(jobs.len() - 1)
+        } else {
+            summary.skipped += 1;
+            continue;
+        };
+        summary.entries += 1;
+        entries.push(ScanEntry {
+            name: bytes,
+            mode,
+            uid,
+            gid,
+            mtime_ns: mtime_ns(&meta),
+            kind,
+        });
+    }
+    Ok(DirNode { entries })
+}
 
 /// What a backup did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -253,51 +341,16 @@ impl<B: BlockStore> Repository<B> {
         Ok(())
     }
 
-    /// A file's chunks: from the cache if its metadata is unchanged, else by reading it.
-    fn file_with_cache(
-        &self,
-        path: &Path,
-        meta: &fs::Metadata,
-        summary: &mut BackupSummary,
-        ctx: &mut Walk<'_>,
-    ) -> Result<(u64, Vec<BlockId>), BackupError> {
-        let (dev, ino, ctime_ns) = identity(meta);
-        let key = crate::cache::cache_key(dev, ino, &name_bytes(path.as_os_str()));
-        let mtime = mtime_ns(meta);
-        if let Some(cache) = ctx.cache
-            && let Some(hit) = cache.get(&key)?
-            && hit.size == meta.len()
-            && hit.mtime_ns == mtime
-            && hit.ctime_ns == ctime_ns
-        {
-            summary.files_unchanged += 1;
-            let result = (hit.size, hit.chunks.clone());
-            ctx.seen.push((key, hit));
-            return Ok(result);
-        }
-        let (size, chunks) = self.backup_file(path, summary)?;
-        ctx.seen.push((
-            key,
-            CachedFile {
-                size,
-                mtime_ns: mtime,
-                ctime_ns,
-                chunks: chunks.clone(),
-            },
-        ));
-        Ok((size, chunks))
-    }
-
     fn backup_file(
         &self,
         path: &Path,
+        pending: &mut Vec<(BlockId, BlockKind, Vec<u8>)>,
         summary: &mut BackupSummary,
     ) -> Result<(u64, Vec<BlockId>), BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
         let mut stream = self.chunker.stream(&mut file);
         let mut ids = Vec::new();
         let mut size = 0u64;
-        let mut pending = Vec::new();
         while let Some((_, chunk)) = stream
             .next_chunk()
             .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
@@ -306,62 +359,136 @@ impl<B: BlockStore> Repository<B> {
             size += chunk.len() as u64;
             ids.push(id);
             pending.push((id, BlockKind::DATA, chunk.to_vec()));
-            if pending.len() >= BATCH / 16 {
-                self.flush(&mut pending, summary)?;
+            if pending.len() >= PENDING_BLOCKS {
+                self.flush(pending, summary)?;
             }
         }
-        self.flush(&mut pending, summary)?;
         summary.bytes_read += size;
         Ok((size, ids))
     }
 
+    /// Backs up one directory tree in three phases: walk (metadata only, one thread), files
+    /// (chunk, id, seal, send: groups of files on the CPU pool, each group batching its
+    /// blocks), trees (bottom-up, one thread).
     fn backup_dir(
         &self,
         dir: &Path,
         summary: &mut BackupSummary,
         ctx: &mut Walk<'_>,
     ) -> Result<BlockId, BackupError> {
-        let mut names: Vec<(Vec<u8>, std::ffi::OsString)> = fs::read_dir(dir)
-            .map_err(|e| BackupError::io(dir, e))?
-            .map(|e| e.map(|e| (name_bytes(&e.file_name()), e.file_name())))
-            .collect::<Result<_, _>>()
-            .map_err(|e| BackupError::io(dir, e))?;
-        names.sort_unstable();
-        let mut tree = Tree::default();
-        for (bytes, name) in names {
-            let path = dir.join(&name);
-            let meta = fs::symlink_metadata(&path).map_err(|e| BackupError::io(&path, e))?;
-            let (mode, uid, gid) = owner(&meta);
-            let kind = if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).map_err(|e| BackupError::io(&path, e))?;
-                EntryKind::Symlink {
-                    target: name_bytes(target.as_os_str()),
-                }
-            } else if meta.is_dir() {
-                EntryKind::Dir {
-                    tree: self.backup_dir(&path, summary, ctx)?,
-                }
-            } else if meta.is_file() {
-                let (size, chunks) = self.file_with_cache(&path, &meta, summary, ctx)?;
-                EntryKind::File { size, chunks }
+        let mut jobs = Vec::new();
+        let node = scan_dir(dir, &mut jobs, summary)?;
+        // Files the cache vouches for are not read.
+        let mut results: Vec<Option<(u64, Vec<BlockId>)>> = vec![None; jobs.len()];
+        let mut to_read = Vec::new();
+        for (slot, job) in jobs.iter().enumerate() {
+            if let Some(cache) = ctx.cache
+                && let Some(hit) = cache.get(&job.key)?
+                && hit.size == job.size
+                && hit.mtime_ns == job.mtime_ns
+                && hit.ctime_ns == job.ctime_ns
+            {
+                summary.files_unchanged += 1;
+                results[slot] = Some((hit.size, hit.chunks));
             } else {
-                summary.skipped += 1;
-                continue;
+                to_read.push(slot);
+            }
+        }
+        // Group the files to read: about GROUP_BYTES of input per group, a big file alone.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut current = Vec::new();
+        let mut current_bytes = 0u64;
+        for slot in to_read {
+            current_bytes += jobs[slot].size;
+            current.push(slot);
+            if current_bytes >= GROUP_BYTES || current.len() >= GROUP_FILES {
+                groups.push(std::mem::take(&mut current));
+                current_bytes = 0;
+            }
+        }
+        if !current.is_empty() {
+            groups.push(current);
+        }
+        use rayon::prelude::*;
+        let done: Vec<Result<GroupResult, BackupError>> = groups
+            .par_iter()
+            .map(|group| {
+                let mut part = BackupSummary::default();
+                let mut pending = Vec::new();
+                let mut out = Vec::with_capacity(group.len());
+                for &slot in group {
+                    let (size, chunks) =
+                        self.backup_file(&jobs[slot].path, &mut pending, &mut part)?;
+                    out.push((slot, size, chunks));
+                }
+                self.flush(&mut pending, &mut part)?;
+                Ok((out, part))
+            })
+            .collect();
+        for d in done {
+            let (out, part) = d?;
+            summary.bytes_read += part.bytes_read;
+            summary.blocks_sent += part.blocks_sent;
+            summary.bytes_sent += part.bytes_sent;
+            for (slot, size, chunks) in out {
+                results[slot] = Some((size, chunks));
+            }
+        }
+        for (slot, job) in jobs.iter().enumerate() {
+            if let Some((size, chunks)) = &results[slot] {
+                let cached = CachedFile {
+                    size: *size,
+                    mtime_ns: job.mtime_ns,
+                    ctime_ns: job.ctime_ns,
+                    chunks: chunks.clone(),
+                };
+                ctx.seen.push((job.key.clone(), cached));
+            }
+        }
+        let mut pending = Vec::new();
+        let id = self.build_tree(node, &results, &mut pending, summary)?;
+        self.flush(&mut pending, summary)?;
+        Ok(id)
+    }
+
+    /// Encodes a scanned directory (children first), queueing its tree blocks.
+    fn build_tree(
+        &self,
+        node: DirNode,
+        results: &[Option<(u64, Vec<BlockId>)>],
+        pending: &mut Vec<(BlockId, BlockKind, Vec<u8>)>,
+        summary: &mut BackupSummary,
+    ) -> Result<BlockId, BackupError> {
+        let mut tree = Tree::default();
+        for e in node.entries {
+            let kind = match e.kind {
+                ScanKind::Symlink(target) => EntryKind::Symlink { target },
+                ScanKind::Dir(child) => EntryKind::Dir {
+                    tree: self.build_tree(child, results, pending, summary)?,
+                },
+                ScanKind::File(slot) => {
+                    let (size, chunks) = results
+                        .get(slot)
+                        .and_then(Clone::clone)
+                        .ok_or(BackupError::Engine("file result missing".into()))?;
+                    EntryKind::File { size, chunks }
+                }
             };
-            summary.entries += 1;
             tree.entries.push(Entry {
-                name: bytes,
-                mode,
-                uid,
-                gid,
-                mtime_ns: mtime_ns(&meta),
+                name: e.name,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                mtime_ns: e.mtime_ns,
                 kind,
             });
         }
         let plain = tree.encode()?;
         let id = self.sealer.block_id(BlockKind::TREE, &plain);
-        let mut pending = vec![(id, BlockKind::TREE, plain)];
-        self.flush(&mut pending, summary)?;
+        pending.push((id, BlockKind::TREE, plain));
+        if pending.len() >= BATCH {
+            self.flush(pending, summary)?;
+        }
         Ok(id)
     }
 

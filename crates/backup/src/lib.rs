@@ -3,8 +3,10 @@
 //!
 //! **Status: first increments.** Snapshots (trees and authenticated snapshot records), the block
 //! store trait with in-memory and `cairn-archive` implementations, backup with a redb file
-//! cache (unchanged files are not read), restore and check. Still to come (issue #9): the
-//! parallel pipeline, progress, and the peer benchmark.
+//! cache (unchanged files are not read) and files processed in groups on the rayon pool (chunk,
+//! id, compress, seal; each group batches its store round trips), restore and check. Still to
+//! come (issue #9): splitting one big file across workers, parallel restore, progress, and the
+//! peer benchmark.
 //!
 //! | type | use |
 //! | --- | --- |

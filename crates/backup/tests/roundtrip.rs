@@ -365,3 +365,48 @@ fn file_cache_skips_unchanged_files() {
     assert_eq!(stale.files_unchanged, 0);
     assert!(stale.bytes_read > 300_000);
 }
+
+/// Many small files and a few large ones: processed in groups on the CPU pool, all restored.
+#[test]
+fn many_files_through_the_pool() {
+    let src = tempfile::tempdir().unwrap();
+    for d in 0..30u64 {
+        let dir = src.path().join(format!("dir-{d:02}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..40u64 {
+            fs::write(
+                dir.join(format!("f{f:03}.txt")),
+                bytes(d * 100 + f, (f as usize * 37) % 3000),
+            )
+            .unwrap();
+        }
+    }
+    for b in 0..3u64 {
+        fs::write(
+            src.path().join(format!("big-{b}.bin")),
+            bytes(9000 + b, 700_000),
+        )
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArchiveStore::open(
+        DirStorage::open(dir.path().join("repo")).unwrap(),
+        Config::new(*b"many files repo!"),
+    )
+    .unwrap();
+    let repo = repo(store);
+    let summary = repo.backup(src.path(), "h", None).unwrap();
+    assert_eq!(summary.entries, 30 + 30 * 40 + 3);
+    assert_eq!(
+        summary.bytes_read,
+        (0..30u64)
+            .map(|_| (0..40u64).map(|f| f * 37 % 3000).sum::<u64>())
+            .sum::<u64>()
+            + 3 * 700_000
+    );
+    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    let out = tempfile::tempdir().unwrap();
+    repo.restore(&snap, &out.path().join("r")).unwrap();
+    assert_same(src.path(), &out.path().join("r"));
+    assert!(repo.check(true).unwrap().errors.is_empty());
+}
