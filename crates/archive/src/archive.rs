@@ -797,6 +797,61 @@ impl<S: Storage> Archive<S> {
         Ok(bytes)
     }
 
+    /// Every record of `kind` (key and location), in log order, read from the indexes only (no
+    /// payload is read): how a caller lists, say, its snapshot records at open.
+    pub fn records_of_kind(&self, kind: u8) -> Result<Vec<(Key, Location)>, ArchiveError> {
+        let mut out = Vec::new();
+        for s in &self.sealed {
+            let entries = match &s.rescued {
+                Some(e) => e.clone(),
+                None => {
+                    let len = s
+                        .index_count
+                        .checked_mul(INDEX_ENTRY_LEN as u64)
+                        .ok_or_else(|| corrupt(s.seq, s.index_offset, "index size"))?;
+                    let mut bytes = vec![0u8; to_usize(len)?];
+                    self.storage.read_at(&s.name, s.index_offset, &mut bytes)?;
+                    bytes
+                        .chunks_exact(INDEX_ENTRY_LEN)
+                        .map(IndexEntry::decode)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| corrupt(s.seq, s.index_offset, "index entry"))?
+                }
+            };
+            let mut found: Vec<_> = entries.into_iter().filter(|e| e.kind == kind).collect();
+            found.sort_by_key(|e| e.offset);
+            out.extend(found.into_iter().map(|e| {
+                (
+                    e.key,
+                    Location {
+                        segment: s.seq,
+                        offset: e.offset,
+                        len: e.len,
+                        kind: e.kind,
+                    },
+                )
+            }));
+        }
+        out.extend(
+            self.active
+                .entries
+                .iter()
+                .filter(|e| e.kind == kind)
+                .map(|e| {
+                    (
+                        e.key,
+                        Location {
+                            segment: self.active.seq,
+                            offset: e.offset,
+                            len: e.len,
+                            kind: e.kind,
+                        },
+                    )
+                }),
+        );
+        Ok(out)
+    }
+
     /// The newest payload stored under `key`.
     pub fn get(&mut self, key: &Key) -> Result<Option<Vec<u8>>, ArchiveError> {
         match self.locate(key)? {

@@ -407,3 +407,29 @@ fn append_owned_is_byte_identical() {
     }
     check_all(&b, &sizes, 512 << 10);
 }
+
+/// Records of one kind are listed from the indexes, in log order, across sealed segments and the
+/// active one, including after reopening.
+#[test]
+fn records_of_kind_from_indexes() {
+    let storage = MemoryStorage::new();
+    let (mut log, _) = Archive::open(storage.clone(), config(4 << 10)).unwrap();
+    let mut want = Vec::new();
+    for i in 0..60u64 {
+        let kind = if i % 7 == 0 { 2 } else { 1 };
+        let loc = log.append(kind, &key(i), &payload(i, 300)).unwrap();
+        if kind == 2 {
+            want.push((key(i), loc));
+        }
+        if i % 5 == 4 {
+            log.commit().unwrap();
+        }
+    }
+    log.commit().unwrap();
+    assert!(log.sealed_segments() >= 2);
+    assert_eq!(log.records_of_kind(2).unwrap(), want);
+    drop(log);
+    let (log, _) = Archive::open(storage, config(4 << 10)).unwrap();
+    assert_eq!(log.records_of_kind(2).unwrap(), want);
+    assert_eq!(log.records_of_kind(9).unwrap(), vec![]);
+}

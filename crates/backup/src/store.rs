@@ -127,14 +127,13 @@ pub struct ArchiveStore<S: Storage> {
 impl<S: Storage> ArchiveStore<S> {
     /// Opens the repository (running the log's recovery) and lists its snapshots.
     pub fn open(storage: S, config: cairn_archive::Config) -> Result<Self, StoreError> {
-        let (mut log, _recovery) = Archive::open(storage, config)?;
-        let mut snapshots = Vec::new();
-        log.verify(|loc, key, _| {
-            if loc.kind == KIND_SNAPSHOT {
-                snapshots.push(BlockId::from_bytes(*key));
-            }
-            Ok(())
-        })?;
+        let (log, _recovery) = Archive::open(storage, config)?;
+        // From the indexes alone: no payload is read.
+        let snapshots = log
+            .records_of_kind(KIND_SNAPSHOT)?
+            .into_iter()
+            .map(|(key, _)| BlockId::from_bytes(key))
+            .collect();
         Ok(Self {
             log: Mutex::new(log),
             snapshots: Mutex::new(snapshots),
