@@ -527,62 +527,80 @@ impl<B: BlockStore> Repository<B> {
         } else {
             fs::create_dir_all(target).map_err(|e| BackupError::io(target, e))?;
         }
-        let mut restored = 0;
-        self.restore_tree(&snapshot.root, target, &mut restored)?;
+        // 1. Directories and symlinks, walking the trees (one thread).
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        let mut restored = 0u64;
+        self.restore_tree(&snapshot.root, target, &mut files, &mut dirs, &mut restored)?;
+        // 2. Files, in parallel on the CPU pool: fetch, authenticate, write.
+        use rayon::prelude::*;
+        files
+            .par_iter()
+            .map(|(path, entry)| self.restore_file(path, entry))
+            .collect::<Result<Vec<()>, BackupError>>()?;
+        // 3. Directory modes and times, deepest first, after their contents stopped changing.
+        for (path, entry) in dirs.iter().rev() {
+            set_mode(path, entry)?;
+            let f = File::open(path).map_err(|err| BackupError::io(path, err))?;
+            f.set_modified(time_of(entry.mtime_ns))
+                .map_err(|err| BackupError::io(path, err))?;
+        }
         Ok(restored)
     }
 
+    /// Creates the directories and symlinks under `dir` and lists its files and directories.
     fn restore_tree(
         &self,
         tree_id: &BlockId,
         dir: &Path,
+        files: &mut Vec<(std::path::PathBuf, Entry)>,
+        dirs: &mut Vec<(std::path::PathBuf, Entry)>,
         restored: &mut u64,
     ) -> Result<(), BackupError> {
         let tree = Tree::decode(&self.open(BlockKind::TREE, tree_id)?)?;
-        for e in &tree.entries {
+        for e in tree.entries {
             if !is_safe_name(&e.name) {
                 return Err(BackupError::Malformed("unsafe entry name"));
             }
             let path = dir.join(name_os(&e.name));
+            *restored += 1;
             match &e.kind {
                 EntryKind::Dir { tree } => {
                     fs::create_dir(&path).map_err(|err| BackupError::io(&path, err))?;
-                    self.restore_tree(tree, &path, restored)?;
+                    let tree = *tree;
+                    dirs.push((path.clone(), e));
+                    self.restore_tree(&tree, &path, files, dirs, restored)?;
                 }
-                EntryKind::File { size, chunks } => {
-                    let mut f = File::options()
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)
-                        .map_err(|err| BackupError::io(&path, err))?;
-                    let mut written = 0u64;
-                    for id in chunks {
-                        let data = self.open(BlockKind::DATA, id)?;
-                        written += data.len() as u64;
-                        f.write_all(&data)
-                            .map_err(|err| BackupError::io(&path, err))?;
-                    }
-                    if written != *size {
-                        return Err(BackupError::Malformed("file size"));
-                    }
-                    f.set_modified(time_of(e.mtime_ns))
-                        .map_err(|err| BackupError::io(&path, err))?;
-                }
+                EntryKind::File { .. } => files.push((path, e)),
                 EntryKind::Symlink { target } => make_symlink(target, &path)?,
-            }
-            set_mode(&path, e)?;
-            *restored += 1;
-        }
-        // Directory times last, after their contents stopped changing them.
-        for e in &tree.entries {
-            if matches!(e.kind, EntryKind::Dir { .. }) {
-                let path = dir.join(name_os(&e.name));
-                let f = File::open(&path).map_err(|err| BackupError::io(&path, err))?;
-                f.set_modified(time_of(e.mtime_ns))
-                    .map_err(|err| BackupError::io(&path, err))?;
             }
         }
         Ok(())
+    }
+
+    /// Writes one file: every chunk authenticated (its id recomputed) before it is written.
+    fn restore_file(&self, path: &Path, e: &Entry) -> Result<(), BackupError> {
+        let EntryKind::File { size, chunks } = &e.kind else {
+            return Err(BackupError::Malformed("not a file"));
+        };
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|err| BackupError::io(path, err))?;
+        let mut written = 0u64;
+        for id in chunks {
+            let data = self.open(BlockKind::DATA, id)?;
+            written += data.len() as u64;
+            f.write_all(&data)
+                .map_err(|err| BackupError::io(path, err))?;
+        }
+        if written != *size {
+            return Err(BackupError::Malformed("file size"));
+        }
+        f.set_modified(time_of(e.mtime_ns))
+            .map_err(|err| BackupError::io(path, err))?;
+        set_mode(path, e)
     }
 
     /// Checks every snapshot's trees; with `read_data`, opens every data block too (B-14).
