@@ -38,6 +38,10 @@ pub enum ArchiveError {
     /// handle (B-11). Reopen the archive.
     #[error("archive is poisoned by an earlier storage failure; reopen it")]
     Poisoned,
+    /// The record is not committed yet (it may still be in the write buffer); use
+    /// [`Archive::read`](crate::Archive::read) through `&mut`, or commit first.
+    #[error("record not committed yet")]
+    Uncommitted,
     /// A payload is longer than [`MAX_PAYLOAD_LEN`](crate::MAX_PAYLOAD_LEN).
     #[error("payload too large")]
     PayloadTooLarge,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Appends to one file.
-pub trait SegmentWriter: Send {
+pub trait SegmentWriter: Send + Sync {
     /// Appends `buf`.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Appends each of `bufs` in order (one system call where the storage can).

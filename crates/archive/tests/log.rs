@@ -433,3 +433,20 @@ fn records_of_kind_from_indexes() {
     assert_eq!(log.records_of_kind(2).unwrap(), want);
     assert_eq!(log.records_of_kind(9).unwrap(), vec![]);
 }
+
+/// Shared-reference reads see committed records only.
+#[test]
+fn read_committed_refuses_uncommitted_records() {
+    let (mut log, _) = Archive::open(MemoryStorage::new(), config(1 << 20)).unwrap();
+    let a = log.append(1, &key(1), b"committed").unwrap();
+    log.commit().unwrap();
+    let b = log.append(1, &key(2), b"not yet").unwrap();
+    assert_eq!(log.read_committed(&a).unwrap(), b"committed");
+    assert!(matches!(
+        log.read_committed(&b),
+        Err(ArchiveError::Uncommitted)
+    ));
+    assert_eq!(log.read(&b).unwrap(), b"not yet");
+    log.commit().unwrap();
+    assert_eq!(log.read_committed(&b).unwrap(), b"not yet");
+}

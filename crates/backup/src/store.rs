@@ -1,7 +1,7 @@
 //! Where sealed blocks and snapshots live.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use cairn_archive::{Archive, Storage};
 use cairn_seal::BlockId;
@@ -119,7 +119,8 @@ const KIND_SNAPSHOT: u8 = 2;
 /// A repository on disk (or in any `cairn-archive` storage): blocks and snapshots are records
 /// of the append-only log, keyed by block id. Needs no server.
 pub struct ArchiveStore<S: Storage> {
-    log: Mutex<Archive<S>>,
+    /// Readers share it (restore fetches blocks from many threads); writers take it alone.
+    log: RwLock<Archive<S>>,
     snapshots: Mutex<Vec<BlockId>>,
     known: Mutex<HashSet<BlockId>>,
 }
@@ -135,7 +136,7 @@ impl<S: Storage> ArchiveStore<S> {
             .map(|(key, _)| BlockId::from_bytes(key))
             .collect();
         Ok(Self {
-            log: Mutex::new(log),
+            log: RwLock::new(log),
             snapshots: Mutex::new(snapshots),
             known: Mutex::default(),
         })
@@ -144,7 +145,7 @@ impl<S: Storage> ArchiveStore<S> {
 
 impl<S: Storage> BlockStore for ArchiveStore<S> {
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
-        let log = self.log.lock().map_err(|_| poisoned())?;
+        let log = self.log.read().map_err(|_| poisoned())?;
         let known = self.known.lock().map_err(|_| poisoned())?;
         let mut out = Vec::new();
         for id in ids {
@@ -156,7 +157,7 @@ impl<S: Storage> BlockStore for ArchiveStore<S> {
     }
 
     fn put_blocks(&self, blocks: Vec<(BlockId, Vec<u8>)>) -> Result<(), StoreError> {
-        let mut log = self.log.lock().map_err(|_| poisoned())?;
+        let mut log = self.log.write().map_err(|_| poisoned())?;
         let mut known = self.known.lock().map_err(|_| poisoned())?;
         for (id, bytes) in blocks {
             if known.insert(id) {
@@ -168,15 +169,15 @@ impl<S: Storage> BlockStore for ArchiveStore<S> {
     }
 
     fn get_block(&self, id: &BlockId) -> Result<Vec<u8>, StoreError> {
-        let mut log = self.log.lock().map_err(|_| poisoned())?;
+        let log = self.log.read().map_err(|_| poisoned())?;
         match log.locate(id.as_bytes())? {
-            Some(loc) if loc.kind == KIND_BLOCK => Ok(log.read(&loc)?),
+            Some(loc) if loc.kind == KIND_BLOCK => Ok(log.read_committed(&loc)?),
             _ => Err(StoreError::NotFound),
         }
     }
 
     fn put_snapshot(&self, id: &BlockId, sealed: Vec<u8>) -> Result<(), StoreError> {
-        let mut log = self.log.lock().map_err(|_| poisoned())?;
+        let mut log = self.log.write().map_err(|_| poisoned())?;
         log.append_owned(KIND_SNAPSHOT, id.as_bytes(), sealed)?;
         log.commit()?;
         self.snapshots.lock().map_err(|_| poisoned())?.push(*id);
@@ -188,9 +189,9 @@ impl<S: Storage> BlockStore for ArchiveStore<S> {
     }
 
     fn get_snapshot(&self, id: &BlockId) -> Result<Vec<u8>, StoreError> {
-        let mut log = self.log.lock().map_err(|_| poisoned())?;
+        let log = self.log.read().map_err(|_| poisoned())?;
         match log.locate(id.as_bytes())? {
-            Some(loc) if loc.kind == KIND_SNAPSHOT => Ok(log.read(&loc)?),
+            Some(loc) if loc.kind == KIND_SNAPSHOT => Ok(log.read_committed(&loc)?),
             _ => Err(StoreError::NotFound),
         }
     }
