@@ -4,9 +4,9 @@
 //! **Status: first increments.** Snapshots (trees and authenticated snapshot records), the block
 //! store trait with in-memory and `cairn-archive` implementations, backup with a redb file
 //! cache (unchanged files are not read) and files processed in groups on the rayon pool (chunk,
-//! id, compress, seal; each group batches its store round trips), restore and check. Still to
-//! come (issue #9): splitting one big file across workers, parallel restore, progress, and the
-//! peer benchmark.
+//! id, compress, seal; each group batches its store round trips), parallel restore and check.
+//! Still to come (issue #9): splitting one big file across workers, progress, hard links and
+//! extended attributes, and the peer benchmark.
 //!
 //! | type | use |
 //! | --- | --- |
