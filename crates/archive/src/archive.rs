@@ -451,22 +451,7 @@ impl<S: Storage> Archive<S> {
         key: &Key,
         payload: &[u8],
     ) -> Result<Location, ArchiveError> {
-        if self.poisoned {
-            return Err(ArchiveError::Poisoned);
-        }
-        if kind >= RESERVED_KINDS {
-            return Err(ArchiveError::ReservedKind);
-        }
-        if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(ArchiveError::PayloadTooLarge);
-        }
-        let len = u32::try_from(payload.len()).map_err(|_| ArchiveError::PayloadTooLarge)?;
-        let header = RecordHeader {
-            len,
-            kind,
-            seq: self.next_seq,
-            key: *key,
-        };
+        let header = self.next_header(kind, key, payload.len())?;
         let hb = header.encode();
         let offset = self.active.len;
         let payload_hash = if payload.len() >= WRITE_BUFFER / 4 {
@@ -475,24 +460,63 @@ impl<S: Storage> Archive<S> {
             self.write_record(&hb, payload)?;
             blake3::hash(payload)
         };
-        self.chain = chain_link(&self.chain, &hb, &payload_hash);
+        Ok(self.record_appended(&header, &hb, offset, &payload_hash))
+    }
+
+    /// Checks an append's arguments and the handle's state, and builds the record's header.
+    fn next_header(
+        &self,
+        kind: u8,
+        key: &Key,
+        payload_len: usize,
+    ) -> Result<RecordHeader, ArchiveError> {
+        if self.poisoned {
+            return Err(ArchiveError::Poisoned);
+        }
+        if kind >= RESERVED_KINDS {
+            return Err(ArchiveError::ReservedKind);
+        }
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(ArchiveError::PayloadTooLarge);
+        }
+        let len = u32::try_from(payload_len).map_err(|_| ArchiveError::PayloadTooLarge)?;
+        Ok(RecordHeader {
+            len,
+            kind,
+            seq: self.next_seq,
+            key: *key,
+        })
+    }
+
+    /// The bookkeeping after a data record's bytes were handed to storage: chain, counters and
+    /// the active segment's index.
+    fn record_appended(
+        &mut self,
+        header: &RecordHeader,
+        hb: &[u8; RECORD_HEADER_LEN],
+        offset: u64,
+        payload_hash: &blake3::Hash,
+    ) -> Location {
+        self.chain = chain_link(&self.chain, hb, payload_hash);
         self.data_records += 1;
         self.next_seq += 1;
         self.dirty = true;
         let entry = IndexEntry {
-            key: *key,
+            key: header.key,
             offset,
-            len,
-            kind,
+            len: header.len,
+            kind: header.kind,
         };
-        self.active.by_key.insert(*key, self.active.entries.len());
+        self.active
+            .by_key
+            .insert(header.key, self.active.entries.len());
         self.active.entries.push(entry);
-        Ok(Location {
+        Location {
             segment: self.active.seq,
             offset,
-            len,
-            kind,
-        })
+            len: header.len,
+            kind: header.kind,
+        }
     }
 
     /// A large record: its checksum and hash are computed on a second (scoped) thread while
@@ -533,26 +557,12 @@ impl<S: Storage> Archive<S> {
         if payload.len() < WRITE_BUFFER / 4 {
             return self.append(kind, key, &payload);
         }
-        if self.poisoned {
-            return Err(ArchiveError::Poisoned);
-        }
-        if kind >= RESERVED_KINDS {
-            return Err(ArchiveError::ReservedKind);
-        }
-        if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(ArchiveError::PayloadTooLarge);
-        }
-        let len = u32::try_from(payload.len()).map_err(|_| ArchiveError::PayloadTooLarge)?;
-        let header = RecordHeader {
-            len,
-            kind,
-            seq: self.next_seq,
-            key: *key,
-        };
+        let header = self.next_header(kind, key, payload.len())?;
         let hb = header.encode();
         let offset = self.active.len;
         let crc = record_crc(&hb, &payload);
         let payload_hash = blake3::hash(&payload);
+        let payload_len = payload.len();
         let a = &mut self.active;
         a.buffer.extend_from_slice(&hb);
         if let Err(e) = a.writer.write_all_owned(&a.buffer, payload) {
@@ -561,25 +571,8 @@ impl<S: Storage> Archive<S> {
         }
         a.buffer.clear();
         a.buffer.extend_from_slice(&crc.to_le_bytes());
-        a.len += (RECORD_OVERHEAD + len as usize) as u64;
-        self.chain = chain_link(&self.chain, &hb, &payload_hash);
-        self.data_records += 1;
-        self.next_seq += 1;
-        self.dirty = true;
-        let entry = IndexEntry {
-            key: *key,
-            offset,
-            len,
-            kind,
-        };
-        self.active.by_key.insert(*key, self.active.entries.len());
-        self.active.entries.push(entry);
-        Ok(Location {
-            segment: self.active.seq,
-            offset,
-            len,
-            kind,
-        })
+        a.len += (RECORD_OVERHEAD + payload_len) as u64;
+        Ok(self.record_appended(&header, &hb, offset, &payload_hash))
     }
 
     fn write_record(

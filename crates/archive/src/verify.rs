@@ -181,44 +181,32 @@ impl<S: Storage> Archive<S> {
                 .collect();
             for e in &entries {
                 let start = usize::try_from(e.offset).unwrap_or(usize::MAX);
-                if scanned.contains(&(e.offset, e.key, e.len, e.kind)) {
+                let payload = if scanned.contains(&(e.offset, e.key, e.len, e.kind)) {
                     let from = start + crate::format::RECORD_HEADER_LEN;
-                    let payload = &bytes[from..from + e.len as usize];
-                    let loc = Location {
-                        segment: seq,
-                        offset: e.offset,
-                        len: e.len,
-                        kind: e.kind,
-                    };
-                    match hook(&loc, &e.key, payload) {
-                        Ok(()) => report.records_ok += 1,
-                        Err(why) => damage(&mut report, e.offset, &format!("payload: {why}")),
-                    }
-                    continue;
-                }
-                let Some(rest) = bytes.get(start..records_end.max(start)) else {
-                    damage(&mut report, e.offset, "index points outside the segment");
-                    continue;
-                };
-                match decode_record(rest) {
-                    Ok((h, payload)) if h.key == e.key && h.kind == e.kind && h.len == e.len => {
-                        let loc = Location {
-                            segment: seq,
-                            offset: e.offset,
-                            len: e.len,
-                            kind: e.kind,
-                        };
-                        match hook(&loc, &e.key, payload) {
-                            Ok(()) => report.records_ok += 1,
-                            Err(why) => damage(&mut report, e.offset, &format!("payload: {why}")),
+                    Ok(&bytes[from..from + e.len as usize])
+                } else {
+                    match bytes.get(start..records_end.max(start)).map(decode_record) {
+                        None => Err("index points outside the segment".to_owned()),
+                        Some(Ok((h, payload)))
+                            if h.key == e.key && h.kind == e.kind && h.len == e.len =>
+                        {
+                            Ok(payload)
                         }
+                        Some(Ok(_)) => Err("record does not match its index entry".to_owned()),
+                        Some(Err(err)) => Err(format!("record: {err}")),
                     }
-                    Ok(_) => damage(
-                        &mut report,
-                        e.offset,
-                        "record does not match its index entry",
-                    ),
-                    Err(err) => damage(&mut report, e.offset, &format!("record: {err}")),
+                };
+                let loc = Location {
+                    segment: seq,
+                    offset: e.offset,
+                    len: e.len,
+                    kind: e.kind,
+                };
+                match payload
+                    .and_then(|p| hook(&loc, &e.key, p).map_err(|why| format!("payload: {why}")))
+                {
+                    Ok(()) => report.records_ok += 1,
+                    Err(what) => damage(&mut report, e.offset, &what),
                 }
             }
             // Continue the chain: from the scan if it went through, else from the trailer.
