@@ -157,6 +157,11 @@ impl Stanza {
         Ok(())
     }
 
+    /// This stanza's associated data under `header` (see [`Stanza::aad`]).
+    pub(crate) fn own_aad(&self, header: &[u8]) -> Vec<u8> {
+        Self::aad(header, self.kind, &self.key_id, &self.params)
+    }
+
     /// The stanza's associated data: the header, then type, key id and parameters.
     pub(crate) fn aad(header: &[u8], kind: u8, key_id: &[u8], params: &[u8]) -> Vec<u8> {
         let mut aad = Vec::with_capacity(header.len() + 3 + key_id.len() + params.len());

@@ -215,12 +215,7 @@ impl Identity for EscrowIdentity {
             if !stanza.params.is_empty() {
                 return Err(EscrowError::Unwrap);
             }
-            let aad = Stanza::aad(
-                ctx.header_bytes,
-                stanza.kind,
-                &stanza.key_id,
-                &stanza.params,
-            );
+            let aad = stanza.own_aad(ctx.header_bytes);
             let pt = open(&self.0, &ctx.header.hpke_info(), &aad, &stanza.payload, 32)?;
             archive_key_from(&pt)
         })())

@@ -228,12 +228,7 @@ impl Identity for PasswordIdentity {
             if !stanza.key_id.is_empty() {
                 return Err(EscrowError::Unwrap);
             }
-            let aad = Stanza::aad(
-                ctx.header_bytes,
-                stanza.kind,
-                &stanza.key_id,
-                &stanza.params,
-            );
+            let aad = stanza.own_aad(ctx.header_bytes);
             let kek = derive_kek(&self.0, &salt, params)?;
             open_with_kek(&kek, &aad, &stanza.payload)
         })())
@@ -312,12 +307,7 @@ impl Identity for PasswordEscrowIdentity {
         }
         Some((|| {
             let (params, salt) = Argon2Params::decode(&stanza.params)?;
-            let outer_aad = Stanza::aad(
-                ctx.header_bytes,
-                stanza.kind,
-                &stanza.key_id,
-                &stanza.params,
-            );
+            let outer_aad = stanza.own_aad(ctx.header_bytes);
             let inner = crate::hpke::open(
                 &self.escrow,
                 &ctx.header.hpke_info(),
@@ -341,12 +331,7 @@ pub(crate) fn reseal_password_escrow(
     new: &EscrowPublicKey,
 ) -> Result<Stanza, EscrowError> {
     Argon2Params::decode(&stanza.params)?;
-    let old_aad = Stanza::aad(
-        ctx.header_bytes,
-        stanza.kind,
-        &stanza.key_id,
-        &stanza.params,
-    );
+    let old_aad = stanza.own_aad(ctx.header_bytes);
     let info = ctx.header.hpke_info();
     let inner = crate::hpke::open(old, &info, &old_aad, &stanza.payload, PAYLOAD_LEN)?;
     let key_id = new.id().to_vec();
