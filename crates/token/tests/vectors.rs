@@ -46,14 +46,7 @@ fn generate() -> File {
         |name: &str, seed: u8, claims: &Claims, token: String, tenant: &str, now: Timestamp| {
             let k = key(seed);
             let verifier = {
-                let mut ring = Keyring::new();
-                ring.insert(KeyEntry {
-                    key: k.verifying_key().clone(),
-                    published_at: Timestamp::MIN,
-                    signs_from: Timestamp::MIN,
-                    retired_at: None,
-                })
-                .unwrap();
+                let ring = ring_of(k.verifying_key());
                 Verifier::new(
                     policy(),
                     ring,
@@ -199,14 +192,7 @@ fn committed_vectors_verify() {
             v.name
         );
         assert_eq!(k.verifying_key().id().to_string(), v.key_id, "{}", v.name);
-        let mut ring = Keyring::new();
-        ring.insert(KeyEntry {
-            key: k.verifying_key().clone(),
-            published_at: Timestamp::MIN,
-            signs_from: Timestamp::MIN,
-            retired_at: None,
-        })
-        .unwrap();
+        let ring = ring_of(k.verifying_key());
         let now = Timestamp::parse_rfc3339(&v.now).unwrap();
         let verifier = Verifier::new(
             policy.clone(),

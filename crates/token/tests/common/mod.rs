@@ -23,6 +23,19 @@ pub fn key(n: u8) -> SigningKey {
     SigningKey::from_seed(&[n; 32]).unwrap()
 }
 
+/// A keyring holding `key`, published and signing since the beginning of time, never retired.
+pub fn ring_of(key: &VerifyingKey) -> Keyring {
+    let mut ring = Keyring::new();
+    ring.insert(KeyEntry {
+        key: key.clone(),
+        published_at: Timestamp::MIN,
+        signs_from: Timestamp::MIN,
+        retired_at: None,
+    })
+    .unwrap();
+    ring
+}
+
 pub fn tenant(s: &str) -> TenantId {
     TenantId::new(s).unwrap()
 }
