@@ -607,6 +607,8 @@ impl<B: BlockStore> Repository<B> {
     pub fn check(&self, read_data: bool) -> Result<CheckReport, BackupError> {
         let mut report = CheckReport::default();
         let mut seen = std::collections::HashSet::new();
+        // Without `read_data`, data blocks are only asked for, BATCH ids per round trip.
+        let mut unread = Vec::new();
         for (_, snapshot) in self.snapshots()? {
             report.snapshots += 1;
             let mut stack = vec![snapshot.root];
@@ -632,26 +634,33 @@ impl<B: BlockStore> Repository<B> {
                                 if !seen.insert(id) {
                                     continue;
                                 }
-                                let result = if read_data {
-                                    self.open(BlockKind::DATA, &id).map(|_| ())
+                                if read_data {
+                                    if let Err(err) = self.open(BlockKind::DATA, &id) {
+                                        report.errors.push(format!("block {id}: {err}"));
+                                    }
                                 } else {
-                                    self.store
-                                        .missing(&[id])
-                                        .map_err(BackupError::from)
-                                        .and_then(|m| {
-                                            if m.is_empty() {
-                                                Ok(())
-                                            } else {
-                                                Err(BackupError::Block(id.to_string()))
-                                            }
-                                        })
-                                };
-                                if let Err(err) = result {
-                                    report.errors.push(format!("block {id}: {err}"));
+                                    unread.push(id);
                                 }
                             }
                         }
                         EntryKind::Symlink { .. } => {}
+                    }
+                }
+            }
+        }
+        for batch in unread.chunks(BATCH) {
+            match self.store.missing(batch) {
+                Ok(missing) => {
+                    for id in missing {
+                        let err = BackupError::Block(id.to_string());
+                        report.errors.push(format!("block {id}: {err}"));
+                    }
+                }
+                // A store that cannot answer: every id of the batch is unverified.
+                Err(e) => {
+                    let err = BackupError::from(e);
+                    for id in batch {
+                        report.errors.push(format!("block {id}: {err}"));
                     }
                 }
             }
