@@ -5,13 +5,13 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_chunk::{Chunker, ChunkerConfig};
+use cairn_chunk::{Algorithm, Chunker, ChunkerConfig};
 use cairn_keys::{ArchiveKey, SnapshotKey};
 use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
 
 use crate::cache::{CachedFile, FileCache};
 use crate::error::BackupError;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, Snapshot};
 use crate::store::BlockStore;
 use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
 
@@ -250,6 +250,27 @@ impl<B: BlockStore> Repository<B> {
         repo
     }
 
+    /// What snapshots of this repository record about its chunker.
+    fn chunker_record(&self) -> Result<ChunkerRecord, BackupError> {
+        let algorithm = match self.chunker.algorithm() {
+            Algorithm::KeyedV1 => CHUNKER_KEYED_V1,
+            Algorithm::UnkeyedFastCdc2020 => CHUNKER_UNKEYED_FASTCDC2020,
+            _ => {
+                return Err(BackupError::Malformed(
+                    "chunker algorithm without a snapshot code",
+                ));
+            }
+        };
+        let c = self.chunker.config();
+        let size = |n: usize| u32::try_from(n).map_err(|_| BackupError::Malformed("chunk size"));
+        Ok(ChunkerRecord {
+            algorithm,
+            min: size(c.min())?,
+            avg: size(c.avg())?,
+            max: size(c.max())?,
+        })
+    }
+
     /// The store.
     pub fn store(&self) -> &B {
         &self.store
@@ -295,6 +316,7 @@ impl<B: BlockStore> Repository<B> {
             host: host.to_owned(),
             paths: vec![root.to_string_lossy().into_owned()],
             tags: Vec::new(),
+            chunker: self.chunker_record()?,
         };
         let plain = snapshot.encode(&self.snapshot_key)?;
         let sealed = self

@@ -62,7 +62,10 @@ mod tree;
 pub use cache::{CachedFile, FileCache};
 pub use engine::{BackupSummary, CheckReport, Repository};
 pub use error::{BackupError, StoreError};
-pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Snapshot, TAG_LEN};
+pub use snapshot::{
+    CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    Snapshot, TAG_LEN,
+};
 pub use store::{ArchiveStore, BlockStore, MemoryStore};
 pub use tree::{
     Entry, EntryKind, MAX_ENTRIES, MAX_NAME_LEN, TREE_MAGIC, TREE_VERSION, Tree, is_safe_name,

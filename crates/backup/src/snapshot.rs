@@ -10,7 +10,7 @@ use crate::tree::ObjectReader;
 /// Snapshot magic.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"CRNS";
 /// Snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 /// Length of the authentication tag.
 pub const TAG_LEN: usize = 32;
 
@@ -31,7 +31,29 @@ pub struct Snapshot {
     pub paths: Vec<String>,
     /// Free-form tags.
     pub tags: Vec<String>,
+    /// How the files were cut into blocks: deduplication works only between snapshots cut by
+    /// the same algorithm with the same sizes, so a client continues with its parent's.
+    pub chunker: ChunkerRecord,
 }
+
+/// The chunker a snapshot's files were cut with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkerRecord {
+    /// [`CHUNKER_KEYED_V1`] or [`CHUNKER_UNKEYED_FASTCDC2020`].
+    pub algorithm: u8,
+    /// Minimum chunk length.
+    pub min: u32,
+    /// Target average chunk length.
+    pub avg: u32,
+    /// Maximum chunk length.
+    pub max: u32,
+}
+
+/// [`ChunkerRecord::algorithm`] of `cairn-chunk`'s `KeyedV1`.
+pub const CHUNKER_KEYED_V1: u8 = 1;
+/// [`ChunkerRecord::algorithm`] of the unkeyed FastCDC 2020 comparison mode (never for archives
+/// a user keeps, but recorded honestly if a test uses it).
+pub const CHUNKER_UNKEYED_FASTCDC2020: u8 = 0xF0;
 
 fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), BackupError> {
     let n = u16::try_from(s.len()).map_err(|_| BackupError::Malformed("snapshot string"))?;
@@ -62,6 +84,10 @@ impl Snapshot {
         }
         out.extend_from_slice(self.root.as_bytes());
         out.extend_from_slice(&self.time_ns.to_le_bytes());
+        out.push(self.chunker.algorithm);
+        for size in [self.chunker.min, self.chunker.avg, self.chunker.max] {
+            out.extend_from_slice(&size.to_le_bytes());
+        }
         push_str(&mut out, &self.host)?;
         push_list(&mut out, &self.paths)?;
         push_list(&mut out, &self.tags)?;
@@ -94,6 +120,12 @@ impl Snapshot {
         };
         let root = BlockId::from_bytes(r.array()?);
         let time_ns = i64::from_le_bytes(r.array()?);
+        let chunker = ChunkerRecord {
+            algorithm: r.u8()?,
+            min: u32::from_le_bytes(r.array()?),
+            avg: u32::from_le_bytes(r.array()?),
+            max: u32::from_le_bytes(r.array()?),
+        };
         let string = |r: &mut ObjectReader<'_>| -> Result<String, BackupError> {
             let n = usize::from(r.u16()?);
             String::from_utf8(r.take(n)?.to_vec()).map_err(|_| bad("snapshot string"))
@@ -116,6 +148,7 @@ impl Snapshot {
             host,
             paths,
             tags,
+            chunker,
         })
     }
 }

@@ -124,6 +124,17 @@ fn round_trip<B: BlockStore>(store: B) {
     assert!(first.blocks_sent > 5);
     let snaps = repo.snapshots().unwrap();
     assert_eq!(snaps.len(), 1);
+    // The snapshot records how its files were cut.
+    let c = small_chunks();
+    assert_eq!(
+        snaps[0].1.chunker,
+        ChunkerRecord {
+            algorithm: CHUNKER_KEYED_V1,
+            min: c.min() as u32,
+            avg: c.avg() as u32,
+            max: c.max() as u32,
+        }
+    );
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("restore");
     repo.restore(&snaps[0].1, &target).unwrap();
@@ -288,6 +299,12 @@ fn hostile_trees_and_snapshots_are_refused() {
         host: "h".into(),
         paths: vec!["/p".into()],
         tags: vec![],
+        chunker: ChunkerRecord {
+            algorithm: CHUNKER_KEYED_V1,
+            min: 1,
+            avg: 2,
+            max: 3,
+        },
     };
     let enc = s.encode(&key().snapshot_key()).unwrap();
     assert_eq!(Snapshot::decode(&enc, &key().snapshot_key()).unwrap(), s);
