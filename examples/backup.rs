@@ -6,23 +6,30 @@
 //! cargo run --release --example backup -- backup REPO DIR
 //! cargo run --release --example backup -- snapshots REPO
 //! cargo run --release --example backup -- restore REPO latest|SNAPSHOT TARGET
-//! cargo run --release --example backup -- check REPO [--read-data]
+//! cargo run --release --example backup -- check REPO [--read-data | --read-data-subset N/T]
 //! ```
 //!
-//! The repository holds `log/` (the archive segments), `archive-id`, `head` (the last snapshot
-//! id) and, for this local tool only, `key` (the archive key, mode 0600) and `cache.redb` (the file
-//! cache). The agent keeps the key and cache on the endpoint and the log on the server instead.
+//! The repository holds `log/` (the archive segments), `archive-id`, `head` (`SEQ ID` of the last
+//! snapshot this tool wrote: a log that was rolled back or forked behind it is refused, B-8)
+//! and, for this local tool only, `key` (the archive key, mode 0600) and `cache.redb` (the file
+//! cache). The agent keeps the key, head and cache on the endpoint and the log on the server
+//! instead. Progress bars are drawn on a terminal; `--quiet` turns them off.
 
 // A binary: printing is its job, and errors end it with a message and a non-zero exit code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::fs;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use cairn::archive::{Config, DirStorage};
-use cairn::backup::{ArchiveStore, FileCache, Repository};
+use cairn::backup::{
+    ArchiveStore, ChainHead, DataCheck, FileCache, Phase, Progress, ProgressState, Repository,
+    Snapshot, check_chain,
+};
 use cairn::keys::ArchiveKey;
 use cairn::seal::{ArchiveId, BlockId};
 use clap::{Arg, ArgAction, Command};
@@ -47,6 +54,66 @@ struct Repo {
     repo: Repository<ArchiveStore<DirStorage>>,
 }
 
+/// Draws a bar for each operation (indicatif rate-limits the drawing).
+struct Bars {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} {bytes_per_sec} eta {eta}",
+        )
+        .map(|s| s.progress_chars("=> "));
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        Self { bar }
+    }
+}
+
+impl Progress for Bars {
+    fn update(&self, state: &ProgressState) {
+        let prefix = match state.phase {
+            Phase::Backup => "backup",
+            Phase::Restore => "restore",
+            Phase::Check => "check",
+        };
+        self.bar.set_prefix(prefix);
+        if state.phase == Phase::Check {
+            // A check knows its blocks, not their bytes.
+            self.bar.set_length(state.files_total);
+            self.bar.set_position(state.files_done);
+        } else {
+            self.bar.set_length(state.bytes_total);
+            self.bar.set_position(state.bytes_done);
+        }
+        self.bar
+            .set_message(format!("{}/{} files", state.files_done, state.files_total));
+    }
+
+    fn finish(&self, _state: &ProgressState) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The head this tool last wrote, if any.
+fn read_head(dir: &Path) -> Result<Option<ChainHead>> {
+    match fs::read_to_string(dir.join("head")) {
+        Ok(text) => Ok(Some(text.parse()?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The log's snapshots, checked against our head (B-8).
+fn checked_snapshots(r: &Repo) -> Result<Vec<(BlockId, Snapshot)>> {
+    let snapshots = r.repo.snapshots()?;
+    check_chain(&snapshots, read_head(&r.dir)?.as_ref())?;
+    Ok(snapshots)
+}
+
 fn open(dir: &Path) -> Result<Repo> {
     let key_bytes: [u8; 32] = unhex(fs::read_to_string(dir.join("key"))?.trim())?
         .try_into()
@@ -56,9 +123,13 @@ fn open(dir: &Path) -> Result<Repo> {
         .try_into()
         .map_err(|_| "archive-id must hold 16 bytes")?;
     let store = ArchiveStore::open(DirStorage::open(dir.join("log"))?, Config::new(id))?;
+    let mut repo = Repository::new(store, &key, ArchiveId::from_bytes(id));
+    if std::io::stderr().is_terminal() && std::env::var_os("CAIRN_QUIET").is_none() {
+        repo = repo.with_progress(Arc::new(Bars::new()));
+    }
     Ok(Repo {
         dir: dir.to_path_buf(),
-        repo: Repository::new(store, &key, ArchiveId::from_bytes(id)),
+        repo,
     })
 }
 
@@ -90,7 +161,7 @@ fn backup(dir: &Path, source: &Path) -> Result<()> {
     let r = open(dir)?;
     let cache = FileCache::open(&r.dir.join("cache.redb"))?;
     let snapshots = r.repo.snapshots()?;
-    let parent = snapshots.last().map(|(id, s)| (id, s));
+    let parent = check_chain(&snapshots, read_head(&r.dir)?.as_ref())?.map(|(id, s)| (id, s));
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let started = Instant::now();
     let s = r
@@ -98,7 +169,11 @@ fn backup(dir: &Path, source: &Path) -> Result<()> {
         .backup_incremental(source, &host, parent, Some(&cache))?;
     let secs = started.elapsed().as_secs_f64();
     let id = s.snapshot.ok_or("no snapshot written")?;
-    fs::write(r.dir.join("head"), id.to_string())?;
+    let seq = parent.map_or(0, |(_, p)| p.seq + 1);
+    // Written to a temporary file and renamed, so a crash leaves the old head or the new one.
+    let tmp = r.dir.join("head.tmp");
+    fs::write(&tmp, format!("{}\n", ChainHead { seq, id }))?;
+    fs::rename(&tmp, r.dir.join("head"))?;
     println!(
         "snapshot {id}: {} entries, {} unchanged files, {:.1} MiB read, {} blocks ({:.1} MiB) sent, {} skipped, {:.2} s",
         s.entries,
@@ -114,7 +189,7 @@ fn backup(dir: &Path, source: &Path) -> Result<()> {
 
 fn snapshots(dir: &Path) -> Result<()> {
     let r = open(dir)?;
-    for (id, s) in r.repo.snapshots()? {
+    for (id, s) in checked_snapshots(&r)? {
         println!("{:>4}  {id}  {}  {}", s.seq, s.host, s.paths.join(" "));
     }
     Ok(())
@@ -122,7 +197,7 @@ fn snapshots(dir: &Path) -> Result<()> {
 
 fn restore(dir: &Path, which: &str, target: &Path) -> Result<()> {
     let r = open(dir)?;
-    let snapshots = r.repo.snapshots()?;
+    let snapshots = checked_snapshots(&r)?;
     let (_, snap) = if which == "latest" {
         snapshots.last().ok_or("no snapshots")?
     } else {
@@ -145,19 +220,38 @@ fn restore(dir: &Path, which: &str, target: &Path) -> Result<()> {
     Ok(())
 }
 
-fn check(dir: &Path, read_data: bool) -> Result<bool> {
+fn check(dir: &Path, mode: DataCheck) -> Result<bool> {
     let r = open(dir)?;
-    let report = r.repo.check(read_data)?;
+    checked_snapshots(&r)?;
+    let report = r.repo.check_data(mode)?;
     for e in &report.errors {
         println!("error: {e}");
     }
     println!(
-        "{} snapshots, {} blocks, {} errors",
+        "{} snapshots, {} blocks, {} data blocks read, {} errors",
         report.snapshots,
         report.blocks,
+        report.blocks_read,
         report.errors.len()
     );
     Ok(report.errors.is_empty())
+}
+
+/// `--read-data`, `--read-data-subset N/T` or neither.
+fn check_mode(m: &clap::ArgMatches) -> Result<DataCheck> {
+    if m.get_flag("read-data") {
+        return Ok(DataCheck::All);
+    }
+    let Some(subset) = m.get_one::<String>("read-data-subset") else {
+        return Ok(DataCheck::Presence);
+    };
+    let (n, of) = subset
+        .split_once('/')
+        .ok_or("--read-data-subset takes N/T, for example 1/5")?;
+    Ok(DataCheck::Subset {
+        n: n.parse()?,
+        of: of.parse()?,
+    })
 }
 
 fn main() -> ExitCode {
@@ -207,7 +301,15 @@ fn main() -> ExitCode {
                 .arg(
                     Arg::new("read-data")
                         .long("read-data")
+                        .help("open every data block")
                         .action(ArgAction::SetTrue),
+                )
+                .arg(
+                    Arg::new("read-data-subset")
+                        .long("read-data-subset")
+                        .value_name("N/T")
+                        .help("open the N-th of T subsets of the data blocks")
+                        .conflicts_with("read-data"),
                 ),
         )
         .get_matches();
@@ -224,7 +326,7 @@ fn main() -> ExitCode {
             &path(m, "target"),
         )
         .map(|()| true),
-        Some(("check", m)) => check(&path(m, "repo"), m.get_flag("read-data")),
+        Some(("check", m)) => check_mode(m).and_then(|mode| check(&path(m, "repo"), mode)),
         _ => Ok(false),
     };
     match result {

@@ -9,8 +9,11 @@ use cairn_chunk::{Algorithm, Chunker, ChunkerConfig};
 use cairn_keys::{ArchiveKey, SnapshotKey};
 use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
 
+use std::sync::Arc;
+
 use crate::cache::{CachedFile, FileCache};
 use crate::error::BackupError;
+use crate::progress::{Meter, Phase, Progress};
 use crate::snapshot::{CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, Snapshot};
 use crate::store::BlockStore;
 use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
@@ -130,8 +133,10 @@ pub struct BackupSummary {
 pub struct CheckReport {
     /// Snapshots checked.
     pub snapshots: u64,
-    /// Distinct blocks referenced.
+    /// Distinct blocks referenced (trees and data).
     pub blocks: u64,
+    /// Data blocks opened (all of them with `read_data`, a subset's with a subset).
+    pub blocks_read: u64,
     /// Problems, one line each.
     pub errors: Vec<String>,
 }
@@ -165,6 +170,7 @@ pub struct Repository<B: BlockStore> {
     sealer: Sealer,
     chunker: Chunker,
     snapshot_key: SnapshotKey,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 fn now_ns() -> i64 {
@@ -234,7 +240,15 @@ impl<B: BlockStore> Repository<B> {
             sealer: Sealer::new(key, archive, SealConfig::default()),
             chunker: Chunker::new(&key.chunker_key(), ChunkerConfig::DEFAULT),
             snapshot_key: key.snapshot_key(),
+            progress: None,
         }
+    }
+
+    /// Reports the progress of every backup, restore and check to `progress`.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// A repository with a chunker configuration other than the default (tests use small
@@ -400,6 +414,12 @@ impl<B: BlockStore> Repository<B> {
     ) -> Result<BlockId, BackupError> {
         let mut jobs = Vec::new();
         let node = scan_dir(dir, &mut jobs, summary)?;
+        let meter = Meter::new(
+            self.progress.as_deref(),
+            Phase::Backup,
+            jobs.len() as u64,
+            jobs.iter().map(|j| j.size).sum(),
+        );
         // Files the cache vouches for are not read.
         let mut results: Vec<Option<(u64, Vec<BlockId>)>> = vec![None; jobs.len()];
         let mut to_read = Vec::new();
@@ -411,6 +431,7 @@ impl<B: BlockStore> Repository<B> {
                 && hit.ctime_ns == job.ctime_ns
             {
                 summary.files_unchanged += 1;
+                meter.add(1, hit.size);
                 results[slot] = Some((hit.size, hit.chunks));
             } else {
                 to_read.push(slot);
@@ -441,6 +462,7 @@ impl<B: BlockStore> Repository<B> {
                 for &slot in group {
                     let (size, chunks) =
                         self.backup_file(&jobs[slot].path, &mut pending, &mut part)?;
+                    meter.add(1, size);
                     out.push((slot, size, chunks));
                 }
                 self.flush(&mut pending, &mut part)?;
@@ -555,10 +577,24 @@ impl<B: BlockStore> Repository<B> {
         let mut restored = 0u64;
         self.restore_tree(&snapshot.root, target, &mut files, &mut dirs, &mut restored)?;
         // 2. Files, in parallel on the CPU pool: fetch, authenticate, write.
+        let size_of = |e: &Entry| match e.kind {
+            EntryKind::File { size, .. } => size,
+            _ => 0,
+        };
+        let meter = Meter::new(
+            self.progress.as_deref(),
+            Phase::Restore,
+            files.len() as u64,
+            files.iter().map(|(_, e)| size_of(e)).sum(),
+        );
         use rayon::prelude::*;
         files
             .par_iter()
-            .map(|(path, entry)| self.restore_file(path, entry))
+            .map(|(path, entry)| {
+                self.restore_file(path, entry)?;
+                meter.add(1, size_of(entry));
+                Ok(())
+            })
             .collect::<Result<Vec<()>, BackupError>>()?;
         // 3. Directory modes and times, deepest first, after their contents stopped changing.
         for (path, entry) in dirs.iter().rev() {
@@ -626,11 +662,26 @@ impl<B: BlockStore> Repository<B> {
     }
 
     /// Checks every snapshot's trees; with `read_data`, opens every data block too (B-14).
+    /// Without it, data blocks are only asked for, in batches.
     pub fn check(&self, read_data: bool) -> Result<CheckReport, BackupError> {
+        self.check_data(if read_data {
+            DataCheck::All
+        } else {
+            DataCheck::Presence
+        })
+    }
+
+    /// [`Repository::check`] with a choice of how much data to read (a subset lets a large
+    /// repository be read over several runs).
+    pub fn check_data(&self, mode: DataCheck) -> Result<CheckReport, BackupError> {
+        if let DataCheck::Subset { n, of } = mode
+            && (of == 0 || n == 0 || n > of)
+        {
+            return Err(BackupError::InvalidSubset { n, of });
+        }
         let mut report = CheckReport::default();
         let mut seen = std::collections::HashSet::new();
-        // Without `read_data`, data blocks are only asked for, BATCH ids per round trip.
-        let mut unread = Vec::new();
+        let mut data = Vec::new();
         for (_, snapshot) in self.snapshots()? {
             report.snapshots += 1;
             let mut stack = vec![snapshot.root];
@@ -652,25 +703,18 @@ impl<B: BlockStore> Repository<B> {
                     match e.kind {
                         EntryKind::Dir { tree } => stack.push(tree),
                         EntryKind::File { chunks, .. } => {
-                            for id in chunks {
-                                if !seen.insert(id) {
-                                    continue;
-                                }
-                                if read_data {
-                                    if let Err(err) = self.open(BlockKind::DATA, &id) {
-                                        report.errors.push(format!("block {id}: {err}"));
-                                    }
-                                } else {
-                                    unread.push(id);
-                                }
-                            }
+                            data.extend(chunks.into_iter().filter(|id| seen.insert(*id)));
                         }
                         EntryKind::Symlink { .. } => {}
                     }
                 }
             }
         }
-        for batch in unread.chunks(BATCH) {
+        report.blocks = seen.len() as u64;
+        let (read, ask): (Vec<BlockId>, Vec<BlockId>) =
+            data.into_iter().partition(|id| mode.reads(id));
+        // Blocks not read are asked for, BATCH ids per round trip.
+        for batch in ask.chunks(BATCH) {
             match self.store.missing(batch) {
                 Ok(missing) => {
                     for id in missing {
@@ -687,8 +731,51 @@ impl<B: BlockStore> Repository<B> {
                 }
             }
         }
-        report.blocks = seen.len() as u64;
+        // Blocks read are opened on the CPU pool: authenticated, id recomputed.
+        let meter = Meter::new(self.progress.as_deref(), Phase::Check, read.len() as u64, 0);
+        use rayon::prelude::*;
+        let failed: Vec<String> = read
+            .par_iter()
+            .filter_map(|id| {
+                let result = self.open(BlockKind::DATA, id);
+                meter.add(1, result.as_ref().map_or(0, |d| d.len() as u64));
+                result.err().map(|err| format!("block {id}: {err}"))
+            })
+            .collect();
+        report.errors.extend(failed);
+        report.blocks_read = read.len() as u64;
         Ok(report)
+    }
+}
+
+/// How much data a check reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataCheck {
+    /// Only ask the store whether each data block is there.
+    Presence,
+    /// Open every data block (authenticate it and recompute its id).
+    All,
+    /// Open the `n`-th of `of` subsets (1-based; by block id, so the subsets are disjoint and
+    /// together cover every block) and ask about the rest.
+    Subset {
+        /// Which subset, from 1.
+        n: u32,
+        /// How many subsets.
+        of: u32,
+    },
+}
+
+impl DataCheck {
+    fn reads(self, id: &BlockId) -> bool {
+        match self {
+            Self::Presence => false,
+            Self::All => true,
+            Self::Subset { n, of } => {
+                let mut first = [0u8; 8];
+                first.copy_from_slice(&id.as_bytes()[..8]);
+                u64::from_le_bytes(first) % u64::from(of) == u64::from(n - 1)
+            }
+        }
     }
 }
 

@@ -45,6 +45,34 @@ pub enum BackupError {
     /// The restore target exists and is not an empty directory.
     #[error("restore target {0} is not empty")]
     TargetNotEmpty(PathBuf),
+    /// The store shows no snapshot as new as the client's head: it withheld or rolled back
+    /// snapshots (B-8).
+    #[error(
+        "the store shows {}, older than this client's head (snapshot {head}): refusing a rolled-back view",
+        store.map_or_else(|| "no snapshot".to_owned(), |s| format!("snapshots up to {s}"))
+    )]
+    Rollback {
+        /// The client's head sequence number.
+        head: u64,
+        /// The newest sequence number the store shows, if any.
+        store: Option<u64>,
+    },
+    /// The store's newest snapshot does not descend from the client's head (B-8).
+    #[error(
+        "the store's snapshot chain does not lead back to this client's head (snapshot {head}): refusing a forked view"
+    )]
+    Fork {
+        /// The client's head sequence number.
+        head: u64,
+    },
+    /// A check subset `n/of` needs `1 <= n <= of`.
+    #[error("invalid check subset {n}/{of}: need 1 <= n <= of")]
+    InvalidSubset {
+        /// The subset asked for.
+        n: u32,
+        /// The number of subsets.
+        of: u32,
+    },
     /// The chunker or sealer refused its input.
     #[error("{0}")]
     Engine(String),

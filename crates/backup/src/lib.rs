@@ -53,15 +53,19 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod chain;
 mod engine;
 mod error;
+mod progress;
 mod snapshot;
 mod store;
 mod tree;
 
 pub use cache::{CachedFile, FileCache};
-pub use engine::{BackupSummary, CheckReport, Repository};
+pub use chain::{ChainHead, check_chain};
+pub use engine::{BackupSummary, CheckReport, DataCheck, Repository};
 pub use error::{BackupError, StoreError};
+pub use progress::{Phase, Progress, ProgressState};
 pub use snapshot::{
     CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
     Snapshot, TAG_LEN,

@@ -48,6 +48,13 @@ impl MemoryStore {
         self.blocks.lock().map(|b| b.len()).unwrap_or(0)
     }
 
+    /// Forgets a snapshot (for tests of a store that withholds one, B-8).
+    pub fn forget_snapshot(&self, id: &BlockId) {
+        if let Ok(mut s) = self.snapshots.lock() {
+            s.retain(|(i, _)| i != id);
+        }
+    }
+
     /// Replaces a stored block's bytes (for tests that damage blocks).
     pub fn replace_block(&self, id: &BlockId, bytes: Vec<u8>) {
         if let Ok(mut b) = self.blocks.lock() {

@@ -236,6 +236,76 @@ fn damaged_blocks_are_caught() {
     assert!(report.errors[0].contains(&data_id.to_string()));
     // Structure-only check does not read data, so it does not see the flip.
     assert!(repo.check(false).unwrap().errors.is_empty());
+    // Subsets: disjoint, together every block, and exactly one of them finds the flip.
+    let all = repo.check(true).unwrap().blocks_read;
+    let mut read = 0;
+    let mut found = 0;
+    for n in 1..=3 {
+        let r = repo.check_data(DataCheck::Subset { n, of: 3 }).unwrap();
+        read += r.blocks_read;
+        found += r.errors.len();
+    }
+    assert_eq!(read, all);
+    assert_eq!(found, 1);
+    for (n, of) in [(0, 3), (4, 3), (1, 0)] {
+        assert!(matches!(
+            repo.check_data(DataCheck::Subset { n, of }),
+            Err(BackupError::InvalidSubset { .. })
+        ));
+    }
+}
+
+/// Records every progress report.
+#[derive(Default)]
+struct Recorder {
+    updates: std::sync::Mutex<Vec<ProgressState>>,
+    finished: std::sync::Mutex<Vec<ProgressState>>,
+}
+
+impl Progress for Recorder {
+    fn update(&self, state: &ProgressState) {
+        self.updates.lock().unwrap().push(*state);
+    }
+    fn finish(&self, state: &ProgressState) {
+        self.finished.lock().unwrap().push(*state);
+    }
+}
+
+#[test]
+fn progress_is_reported() {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let repo = repo(MemoryStore::new()).with_progress(recorder.clone());
+    let summary = repo.backup(src.path(), "h", None).unwrap();
+    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    let out = tempfile::tempdir().unwrap();
+    repo.restore(&snap, &out.path().join("r")).unwrap();
+    repo.check(true).unwrap();
+    let finished = recorder.finished.lock().unwrap().clone();
+    let phases: Vec<Phase> = finished.iter().map(|s| s.phase).collect();
+    assert_eq!(phases, [Phase::Backup, Phase::Restore, Phase::Check]);
+    for state in &finished {
+        assert_eq!(state.files_done, state.files_total, "{state:?}");
+        assert!(state.files_total > 0);
+    }
+    // Backup and restore count the bytes of every file.
+    assert_eq!(finished[0].bytes_done, summary.bytes_read);
+    assert_eq!(finished[0].bytes_total, summary.bytes_read);
+    assert_eq!(finished[1].bytes_done, summary.bytes_read);
+    let updates = recorder.updates.lock().unwrap();
+    let backup_updates = updates.iter().filter(|s| s.phase == Phase::Backup).count();
+    assert_eq!(backup_updates as u64, finished[0].files_total);
+    // Reports come from worker threads in any order; the largest is the total.
+    let max_done = updates
+        .iter()
+        .filter(|s| s.phase == Phase::Backup)
+        .map(|s| s.files_done)
+        .max();
+    assert_eq!(max_done, Some(finished[0].files_total));
+    // Everything done: nothing left to wait for.
+    assert!(finished[0].rate() > 0.0);
+    assert_eq!(finished[0].eta(), Some(std::time::Duration::ZERO));
 }
 
 #[test]
@@ -426,4 +496,65 @@ fn many_files_through_the_pool() {
     repo.restore(&snap, &out.path().join("r")).unwrap();
     assert_same(src.path(), &out.path().join("r"));
     assert!(repo.check(true).unwrap().errors.is_empty());
+}
+
+/// B-8: the client keeps its chain head and refuses a store that withholds its newest
+/// snapshot, or whose newest snapshot does not descend from the head.
+#[test]
+fn rolled_back_or_forked_chains_are_refused() {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let repo = repo(MemoryStore::new());
+    let head_of = |repo: &Repository<MemoryStore>| {
+        let snaps = repo.snapshots().unwrap();
+        let (id, s) = check_chain(&snaps, None).unwrap().unwrap().clone();
+        ChainHead { seq: s.seq, id }
+    };
+    repo.backup(src.path(), "h", None).unwrap();
+    let h0 = head_of(&repo);
+    let snaps = repo.snapshots().unwrap();
+    let (id0, s0) = &snaps[0];
+    repo.backup(src.path(), "h", Some((id0, s0))).unwrap();
+    let h1 = head_of(&repo);
+    assert_eq!(h1.seq, 1);
+    // The head round-trips through its text form.
+    assert_eq!(h1.to_string().parse::<ChainHead>().unwrap(), h1);
+    assert!("1 zz".parse::<ChainHead>().is_err());
+    // An honest store: the newest is returned, from the head or from an older head.
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(check_chain(&snaps, Some(&h1)).unwrap().unwrap().0, h1.id);
+    assert_eq!(check_chain(&snaps, Some(&h0)).unwrap().unwrap().0, h1.id);
+    // A fork: another writer with the same key continues from s0, not from our head.
+    let mut forked = snaps.clone();
+    let mut other = snaps[1].1.clone();
+    other.time_ns += 1;
+    let other_id = cairn_seal::BlockId::from_bytes([9; 32]);
+    let mut newer = other.clone();
+    newer.seq = 2;
+    newer.parent = Some(other_id);
+    forked.retain(|(id, _)| *id != h1.id);
+    forked.push((other_id, other));
+    forked.push((cairn_seal::BlockId::from_bytes([10; 32]), newer));
+    assert!(matches!(
+        check_chain(&forked, Some(&h1)),
+        Err(BackupError::Fork { head: 1 })
+    ));
+    // A rollback: the store withholds the newest snapshot.
+    repo.store().forget_snapshot(&h1.id);
+    let snaps = repo.snapshots().unwrap();
+    assert!(matches!(
+        check_chain(&snaps, Some(&h1)),
+        Err(BackupError::Rollback {
+            head: 1,
+            store: Some(0)
+        })
+    ));
+    // And a store that shows nothing at all.
+    assert!(matches!(
+        check_chain(&[], Some(&h0)),
+        Err(BackupError::Rollback {
+            head: 0,
+            store: None
+        })
+    ));
 }
