@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use cairn_seal::BlockId;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 use crate::error::BackupError;
 
@@ -106,40 +106,107 @@ impl FileCache {
             .map(BlockId::from_bytes))
     }
 
-    /// Looks a file up.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<CachedFile>, BackupError> {
+    /// Looks files up, in one read transaction.
+    pub(crate) fn get_many<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]>,
+    ) -> Result<Vec<Option<CachedFile>>, BackupError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let table = match tx.open_table(FILES) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(keys.map(|_| None).collect()),
             Err(e) => return Err(db_err(e)),
         };
-        let value = table.get(key).map_err(db_err)?;
-        Ok(value.and_then(|v| CachedFile::decode(v.value())))
+        keys.map(|key| {
+            let value = table.get(key).map_err(db_err)?;
+            Ok(value.and_then(|v| CachedFile::decode(v.value())))
+        })
+        .collect()
     }
 
-    /// Replaces the whole cache with `files`, written with `snapshot`, in one transaction.
-    pub(crate) fn replace(
+    /// Makes the cache hold exactly `files` (key, entry, whether the entry changed), written
+    /// with `snapshot`, in one transaction. Only changed entries are written when nothing else
+    /// needs to go; if the cache holds entries for files that are gone, it is rebuilt.
+    pub(crate) fn update(
         &self,
-        files: &[(Vec<u8>, CachedFile)],
+        files: &[(Vec<u8>, CachedFile, bool)],
         snapshot: &BlockId,
     ) -> Result<(), BackupError> {
         let tx = self.db.begin_write().map_err(db_err)?;
-        match tx.delete_table(FILES) {
-            Ok(_) => {}
-            Err(e) => return Err(db_err(e)),
-        }
         {
             let mut table = tx.open_table(FILES).map_err(db_err)?;
-            for (k, v) in files {
+            for (k, v, _) in files.iter().filter(|(_, _, changed)| *changed) {
                 table
                     .insert(k.as_slice(), v.encode().as_slice())
                     .map_err(db_err)?;
+            }
+            // Every key of `files` is now in the table; more keys means stale entries.
+            if table.len().map_err(db_err)? > files.len() as u64 {
+                drop(table);
+                tx.delete_table(FILES).map_err(db_err)?;
+                let mut table = tx.open_table(FILES).map_err(db_err)?;
+                for (k, v, _) in files {
+                    table
+                        .insert(k.as_slice(), v.encode().as_slice())
+                        .map_err(db_err)?;
+                }
             }
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("snapshot", snapshot.as_bytes().as_slice())
                 .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: u64) -> CachedFile {
+        CachedFile {
+            size,
+            mtime_ns: 1,
+            ctime_ns: 2,
+            chunks: vec![BlockId::from_bytes([size.to_le_bytes()[0]; 32])],
+        }
+    }
+
+    fn count(cache: &FileCache) -> u64 {
+        let tx = cache.db.begin_read().unwrap();
+        tx.open_table(FILES).unwrap().len().unwrap()
+    }
+
+    /// Unchanged entries are not rewritten, changed ones are, and entries of files that are
+    /// gone do not survive an update.
+    #[test]
+    fn update_writes_changes_and_drops_the_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::open(&dir.path().join("c.redb")).unwrap();
+        let s1 = BlockId::from_bytes([1; 32]);
+        let s2 = BlockId::from_bytes([2; 32]);
+        let (a, b) = (b"a".to_vec(), b"b".to_vec());
+        cache
+            .update(
+                &[(a.clone(), entry(1), true), (b.clone(), entry(2), true)],
+                &s1,
+            )
+            .unwrap();
+        assert_eq!(cache.snapshot().unwrap(), Some(s1));
+        assert_eq!(count(&cache), 2);
+        // `a` changed, `b` is gone.
+        cache.update(&[(a.clone(), entry(3), true)], &s2).unwrap();
+        assert_eq!(cache.snapshot().unwrap(), Some(s2));
+        assert_eq!(count(&cache), 1);
+        let got = cache
+            .get_many([a.as_slice(), b.as_slice()].into_iter())
+            .unwrap();
+        assert_eq!(got, vec![Some(entry(3)), None]);
+        // An entry marked unchanged is left as it is.
+        cache.update(&[(a.clone(), entry(9), false)], &s1).unwrap();
+        assert_eq!(
+            cache.get_many([a.as_slice()].into_iter()).unwrap(),
+            vec![Some(entry(3))]
+        );
     }
 }

@@ -1,13 +1,13 @@
 //! Backup, restore and check.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_chunk::{Algorithm, Chunker, ChunkerConfig};
 use cairn_keys::{ArchiveKey, SnapshotKey};
-use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
+use cairn_seal::{ArchiveId, BlockId, BlockKind, Identified, SealConfig, Sealer};
 
 use std::sync::Arc;
 
@@ -20,13 +20,20 @@ use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
 
 /// Ids asked about (and blocks sent) per round trip, for trees.
 const BATCH: usize = 256;
-/// Data blocks a worker holds before asking the store what it lacks (16 MiB at the default
-/// 1 MiB average: the memory bound per worker).
-const PENDING_BLOCKS: usize = 16;
+/// Plaintext bytes a worker holds before asking the store what it lacks and sending (the
+/// memory bound per worker), and the most blocks it holds (small files: one round trip, and
+/// one commit, per batch rather than per 16 blocks).
+const PENDING_BYTES: usize = 16 << 20;
 /// Input bytes per group of small files handled by one worker.
 const GROUP_BYTES: u64 = 16 << 20;
 /// Files per group.
 const GROUP_FILES: usize = 512;
+
+/// Whether a worker's pending blocks should go to the store now.
+fn full(pending: &[Identified]) -> bool {
+    pending.len() >= BATCH
+        || pending.iter().map(|b| b.plaintext().len()).sum::<usize>() >= PENDING_BYTES
+}
 
 /// What one group of files produced: (slot, size, chunk ids) per file, and its counters.
 type GroupResult = (Vec<(usize, u64, Vec<BlockId>)>, BackupSummary);
@@ -41,6 +48,7 @@ struct FileJob {
 }
 
 /// A directory as the walk found it.
+#[derive(Default)]
 struct DirNode {
     entries: Vec<ScanEntry>,
 }
@@ -55,24 +63,25 @@ struct ScanEntry {
 }
 
 enum ScanKind {
+    /// A file as the walk found it, before numbering.
+    NewFile(Box<FileJob>),
+    /// A numbered file: its slot in the jobs.
     File(usize),
     Dir(DirNode),
     Symlink(Vec<u8>),
 }
 
-/// Walks `dir` (metadata only), appending files to `jobs`.
-fn scan_dir(
-    dir: &Path,
-    jobs: &mut Vec<FileJob>,
-    summary: &mut BackupSummary,
-) -> Result<DirNode, BackupError> {
+/// Walks `dir` (metadata only): the entries of one directory one after another, its
+/// subdirectories in parallel on the CPU pool. Files are numbered afterwards by [`number_files`].
+fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
     let mut names: Vec<(Vec<u8>, std::ffi::OsString)> = fs::read_dir(dir)
         .map_err(|e| BackupError::io(dir, e))?
         .map(|e| e.map(|e| (name_bytes(&e.file_name()), e.file_name())))
         .collect::<Result<_, _>>()
         .map_err(|e| BackupError::io(dir, e))?;
     names.sort_unstable();
-    let mut entries = Vec::with_capacity(names.len());
+    let mut scanned = Scanned::default();
+    let mut subdirs = Vec::new();
     for (bytes, name) in names {
         let path = dir.join(&name);
         let meta = fs::symlink_metadata(&path).map_err(|e| BackupError::io(&path, e))?;
@@ -81,23 +90,23 @@ fn scan_dir(
             let target = fs::read_link(&path).map_err(|e| BackupError::io(&path, e))?;
             ScanKind::Symlink(name_bytes(target.as_os_str()))
         } else if meta.is_dir() {
-            ScanKind::Dir(scan_dir(&path, jobs, summary)?)
+            subdirs.push((scanned.node.entries.len(), path));
+            ScanKind::Dir(DirNode::default())
         } else if meta.is_file() {
             let (dev, ino, ctime_ns) = identity(&meta);
-            jobs.push(FileJob {
+            ScanKind::NewFile(Box::new(FileJob {
                 key: crate::cache::cache_key(dev, ino, &name_bytes(path.as_os_str())),
                 path,
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
                 ctime_ns,
-            });
-            ScanKind::File(jobs.len() - 1)
+            }))
         } else {
-            summary.skipped += 1;
+            scanned.skipped += 1;
             continue;
         };
-        summary.entries += 1;
-        entries.push(ScanEntry {
+        scanned.entries += 1;
+        scanned.node.entries.push(ScanEntry {
             name: bytes,
             mode,
             uid,
@@ -106,7 +115,40 @@ fn scan_dir(
             kind,
         });
     }
-    Ok(DirNode { entries })
+    use rayon::prelude::*;
+    let children: Vec<Result<Scanned, BackupError>> =
+        subdirs.par_iter().map(|(_, path)| scan_dir(path)).collect();
+    for ((at, _), child) in subdirs.into_iter().zip(children) {
+        let child = child?;
+        scanned.entries += child.entries;
+        scanned.skipped += child.skipped;
+        scanned.node.entries[at].kind = ScanKind::Dir(child.node);
+    }
+    Ok(scanned)
+}
+
+/// Moves the files of a scanned tree into `jobs`, in walk order, leaving their slots.
+fn number_files(node: &mut DirNode, jobs: &mut Vec<FileJob>) {
+    for entry in &mut node.entries {
+        match &mut entry.kind {
+            ScanKind::Dir(child) => number_files(child, jobs),
+            kind @ ScanKind::NewFile(_) => {
+                if let ScanKind::NewFile(job) = std::mem::replace(kind, ScanKind::File(jobs.len()))
+                {
+                    jobs.push(*job);
+                }
+            }
+            ScanKind::File(_) | ScanKind::Symlink(_) => {}
+        }
+    }
+}
+
+/// One directory's scan, with its counters.
+#[derive(Default)]
+struct Scanned {
+    node: DirNode,
+    entries: u64,
+    skipped: u64,
 }
 
 /// What a backup did.
@@ -145,8 +187,9 @@ pub struct CheckReport {
 struct Walk<'a> {
     /// The cache, when it may be trusted.
     cache: Option<&'a FileCache>,
-    /// Every file seen, for the cache's rewrite.
-    seen: Vec<(Vec<u8>, CachedFile)>,
+    /// Every file seen, for the cache's update: key, entry, and whether it differs from the
+    /// cache's.
+    seen: Vec<(Vec<u8>, CachedFile, bool)>,
 }
 
 #[cfg(unix)]
@@ -341,7 +384,7 @@ impl<B: BlockStore> Repository<B> {
         self.store.put_snapshot(&id, sealed.as_bytes().to_vec())?;
         summary.snapshot = Some(id);
         if let Some(c) = cache {
-            c.replace(&ctx.seen, &id)?;
+            c.update(&ctx.seen, &id)?;
         }
         Ok(summary)
     }
@@ -349,25 +392,26 @@ impl<B: BlockStore> Repository<B> {
     /// Sends the blocks of `pending` the store lacks.
     fn flush(
         &self,
-        pending: &mut Vec<(BlockId, BlockKind, Vec<u8>)>,
+        pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
     ) -> Result<(), BackupError> {
         if pending.is_empty() {
             return Ok(());
         }
-        let ids: Vec<BlockId> = pending.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<BlockId> = pending.iter().map(Identified::id).collect();
         let missing: std::collections::HashSet<BlockId> =
             self.store.missing(&ids)?.into_iter().collect();
         let mut out = Vec::new();
         let mut sent = std::collections::HashSet::new();
-        for (id, kind, plain) in pending.drain(..) {
+        for block in pending.drain(..) {
+            let id = block.id();
             if missing.contains(&id) && sent.insert(id) {
                 let sealed = self
                     .sealer
-                    .seal(kind, &plain)
+                    .seal_identified(&block)
                     .map_err(|e| BackupError::Engine(e.to_string()))?;
                 summary.bytes_sent += sealed.as_bytes().len() as u64;
-                out.push((id, sealed.as_bytes().to_vec()));
+                out.push((id, sealed.into_bytes()));
             }
         }
         summary.blocks_sent += out.len() as u64;
@@ -380,22 +424,63 @@ impl<B: BlockStore> Repository<B> {
     fn backup_file(
         &self,
         path: &Path,
-        pending: &mut Vec<(BlockId, BlockKind, Vec<u8>)>,
+        expected_size: u64,
+        pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
     ) -> Result<(u64, Vec<BlockId>), BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
-        let mut stream = self.chunker.stream(&mut file);
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        // A file no longer than the minimum chunk is one chunk: read it whole, in one read
+        // (plus the one that sees the end), without the streaming chunker's window.
+        if expected_size <= self.chunker.config().min() as u64 {
+            let mut data = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0) + 1);
+            file.read_to_end(&mut data)
+                .map_err(|e| BackupError::io(path, e))?;
+            if data.len() <= self.chunker.config().min() {
+                if !data.is_empty() {
+                    size = data.len() as u64;
+                    let block = self.sealer.identify(BlockKind::DATA, data);
+                    ids.push(block.id());
+                    pending.push(block);
+                }
+                if full(pending) {
+                    self.flush(pending, summary)?;
+                }
+                summary.bytes_read += size;
+                return Ok((size, ids));
+            }
+            // It grew since the walk: cut what was read and the rest as a stream.
+            return self.backup_stream(
+                path,
+                std::io::Cursor::new(data).chain(file),
+                pending,
+                summary,
+            );
+        }
+        self.backup_stream(path, file, pending, summary)
+    }
+
+    /// Cuts a file's bytes into blocks (identified, queued in `pending`, sent in batches).
+    fn backup_stream<R: Read>(
+        &self,
+        path: &Path,
+        reader: R,
+        pending: &mut Vec<Identified>,
+        summary: &mut BackupSummary,
+    ) -> Result<(u64, Vec<BlockId>), BackupError> {
+        let mut stream = self.chunker.stream(reader);
         let mut ids = Vec::new();
         let mut size = 0u64;
         while let Some((_, chunk)) = stream
             .next_chunk()
             .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
         {
-            let id = self.sealer.block_id(BlockKind::DATA, chunk);
             size += chunk.len() as u64;
-            ids.push(id);
-            pending.push((id, BlockKind::DATA, chunk.to_vec()));
-            if pending.len() >= PENDING_BLOCKS {
+            let block = self.sealer.identify(BlockKind::DATA, chunk.to_vec());
+            ids.push(block.id());
+            pending.push(block);
+            if full(pending) {
                 self.flush(pending, summary)?;
             }
         }
@@ -412,8 +497,15 @@ impl<B: BlockStore> Repository<B> {
         summary: &mut BackupSummary,
         ctx: &mut Walk<'_>,
     ) -> Result<BlockId, BackupError> {
+        let Scanned {
+            mut node,
+            entries,
+            skipped,
+        } = scan_dir(dir)?;
+        summary.entries += entries;
+        summary.skipped += skipped;
         let mut jobs = Vec::new();
-        let node = scan_dir(dir, &mut jobs, summary)?;
+        number_files(&mut node, &mut jobs);
         let meter = Meter::new(
             self.progress.as_deref(),
             Phase::Backup,
@@ -423,15 +515,21 @@ impl<B: BlockStore> Repository<B> {
         // Files the cache vouches for are not read.
         let mut results: Vec<Option<(u64, Vec<BlockId>)>> = vec![None; jobs.len()];
         let mut to_read = Vec::new();
-        for (slot, job) in jobs.iter().enumerate() {
-            if let Some(cache) = ctx.cache
-                && let Some(hit) = cache.get(&job.key)?
+        // One read transaction for every lookup.
+        let hits = match ctx.cache {
+            Some(cache) => cache.get_many(jobs.iter().map(|j| j.key.as_slice()))?,
+            None => vec![None; jobs.len()],
+        };
+        let mut unchanged = vec![false; jobs.len()];
+        for ((slot, job), hit) in jobs.iter().enumerate().zip(hits) {
+            if let Some(hit) = hit
                 && hit.size == job.size
                 && hit.mtime_ns == job.mtime_ns
                 && hit.ctime_ns == job.ctime_ns
             {
                 summary.files_unchanged += 1;
                 meter.add(1, hit.size);
+                unchanged[slot] = true;
                 results[slot] = Some((hit.size, hit.chunks));
             } else {
                 to_read.push(slot);
@@ -460,8 +558,9 @@ impl<B: BlockStore> Repository<B> {
                 let mut pending = Vec::new();
                 let mut out = Vec::with_capacity(group.len());
                 for &slot in group {
+                    let job = &jobs[slot];
                     let (size, chunks) =
-                        self.backup_file(&jobs[slot].path, &mut pending, &mut part)?;
+                        self.backup_file(&job.path, job.size, &mut pending, &mut part)?;
                     meter.add(1, size);
                     out.push((slot, size, chunks));
                 }
@@ -486,7 +585,7 @@ impl<B: BlockStore> Repository<B> {
                     ctime_ns: job.ctime_ns,
                     chunks: chunks.clone(),
                 };
-                ctx.seen.push((job.key.clone(), cached));
+                ctx.seen.push((job.key.clone(), cached, !unchanged[slot]));
             }
         }
         let mut pending = Vec::new();
@@ -500,7 +599,7 @@ impl<B: BlockStore> Repository<B> {
         &self,
         node: DirNode,
         results: &[Option<(u64, Vec<BlockId>)>],
-        pending: &mut Vec<(BlockId, BlockKind, Vec<u8>)>,
+        pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
         let mut tree = Tree::default();
@@ -517,6 +616,9 @@ impl<B: BlockStore> Repository<B> {
                         .ok_or(BackupError::Engine("file result missing".into()))?;
                     EntryKind::File { size, chunks }
                 }
+                ScanKind::NewFile(_) => {
+                    return Err(BackupError::Engine("file not numbered".into()));
+                }
             };
             tree.entries.push(Entry {
                 name: e.name,
@@ -527,9 +629,9 @@ impl<B: BlockStore> Repository<B> {
                 kind,
             });
         }
-        let plain = tree.encode()?;
-        let id = self.sealer.block_id(BlockKind::TREE, &plain);
-        pending.push((id, BlockKind::TREE, plain));
+        let block = self.sealer.identify(BlockKind::TREE, tree.encode()?);
+        let id = block.id();
+        pending.push(block);
         if pending.len() >= BATCH {
             self.flush(pending, summary)?;
         }

@@ -6,8 +6,11 @@ use crate::{ChunkError, Chunker};
 
 /// Cuts a stream; returned by [`Chunker::stream`].
 ///
-/// Holds one buffer of at most `max` bytes. Gives exactly the boundaries [`Chunker::chunks`]
-/// gives for the same bytes, whatever sizes the reader returns.
+/// Holds one buffer of `max + max(max, 64 KiB)` bytes, allocated at the first read (zeroed
+/// lazily by the allocator) and reused: reads go straight into its free space, as large as
+/// that space, and the unconsumed bytes move to its front only when the free space runs short.
+/// Gives exactly the boundaries [`Chunker::chunks`] gives for the same bytes, whatever sizes the
+/// reader returns.
 ///
 /// [`next_chunk`](Self::next_chunk) lends each chunk without copying; the [`Iterator`]
 /// implementation copies each into an owned [`Vec`]. After an I/O error the stream is finished.
@@ -17,6 +20,8 @@ pub struct StreamChunker<'c, R> {
     buf: Vec<u8>,
     /// Start of the unconsumed bytes in `buf`.
     pos: usize,
+    /// End of the bytes read into `buf`.
+    end: usize,
     /// Stream offset of `buf[pos]`.
     offset: u64,
     eof: bool,
@@ -28,7 +33,7 @@ impl<R> core::fmt::Debug for StreamChunker<'_, R> {
         f.debug_struct("StreamChunker")
             .field("chunker", self.chunker)
             .field("offset", &self.offset)
-            .field("buffered", &(self.buf.len() - self.pos))
+            .field("buffered", &(self.end - self.pos))
             .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
@@ -41,6 +46,7 @@ impl<'c, R: Read> StreamChunker<'c, R> {
             reader,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             offset: 0,
             eof: false,
             failed: false,
@@ -60,25 +66,27 @@ impl<'c, R: Read> StreamChunker<'c, R> {
 
     /// Fills the buffer until it holds `max` unconsumed bytes or the reader is exhausted.
     ///
-    /// The buffer holds at most `2 * max` bytes: consumed bytes are dropped (moving the tail to
-    /// the front) only once more than `max` of them have accumulated, so each input byte is
-    /// moved at most once.
+    /// Each read asks for all the free space after the bytes read so far; the unconsumed bytes
+    /// move to the front only when less than `max` bytes remain from them to the buffer's end,
+    /// so each input byte moves at most once.
     fn fill(&mut self) -> Result<(), ChunkError> {
         let max = self.chunker.config().max();
-        let buffered = self.buf.len() - self.pos;
-        if buffered >= max || self.eof {
-            return Ok(());
-        }
-        if self.pos > max {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        let want = (max - buffered) as u64;
-        // `Take::read_to_end` retries on `Interrupted`, appends without zero-filling, and keeps
-        // what it read before an error.
-        let got = (&mut self.reader).take(want).read_to_end(&mut self.buf)?;
-        if (got as u64) < want {
-            self.eof = true;
+        while self.end - self.pos < max && !self.eof {
+            if self.buf.is_empty() {
+                self.buf = vec![0; max + max.max(1 << 16)];
+            }
+            // Keep room for a whole `max` after the unconsumed bytes.
+            if self.buf.len() - self.pos < max {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -96,7 +104,7 @@ impl<'c, R: Read> StreamChunker<'c, R> {
             self.failed = true;
             return Err(e);
         }
-        let rest = &self.buf[self.pos..];
+        let rest = &self.buf[self.pos..self.end];
         if rest.is_empty() {
             return Ok(None);
         }

@@ -45,7 +45,20 @@ pub(crate) fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     if data.is_empty() || looks_incompressible(data) {
         return None;
     }
-    let out = zstd::bulk::compress(data, level).ok()?;
+    // One compression context per thread and level, reused: creating one costs about as much
+    // as compressing a few KiB (measured: 1.3 % of a backup's profile).
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = COMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, compressor) = slot.as_mut()?;
+        compressor.compress(data).ok()
+    })?;
     (out.len() < data.len() - data.len() / 32).then_some(out)
 }
 

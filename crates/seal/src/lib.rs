@@ -104,6 +104,9 @@ pub enum SealError {
     /// is decided from public bytes alone, without a key.
     #[error("not a sealed block: {0}")]
     Malformed(&'static str),
+    /// An [`Identified`] block was named by a sealer with another id key.
+    #[error("the block was identified by another sealer")]
+    WrongSealer,
     /// The block names a format version this crate does not read.
     #[error("unsupported sealed-block version {0}")]
     UnsupportedVersion(u8),
@@ -293,6 +296,45 @@ pub fn random_salt() -> Result<[u8; SALT_LEN], SealError> {
     Ok(salt)
 }
 
+/// A plaintext named by [`Sealer::identify`], ready for [`Sealer::seal_identified`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identified {
+    id: BlockId,
+    kind: BlockKind,
+    plaintext: Vec<u8>,
+    id_key_tag: [u8; 16],
+}
+
+impl Identified {
+    /// The block's id.
+    #[must_use]
+    pub fn id(&self) -> BlockId {
+        self.id
+    }
+
+    /// The block's kind.
+    #[must_use]
+    pub fn kind(&self) -> BlockKind {
+        self.kind
+    }
+
+    /// The plaintext.
+    #[must_use]
+    pub fn plaintext(&self) -> &[u8] {
+        &self.plaintext
+    }
+}
+
+impl fmt::Debug for Identified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identified")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("len", &self.plaintext.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A sealed block: the bytes to store, and its id.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedBlock {
@@ -332,6 +374,9 @@ impl fmt::Debug for SealedBlock {
 /// Seals and opens the blocks of one archive. Cheap to share across threads.
 pub struct Sealer {
     id_key: BlockIdKey,
+    /// Names this sealer's id key (a keyed hash of a constant, not the key): an [`Identified`]
+    /// block carries it, so one sealer never seals another's ids.
+    id_key_tag: [u8; 16],
     block_key: BlockKey,
     archive: ArchiveId,
     config: SealConfig,
@@ -362,8 +407,14 @@ impl Sealer {
         archive: ArchiveId,
         config: SealConfig,
     ) -> Self {
+        let mut id_key_tag = [0u8; 16];
+        id_key_tag.copy_from_slice(
+            &blake3::keyed_hash(id_key.expose_secret(), b"cairn seal identified tag").as_bytes()
+                [..16],
+        );
         Self {
             id_key,
+            id_key_tag,
             block_key,
             archive,
             config,
@@ -431,6 +482,62 @@ impl Sealer {
             });
         }
         let id = self.block_id(kind, plaintext);
+        self.seal_known(kind, plaintext, id, salt, out);
+        Ok(id)
+    }
+
+    /// Names a plaintext without sealing it: a backup asks the store which ids it lacks, then
+    /// seals only those with [`seal_identified`](Self::seal_identified), which reuses the id
+    /// instead of hashing the plaintext a second time.
+    #[must_use]
+    pub fn identify(&self, kind: BlockKind, plaintext: Vec<u8>) -> Identified {
+        Identified {
+            id: self.block_id(kind, &plaintext),
+            kind,
+            plaintext,
+            id_key_tag: self.id_key_tag,
+        }
+    }
+
+    /// Seals an [`Identified`] plaintext (made by this sealer) with a fresh random salt.
+    ///
+    /// # Errors
+    /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`]; [`SealError::Rng`] if the OS RNG fails;
+    /// [`SealError::WrongSealer`] if `block` was identified by a sealer with another id key (its
+    /// id would not match the plaintext under this one).
+    pub fn seal_identified(&self, block: &Identified) -> Result<SealedBlock, SealError> {
+        if block.plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(SealError::TooLarge {
+                len: block.plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
+        if block.id_key_tag != self.id_key_tag {
+            return Err(SealError::WrongSealer);
+        }
+        let mut bytes = Vec::new();
+        self.seal_known(
+            block.kind,
+            &block.plaintext,
+            block.id,
+            random_salt()?,
+            &mut bytes,
+        );
+        Ok(SealedBlock {
+            id: block.id,
+            bytes,
+        })
+    }
+
+    /// Seals `plaintext` (at most [`MAX_PLAINTEXT_LEN`] bytes) whose id under this sealer is `id`.
+    fn seal_known(
+        &self,
+        kind: BlockKind,
+        plaintext: &[u8],
+        id: BlockId,
+        salt: [u8; format::SALT_LEN],
+        out: &mut Vec<u8>,
+    ) {
         let compressed = compress::compress(plaintext, self.config.zstd_level);
         let payload: &[u8] = compressed.as_deref().unwrap_or(plaintext);
         let header = SealedHeader {
@@ -459,7 +566,6 @@ impl Sealer {
             Algorithm::XChaCha20Poly1305 => aead::xchacha_seal_detached(&key, &[0; 24], &aad, body),
         };
         out.extend_from_slice(&tag);
-        Ok(id)
     }
 
     /// Opens a sealed block that must be of `kind` and named `expected` in this archive, and
