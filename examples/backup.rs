@@ -122,7 +122,10 @@ fn open(dir: &Path) -> Result<Repo> {
     let id: [u8; 16] = unhex(fs::read_to_string(dir.join("archive-id"))?.trim())?
         .try_into()
         .map_err(|_| "archive-id must hold 16 bytes")?;
-    let store = ArchiveStore::open(DirStorage::open(dir.join("log"))?, Config::new(id))?;
+    let store = ArchiveStore::open(
+        DirStorage::open(dir.join("log"))?,
+        Config::new(id).with_index_cache(true),
+    )?;
     let mut repo = Repository::new(store, &key, ArchiveId::from_bytes(id));
     if std::io::stderr().is_terminal() && std::env::var_os("CAIRN_QUIET").is_none() {
         repo = repo.with_progress(Arc::new(Bars::new()));

@@ -28,6 +28,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 pub struct Config {
     archive_id: [u8; 16],
     segment_target: u64,
+    cache_sealed_indexes: bool,
 }
 
 impl Config {
@@ -36,7 +37,18 @@ impl Config {
         Self {
             archive_id,
             segment_target: DEFAULT_SEGMENT_TARGET,
+            cache_sealed_indexes: false,
         }
+    }
+
+    /// Keep each sealed segment's index in memory once it has been searched (48 bytes per
+    /// record of the segments searched, instead of one read per binary-search step). Off by
+    /// default, which bounds memory at 8 bytes per record however large the archive; a client
+    /// restoring or checking its own archive turns it on.
+    #[must_use]
+    pub fn with_index_cache(mut self, on: bool) -> Self {
+        self.cache_sealed_indexes = on;
+        self
     }
 
     /// Seal a segment once a commit leaves it at least this long (4 KiB ..= 4 GiB).
@@ -106,6 +118,8 @@ struct Sealed {
     index_count: u64,
     /// Entries kept in memory only for segments whose on-disk index is damaged.
     rescued: Option<Vec<IndexEntry>>,
+    /// The on-disk index, read whole on first use, when the config caches indexes.
+    cached: std::sync::OnceLock<Vec<IndexEntry>>,
 }
 
 struct Active<W> {
@@ -348,6 +362,7 @@ impl<S: Storage> Archive<S> {
                 index_offset: s.index_offset,
                 index_count: s.entries.len() as u64,
                 rescued: s.rescued.then_some(s.entries),
+                cached: std::sync::OnceLock::new(),
             });
         }
         let active_seq = sealed.len() as u64;
@@ -679,12 +694,18 @@ impl<S: Storage> Archive<S> {
         let sealed_name = segment_name(seq, false);
         self.storage.seal(&self.active.name, &sealed_name)?;
         self.index.insert(seq, entries.iter().map(|e| e.key));
+        let cached = std::sync::OnceLock::new();
+        let index_count = entries.len() as u64;
+        if self.config.cache_sealed_indexes {
+            let _ = cached.set(entries);
+        }
         self.sealed.push(Sealed {
             seq,
             name: sealed_name,
             index_offset,
-            index_count: entries.len() as u64,
+            index_count,
             rescued: None,
+            cached,
         });
         self.active = new_active(&self.storage, &self.config, seq + 1, self.next_seq)?;
         self.committed_len = self.active.len;
@@ -722,6 +743,30 @@ impl<S: Storage> Archive<S> {
     fn find_in_sealed(&self, s: &Sealed, key: &Key) -> Result<Option<IndexEntry>, ArchiveError> {
         if let Some(entries) = &s.rescued {
             return Ok(entries.iter().rev().find(|e| &e.key == key).copied());
+        }
+        if self.config.cache_sealed_indexes {
+            if s.cached.get().is_none() {
+                let n = to_usize(s.index_count)?;
+                let mut bytes = vec![0u8; n * INDEX_ENTRY_LEN];
+                self.storage.read_at(&s.name, s.index_offset, &mut bytes)?;
+                let entries = bytes
+                    .chunks_exact(INDEX_ENTRY_LEN)
+                    .map(|b| {
+                        IndexEntry::decode(b)
+                            .map_err(|_| corrupt(s.seq, s.index_offset, "index entry"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Another reader may have filled it meanwhile: either copy is the same.
+                let _ = s.cached.set(entries);
+            }
+            if let Some(entries) = s.cached.get() {
+                // The last entry with this key (the index is sorted by key).
+                let end = entries.partition_point(|e| e.key <= *key);
+                return Ok(end
+                    .checked_sub(1)
+                    .map(|i| entries[i])
+                    .filter(|e| e.key == *key));
+            }
         }
         let read = |i: u64| -> Result<IndexEntry, ArchiveError> {
             let mut b = [0u8; INDEX_ENTRY_LEN];

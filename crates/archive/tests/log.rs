@@ -450,3 +450,54 @@ fn read_committed_refuses_uncommitted_records() {
     log.commit().unwrap();
     assert_eq!(log.read_committed(&b).unwrap(), b"not yet");
 }
+
+/// The in-memory index cache answers exactly like the on-disk binary search: for every record
+/// (through several sealed segments, and re-appended keys whose last record wins), for absent
+/// keys, whether the segments were sealed in this process or found at open.
+#[test]
+fn index_cache_answers_like_the_disk_index() {
+    let sizes: Vec<usize> = (0..400).map(|i| 100 + (i * 37) % 900).collect();
+    let storage = build(&sizes, 7, 8 << 10);
+    // Re-append a few keys with new payloads: the last record for a key wins.
+    {
+        let (mut log, _) = Archive::open(storage.clone(), config(8 << 10)).unwrap();
+        for i in [3u64, 150, 399] {
+            log.append(1, &key(i), &payload(i + 1000, 50)).unwrap();
+        }
+        log.commit().unwrap();
+    }
+    let (plain, _) = Archive::open(storage.clone(), config(8 << 10)).unwrap();
+    let (cached, _) =
+        Archive::open(storage.clone(), config(8 << 10).with_index_cache(true)).unwrap();
+    assert!(plain.sealed_segments() > 3);
+    for i in 0..sizes.len() as u64 + 50 {
+        let k = key(i);
+        // Twice: the first search fills the cache, the second uses it.
+        assert_eq!(
+            cached.locate(&k).unwrap(),
+            plain.locate(&k).unwrap(),
+            "key {i}"
+        );
+        assert_eq!(
+            cached.locate(&k).unwrap(),
+            plain.locate(&k).unwrap(),
+            "key {i}"
+        );
+    }
+    // Segments sealed by a caching archive are cached from their entries in memory.
+    let fresh = MemoryStorage::new();
+    let (mut log, _) =
+        Archive::open(fresh.clone(), config(8 << 10).with_index_cache(true)).unwrap();
+    for i in 0..200u64 {
+        log.append(1, &key(i), &payload(i, 300)).unwrap();
+        log.commit().unwrap();
+    }
+    let (reopened, _) = Archive::open(fresh, config(8 << 10)).unwrap();
+    for i in 0..220u64 {
+        assert_eq!(
+            log.locate(&key(i)).unwrap(),
+            reopened.locate(&key(i)).unwrap(),
+            "key {i}"
+        );
+    }
+}

@@ -23,7 +23,7 @@ const BATCH: usize = 256;
 /// Plaintext bytes a worker holds before asking the store what it lacks and sending (the
 /// memory bound per worker), and the most blocks it holds (small files: one round trip, and
 /// one commit, per batch rather than per 16 blocks).
-const PENDING_BYTES: usize = 16 << 20;
+const PENDING_BYTES: usize = 8 << 20;
 /// Input bytes per group of small files handled by one worker.
 const GROUP_BYTES: u64 = 16 << 20;
 /// Files per group.
