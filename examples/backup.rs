@@ -34,6 +34,9 @@ use cairn::keys::ArchiveKey;
 use cairn::seal::{ArchiveId, BlockId};
 use clap::{Arg, ArgAction, Command};
 
+/// Segment size of the local tool's log.
+const SEGMENT_TARGET: u64 = 16 << 20;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn hex(bytes: &[u8]) -> String {
@@ -122,10 +125,13 @@ fn open(dir: &Path) -> Result<Repo> {
     let id: [u8; 16] = unhex(fs::read_to_string(dir.join("archive-id"))?.trim())?
         .try_into()
         .map_err(|_| "archive-id must hold 16 bytes")?;
-    let store = ArchiveStore::open(
-        DirStorage::open(dir.join("log"))?,
-        Config::new(id).with_index_cache(true),
-    )?;
+    // 16 MiB segments: opening the log re-reads and checks the active (unsealed) segment, so a
+    // smaller one makes every command start faster; the indexes of sealed segments are cached
+    // once searched (a restore looks up every block).
+    let config = Config::new(id)
+        .with_segment_target(SEGMENT_TARGET)?
+        .with_index_cache(true);
+    let store = ArchiveStore::open(DirStorage::open(dir.join("log"))?, config)?;
     let mut repo = Repository::new(store, &key, ArchiveId::from_bytes(id));
     if std::io::stderr().is_terminal() && std::env::var_os("CAIRN_QUIET").is_none() {
         repo = repo.with_progress(Arc::new(Bars::new()));
