@@ -665,6 +665,41 @@ impl<B: BlockStore> Repository<B> {
     /// block is authenticated and its id recomputed; names that could leave the target are
     /// refused by the tree decoder; symlinks are created, never followed.
     pub fn restore(&self, snapshot: &Snapshot, target: &Path) -> Result<u64, BackupError> {
+        self.restore_path(snapshot, "", target)
+    }
+
+    /// Restores the part of a snapshot at `path` (`/`-separated names from the snapshot's root;
+    /// empty for all of it) into `target`, which must not exist or be an empty directory: a
+    /// directory's contents go into `target`, a file or symlink goes into `target` under its own
+    /// name. Every name on the way must be a directory entry that restore could create itself: a
+    /// path through a symlink, or with `.`, `..` or empty components, is refused.
+    pub fn restore_path(
+        &self,
+        snapshot: &Snapshot,
+        path: &str,
+        target: &Path,
+    ) -> Result<u64, BackupError> {
+        let mut tree_id = snapshot.root;
+        let mut found: Option<Entry> = None;
+        for name in path.split('/').filter(|c| !c.is_empty()) {
+            if !is_safe_name(name.as_bytes()) {
+                return Err(BackupError::PathNotFound(path.to_owned()));
+            }
+            if let Some(entry) = &found {
+                // Only a directory has children; a symlink is never followed.
+                match entry.kind {
+                    EntryKind::Dir { tree } => tree_id = tree,
+                    _ => return Err(BackupError::PathNotFound(path.to_owned())),
+                }
+            }
+            let tree = Tree::decode(&self.open(BlockKind::TREE, &tree_id)?)?;
+            found = Some(
+                tree.entries
+                    .into_iter()
+                    .find(|e| e.name == name.as_bytes())
+                    .ok_or_else(|| BackupError::PathNotFound(path.to_owned()))?,
+            );
+        }
         if target.exists() {
             let mut entries = fs::read_dir(target).map_err(|e| BackupError::io(target, e))?;
             if entries.next().is_some() {
@@ -677,7 +712,23 @@ impl<B: BlockStore> Repository<B> {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut restored = 0u64;
-        self.restore_tree(&snapshot.root, target, &mut files, &mut dirs, &mut restored)?;
+        match found {
+            None => {
+                self.restore_tree(&snapshot.root, target, &mut files, &mut dirs, &mut restored)?
+            }
+            Some(Entry {
+                kind: EntryKind::Dir { tree },
+                ..
+            }) => self.restore_tree(&tree, target, &mut files, &mut dirs, &mut restored)?,
+            Some(entry) => {
+                restored += 1;
+                let path = target.join(name_os(&entry.name));
+                match &entry.kind {
+                    EntryKind::Symlink { target } => make_symlink(target, &path)?,
+                    _ => files.push((path, entry)),
+                }
+            }
+        }
         // 2. Files, in parallel on the CPU pool: fetch, authenticate, write.
         let size_of = |e: &Entry| match e.kind {
             EntryKind::File { size, .. } => size,

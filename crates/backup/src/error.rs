@@ -65,6 +65,10 @@ pub enum BackupError {
         /// The client's head sequence number.
         head: u64,
     },
+    /// A path to restore names nothing in the snapshot (or goes through a file or symlink, or
+    /// has `.`, `..` or unsafe components).
+    #[error("no such path in the snapshot: {0}")]
+    PathNotFound(String),
     /// A check subset `n/of` needs `1 <= n <= of`.
     #[error("invalid check subset {n}/{of}: need 1 <= n <= of")]
     InvalidSubset {

@@ -558,3 +558,58 @@ fn rolled_back_or_forked_chains_are_refused() {
         })
     ));
 }
+
+/// Restore by path: a directory's contents, a single file, a symlink; paths through a symlink
+/// or a file, or with `..`, are refused and write nothing.
+#[test]
+fn restore_by_path() {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let repo = repo(MemoryStore::new());
+    repo.backup(src.path(), "h", None).unwrap();
+    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    let out = tempfile::tempdir().unwrap();
+    // A directory: its contents.
+    let t = out.path().join("deep");
+    repo.restore_path(&snap, "docs/deep", &t).unwrap();
+    assert_same(&src.path().join("docs/deep"), &t);
+    // A file, with redundant slashes.
+    let t = out.path().join("file");
+    assert_eq!(
+        repo.restore_path(&snap, "/docs//deep/er/big.bin", &t)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        fs::read(t.join("big.bin")).unwrap(),
+        fs::read(src.path().join("docs/deep/er/big.bin")).unwrap()
+    );
+    // A symlink is restored as a symlink, never followed.
+    #[cfg(unix)]
+    {
+        let t = out.path().join("link");
+        repo.restore_path(&snap, "link", &t).unwrap();
+        assert_eq!(
+            fs::read_link(t.join("link")).unwrap(),
+            Path::new("docs/a.txt")
+        );
+    }
+    for bad in [
+        "link/a.txt",
+        "root.txt/x",
+        "docs/../root.txt",
+        "docs/./a.txt",
+        "nope",
+        "docs/nope",
+    ] {
+        let t = out.path().join("refused");
+        assert!(
+            matches!(
+                repo.restore_path(&snap, bad, &t),
+                Err(BackupError::PathNotFound(_))
+            ),
+            "{bad}"
+        );
+        assert!(!t.exists(), "{bad} created the target");
+    }
+}
