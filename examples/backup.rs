@@ -5,7 +5,7 @@
 //! cargo run --release --example backup -- init REPO
 //! cargo run --release --example backup -- backup REPO DIR
 //! cargo run --release --example backup -- snapshots REPO
-//! cargo run --release --example backup -- restore REPO latest|SNAPSHOT TARGET
+//! cargo run --release --example backup -- restore REPO latest|SNAPSHOT TARGET [--path a/b]
 //! cargo run --release --example backup -- check REPO [--read-data | --read-data-subset N/T]
 //! ```
 //!
@@ -204,7 +204,7 @@ fn snapshots(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn restore(dir: &Path, which: &str, target: &Path) -> Result<()> {
+fn restore(dir: &Path, which: &str, target: &Path, path: &str) -> Result<()> {
     let r = open(dir)?;
     let snapshots = checked_snapshots(&r)?;
     let (_, snap) = if which == "latest" {
@@ -220,12 +220,19 @@ fn restore(dir: &Path, which: &str, target: &Path) -> Result<()> {
             .ok_or("no such snapshot")?
     };
     let started = Instant::now();
-    let n = r.repo.restore(snap, target)?;
+    let summary = r.repo.restore_path(snap, path, target)?;
     println!(
-        "restored {n} entries to {} in {:.2} s",
+        "restored {} entries to {} in {:.2} s",
+        summary.entries,
         target.display(),
         started.elapsed().as_secs_f64()
     );
+    if summary.xattrs_skipped > 0 {
+        println!(
+            "skipped {} extended attributes this user may not set (security., trusted., system.)",
+            summary.xattrs_skipped
+        );
+    }
     Ok(())
 }
 
@@ -301,6 +308,12 @@ fn main() -> ExitCode {
                     Arg::new("target")
                         .required(true)
                         .value_parser(clap::value_parser!(PathBuf)),
+                )
+                .arg(
+                    Arg::new("path")
+                        .long("path")
+                        .value_name("PATH")
+                        .help("restore only this path of the snapshot (a/b/c)"),
                 ),
         )
         .subcommand(
@@ -333,6 +346,7 @@ fn main() -> ExitCode {
             m.get_one::<String>("snapshot")
                 .map_or("latest", String::as_str),
             &path(m, "target"),
+            m.get_one::<String>("path").map_or("", String::as_str),
         )
         .map(|()| true),
         Some(("check", m)) => check_mode(m).and_then(|mode| check(&path(m, "repo"), mode)),

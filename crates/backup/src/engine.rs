@@ -16,7 +16,7 @@ use crate::error::BackupError;
 use crate::progress::{Meter, Phase, Progress};
 use crate::snapshot::{CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, Snapshot};
 use crate::store::BlockStore;
-use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
+use crate::tree::{Entry, EntryKind, Tree, Xattrs, is_safe_name};
 
 /// Ids asked about (and blocks sent) per round trip, for trees.
 const BATCH: usize = 256;
@@ -45,6 +45,8 @@ struct FileJob {
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
+    /// Device and inode, for files with more than one link.
+    inode: Option<(u64, u64)>,
 }
 
 /// A directory as the walk found it.
@@ -59,6 +61,8 @@ struct ScanEntry {
     uid: u32,
     gid: u32,
     mtime_ns: i64,
+    link_group: u32,
+    xattrs: Xattrs,
     kind: ScanKind,
 }
 
@@ -86,6 +90,7 @@ fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
         let path = dir.join(&name);
         let meta = fs::symlink_metadata(&path).map_err(|e| BackupError::io(&path, e))?;
         let (mode, uid, gid) = owner(&meta);
+        let xattrs = read_xattrs(&path)?;
         let kind = if meta.file_type().is_symlink() {
             let target = fs::read_link(&path).map_err(|e| BackupError::io(&path, e))?;
             ScanKind::Symlink(name_bytes(target.as_os_str()))
@@ -100,6 +105,7 @@ fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
                 ctime_ns,
+                inode: (links(&meta) > 1).then_some((dev, ino)),
             }))
         } else {
             scanned.skipped += 1;
@@ -112,6 +118,8 @@ fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
             uid,
             gid,
             mtime_ns: mtime_ns(&meta),
+            link_group: 0,
+            xattrs,
             kind,
         });
     }
@@ -141,6 +149,83 @@ fn number_files(node: &mut DirNode, jobs: &mut Vec<FileJob>) {
             ScanKind::File(_) | ScanKind::Symlink(_) => {}
         }
     }
+}
+
+/// Hard links: files of this walk that share a device and inode. Returns, per slot, its link
+/// group (0 for none; groups numbered from 1 in walk order) and the slot of the group's first
+/// file (whose contents the others share).
+fn link_groups(jobs: &[FileJob]) -> (Vec<u32>, Vec<Option<usize>>) {
+    let mut count: std::collections::HashMap<(u64, u64), u32> = std::collections::HashMap::new();
+    for inode in jobs.iter().filter_map(|j| j.inode) {
+        *count.entry(inode).or_default() += 1;
+    }
+    let mut groups = vec![0u32; jobs.len()];
+    let mut leader = vec![None; jobs.len()];
+    let mut seen: std::collections::HashMap<(u64, u64), (u32, usize)> =
+        std::collections::HashMap::new();
+    let mut next = 0u32;
+    for (slot, job) in jobs.iter().enumerate() {
+        let Some(inode) = job.inode.filter(|i| count.get(i).is_some_and(|&n| n > 1)) else {
+            continue;
+        };
+        let (group, first) = *seen.entry(inode).or_insert_with(|| {
+            next = next.saturating_add(1);
+            (next, slot)
+        });
+        groups[slot] = group;
+        if first != slot {
+            leader[slot] = Some(first);
+        }
+    }
+    (groups, leader)
+}
+
+/// Sets each numbered file entry's link group.
+fn set_link_groups(node: &mut DirNode, groups: &[u32]) {
+    for entry in &mut node.entries {
+        match &mut entry.kind {
+            ScanKind::Dir(child) => set_link_groups(child, groups),
+            ScanKind::File(slot) => entry.link_group = groups.get(*slot).copied().unwrap_or(0),
+            ScanKind::NewFile(_) | ScanKind::Symlink(_) => {}
+        }
+    }
+}
+
+/// Extended attributes of `path` (not following a symlink), sorted by name. A filesystem
+/// without them gives none.
+#[cfg(unix)]
+fn read_xattrs(path: &Path) -> Result<Xattrs, BackupError> {
+    use std::os::unix::ffi::OsStrExt;
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
+        Err(e) => return Err(BackupError::io(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        // A value removed since the listing is skipped; any other failure is reported.
+        if let Some(value) = xattr::get(path, &name).map_err(|e| BackupError::io(path, e))? {
+            out.push((name.as_bytes().to_vec(), value));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+#[cfg(not(unix))]
+fn read_xattrs(_path: &Path) -> Result<Xattrs, BackupError> {
+    Ok(Vec::new())
+}
+
+#[cfg(unix)]
+fn links(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink()
+}
+
+#[cfg(not(unix))]
+fn links(_meta: &fs::Metadata) -> u64 {
+    1
 }
 
 /// One directory's scan, with its counters.
@@ -506,6 +591,8 @@ impl<B: BlockStore> Repository<B> {
         summary.skipped += skipped;
         let mut jobs = Vec::new();
         number_files(&mut node, &mut jobs);
+        let (groups, leaders) = link_groups(&jobs);
+        set_link_groups(&mut node, &groups);
         let meter = Meter::new(
             self.progress.as_deref(),
             Phase::Backup,
@@ -521,6 +608,7 @@ impl<B: BlockStore> Repository<B> {
             None => vec![None; jobs.len()],
         };
         let mut unchanged = vec![false; jobs.len()];
+        let mut followers = Vec::new();
         for ((slot, job), hit) in jobs.iter().enumerate().zip(hits) {
             if let Some(hit) = hit
                 && hit.size == job.size
@@ -531,6 +619,9 @@ impl<B: BlockStore> Repository<B> {
                 meter.add(1, hit.size);
                 unchanged[slot] = true;
                 results[slot] = Some((hit.size, hit.chunks));
+            } else if leaders[slot].is_some() {
+                // Another name of a file read once, through its first name.
+                followers.push(slot);
             } else {
                 to_read.push(slot);
             }
@@ -576,6 +667,13 @@ impl<B: BlockStore> Repository<B> {
             for (slot, size, chunks) in out {
                 results[slot] = Some((size, chunks));
             }
+        }
+        for slot in followers {
+            let shared = leaders[slot].and_then(|leader| results[leader].clone());
+            if let Some((size, _)) = &shared {
+                meter.add(1, *size);
+            }
+            results[slot] = shared;
         }
         for (slot, job) in jobs.iter().enumerate() {
             if let Some((size, chunks)) = &results[slot] {
@@ -626,6 +724,8 @@ impl<B: BlockStore> Repository<B> {
                 uid: e.uid,
                 gid: e.gid,
                 mtime_ns: e.mtime_ns,
+                link_group: e.link_group,
+                xattrs: e.xattrs,
                 kind,
             });
         }
@@ -664,7 +764,11 @@ impl<B: BlockStore> Repository<B> {
     /// Restores a snapshot into `target`, which must not exist or be an empty directory. Every
     /// block is authenticated and its id recomputed; names that could leave the target are
     /// refused by the tree decoder; symlinks are created, never followed.
-    pub fn restore(&self, snapshot: &Snapshot, target: &Path) -> Result<u64, BackupError> {
+    pub fn restore(
+        &self,
+        snapshot: &Snapshot,
+        target: &Path,
+    ) -> Result<RestoreSummary, BackupError> {
         self.restore_path(snapshot, "", target)
     }
 
@@ -678,7 +782,7 @@ impl<B: BlockStore> Repository<B> {
         snapshot: &Snapshot,
         path: &str,
         target: &Path,
-    ) -> Result<u64, BackupError> {
+    ) -> Result<RestoreSummary, BackupError> {
         let mut tree_id = snapshot.root;
         let mut found: Option<Entry> = None;
         for name in path.split('/').filter(|c| !c.is_empty()) {
@@ -709,26 +813,24 @@ impl<B: BlockStore> Repository<B> {
             fs::create_dir_all(target).map_err(|e| BackupError::io(target, e))?;
         }
         // 1. Directories and symlinks, walking the trees (one thread).
-        let mut files = Vec::new();
-        let mut dirs = Vec::new();
-        let mut restored = 0u64;
+        let mut plan = Plan::default();
         match found {
-            None => {
-                self.restore_tree(&snapshot.root, target, &mut files, &mut dirs, &mut restored)?
-            }
+            None => self.restore_tree(&snapshot.root, target, &mut plan)?,
             Some(Entry {
                 kind: EntryKind::Dir { tree },
                 ..
-            }) => self.restore_tree(&tree, target, &mut files, &mut dirs, &mut restored)?,
-            Some(entry) => {
-                restored += 1;
-                let path = target.join(name_os(&entry.name));
-                match &entry.kind {
-                    EntryKind::Symlink { target } => make_symlink(target, &path)?,
-                    _ => files.push((path, entry)),
-                }
-            }
+            }) => self.restore_tree(&tree, target, &mut plan)?,
+            Some(entry) => plan.add(target.join(name_os(&entry.name)), entry)?,
         }
+        let Plan {
+            files,
+            dirs,
+            links,
+            restored,
+            symlink_xattrs_skipped: plan_symlink_xattrs_skipped,
+            ..
+        } = plan;
+        let skipped = std::sync::atomic::AtomicU64::new(0);
         // 2. Files, in parallel on the CPU pool: fetch, authenticate, write.
         let size_of = |e: &Entry| match e.kind {
             EntryKind::File { size, .. } => size,
@@ -744,19 +846,31 @@ impl<B: BlockStore> Repository<B> {
         files
             .par_iter()
             .map(|(path, entry)| {
-                self.restore_file(path, entry)?;
+                let n = self.restore_file(path, entry)?;
+                skipped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 meter.add(1, size_of(entry));
                 Ok(())
             })
             .collect::<Result<Vec<()>, BackupError>>()?;
-        // 3. Directory modes and times, deepest first, after their contents stopped changing.
+        // 3. The other names of hard-linked files, once their first name is written.
+        for (path, first) in &links {
+            fs::hard_link(first, path).map_err(|err| BackupError::io(path, err))?;
+        }
+        // 4. Directory modes, times and attributes, deepest first, after their contents
+        // stopped changing.
+        let mut xattrs_skipped = skipped.into_inner();
         for (path, entry) in dirs.iter().rev() {
+            xattrs_skipped += set_xattrs(path, &entry.xattrs)?;
             set_mode(path, entry)?;
             let f = File::open(path).map_err(|err| BackupError::io(path, err))?;
             f.set_modified(time_of(entry.mtime_ns))
                 .map_err(|err| BackupError::io(path, err))?;
         }
-        Ok(restored)
+        xattrs_skipped += plan_symlink_xattrs_skipped;
+        Ok(RestoreSummary {
+            entries: restored,
+            xattrs_skipped,
+        })
     }
 
     /// Creates the directories and symlinks under `dir` and lists its files and directories.
@@ -764,9 +878,7 @@ impl<B: BlockStore> Repository<B> {
         &self,
         tree_id: &BlockId,
         dir: &Path,
-        files: &mut Vec<(std::path::PathBuf, Entry)>,
-        dirs: &mut Vec<(std::path::PathBuf, Entry)>,
-        restored: &mut u64,
+        plan: &mut Plan,
     ) -> Result<(), BackupError> {
         let tree = Tree::decode(&self.open(BlockKind::TREE, tree_id)?)?;
         for e in tree.entries {
@@ -774,23 +886,23 @@ impl<B: BlockStore> Repository<B> {
                 return Err(BackupError::Malformed("unsafe entry name"));
             }
             let path = dir.join(name_os(&e.name));
-            *restored += 1;
-            match &e.kind {
-                EntryKind::Dir { tree } => {
-                    fs::create_dir(&path).map_err(|err| BackupError::io(&path, err))?;
-                    let tree = *tree;
-                    dirs.push((path.clone(), e));
-                    self.restore_tree(&tree, &path, files, dirs, restored)?;
-                }
-                EntryKind::File { .. } => files.push((path, e)),
-                EntryKind::Symlink { target } => make_symlink(target, &path)?,
+            if let EntryKind::Dir { tree } = &e.kind {
+                plan.restored += 1;
+                fs::create_dir(&path).map_err(|err| BackupError::io(&path, err))?;
+                let tree = *tree;
+                plan.dirs.push((path.clone(), e));
+                self.restore_tree(&tree, &path, plan)?;
+            } else {
+                plan.add(path, e)?;
             }
         }
         Ok(())
     }
 
     /// Writes one file: every chunk authenticated (its id recomputed) before it is written.
-    fn restore_file(&self, path: &Path, e: &Entry) -> Result<(), BackupError> {
+    /// Its extended attributes go on before its mode (a read-only mode would refuse them);
+    /// returns how many were skipped.
+    fn restore_file(&self, path: &Path, e: &Entry) -> Result<u64, BackupError> {
         let EntryKind::File { size, chunks } = &e.kind else {
             return Err(BackupError::Malformed("not a file"));
         };
@@ -809,9 +921,11 @@ impl<B: BlockStore> Repository<B> {
         if written != *size {
             return Err(BackupError::Malformed("file size"));
         }
+        let skipped = set_xattrs(path, &e.xattrs)?;
         f.set_modified(time_of(e.mtime_ns))
             .map_err(|err| BackupError::io(path, err))?;
-        set_mode(path, e)
+        set_mode(path, e)?;
+        Ok(skipped)
     }
 
     /// Checks every snapshot's trees; with `read_data`, opens every data block too (B-14).
@@ -899,6 +1013,83 @@ impl<B: BlockStore> Repository<B> {
         report.blocks_read = read.len() as u64;
         Ok(report)
     }
+}
+
+/// What a restore did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreSummary {
+    /// Files, directories and symlinks restored.
+    pub entries: u64,
+    /// Extended attributes outside the `user.` namespace that this process may not set
+    /// (`security.`, `trusted.`, `system.` need privileges): skipped and counted, never silently.
+    /// A `user.` attribute that cannot be set fails the restore.
+    pub xattrs_skipped: u64,
+}
+
+/// What a restore will write, gathered while walking the trees.
+#[derive(Default)]
+struct Plan {
+    /// Files to write (in parallel).
+    files: Vec<(std::path::PathBuf, Entry)>,
+    /// Directories created, for their modes and times at the end.
+    dirs: Vec<(std::path::PathBuf, Entry)>,
+    /// Later names of hard-linked files: (this name, the first name).
+    links: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The first name restored of each link group.
+    groups: std::collections::HashMap<u32, std::path::PathBuf>,
+    /// Extended attributes skipped on symlinks.
+    symlink_xattrs_skipped: u64,
+    restored: u64,
+}
+
+impl Plan {
+    /// A file or symlink at `path`.
+    fn add(&mut self, path: std::path::PathBuf, e: Entry) -> Result<(), BackupError> {
+        self.restored += 1;
+        match &e.kind {
+            EntryKind::Symlink { target } => {
+                make_symlink(target, &path)?;
+                self.symlink_xattrs_skipped += set_xattrs(&path, &e.xattrs)?;
+            }
+            EntryKind::File { .. } if e.link_group != 0 => match self.groups.get(&e.link_group) {
+                Some(first) => self.links.push((path, first.clone())),
+                None => {
+                    self.groups.insert(e.link_group, path.clone());
+                    self.files.push((path, e));
+                }
+            },
+            EntryKind::File { .. } => self.files.push((path, e)),
+            EntryKind::Dir { .. } => return Err(BackupError::Malformed("directory as a file")),
+        }
+        Ok(())
+    }
+}
+
+/// Sets extended attributes on `path` (not following a symlink). Returns how many were skipped
+/// because this process lacks the privilege for their namespace (see [`RestoreSummary`]).
+#[cfg(unix)]
+fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, BackupError> {
+    let mut skipped = 0;
+    for (name, value) in xattrs {
+        let os_name = name_os(name);
+        if let Err(e) = xattr::set(path, &os_name, value) {
+            let privileged = !name.starts_with(b"user.");
+            // EPERM, EACCES, EOPNOTSUPP: the namespace needs privileges (or the target
+            // filesystem or file type does not take it).
+            let refused = matches!(e.raw_os_error(), Some(1 | 13 | 95));
+            if privileged && refused {
+                skipped += 1;
+            } else {
+                return Err(BackupError::io(path, e));
+            }
+        }
+    }
+    Ok(skipped)
+}
+
+#[cfg(not(unix))]
+fn set_xattrs(_path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, BackupError> {
+    Ok(xattrs.len() as u64)
 }
 
 /// How much data a check reads.

@@ -63,7 +63,7 @@ mod tree;
 
 pub use cache::{CachedFile, FileCache};
 pub use chain::{ChainHead, check_chain};
-pub use engine::{BackupSummary, CheckReport, DataCheck, Repository};
+pub use engine::{BackupSummary, CheckReport, DataCheck, Repository, RestoreSummary};
 pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};
 pub use snapshot::{
@@ -72,5 +72,6 @@ pub use snapshot::{
 };
 pub use store::{ArchiveStore, BlockStore, MemoryStore};
 pub use tree::{
-    Entry, EntryKind, MAX_ENTRIES, MAX_NAME_LEN, TREE_MAGIC, TREE_VERSION, Tree, is_safe_name,
+    Entry, EntryKind, MAX_ENTRIES, MAX_NAME_LEN, MAX_XATTR_VALUE, MAX_XATTRS, TREE_MAGIC,
+    TREE_VERSION, Tree, Xattrs, is_safe_name,
 };

@@ -7,7 +7,19 @@ use crate::error::BackupError;
 /// Tree object magic and version.
 pub const TREE_MAGIC: [u8; 4] = *b"CRNT";
 /// Tree format version.
-pub const TREE_VERSION: u8 = 1;
+pub const TREE_VERSION: u8 = 2;
+/// Most extended attributes on one entry.
+pub const MAX_XATTRS: usize = 1024;
+/// Longest extended attribute value, in bytes (Linux's limit).
+pub const MAX_XATTR_VALUE: usize = 64 << 10;
+
+/// Extended attributes of an entry: (name, value) pairs.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Entry flag: a hard-link group follows.
+const FLAG_LINK: u8 = 1;
+/// Entry flag: extended attributes follow.
+const FLAG_XATTRS: u8 = 2;
 /// Longest entry name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 /// Most entries in one tree.
@@ -48,6 +60,11 @@ pub struct Entry {
     pub gid: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Hard links: files of one snapshot with the same nonzero group are one file (inode) with
+    /// several names; 0 for none. Only files have a group.
+    pub link_group: u32,
+    /// Extended attributes (name, value), sorted by name, names unique and without NUL.
+    pub xattrs: Xattrs,
     /// What it is.
     pub kind: EntryKind,
 }
@@ -90,6 +107,32 @@ impl Tree {
             out.extend_from_slice(&e.uid.to_le_bytes());
             out.extend_from_slice(&e.gid.to_le_bytes());
             out.extend_from_slice(&e.mtime_ns.to_le_bytes());
+            let mut flags = 0;
+            if e.link_group != 0 {
+                flags |= FLAG_LINK;
+            }
+            if !e.xattrs.is_empty() {
+                flags |= FLAG_XATTRS;
+            }
+            out.push(flags);
+            if e.link_group != 0 {
+                out.extend_from_slice(&e.link_group.to_le_bytes());
+            }
+            if !e.xattrs.is_empty() {
+                let n = u16::try_from(e.xattrs.len())
+                    .map_err(|_| BackupError::Malformed("xattr count"))?;
+                out.extend_from_slice(&n.to_le_bytes());
+                for (name, value) in &e.xattrs {
+                    let name_len =
+                        u8::try_from(name.len()).map_err(|_| BackupError::Malformed("xattr"))?;
+                    out.push(name_len);
+                    out.extend_from_slice(name);
+                    let value_len =
+                        u32::try_from(value.len()).map_err(|_| BackupError::Malformed("xattr"))?;
+                    out.extend_from_slice(&value_len.to_le_bytes());
+                    out.extend_from_slice(value);
+                }
+            }
             match &e.kind {
                 EntryKind::File { size, chunks } => {
                     out.extend_from_slice(&size.to_le_bytes());
@@ -133,6 +176,34 @@ impl Tree {
             let uid = r.u32()?;
             let gid = r.u32()?;
             let mtime_ns = i64::from_le_bytes(r.array()?);
+            let flags = r.u8()?;
+            if flags & !(FLAG_LINK | FLAG_XATTRS) != 0 {
+                return Err(bad("entry flags"));
+            }
+            let link_group = if flags & FLAG_LINK != 0 {
+                match r.u32()? {
+                    0 => return Err(bad("link group")),
+                    g => g,
+                }
+            } else {
+                0
+            };
+            let mut xattrs = Vec::new();
+            if flags & FLAG_XATTRS != 0 {
+                let n = usize::from(r.u16()?);
+                if n == 0 || n > MAX_XATTRS {
+                    return Err(bad("xattr count"));
+                }
+                for _ in 0..n {
+                    let name_len = usize::from(r.u8()?);
+                    let name = r.take(name_len)?.to_vec();
+                    let value_len = r.u32()? as usize;
+                    if value_len > MAX_XATTR_VALUE {
+                        return Err(bad("xattr value"));
+                    }
+                    xattrs.push((name, r.take(value_len)?.to_vec()));
+                }
+            }
             let kind = match tag {
                 1 => {
                     let size = u64::from_le_bytes(r.array()?);
@@ -162,6 +233,8 @@ impl Tree {
                 uid,
                 gid,
                 mtime_ns,
+                link_group,
+                xattrs,
                 kind,
             });
         }
@@ -180,6 +253,23 @@ impl Tree {
             }
             if i > 0 && self.entries[i - 1].name >= e.name {
                 return Err(BackupError::Malformed("entries not sorted and unique"));
+            }
+            if e.link_group != 0 && !matches!(e.kind, EntryKind::File { .. }) {
+                return Err(BackupError::Malformed("link group on a non-file"));
+            }
+            if e.xattrs.len() > MAX_XATTRS {
+                return Err(BackupError::Malformed("xattr count"));
+            }
+            for (j, (name, value)) in e.xattrs.iter().enumerate() {
+                if name.is_empty() || name.len() > 255 || name.contains(&0) {
+                    return Err(BackupError::Malformed("xattr name"));
+                }
+                if value.len() > MAX_XATTR_VALUE {
+                    return Err(BackupError::Malformed("xattr value"));
+                }
+                if j > 0 && e.xattrs[j - 1].0 >= *name {
+                    return Err(BackupError::Malformed("xattrs not sorted and unique"));
+                }
             }
         }
         Ok(())
