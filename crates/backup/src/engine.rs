@@ -23,7 +23,7 @@ const BATCH: usize = 256;
 /// Plaintext bytes a worker holds before asking the store what it lacks and sending (the
 /// memory bound per worker), and the most blocks it holds (small files: one round trip, and
 /// one commit, per batch rather than per 16 blocks).
-const PENDING_BYTES: usize = 8 << 20;
+const PENDING_BYTES: usize = 4 << 20;
 /// Input bytes per group of small files handled by one worker.
 const GROUP_BYTES: u64 = 16 << 20;
 /// Files per group.
@@ -486,19 +486,25 @@ impl<B: BlockStore> Repository<B> {
         let ids: Vec<BlockId> = pending.iter().map(Identified::id).collect();
         let missing: std::collections::HashSet<BlockId> =
             self.store.missing(&ids)?.into_iter().collect();
-        let mut out = Vec::new();
         let mut sent = std::collections::HashSet::new();
-        for block in pending.drain(..) {
-            let id = block.id();
-            if missing.contains(&id) && sent.insert(id) {
-                let sealed = self
-                    .sealer
-                    .seal_identified(&block)
-                    .map_err(|e| BackupError::Engine(e.to_string()))?;
-                summary.bytes_sent += sealed.as_bytes().len() as u64;
-                out.push((id, sealed.into_bytes()));
-            }
-        }
+        let to_seal: Vec<Identified> = pending
+            .drain(..)
+            .filter(|b| missing.contains(&b.id()) && sent.insert(b.id()))
+            .collect();
+        // Compress and encrypt on the pool: a big file's blocks are sealed by every core, not
+        // only by the worker that cut it.
+        use rayon::prelude::*;
+        let out: Vec<(BlockId, Vec<u8>)> = to_seal
+            .par_iter()
+            .map(|block| {
+                self.sealer
+                    .seal_identified(block)
+                    .map(|sealed| (block.id(), sealed.into_bytes()))
+                    .map_err(|e| BackupError::Engine(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        drop(to_seal);
+        summary.bytes_sent += out.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
         summary.blocks_sent += out.len() as u64;
         if !out.is_empty() {
             self.store.put_blocks(out)?;
