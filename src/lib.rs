@@ -7,12 +7,13 @@
 //! | module | crate | what it does |
 //! | --- | --- | --- |
 //! | [`archive`] | `cairn-archive` | the append-only archive log: CRC32C-framed records in segments, hash-chained commits, recovery, verify |
-//! | [`backup`] | `cairn-backup` | the backup engine: snapshots over a block store, restore, check (first increment) |
+//! | [`backup`] | `cairn-backup` | the backup engine: snapshots over a block store, incremental backup, restore, check |
 //! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
 //! | [`escrow`] | `cairn-escrow` | archive-key escrow envelopes: HPKE to the escrow authority, Argon2id passwords, AES-KWP; one-way modes |
 //! | [`events`] | `cairn-events` | the protobuf file-event schema, batch validation, OCSF File System Activity export |
 //! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
 //! | [`seal`] | `cairn-seal` | one block: keyed id, zstd, Padmé padding, AES-256-GCM or XChaCha20-Poly1305 |
+//! | [`server`] | `cairn-server` | the HTTPS service (first increment): TLS policy, listener limits, embedded PKI |
 //! | [`token`] | `cairn-token` | tenant-bound PASETO v4.public tokens: issue, verify, rotate, revoke, authorize |
 //!
 //! # Example
@@ -35,4 +36,5 @@ pub use cairn_escrow as escrow;
 pub use cairn_events as events;
 pub use cairn_keys as keys;
 pub use cairn_seal as seal;
+pub use cairn_server as server;
 pub use cairn_token as token;

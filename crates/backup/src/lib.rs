@@ -1,16 +1,18 @@
 //! Cairn's backup engine: turns a folder into an encrypted, deduplicated snapshot over a block
 //! store, and back; checks a repository.
 //!
-//! **Status: first increments.** Snapshots (trees and authenticated snapshot records), the block
-//! store trait with in-memory and `cairn-archive` implementations, backup with a redb file
-//! cache (unchanged files are not read) and files processed in groups on the rayon pool (chunk,
-//! id, compress, seal; each group batches its store round trips), parallel restore and check.
-//! Still to come (issue #9): splitting one big file across workers, progress, hard links and
-//! extended attributes, and the peer benchmark.
+//! Snapshots are trees of directories (with hard links, extended attributes and empty
+//! directories) and authenticated snapshot records that name their chunker and parent; a redb
+//! file cache lets unchanged files go unread; files are cut, named and sealed on the rayon pool
+//! with memory bounded per worker; restore (whole or by path) and check (structure, every block
+//! or one subset) run in parallel and authenticate every block; a progress callback reports all
+//! three; [`check_chain`] refuses a store that rolled back or forked this client's chain (B-8).
+//! `benches/peers/run.sh` measures it against restic, BorgBackup and bupstash.
 //!
 //! | type | use |
 //! | --- | --- |
-//! | [`Repository`] | backup, restore, check, list snapshots |
+//! | [`Repository`] | backup, restore (by path), check (subsets), list snapshots, progress |
+//! | [`check_chain`], [`ChainHead`] | the client's chain head and the B-8 check |
 //! | [`BlockStore`], [`MemoryStore`], [`ArchiveStore`] | where sealed blocks and snapshots live |
 //! | [`FileCache`] | the local cache that lets unchanged files go unread |
 //! | [`Tree`], [`Entry`], [`Snapshot`] | the objects (`docs/format/backup.md`) |
