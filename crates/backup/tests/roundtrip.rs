@@ -32,6 +32,17 @@ fn repo<B: BlockStore>(store: B) -> Repository<B> {
     )
 }
 
+/// `make_tree` in a temporary folder, backed up once into a memory store: (the source folder,
+/// the repository, its snapshot).
+fn backed_up() -> (tempfile::TempDir, Repository<MemoryStore>, Snapshot) {
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path());
+    let repo = repo(MemoryStore::new());
+    repo.backup(src.path(), "h", None).unwrap();
+    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    (src, repo, snap)
+}
+
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
@@ -456,11 +467,7 @@ fn hostile_trees_and_snapshots_are_refused() {
 
 #[test]
 fn restore_refuses_a_non_empty_target() {
-    let src = tempfile::tempdir().unwrap();
-    make_tree(src.path());
-    let repo = repo(MemoryStore::new());
-    repo.backup(src.path(), "h", None).unwrap();
-    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    let (_src, repo, snap) = backed_up();
     let out = tempfile::tempdir().unwrap();
     fs::write(out.path().join("existing"), b"x").unwrap();
     assert!(matches!(
@@ -624,11 +631,7 @@ fn rolled_back_or_forked_chains_are_refused() {
 /// or a file, or with `..`, are refused and write nothing.
 #[test]
 fn restore_by_path() {
-    let src = tempfile::tempdir().unwrap();
-    make_tree(src.path());
-    let repo = repo(MemoryStore::new());
-    repo.backup(src.path(), "h", None).unwrap();
-    let (_, snap) = repo.snapshots().unwrap().remove(0);
+    let (src, repo, snap) = backed_up();
     let out = tempfile::tempdir().unwrap();
     // A directory: its contents.
     let t = out.path().join("deep");

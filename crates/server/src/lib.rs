@@ -1,14 +1,15 @@
 //! Cairn's multi-tenant HTTPS service.
 //!
-//! **Status: first increment (issue #10).** The TLS policy, the listener and the embedded PKI:
-//! everything below the routes. Tenant-scoped routes, the storage, event and escrow services,
-//! and the `server` example come next.
+//! **Status: first increments (issue #10).** The TLS policy, the listener, the embedded PKI and
+//! the route table with token authentication (`whoami` is the only tenant route so far). The
+//! storage, event and escrow services, devices, and the `server` example come next.
 //!
 //! | item | use |
 //! | --- | --- |
 //! | [`tls::server_config`], [`tls::provider`] | the TLS policy: TLS 1.3 and 1.2, AES-256-GCM suites only, EMS required, no 0-RTT |
 //! | [`pki::Pki`] | the embedded default's certificates: a CA and a server certificate (rcgen), key files 0600, checked at load |
 //! | [`listener::serve`], [`listener::Limits`] | the accept loop: connection cap, handshake and header timeouts |
+//! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision; bearer tokens checked against the path's tenant |
 //!
 //! The TLS decisions are recorded in `docs/design/0002-tls-policy.md`; the tests in
 //! `tests/tls.rs` are S-10, S-11 and S-15 to S-18 of the project's security-test catalogue.
@@ -18,6 +19,7 @@
 
 pub mod listener;
 pub mod pki;
+pub mod routes;
 pub mod tls;
 
 /// What can go wrong setting up or running the server.

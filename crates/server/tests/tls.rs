@@ -4,101 +4,22 @@
 // Test code: a panic here is a test failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::{ALL_VERSIONS, client, connect, day, healthz, start};
+
 use cairn_server::ServerError;
-use cairn_server::listener::{Limits, base_router, serve};
+use cairn_server::listener::Limits;
 use cairn_server::pki::{CA_KEY, Pki, SERVER_KEY};
 use cairn_server::tls::{ALLOWED_GROUPS, server_config};
 use rustls::crypto::aws_lc_rs;
-use rustls::{CipherSuite, ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
-
-struct Running {
-    addr: SocketAddr,
-    ca: CertificateDer<'static>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn day() -> time::Duration {
-    time::Duration::days(1)
-}
-
-async fn start(limits: Limits) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::at(dir.path().join("pki"));
-    let now = OffsetDateTime::now_utc();
-    pki.init(&["localhost".to_owned()], now - day(), now + day())
-        .unwrap();
-    let loaded = pki.load("localhost", now).unwrap();
-    let config = server_config(loaded.chain, loaded.key).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, config, base_router(), limits, async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        ca: loaded.ca,
-        stop: Some(stop),
-        _dir: dir,
-    }
-}
-
-fn client(
-    ca: &CertificateDer<'static>,
-    suites: Option<Vec<SupportedCipherSuite>>,
-    versions: &[&'static SupportedProtocolVersion],
-) -> ClientConfig {
-    let mut provider = aws_lc_rs::default_provider();
-    if let Some(suites) = suites {
-        provider.cipher_suites = suites;
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-async fn connect(addr: SocketAddr, config: ClientConfig) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-}
-
-/// `GET /healthz` over an established connection.
-async fn healthz(mut tls: TlsStream<TcpStream>) -> String {
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tls.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-const ALL_VERSIONS: &[&SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// S-16: every suite rustls knows, offered alone: exactly the AES-256-GCM suites that match the
 /// server's (ECDSA) certificate succeed, and the default client negotiates TLS 1.3 AES-256.

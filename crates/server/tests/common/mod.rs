@@ -1,0 +1,138 @@
+//! Shared by the server's integration tests: a real server on 127.0.0.1 and TLS clients.
+
+// Test code: a panic here is a test failure with a message, which is what we want.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    unreachable_pub
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_server::listener::{Limits, base_router, serve};
+use cairn_server::pki::Pki;
+use cairn_server::tls::server_config;
+use rustls::crypto::aws_lc_rs;
+use rustls::{ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls_pki_types::{CertificateDer, ServerName};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ca: CertificateDer<'static>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn day() -> time::Duration {
+    time::Duration::days(1)
+}
+
+pub async fn start(limits: Limits) -> Running {
+    start_with(limits, base_router()).await
+}
+
+/// A server serving `app`.
+pub async fn start_with(limits: Limits, app: axum::Router) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::at(dir.path().join("pki"));
+    let now = OffsetDateTime::now_utc();
+    pki.init(&["localhost".to_owned()], now - day(), now + day())
+        .unwrap();
+    let loaded = pki.load("localhost", now).unwrap();
+    let config = server_config(loaded.chain, loaded.key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, config, app, limits, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        ca: loaded.ca,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+pub fn client(
+    ca: &CertificateDer<'static>,
+    suites: Option<Vec<SupportedCipherSuite>>,
+    versions: &[&'static SupportedProtocolVersion],
+) -> ClientConfig {
+    let mut provider = aws_lc_rs::default_provider();
+    if let Some(suites) = suites {
+        provider.cipher_suites = suites;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+pub async fn connect(
+    addr: SocketAddr,
+    config: ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// `GET /healthz` over an established connection.
+pub async fn healthz(mut tls: TlsStream<TcpStream>) -> String {
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tls.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+pub const ALL_VERSIONS: &[&SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// One HTTP/1.1 request over a fresh TLS connection; the whole response as text.
+pub async fn request(server: &Running, method: &str, path: &str, token: Option<&str>) -> String {
+    let mut tls = connect(server.addr, client(&server.ca, None, ALL_VERSIONS))
+        .await
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tls.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The status code of a response.
+pub fn status(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"))
+}
