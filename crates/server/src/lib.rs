@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | [`tls::server_config`], [`tls::provider`] | the TLS policy: TLS 1.3 and 1.2, AES-256-GCM suites only, EMS required, no 0-RTT |
 //! | [`pki::Pki`] | the embedded default's certificates: a CA and a server certificate (rcgen), key files 0600, checked at load |
-//! | [`listener::serve`], [`listener::Limits`] | the accept loop: connection cap, handshake and header timeouts |
+//! | [`listener::serve`], [`listener::Limits`], [`listener::harden`] | the accept loop: connection cap, handshake and header deadlines, header and body limits, panics as bare 500s |
 //! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision; bearer tokens checked against the path's tenant |
 //!
 //! The TLS decisions are recorded in `docs/design/0002-tls-policy.md`; the tests in

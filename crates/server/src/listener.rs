@@ -25,6 +25,14 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// HTTP/2 streams at once per connection (S-13).
     pub max_concurrent_streams: u32,
+    /// Header lines per request; more get 431 (S-9).
+    pub max_headers: usize,
+    /// Bytes of request line and headers (HTTP/1.1 read buffer, HTTP/2 header list); more get
+    /// 431 (S-9).
+    pub max_header_bytes: usize,
+    /// Bytes of request body, for routes without a limit of their own; a larger
+    /// `Content-Length` gets 413 before the body is read, a larger chunked body is cut off (S-8).
+    pub max_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +42,9 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_concurrent_streams: 64,
+            max_headers: 100,
+            max_header_bytes: 16 << 10,
+            max_body_bytes: 1 << 20,
         }
     }
 }
@@ -43,7 +54,25 @@ pub fn base_router() -> axum::Router {
     axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }))
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes.
+/// The layers every router gets (S-7, S-8): a handler that panics answers a bare 500 and the
+/// server keeps serving; bodies are limited to `limits.max_body_bytes`.
+pub fn harden(app: axum::Router, limits: &Limits) -> axum::Router {
+    app.layer(tower_http::limit::RequestBodyLimitLayer::new(
+        limits.max_body_bytes,
+    ))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_panic: Box<dyn std::any::Any + Send>| {
+            use axum::response::IntoResponse;
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+            )
+                .into_response()
+        },
+    ))
+}
+
+/// Serves `app` (with [`harden`]'s layers) over TLS on `listener` until `shutdown` completes.
 ///
 /// A connection is accepted only when one of `max_connections` permits is free, so excess
 /// clients wait in the accept queue instead of exhausting file descriptors; the TLS handshake
@@ -60,6 +89,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let app = harden(app, &limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let acceptor = TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
@@ -93,11 +123,15 @@ pub async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
+                .header_read_timeout(limits.header_read_timeout)
+                .max_headers(limits.max_headers)
+                // hyper's read buffer cannot be smaller than 8 KiB.
+                .max_buf_size(limits.max_header_bytes.max(8192));
             builder
                 .http2()
                 .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.max_concurrent_streams);
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
             let service = TowerToHyperService::new(app);
             // A client that goes away mid-request is its own problem.
             let _ = builder
