@@ -531,12 +531,7 @@ impl<B: BlockStore> Repository<B> {
             if data.len() <= self.chunker.config().min() {
                 if !data.is_empty() {
                     size = data.len() as u64;
-                    let block = self.sealer.identify(BlockKind::DATA, data);
-                    ids.push(block.id());
-                    pending.push(block);
-                }
-                if full(pending) {
-                    self.flush(pending, summary)?;
+                    ids.push(self.queue(BlockKind::DATA, data, pending, summary)?);
                 }
                 summary.bytes_read += size;
                 return Ok((size, ids));
@@ -568,12 +563,7 @@ impl<B: BlockStore> Repository<B> {
             .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
         {
             size += chunk.len() as u64;
-            let block = self.sealer.identify(BlockKind::DATA, chunk.to_vec());
-            ids.push(block.id());
-            pending.push(block);
-            if full(pending) {
-                self.flush(pending, summary)?;
-            }
+            ids.push(self.queue(BlockKind::DATA, chunk.to_vec(), pending, summary)?);
         }
         summary.bytes_read += size;
         Ok((size, ids))
@@ -735,10 +725,22 @@ impl<B: BlockStore> Repository<B> {
                 kind,
             });
         }
-        let block = self.sealer.identify(BlockKind::TREE, tree.encode()?);
+        self.queue(BlockKind::TREE, tree.encode()?, pending, summary)
+    }
+
+    /// Names a plaintext and queues it in `pending`, sending the queue once it is [`full`];
+    /// returns the block's id.
+    fn queue(
+        &self,
+        kind: BlockKind,
+        plaintext: Vec<u8>,
+        pending: &mut Vec<Identified>,
+        summary: &mut BackupSummary,
+    ) -> Result<BlockId, BackupError> {
+        let block = self.sealer.identify(kind, plaintext);
         let id = block.id();
         pending.push(block);
-        if pending.len() >= BATCH {
+        if full(pending) {
             self.flush(pending, summary)?;
         }
         Ok(id)

@@ -184,13 +184,13 @@ impl BlockCipherEncClosure for CutLoop<'_> {
             // dependency chain.
             let mut pairs = blocks[..m].chunks_exact_mut(2).zip(bytes.chunks_exact(2));
             for (pair, b) in &mut pairs {
-                let (g0, g1) = (v1.gear[usize::from(b[0])], v1.gear[usize::from(b[1])]);
-                pair[0] = Array::from(u128::from(h).to_le_bytes());
-                pair[1] = Array::from(u128::from((h << 1).wrapping_add(g0)).to_le_bytes());
-                h = (h << 2).wrapping_add((g0 << 1).wrapping_add(g1));
+                let (h1, h2) = gear_pair(&v1.gear, h, b[0], b[1]);
+                pair[0] = block_of(h);
+                pair[1] = block_of(h1);
+                h = h2;
             }
             if m % 2 == 1 {
-                blocks[m - 1] = Array::from(u128::from(h).to_le_bytes());
+                blocks[m - 1] = block_of(h);
                 h = (h << 1).wrapping_add(v1.gear[usize::from(bytes[m - 1])]);
             }
             encrypt(backend, WIDE_BATCHES, &mut blocks[..m]);
