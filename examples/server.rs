@@ -1,122 +1,77 @@
-//! Cairn's server, the thin binary over `cairn-server` (first increments: TLS, PKI, tokens).
+//! Cairn's server, the thin binary over `cairn-server`.
 //!
 //! ```sh
 //! cargo run --release --example server -- init DATA [--host NAME]...
 //! cargo run --release --example server -- serve DATA [--listen 127.0.0.1:8443] [--host NAME]
+//! cargo run --release --example server -- tenant add DATA --tenant T [--quota BYTES]
+//! cargo run --release --example server -- user add DATA --tenant T --user U [--role user|admin|service]
 //! cargo run --release --example server -- token DATA --tenant T --user U [--device D]
 //!     [--role user|admin|service] [--cap backup:put,...] [--lifetime SECS]
+//! cargo run --release --example server -- rotate-storage-key DATA
+//! cargo run --release --example server -- audit DATA --tenant T
 //! ```
 //!
-//! `init` writes the embedded PKI (`DATA/pki/`: a CA and a server certificate for the host
-//! names, private keys 0600) and the token signing key (`DATA/token-signing.key`, 0600). `serve`
-//! checks the certificate (chain, host name, validity) and serves `GET /healthz` and the tenant
-//! routes over TLS. `token` issues a bearer token (an admin command until tenants and devices
-//! land). Agents pin `DATA/pki/ca.pem`.
+//! `init` makes the data directory (`cairn_server::data`): the embedded PKI (agents pin
+//! `DATA/pki/ca.pem`), the token signing key, the escrow key pair, the storage key ring and the
+//! metadata database. `serve` checks the certificate (chain, host name, validity) and serves
+//! every route over TLS. The other commands are the operator's: they work on the data directory
+//! directly (SQLite allows it while the server runs). Devices are registered and enrolled, and
+//! escrowed keys recovered, through the tenant's admin API.
 
 // A binary: printing is its job, and errors end it with a message and a non-zero exit code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cairn::server::data::{DataDir, policy};
 use cairn::server::listener::{Limits, serve};
-use cairn::server::pki::{CA_CERT, Pki};
+use cairn::server::pki::CA_CERT;
 use cairn::server::routes::{AppState, SystemClock, router};
 use cairn::server::tls::server_config;
 use cairn::token::{
-    Capabilities, Capability, Clock, DeviceId, Issuer, KeyEntry, Keyring, MemoryRevocations,
-    Policy, Role, SigningKey, TenantId, Timestamp, TokenRequest, UserId, Verifier,
+    Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenRequest, UserId,
 };
 use clap::{Arg, ArgAction, Command};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The token key file: the Ed25519 seed (hex) and the time it was made (Unix seconds).
-const SIGNING_KEY: &str = "token-signing.key";
-const ISSUER: &str = "cairn";
-const AUDIENCE: &str = "cairn-server";
+/// The default tenant quota: 1 TiB.
+const DEFAULT_QUOTA: i64 = 1 << 40;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
 }
 
-fn unhex32(s: &str) -> Result<[u8; 32]> {
-    if s.len() != 64 {
-        return Err("the key file must hold 64 hex digits".into());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)?;
-    }
-    Ok(out)
-}
-
-fn init(dir: &Path, hosts: &[String]) -> Result<()> {
-    let now = time::OffsetDateTime::now_utc();
-    Pki::at(dir.join("pki")).init(
-        hosts,
-        now - time::Duration::hours(1),
-        now + time::Duration::days(365),
-    )?;
-    let key = SigningKey::generate()?;
-    let path = dir.join(SIGNING_KEY);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&path)?;
-    use std::io::Write;
-    writeln!(
-        file,
-        "{}\n{}",
-        hex(key.expose_seed().as_ref()),
-        SystemClock.now().unix()
-    )?;
-    file.sync_all()?;
+fn init(data: &DataDir, hosts: &[String]) -> Result<()> {
+    runtime()?.block_on(data.init(hosts, time::OffsetDateTime::now_utc()))?;
+    let (key, _) = data.signing_key()?;
     println!(
         "initialised {}: CA {} (pin it in agents), server certificate for {}, token key {}",
-        dir.display(),
-        dir.join("pki").join(CA_CERT).display(),
+        data.root().display(),
+        data.root().join("pki").join(CA_CERT).display(),
         hosts.join(", "),
         key.verifying_key().id().as_str()
     );
     Ok(())
 }
 
-/// The token signing key and when it was made.
-fn signing_key(dir: &Path) -> Result<(SigningKey, Timestamp)> {
-    let text = fs::read_to_string(dir.join(SIGNING_KEY))?;
-    let mut lines = text.lines();
-    let seed = unhex32(lines.next().unwrap_or_default().trim())?;
-    let made = lines.next().unwrap_or_default().trim().parse::<i64>()?;
-    Ok((SigningKey::from_seed(&seed)?, Timestamp::from_unix(made)?))
-}
-
-fn serve_command(dir: &Path, listen: &str, host: &str) -> Result<()> {
-    let loaded = Pki::at(dir.join("pki")).load(host, time::OffsetDateTime::now_utc())?;
+fn serve_command(data: &DataDir, listen: &str, host: &str) -> Result<()> {
+    // Structured logs on stderr; RUST_LOG filters them (default: info).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let loaded = data.pki().load(host, time::OffsetDateTime::now_utc())?;
     let tls = server_config(loaded.chain, loaded.key)?;
-    let (key, made) = signing_key(dir)?;
-    let mut keys = Keyring::new();
-    keys.insert(KeyEntry {
-        key: key.verifying_key().clone(),
-        published_at: made,
-        signs_from: made,
-        retired_at: None,
-    })?;
-    let verifier = Verifier::new(
-        Policy::new(ISSUER, AUDIENCE)?,
-        keys,
-        SystemClock,
-        MemoryRevocations::new(),
-    );
-    let app = router(Arc::new(AppState { verifier }));
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
+        let services = data.services().await?;
+        let verifier = data.verifier(SystemClock, services.revoked.clone())?;
+        let app = router(Arc::new(AppState { verifier, services }));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         println!(
             "serving https://{} (certificate for {host})",
@@ -130,14 +85,17 @@ fn serve_command(dir: &Path, listen: &str, host: &str) -> Result<()> {
     })
 }
 
-fn token_command(dir: &Path, m: &clap::ArgMatches) -> Result<()> {
+fn role(name: &str) -> Result<Role> {
+    match name {
+        "user" => Ok(Role::User),
+        "admin" => Ok(Role::Admin),
+        "service" => Ok(Role::Service),
+        other => Err(format!("unknown role {other}").into()),
+    }
+}
+
+fn token_command(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let get = |name: &str| m.get_one::<String>(name).map(String::as_str);
-    let role = match get("role").unwrap_or("user") {
-        "user" => Role::User,
-        "admin" => Role::Admin,
-        "service" => Role::Service,
-        other => return Err(format!("unknown role {other}").into()),
-    };
     let caps: Vec<Capability> = get("cap")
         .unwrap_or("")
         .split(',')
@@ -153,13 +111,60 @@ fn token_command(dir: &Path, m: &clap::ArgMatches) -> Result<()> {
         subject: UserId::new(get("user").unwrap_or_default())?,
         tenant: TenantId::new(get("tenant").unwrap_or_default())?,
         device: get("device").map(DeviceId::new).transpose()?,
-        role,
+        role: role(get("role").unwrap_or("user"))?,
         capabilities: Capabilities::of(&caps),
         lifetime_secs: get("lifetime").unwrap_or("900").parse()?,
     };
-    let (key, _) = signing_key(dir)?;
-    let issuer = Issuer::new(key, Policy::new(ISSUER, AUDIENCE)?);
+    let (key, _) = data.signing_key()?;
+    let issuer = Issuer::new(key, policy()?);
     println!("{}", issuer.issue(&request, SystemClock.now())?.expose());
+    Ok(())
+}
+
+fn tenant_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let tenant = TenantId::new(m.get_one::<String>("tenant").map_or("", String::as_str))?;
+    let quota: i64 = m
+        .get_one::<String>("quota")
+        .map_or(Ok(DEFAULT_QUOTA), |q| q.parse())?;
+    let created = runtime()?.block_on(async {
+        let db = data.db().await?;
+        Ok::<_, Box<dyn std::error::Error>>(db.add_tenant(tenant.as_str(), quota).await?)
+    })?;
+    if !created {
+        return Err(format!("tenant {tenant} exists").into());
+    }
+    println!("tenant {tenant} added (quota {quota} bytes)");
+    Ok(())
+}
+
+fn user_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let get = |name: &str| m.get_one::<String>(name).map_or("", String::as_str);
+    let tenant = TenantId::new(get("tenant"))?;
+    let user = UserId::new(get("user"))?;
+    let role = role(m.get_one::<String>("role").map_or("user", String::as_str))?;
+    let created = runtime()?.block_on(async {
+        let db = data.db().await?;
+        Ok::<_, Box<dyn std::error::Error>>(
+            db.add_user(tenant.as_str(), user.as_str(), role.as_str())
+                .await?,
+        )
+    })?;
+    if !created {
+        return Err(format!("user {user} exists, or tenant {tenant} does not").into());
+    }
+    println!("user {user} ({}) added to {tenant}", role.as_str());
+    Ok(())
+}
+
+fn audit(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let tenant = TenantId::new(m.get_one::<String>("tenant").map_or("", String::as_str))?;
+    let log = runtime()?.block_on(async {
+        let db = data.db().await?;
+        Ok::<_, Box<dyn std::error::Error>>(db.audit_log(tenant.as_str()).await?)
+    })?;
+    for (actor, action, target, outcome) in log {
+        println!("{actor}\t{action}\t{target}\t{outcome}");
+    }
     Ok(())
 }
 
@@ -171,11 +176,11 @@ fn main() -> ExitCode {
     };
     let opt = |name: &'static str| Arg::new(name).long(name);
     let matches = Command::new("server")
-        .about("Cairn's server (TLS, PKI and tokens so far)")
+        .about("Cairn's multi-tenant HTTPS server")
         .subcommand_required(true)
         .subcommand(
             Command::new("init")
-                .about("create a data directory: PKI and token signing key")
+                .about("create a data directory: PKI, keys, storage key ring, database")
                 .arg(data())
                 .arg(opt("host").action(ArgAction::Append)),
         )
@@ -185,6 +190,31 @@ fn main() -> ExitCode {
                 .arg(data())
                 .arg(opt("listen"))
                 .arg(opt("host")),
+        )
+        .subcommand(
+            Command::new("tenant")
+                .about("tenants")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("add")
+                        .about("add a tenant")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("quota")),
+                ),
+        )
+        .subcommand(
+            Command::new("user")
+                .about("users")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("add")
+                        .about("add a user to a tenant")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user").required(true))
+                        .arg(opt("role")),
+                ),
         )
         .subcommand(
             Command::new("token")
@@ -197,8 +227,21 @@ fn main() -> ExitCode {
                 .arg(opt("cap"))
                 .arg(opt("lifetime")),
         )
+        .subcommand(
+            Command::new("rotate-storage-key")
+                .about("add a storage key for events at rest (old keys stay for reading; restart to use it)")
+                .arg(data()),
+        )
+        .subcommand(
+            Command::new("audit")
+                .about("print a tenant's audit log")
+                .arg(data())
+                .arg(opt("tenant").required(true)),
+        )
         .get_matches();
-    let dir = |m: &clap::ArgMatches| m.get_one::<PathBuf>("data").cloned().unwrap_or_default();
+    let dir = |m: &clap::ArgMatches| {
+        DataDir::at(m.get_one::<PathBuf>("data").cloned().unwrap_or_default())
+    };
     let result = match matches.subcommand() {
         Some(("init", m)) => {
             let mut hosts: Vec<String> = m
@@ -217,7 +260,22 @@ fn main() -> ExitCode {
             m.get_one::<String>("host")
                 .map_or("localhost", String::as_str),
         ),
+        Some(("tenant", sub)) => match sub.subcommand() {
+            Some(("add", m)) => tenant_add(&dir(m), m),
+            _ => Err("unknown tenant command".into()),
+        },
+        Some(("user", sub)) => match sub.subcommand() {
+            Some(("add", m)) => user_add(&dir(m), m),
+            _ => Err("unknown user command".into()),
+        },
         Some(("token", m)) => token_command(&dir(m), m),
+        Some(("rotate-storage-key", m)) => {
+            let data = dir(m);
+            cairn::server::atrest::KeyRing::rotate(&data.storage_keys())
+                .map(|id| println!("storage key {id} added; restart the server to seal with it"))
+                .map_err(Into::into)
+        }
+        Some(("audit", m)) => audit(&dir(m), m),
         _ => Err("unknown command".into()),
     };
     match result {

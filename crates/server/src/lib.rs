@@ -17,10 +17,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod archives;
+pub mod atrest;
+pub mod data;
+pub mod db;
+pub mod events;
+pub mod keystore;
 pub mod listener;
 pub mod pki;
 pub mod routes;
+pub mod segments;
 pub mod tls;
+pub mod wire;
 
 /// What can go wrong setting up or running the server.
 #[derive(Debug, thiserror::Error)]

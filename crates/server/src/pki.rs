@@ -163,7 +163,7 @@ impl Pki {
 }
 
 /// Writes a new file (never replacing one); private files get mode 0600 from creation.
-fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), ServerError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), ServerError> {
     use std::io::Write;
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -183,7 +183,7 @@ fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), ServerError
 }
 
 /// Refuses a private key file that its group or others may read or write.
-fn check_private(path: &Path) -> Result<(), ServerError> {
+pub(crate) fn check_private(path: &Path) -> Result<(), ServerError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

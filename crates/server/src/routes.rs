@@ -1,15 +1,36 @@
-//! Every route the server answers, in one table, each with its access decision (S-1): the
-//! router is built from [`ROUTES`] and nothing else, so a route cannot exist without one.
+//! Every route the server answers, in one table, each with its access decision and body limit
+//! (S-1, S-8): the router is built from [`ROUTES`] and nothing else, so a route cannot exist
+//! without them. Handlers then scope the request to its owner with [`cairn_token::authorize`]:
+//! a user's token reaches only that user's archive, escrow record and events; administrators
+//! reach their own tenant only.
+//!
+//! Answers that could tell one tenant's or user's existence from another's are uniform: a
+//! token not valid for the path's tenant always gets `401 unauthorized`, and a resource the
+//! token may not reach gets the same `404 not found` as one that does not exist (S-2, S-3).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cairn_escrow::EscrowIdentity;
+use cairn_seal::BlockId;
 use cairn_token::{
-    Capability, Clock, KeyResolver, Revocations, TenantId, Timestamp, VerifiedToken, Verifier,
+    Capabilities, Capability, Clock, DeviceId, Issuer, KeyResolver, Owner, Revocations, Role,
+    TenantId, Timestamp, TokenId, TokenRequest, UserId, VerifiedToken, Verifier, authorize,
 };
+
+use crate::archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, StoreError};
+use crate::atrest::KeyRing;
+use crate::db::Db;
+use crate::events::{self, EventsError};
+use crate::keystore::{self, KeystoreError};
+use crate::wire;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,10 +41,13 @@ pub enum Access {
     Tenant,
     /// A valid token of the path's tenant that carries this capability.
     Capability(Capability),
+    /// The device secret of the path's device (`Authorization: Device <hex>`), checked by the
+    /// handler: only the route that exchanges it for an access token.
+    DeviceSecret,
 }
 
 /// One route: method, path pattern (axum syntax; tenant routes start with
-/// `/v1/tenants/{tenant}/`) and access.
+/// `/v1/tenants/{tenant}/`), access and body limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
     /// The HTTP method.
@@ -32,26 +56,213 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// The largest request body it reads.
+    pub max_body: usize,
 }
+
+/// Body limit of routes that take no body or a small JSON one.
+pub const SMALL_BODY: usize = 64 << 10;
+/// Body limit of event ingest: the event schema's own bound.
+pub const EVENTS_BODY: usize = cairn_events::Limits::MAX_BATCH_BYTES;
+/// Body limit of id lists.
+pub const IDS_BODY: usize = wire::MAX_IDS * 32;
+/// Body limit of block uploads.
+pub const BLOCKS_BODY: usize = wire::MAX_BATCH_BYTES;
+/// Body limit of one snapshot record (a sealed block).
+pub const SNAPSHOT_BODY: usize = cairn_seal::MAX_SEALED_LEN;
+
+const fn route(method: &'static str, path: &'static str, access: Access, max_body: usize) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        max_body,
+    }
+}
+
+use Access::{Capability as Cap, DeviceSecret, Public, Tenant};
+use Capability::{
+    Admin, BackupList, BackupPut, BackupRead, EscrowDeposit, EscrowRecover, EventsRead, EventsWrite,
+};
 
 /// The route table.
 pub const ROUTES: &[Route] = &[
-    Route {
-        method: "GET",
-        path: "/healthz",
-        access: Access::Public,
-    },
-    Route {
-        method: "GET",
-        path: "/v1/tenants/{tenant}/whoami",
-        access: Access::Tenant,
-    },
+    route("GET", "/healthz", Public, 0),
+    route("GET", "/v1/tenants/{tenant}/whoami", Tenant, 0),
+    route("GET", "/v1/tenants/{tenant}/quota", Cap(Admin), 0),
+    route("GET", "/v1/tenants/{tenant}/users", Cap(Admin), 0),
+    route("POST", "/v1/tenants/{tenant}/users", Cap(Admin), SMALL_BODY),
+    route("GET", "/v1/tenants/{tenant}/devices", Cap(Admin), 0),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/devices",
+        Cap(Admin),
+        SMALL_BODY,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/devices/{device}/enroll",
+        Tenant,
+        0,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/devices/{device}/token",
+        DeviceSecret,
+        0,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/devices/{device}/deauthorize",
+        Cap(Admin),
+        0,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/blocks/missing",
+        Cap(BackupPut),
+        IDS_BODY,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/blocks",
+        Cap(BackupPut),
+        BLOCKS_BODY,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/blocks/fetch",
+        Cap(BackupRead),
+        IDS_BODY,
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/users/{user}/snapshots",
+        Cap(BackupList),
+        0,
+    ),
+    route(
+        "PUT",
+        "/v1/tenants/{tenant}/users/{user}/snapshots/{id}",
+        Cap(BackupPut),
+        SNAPSHOT_BODY,
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/users/{user}/snapshots/{id}",
+        Cap(BackupRead),
+        0,
+    ),
+    route(
+        "PUT",
+        "/v1/tenants/{tenant}/users/{user}/escrow",
+        Cap(EscrowDeposit),
+        SMALL_BODY,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/escrow/recover",
+        Cap(EscrowRecover),
+        SMALL_BODY,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/events",
+        Cap(EventsWrite),
+        EVENTS_BODY,
+    ),
+    route("GET", "/v1/tenants/{tenant}/events", Cap(EventsRead), 0),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/events/export",
+        Cap(EventsRead),
+        0,
+    ),
 ];
 
-/// What the handlers share: the token verifier.
-pub struct AppState<K, C, R> {
-    /// Checks bearer tokens; the path's tenant is each token's implicit assertion.
-    pub verifier: Verifier<K, C, R>,
+/// Capabilities of a device's credentials (what enrollment issues).
+pub const DEVICE_CAPABILITIES: &[Capability] = &[
+    BackupPut,
+    BackupRead,
+    BackupList,
+    EventsWrite,
+    EscrowDeposit,
+];
+/// Lifetime of a device's access token; the device refreshes it with its secret.
+pub const DEVICE_TOKEN_LIFETIME_SECS: i64 = 3600;
+/// Lifetime of an enrollment token (the token policy's ceiling).
+pub const ENROLLMENT_TOKEN_LIFETIME_SECS: i64 = cairn_token::MAX_LIFETIME_CEILING_SECS;
+
+/// Revoked token ids and deauthorized devices: loaded from the database at start, updated by
+/// the routes that revoke (one server instance; the scale-out work shares it).
+#[derive(Clone, Debug, Default)]
+pub struct RevocationList(Arc<RevokedInner>);
+
+#[derive(Debug, Default)]
+struct RevokedInner {
+    tokens: RwLock<HashSet<(String, String)>>,
+    devices: RwLock<HashSet<(String, String)>>,
+}
+
+impl RevocationList {
+    /// Loads both lists.
+    ///
+    /// # Errors
+    /// [`crate::db::DbError`].
+    pub async fn load(db: &Db) -> Result<Self, crate::db::DbError> {
+        let tokens = db.revoked_tokens().await?;
+        let devices = db.deauthorized_devices().await?;
+        Ok(Self(Arc::new(RevokedInner {
+            tokens: RwLock::new(tokens.into_iter().collect()),
+            devices: RwLock::new(devices.into_iter().collect()),
+        })))
+    }
+
+    fn revoke_token(&self, tenant: &str, token: &str) {
+        if let Ok(mut t) = self.0.tokens.write() {
+            t.insert((tenant.to_owned(), token.to_owned()));
+        }
+    }
+
+    fn deauthorize(&self, tenant: &str, device: &str) {
+        if let Ok(mut d) = self.0.devices.write() {
+            d.insert((tenant.to_owned(), device.to_owned()));
+        }
+    }
+
+    /// Whether the device was deauthorized.
+    #[must_use]
+    pub fn is_deauthorized(&self, tenant: &str, device: &str) -> bool {
+        // A poisoned lock fails closed.
+        self.0.devices.read().map_or(true, |d| {
+            d.contains(&(tenant.to_owned(), device.to_owned()))
+        })
+    }
+}
+
+impl Revocations for RevocationList {
+    fn is_revoked(&self, tenant: &TenantId, token: &TokenId) -> bool {
+        self.0.tokens.read().map_or(true, |t| {
+            t.contains(&(tenant.as_str().to_owned(), token.as_str().to_owned()))
+        })
+    }
+
+    fn tokens_valid_after(&self, _tenant: &TenantId) -> Option<Timestamp> {
+        None
+    }
+}
+
+/// Counters (the `/metrics` work exposes them).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests refused for a missing or invalid token.
+    pub auth_failures: AtomicU64,
+    /// Event batches refused because they named another device than the token (S-6).
+    pub provenance_rejections: AtomicU64,
+    /// Events stored.
+    pub events_ingested: AtomicU64,
+    /// Bytes appended to archives.
+    pub bytes_stored: AtomicU64,
 }
 
 /// The wall clock, for tokens' time checks.
@@ -67,19 +278,115 @@ impl Clock for SystemClock {
     }
 }
 
-/// The uniform answer to a request without a valid token for the path's tenant: one status and
-/// one body whatever the reason (the reason goes to the log, never to the client).
-fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response()
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// The answer to a path that is not in canonical form (S-4).
-fn bad_path() -> Response {
-    (StatusCode::BAD_REQUEST, "bad request\n").into_response()
+/// What the handlers use.
+pub struct Services {
+    /// Metadata.
+    pub db: Db,
+    /// Users' archives.
+    pub archives: Archives,
+    /// The storage key ring (events at rest).
+    pub ring: KeyRing,
+    /// The escrow authority's identity (recovery).
+    pub escrow: EscrowIdentity,
+    /// Issues enrollment and device tokens.
+    pub issuer: Issuer,
+    /// Revoked tokens and deauthorized devices (shared with the verifier).
+    pub revoked: RevocationList,
+    /// The clock tokens are issued by.
+    pub clock: SystemClock,
+    /// Counters.
+    pub metrics: Metrics,
 }
 
-/// The method filter of a route's method name (an unknown name matches nothing useful: the
-/// inventory test requests every route by its name and would see 405).
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("archives", &self.archives)
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the router shares: the token verifier and the services.
+pub struct AppState<K, C, R> {
+    /// Checks bearer tokens; the path's tenant is each token's implicit assertion.
+    pub verifier: Verifier<K, C, R>,
+    /// The services behind the routes.
+    pub services: Arc<Services>,
+}
+
+/// An answer with a fixed status and a fixed body: nothing from the request or the error
+/// reaches the client (S-7); the detail goes to the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400.
+    BadRequest,
+    /// 401, for every token failure.
+    Unauthorized,
+    /// 403: the token is valid but lacks the capability or role for this function.
+    Forbidden,
+    /// 404, also for what the token may not reach.
+    NotFound,
+    /// 409: an id that already holds different bytes, or a state change that does not apply.
+    Conflict,
+    /// 410: the calling device was deauthorized; the agent removes its key.
+    DeviceDeauthorized,
+    /// 422: a well-formed request the server will not apply (an event batch from another
+    /// device, a downgrade of the security mode).
+    Refused,
+    /// 507: the tenant's storage quota is used up.
+    Quota,
+    /// 500.
+    Internal,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Self::BadRequest => (StatusCode::BAD_REQUEST, "bad request\n"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized\n"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden\n"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not found\n"),
+            Self::Conflict => (StatusCode::CONFLICT, "conflict\n"),
+            Self::DeviceDeauthorized => (StatusCode::GONE, "device deauthorized\n"),
+            Self::Refused => (StatusCode::UNPROCESSABLE_ENTITY, "refused\n"),
+            Self::Quota => (StatusCode::INSUFFICIENT_STORAGE, "quota exceeded\n"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+        };
+        (status, body).into_response()
+    }
+}
+
+fn internal(what: &str, e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(what, error = %e, "request failed");
+    ApiError::Internal
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) => Self::Conflict,
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Quota => Self::Quota,
+            StoreError::IdMismatch => Self::BadRequest,
+            other => internal("storage", &other),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        internal("database", &e)
+    }
+}
+
+/// The method filter of a route's method name.
 fn method_filter(method: &str) -> axum::routing::MethodFilter {
     use axum::routing::MethodFilter;
     match method {
@@ -92,7 +399,39 @@ fn method_filter(method: &str) -> axum::routing::MethodFilter {
     }
 }
 
-/// The router: [`ROUTES`], each behind its access check.
+/// The handler of one route of the table.
+fn handler(route: &Route) -> axum::routing::MethodRouter {
+    use axum::routing::on;
+    let f = method_filter(route.method);
+    match (route.method, route.path) {
+        ("GET", "/healthz") => on(f, healthz),
+        ("GET", "/v1/tenants/{tenant}/whoami") => on(f, whoami),
+        ("GET", "/v1/tenants/{tenant}/quota") => on(f, quota),
+        ("GET", "/v1/tenants/{tenant}/users") => on(f, list_users),
+        ("POST", "/v1/tenants/{tenant}/users") => on(f, add_user),
+        ("GET", "/v1/tenants/{tenant}/devices") => on(f, list_devices),
+        ("POST", "/v1/tenants/{tenant}/devices") => on(f, add_device),
+        ("POST", "/v1/tenants/{tenant}/devices/{device}/enroll") => on(f, enroll),
+        ("POST", "/v1/tenants/{tenant}/devices/{device}/token") => on(f, refresh),
+        ("POST", "/v1/tenants/{tenant}/devices/{device}/deauthorize") => on(f, deauthorize),
+        ("POST", "/v1/tenants/{tenant}/users/{user}/blocks/missing") => on(f, missing),
+        ("POST", "/v1/tenants/{tenant}/users/{user}/blocks") => on(f, upload),
+        ("POST", "/v1/tenants/{tenant}/users/{user}/blocks/fetch") => on(f, fetch),
+        ("GET", "/v1/tenants/{tenant}/users/{user}/snapshots") => on(f, list_snapshots),
+        ("PUT", "/v1/tenants/{tenant}/users/{user}/snapshots/{id}") => on(f, put_snapshot),
+        ("GET", "/v1/tenants/{tenant}/users/{user}/snapshots/{id}") => on(f, get_snapshot),
+        ("PUT", "/v1/tenants/{tenant}/users/{user}/escrow") => on(f, deposit),
+        ("POST", "/v1/tenants/{tenant}/users/{user}/escrow/recover") => on(f, recover),
+        ("POST", "/v1/tenants/{tenant}/events") => on(f, ingest),
+        ("GET", "/v1/tenants/{tenant}/events") => on(f, search),
+        ("GET", "/v1/tenants/{tenant}/events/export") => on(f, export),
+        // A route in the table without a handler is a programming error caught by the
+        // route-inventory test (it answers 500 rather than being silently absent).
+        _ => axum::routing::any(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+    }
+}
+
+/// The router: [`ROUTES`], each behind its access check and body limit.
 pub fn router<K, C, R>(state: Arc<AppState<K, C, R>>) -> axum::Router
 where
     K: KeyResolver + 'static,
@@ -101,33 +440,39 @@ where
 {
     let mut router = axum::Router::new();
     for route in ROUTES {
-        let filter = method_filter(route.method);
-        let handler = match route.path {
-            "/healthz" => axum::routing::on(filter, healthz),
-            "/v1/tenants/{tenant}/whoami" => axum::routing::on(filter, whoami),
-            // A route in the table without a handler is a programming error caught by the
-            // route-inventory test (it answers 500 rather than being silently absent).
-            _ => axum::routing::any(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
-        };
         let access = route.access;
-        let handler = if access == Access::Public {
-            handler
-        } else {
+        let limit = route.max_body;
+        let mut h = handler(route)
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit))
+            .layer::<_, std::convert::Infallible>(tower_http::limit::RequestBodyLimitLayer::new(
+                limit,
+            ));
+        if access != Access::Public {
             let state = Arc::clone(&state);
-            handler.route_layer(axum::middleware::from_fn(
+            h = h.route_layer(axum::middleware::from_fn(
                 move |req: Request, next: Next| {
                     let state = Arc::clone(&state);
                     async move { authenticate(&state, access, req, next).await }
                 },
-            ))
-        };
-        router = router.route(route.path, handler);
+            ));
+        }
+        router = router.route(route.path, h);
     }
-    router
+    router.layer(Extension(Arc::clone(&state.services)))
+}
+
+/// Whether a path segment is canonical: `[a-z0-9-]{1,64}` (ids, and the fixed words of our
+/// paths). Anything else (percent-encoding, dots, upper case, empty) is refused before lookup.
+fn canonical_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Checks the path is canonical and the bearer token is valid for its tenant (and carries the
-/// route's capability), then passes the verified token to the handler.
+/// route's capability, and its device is not deauthorized), then passes the verified token to
+/// the handler.
 async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     state: &AppState<K, C, R>,
     access: Access,
@@ -135,41 +480,109 @@ async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    // S-4: no percent-encoding, empty, `.` or `..` segments anywhere in a tenant route.
-    if path.contains('%')
-        || path
-            .split('/')
-            .skip(1)
-            .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return bad_path();
+    // S-4: every segment canonical (the version segment `v1` included).
+    if !path.split('/').skip(1).all(canonical_segment) {
+        return ApiError::BadRequest.into_response();
     }
     let Some(tenant) = path
         .strip_prefix("/v1/tenants/")
         .and_then(|rest| rest.split('/').next())
         .and_then(|t| TenantId::new(t).ok())
     else {
-        return bad_path();
+        return ApiError::BadRequest.into_response();
     };
+    if access == Access::DeviceSecret {
+        // The handler checks the secret against the path's device.
+        return next.run(req).await;
+    }
     let token = req
         .headers()
-        .get(axum::http::header::AUTHORIZATION)
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let metrics = &state.services.metrics;
     let Some(token) = token else {
-        return unauthorized();
+        metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        return ApiError::Unauthorized.into_response();
     };
     let verified = match state.verifier.verify(token, &tenant) {
         Ok(v) => v,
-        Err(_reason) => return unauthorized(),
+        Err(reason) => {
+            metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(tenant = tenant.as_str(), %reason, "token refused");
+            return ApiError::Unauthorized.into_response();
+        }
     };
+    if let Some(device) = &verified.claims().device
+        && state
+            .services
+            .revoked
+            .is_deauthorized(tenant.as_str(), device.as_str())
+    {
+        return ApiError::DeviceDeauthorized.into_response();
+    }
     if let Access::Capability(needed) = access
         && !verified.claims().capabilities.contains(needed)
     {
-        return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
+        return ApiError::Forbidden.into_response();
     }
     req.extensions_mut().insert(Arc::new(verified));
     next.run(req).await
+}
+
+type Token = Extension<Arc<VerifiedToken>>;
+type Svc = Extension<Arc<Services>>;
+
+/// The tenant of a verified token (the authentication layer checked it is the path's).
+fn tenant_of(token: &VerifiedToken) -> &TenantId {
+    &token.claims().tenant
+}
+
+fn actor(token: &VerifiedToken) -> String {
+    let c = token.claims();
+    match &c.device {
+        Some(d) => format!("{}/{}", c.subject.as_str(), d.as_str()),
+        None => c.subject.as_str().to_owned(),
+    }
+}
+
+/// The user a user-scoped route names, checked against the token (404 when it may not reach
+/// it, the same as when the user does not exist).
+async fn user_scope(
+    svc: &Services,
+    token: &VerifiedToken,
+    user: &str,
+    needed: Capability,
+) -> Result<UserId, ApiError> {
+    let user = UserId::new(user).map_err(|_| ApiError::BadRequest)?;
+    let tenant = tenant_of(token);
+    authorize(token, tenant, needed, Owner::User(&user)).map_err(|_| ApiError::NotFound)?;
+    if svc.db.user(tenant.as_str(), user.as_str()).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(user)
+}
+
+/// An administrative function of the token's tenant (S-5: the admin role and capability).
+fn admin_scope(token: &VerifiedToken) -> Result<(), ApiError> {
+    authorize(token, tenant_of(token), Admin, Owner::Tenant).map_err(|_| ApiError::Forbidden)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal("storage task", &e))?
+        .map_err(ApiError::from)
+}
+
+fn binary(media_type: &'static str, body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(media_type))],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -177,7 +590,7 @@ async fn healthz() -> &'static str {
 }
 
 /// Who the token says the caller is: lets an agent check its credentials.
-async fn whoami(axum::Extension(token): axum::Extension<Arc<VerifiedToken>>) -> String {
+async fn whoami(Extension(token): Token) -> String {
     let c = token.claims();
     format!(
         "tenant={} user={} device={} role={}\n",
@@ -186,4 +599,575 @@ async fn whoami(axum::Extension(token): axum::Extension<Arc<VerifiedToken>>) -> 
         c.device.as_ref().map_or("-", |d| d.as_str()),
         c.role.as_str()
     )
+}
+
+async fn quota(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let q = svc
+        .db
+        .quota(tenant_of(&token).as_str())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(axum::Json(q).into_response())
+}
+
+async fn list_users(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let users = svc.db.users(tenant_of(&token).as_str()).await?;
+    Ok(axum::Json(users).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    id: String,
+    role: String,
+}
+
+async fn add_user(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let new: NewUser = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest)?;
+    let user = UserId::new(&new.id).map_err(|_| ApiError::BadRequest)?;
+    if !matches!(new.role.as_str(), "user" | "admin" | "service") {
+        return Err(ApiError::BadRequest);
+    }
+    let tenant = tenant_of(&token).as_str();
+    if !svc.db.add_user(tenant, user.as_str(), &new.role).await? {
+        return Err(ApiError::Conflict);
+    }
+    svc.db
+        .audit(tenant, &actor(&token), "user.add", user.as_str(), "ok")
+        .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+async fn list_devices(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let devices = svc.db.devices(tenant_of(&token).as_str()).await?;
+    Ok(axum::Json(devices).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDevice {
+    user: String,
+    name: String,
+}
+
+#[derive(serde::Serialize)]
+struct Credentials {
+    device: String,
+    token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+fn issue(
+    svc: &Services,
+    tenant: &TenantId,
+    user: UserId,
+    device: DeviceId,
+    caps: &[Capability],
+    lifetime_secs: i64,
+) -> Result<(String, String), ApiError> {
+    let request = TokenRequest {
+        subject: user,
+        tenant: tenant.clone(),
+        device: Some(device),
+        role: Role::User,
+        capabilities: Capabilities::of(caps),
+        lifetime_secs,
+    };
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti).map_err(|e| internal("random", &e))?;
+    let jti = TokenId::new(&hex::encode(jti)).map_err(|e| internal("token id", &e))?;
+    let token = svc
+        .issuer
+        .issue_with_id(&request, svc.clock.now(), jti.clone())
+        .map_err(|e| internal("issuing a token", &e))?;
+    Ok((jti.as_str().to_owned(), token.expose().to_owned()))
+}
+
+/// Registers a device of a user and returns its enrollment token (one use, a week).
+async fn add_device(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let new: NewDevice = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest)?;
+    let user = UserId::new(&new.user).map_err(|_| ApiError::BadRequest)?;
+    if new.name.is_empty() || new.name.len() > 256 || new.name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest);
+    }
+    let tenant = tenant_of(&token);
+    if svc.db.user(tenant.as_str(), user.as_str()).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| internal("random", &e))?;
+    let device = DeviceId::new(&hex::encode(raw)).map_err(|e| internal("device id", &e))?;
+    let (jti, enrollment) = issue(
+        &svc,
+        tenant,
+        user.clone(),
+        device.clone(),
+        &[],
+        ENROLLMENT_TOKEN_LIFETIME_SECS,
+    )?;
+    svc.db
+        .add_device(
+            tenant.as_str(),
+            device.as_str(),
+            user.as_str(),
+            &new.name,
+            &jti,
+        )
+        .await?;
+    svc.db
+        .audit(
+            tenant.as_str(),
+            &actor(&token),
+            "device.add",
+            device.as_str(),
+            "ok",
+        )
+        .await?;
+    let body = Credentials {
+        device: device.as_str().to_owned(),
+        token: enrollment,
+        secret: None,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// Turns an enrollment token into the device's credentials (once).
+async fn enroll(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, device)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let claims = token.claims();
+    let tenant = tenant_of(&token);
+    let row = svc
+        .db
+        .device(tenant.as_str(), &device)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let is_enrollment_token = claims.capabilities == Capabilities::NONE
+        && claims.role == Role::User
+        && claims.device.as_ref().map(DeviceId::as_str) == Some(device.as_str())
+        && claims.subject.as_str() == row.user
+        && row.enrollment_jti.as_deref() == Some(claims.token_id.as_str());
+    if !is_enrollment_token || row.state != "pending" {
+        return Err(ApiError::NotFound);
+    }
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut *secret).map_err(|e| internal("random", &e))?;
+    let hash = blake3::hash(&*secret);
+    if !svc
+        .db
+        .activate_device(tenant.as_str(), &device, hash.as_bytes())
+        .await?
+    {
+        // Another enrollment won the race.
+        return Err(ApiError::NotFound);
+    }
+    svc.db
+        .revoke_token(tenant.as_str(), claims.token_id.as_str())
+        .await?;
+    svc.revoked
+        .revoke_token(tenant.as_str(), claims.token_id.as_str());
+    let device_id = DeviceId::new(&device).map_err(|_| ApiError::BadRequest)?;
+    let (_, credentials) = issue(
+        &svc,
+        tenant,
+        claims.subject.clone(),
+        device_id,
+        DEVICE_CAPABILITIES,
+        DEVICE_TOKEN_LIFETIME_SECS,
+    )?;
+    svc.db
+        .audit(
+            tenant.as_str(),
+            &actor(&token),
+            "device.enroll",
+            &device,
+            "ok",
+        )
+        .await?;
+    Ok(axum::Json(Credentials {
+        device,
+        token: credentials,
+        secret: Some(hex::encode(*secret)),
+    })
+    .into_response())
+}
+
+/// Exchanges a device's secret for a fresh access token. A wrong or missing secret, an unknown
+/// device, a pending one: the same 401. A deauthorized device: 410, so that the agent removes
+/// its key.
+async fn refresh(
+    Extension(svc): Svc,
+    Path((tenant, device)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Device "))
+        .and_then(|h| {
+            let mut s = zeroize::Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(h, &mut *s).ok().map(|()| s)
+        });
+    let fail = || {
+        svc.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        ApiError::Unauthorized
+    };
+    let (Some(presented), Ok(tenant_id), Ok(device_id)) =
+        (presented, TenantId::new(&tenant), DeviceId::new(&device))
+    else {
+        return Err(fail());
+    };
+    let row = svc.db.device(&tenant, &device).await?;
+    let stored = svc.db.device_secret_hash(&tenant, &device).await?;
+    let (Some(row), Some(stored)) = (row, stored) else {
+        return Err(fail());
+    };
+    let hash = blake3::hash(&*presented);
+    if !bool::from(hash.as_bytes().ct_eq(&stored)) {
+        return Err(fail());
+    }
+    if row.state == "deauthorized" {
+        return Err(ApiError::DeviceDeauthorized);
+    }
+    if row.state != "active" {
+        return Err(fail());
+    }
+    let user = UserId::new(&row.user).map_err(|e| internal("stored user id", &e))?;
+    let (_, token) = issue(
+        &svc,
+        &tenant_id,
+        user,
+        device_id,
+        DEVICE_CAPABILITIES,
+        DEVICE_TOKEN_LIFETIME_SECS,
+    )?;
+    Ok(axum::Json(Credentials {
+        device,
+        token,
+        secret: None,
+    })
+    .into_response())
+}
+
+/// Deauthorizes a device: its tokens stop working, and its next call is told to remove its key.
+async fn deauthorize(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, device)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let tenant = tenant_of(&token).as_str();
+    let row = svc
+        .db
+        .device(tenant, &device)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if row.state == "deauthorized"
+        || !svc
+            .db
+            .set_device_state(tenant, &device, &row.state, "deauthorized")
+            .await?
+    {
+        return Err(ApiError::Conflict);
+    }
+    svc.revoked.deauthorize(tenant, &device);
+    svc.db
+        .audit(tenant, &actor(&token), "device.deauthorize", &device, "ok")
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn missing(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupPut).await?;
+    let ids = wire::decode_ids(&body).map_err(|_| ApiError::BadRequest)?;
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let missing = blocking(move || s.archives.missing(&tenant, user.as_str(), &ids)).await?;
+    Ok(binary(wire::IDS_MEDIA_TYPE, wire::encode_ids(&missing)))
+}
+
+async fn upload(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupPut).await?;
+    // Framing and each block's public header are checked before anything is stored.
+    wire::decode_upload(&body).map_err(|_| ApiError::BadRequest)?;
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let stored = blocking(move || {
+        let blocks = wire::decode_upload(&body).map_err(|_| StoreError::IdMismatch)?;
+        s.archives.put(&tenant, user.as_str(), KIND_BLOCK, &blocks)
+    })
+    .await?;
+    svc.metrics
+        .bytes_stored
+        .fetch_add(stored.bytes, Ordering::Relaxed);
+    Ok(axum::Json(stored).into_response())
+}
+
+async fn fetch(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupRead).await?;
+    let ids = wire::decode_ids(&body).map_err(|_| ApiError::BadRequest)?;
+    if ids.len() > wire::MAX_BATCH_BLOCKS {
+        return Err(ApiError::BadRequest);
+    }
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let blocks = blocking(move || s.archives.get(&tenant, user.as_str(), KIND_BLOCK, &ids)).await?;
+    Ok(binary(wire::BLOCKS_MEDIA_TYPE, wire::encode_batch(&blocks)))
+}
+
+async fn list_snapshots(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupList).await?;
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let ids = blocking(move || s.archives.snapshots(&tenant, user.as_str())).await?;
+    Ok(binary(wire::IDS_MEDIA_TYPE, wire::encode_ids(&ids)))
+}
+
+fn parse_id(hex_id: &str) -> Result<BlockId, ApiError> {
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(hex_id, &mut id).map_err(|_| ApiError::BadRequest)?;
+    Ok(BlockId::from_bytes(id))
+}
+
+async fn put_snapshot(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupPut).await?;
+    let id = parse_id(&id)?;
+    let header = cairn_seal::SealedHeader::parse(&body).map_err(|_| ApiError::BadRequest)?;
+    if header.id != id {
+        return Err(ApiError::BadRequest);
+    }
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let stored = blocking(move || {
+        s.archives
+            .put(&tenant, user.as_str(), KIND_SNAPSHOT, &[(id, &body[..])])
+    })
+    .await?;
+    Ok(axum::Json(stored).into_response())
+}
+
+async fn get_snapshot(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user, id)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupRead).await?;
+    let id = parse_id(&id)?;
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let mut records =
+        blocking(move || s.archives.get(&tenant, user.as_str(), KIND_SNAPSHOT, &[id])).await?;
+    Ok(binary(
+        "application/octet-stream",
+        records.pop().unwrap_or_default(),
+    ))
+}
+
+impl From<KeystoreError> for ApiError {
+    fn from(e: KeystoreError) -> Self {
+        match e {
+            KeystoreError::Invalid => Self::BadRequest,
+            KeystoreError::Downgrade => Self::Forbidden,
+            KeystoreError::NotFound => Self::NotFound,
+            KeystoreError::NotRecoverable => Self::Conflict,
+            other => internal("keystore", &other),
+        }
+    }
+}
+
+async fn deposit(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, EscrowDeposit).await?;
+    let done = keystore::deposit(
+        &svc.db,
+        tenant_of(&token).as_str(),
+        user.as_str(),
+        &actor(&token),
+        &body,
+    )
+    .await?;
+    Ok(axum::Json(done).into_response())
+}
+
+/// Recovery: an administrator with the recover capability, for a user of their tenant; the
+/// body is the 32-byte X25519 public key the recovered key is re-wrapped to.
+async fn recover(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if token.claims().role != Role::Admin {
+        return Err(ApiError::Forbidden);
+    }
+    let user = user_scope(&svc, &token, &user, EscrowRecover).await?;
+    let envelope = keystore::recover(
+        &svc.db,
+        &svc.escrow,
+        tenant_of(&token).as_str(),
+        user.as_str(),
+        &actor(&token),
+        &body,
+    )
+    .await?;
+    Ok(binary("application/octet-stream", envelope))
+}
+
+impl From<EventsError> for ApiError {
+    fn from(e: EventsError) -> Self {
+        match e {
+            EventsError::Invalid(_) | EventsError::BadCursor => Self::BadRequest,
+            EventsError::Provenance => Self::Refused,
+            other => internal("events", &other),
+        }
+    }
+}
+
+async fn ingest(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let claims = token.claims();
+    // Events come from devices: the batch's device must be the token's (S-6).
+    let Some(device) = &claims.device else {
+        return Err(ApiError::Forbidden);
+    };
+    let sender = events::Sender {
+        tenant: claims.tenant.as_str(),
+        user: claims.subject.as_str(),
+        device: device.as_str(),
+    };
+    let done = match events::ingest(&svc.db, &svc.ring, &sender, &body, unix_nanos()).await {
+        Err(EventsError::Provenance) => {
+            svc.metrics
+                .provenance_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                tenant = sender.tenant,
+                device = sender.device,
+                "event batch names another device"
+            );
+            return Err(ApiError::Refused);
+        }
+        other => other?,
+    };
+    svc.metrics
+        .events_ingested
+        .fetch_add(done.accepted as u64, Ordering::Relaxed);
+    Ok(axum::Json(done).into_response())
+}
+
+/// The users whose events a token may read: a user's token only their own.
+fn event_scope(token: &VerifiedToken) -> Result<Option<&str>, ApiError> {
+    let c = token.claims();
+    match c.role {
+        Role::Admin | Role::Service => Ok(None),
+        Role::User => {
+            authorize(token, &c.tenant, EventsRead, Owner::User(&c.subject))
+                .map_err(|_| ApiError::Forbidden)?;
+            Ok(Some(c.subject.as_str()))
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct SearchPage<'a> {
+    events: Vec<cairn_events::ocsf::FileSystemActivity<'a>>,
+    next: Option<String>,
+}
+
+async fn search(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Query(query): Query<events::Query>,
+) -> Result<Response, ApiError> {
+    let only = event_scope(&token)?;
+    let page = events::search(&svc.db, &svc.ring, tenant_of(&token).as_str(), &query, only).await?;
+    let body = SearchPage {
+        events: page
+            .events
+            .iter()
+            .map(|e| cairn_events::ocsf::to_ocsf(e, env!("CARGO_PKG_VERSION")))
+            .collect(),
+        next: page.next.clone(),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// Most events one export answer carries; the `cairn-next` header continues.
+pub const MAX_EXPORT: usize = 50_000;
+
+/// OCSF NDJSON for SIEMs: one File System Activity object per line.
+async fn export(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Query(mut query): Query<events::Query>,
+) -> Result<Response, ApiError> {
+    let only = event_scope(&token)?;
+    let tenant = tenant_of(&token).as_str();
+    let mut out = Vec::new();
+    let mut written = 0;
+    let next = loop {
+        let page = events::search(&svc.db, &svc.ring, tenant, &query, only).await?;
+        written +=
+            cairn_events::ocsf::write_ndjson(&page.events, env!("CARGO_PKG_VERSION"), &mut out)
+                .map_err(|e| internal("export", &e))?;
+        match page.next {
+            Some(next) if written < MAX_EXPORT => query.after = Some(next),
+            other => break other,
+        }
+    };
+    let mut response = binary("application/x-ndjson", out);
+    if let Some(next) = next
+        && let Ok(v) = HeaderValue::from_str(&next)
+    {
+        response.headers_mut().insert("cairn-next", v);
+    }
+    Ok(response)
 }

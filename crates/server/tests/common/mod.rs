@@ -12,9 +12,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use cairn_server::data::DataDir;
 use cairn_server::listener::{Limits, base_router, serve};
 use cairn_server::pki::Pki;
+use cairn_server::routes::{AppState, Services, SystemClock, router};
 use cairn_server::tls::server_config;
+use cairn_token::{
+    Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
+};
 use rustls::crypto::aws_lc_rs;
 use rustls::{ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -54,7 +59,15 @@ pub async fn start_with(limits: Limits, app: axum::Router) -> Running {
     let now = OffsetDateTime::now_utc();
     pki.init(&["localhost".to_owned()], now - day(), now + day())
         .unwrap();
-    let loaded = pki.load("localhost", now).unwrap();
+    start_in(dir, limits, app).await
+}
+
+/// A server serving `app` with the PKI already made under `dir/pki`.
+pub async fn start_in(dir: tempfile::TempDir, limits: Limits, app: axum::Router) -> Running {
+    let now = OffsetDateTime::now_utc();
+    let loaded = Pki::at(dir.path().join("pki"))
+        .load("localhost", now)
+        .unwrap();
     let config = server_config(loaded.chain, loaded.key).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -135,4 +148,121 @@ pub fn status(response: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {response:?}"))
+}
+
+/// A whole server over a fresh data directory: every service, the real router, real TLS.
+pub struct App {
+    pub server: Running,
+    pub services: Arc<Services>,
+    pub data: DataDir,
+    pub http: reqwest::Client,
+}
+
+pub async fn start_app() -> App {
+    start_app_with(Limits::default()).await
+}
+
+pub async fn start_app_with(limits: Limits) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::at(dir.path());
+    data.init(&["localhost".to_owned()], OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let services = data.services().await.unwrap();
+    let verifier = data
+        .verifier(SystemClock, services.revoked.clone())
+        .unwrap();
+    let app = router(Arc::new(AppState {
+        verifier,
+        services: Arc::clone(&services),
+    }));
+    let server = start_in(dir, limits, app).await;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(client(&server.ca, None, ALL_VERSIONS))
+        .resolve("localhost", server.addr)
+        .build()
+        .unwrap();
+    App {
+        server,
+        services,
+        data,
+        http,
+    }
+}
+
+/// A reply: status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.server.addr.port())
+    }
+
+    /// One request with an optional bearer token and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        Reply {
+            status,
+            body: resp.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    /// A token for `user` (and `device`) of `tenant`.
+    pub fn token(
+        &self,
+        tenant: &str,
+        user: &str,
+        device: Option<&str>,
+        role: Role,
+        caps: &[Capability],
+    ) -> String {
+        let request = TokenRequest {
+            subject: UserId::new(user).unwrap(),
+            tenant: TenantId::new(tenant).unwrap(),
+            device: device.map(|d| DeviceId::new(d).unwrap()),
+            role,
+            capabilities: Capabilities::of(caps),
+            lifetime_secs: 600,
+        };
+        self.services
+            .issuer
+            .issue(&request, SystemClock.now())
+            .unwrap()
+            .expose()
+            .to_owned()
+    }
+
+    /// An admin token of `tenant` with every capability.
+    pub fn admin(&self, tenant: &str) -> String {
+        self.token(tenant, "root", None, Role::Admin, &Capability::ALL)
+    }
 }

@@ -1,0 +1,256 @@
+//! The storage service: one append-only `cairn-archive` log per user, holding sealed blocks and
+//! snapshot records exactly as they arrived. The server checks framing (each block's public
+//! header, see `cairn-seal`), that a block's header names the id it is stored under, and that
+//! an id is never given a second, different body (B-16); it never sees content.
+//!
+//! Records use the backup engine's kinds (1 block, 2 snapshot), so a user's server archive has
+//! the same layout as a local repository.
+//!
+//! Every method blocks (fsync, object-store calls): call it from `spawn_blocking`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cairn_archive::{Archive, ArchiveError, Config};
+use cairn_seal::BlockId;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use tokio::runtime::Handle;
+
+use crate::db::{Db, DbError};
+use crate::segments::ObjectSegments;
+
+/// Record kind of a sealed data block.
+pub const KIND_BLOCK: u8 = 1;
+/// Record kind of a sealed snapshot record.
+pub const KIND_SNAPSHOT: u8 = 2;
+
+/// What the storage service refuses or fails with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An id already holds different bytes (or a record of the other kind).
+    #[error("id {0} already holds a different record")]
+    Conflict(BlockId),
+    /// A requested id is not stored.
+    #[error("not found")]
+    NotFound,
+    /// The tenant's quota would be passed.
+    #[error("quota exceeded")]
+    Quota,
+    /// A snapshot whose header names another id than its path.
+    #[error("the record's header names another id")]
+    IdMismatch,
+    /// The log failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Opening segment storage failed.
+    #[error("segment storage: {0}")]
+    Io(#[from] std::io::Error),
+    /// The metadata database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A lock was poisoned by a panic.
+    #[error("archive lock poisoned")]
+    Poisoned,
+}
+
+/// The result of an upload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stored {
+    /// Records appended.
+    pub stored: usize,
+    /// Records already present with identical bytes (nothing done).
+    pub already_present: usize,
+    /// Bytes appended (charged to the tenant's quota).
+    pub bytes: u64,
+}
+
+type UserKey = (String, String);
+
+/// Every user's archive, opened on first use.
+pub struct Archives {
+    db: Db,
+    staging: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    runtime: Handle,
+    open: Mutex<HashMap<UserKey, Arc<Mutex<Archive<ObjectSegments>>>>>,
+}
+
+impl std::fmt::Debug for Archives {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archives")
+            .field("staging", &self.staging)
+            .field("store", &self.store.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
+    m.lock().map_err(|_| StoreError::Poisoned)
+}
+
+impl Archives {
+    /// Archives staged under `staging`, sealed segments in `store` under
+    /// `tenants/<tenant>/users/<user>/`.
+    pub fn new(db: Db, staging: PathBuf, store: Arc<dyn ObjectStore>, runtime: Handle) -> Self {
+        Self {
+            db,
+            staging,
+            store,
+            runtime,
+            open: Mutex::default(),
+        }
+    }
+
+    fn archive(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Arc<Mutex<Archive<ObjectSegments>>>, StoreError> {
+        let key = (tenant.to_owned(), user.to_owned());
+        if let Some(a) = lock(&self.open)?.get(&key) {
+            return Ok(Arc::clone(a));
+        }
+        // Ids are canonical (`[a-z0-9-]{1,63}`, checked by the router), so they are safe as
+        // path and object-name segments.
+        let archive_id = self.runtime.block_on(self.db.archive_id(tenant, user))?;
+        let segments = ObjectSegments::open(
+            &self.staging.join(tenant).join(user),
+            Arc::clone(&self.store),
+            ObjectPath::from(format!("tenants/{tenant}/users/{user}")),
+            self.runtime.clone(),
+        )?;
+        let config = Config::new(archive_id).with_index_cache(true);
+        let (log, _recovery) = Archive::open(segments, config)?;
+        let mut open = lock(&self.open)?;
+        // Another thread may have opened it meanwhile: keep the first.
+        let entry = open.entry(key).or_insert_with(|| Arc::new(Mutex::new(log)));
+        Ok(Arc::clone(entry))
+    }
+
+    /// Which of `ids` the user's archive lacks, in the order asked.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn missing(
+        &self,
+        tenant: &str,
+        user: &str,
+        ids: &[BlockId],
+    ) -> Result<Vec<BlockId>, StoreError> {
+        let archive = self.archive(tenant, user)?;
+        let log = lock(&archive)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if log.locate(id.as_bytes())?.is_none() {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends records of `kind` (all or nothing): an id already holding identical bytes is
+    /// skipped, one holding different bytes fails the whole call with [`StoreError::Conflict`]
+    /// before anything is written; the new bytes are charged to the tenant's quota first
+    /// ([`StoreError::Quota`] leaves everything as it was). Durable when it returns.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn put(
+        &self,
+        tenant: &str,
+        user: &str,
+        kind: u8,
+        records: &[(BlockId, &[u8])],
+    ) -> Result<Stored, StoreError> {
+        let archive = self.archive(tenant, user)?;
+        let mut log = lock(&archive)?;
+        let mut result = Stored::default();
+        let mut fresh: Vec<(BlockId, &[u8])> = Vec::new();
+        let mut in_batch: HashMap<BlockId, &[u8]> = HashMap::new();
+        for &(id, bytes) in records {
+            if let Some(earlier) = in_batch.get(&id) {
+                if *earlier != bytes {
+                    return Err(StoreError::Conflict(id));
+                }
+                result.already_present += 1;
+                continue;
+            }
+            in_batch.insert(id, bytes);
+            match log.locate(id.as_bytes())? {
+                Some(loc) => {
+                    if loc.kind != kind || log.read_committed(&loc)? != bytes {
+                        return Err(StoreError::Conflict(id));
+                    }
+                    result.already_present += 1;
+                }
+                None => fresh.push((id, bytes)),
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(result);
+        }
+        let bytes: u64 = fresh.iter().map(|(_, b)| b.len() as u64).sum();
+        let charge = i64::try_from(bytes).map_err(|_| StoreError::Quota)?;
+        if !self.runtime.block_on(self.db.reserve(tenant, charge))? {
+            return Err(StoreError::Quota);
+        }
+        let appended = (|| {
+            for (id, b) in &fresh {
+                log.append(kind, id.as_bytes(), b)?;
+            }
+            log.commit()
+        })();
+        if let Err(e) = appended {
+            // Nothing acknowledged: give the reservation back (the handle is poisoned and the
+            // uncommitted tail is cut at the next open).
+            let _ = self.runtime.block_on(self.db.release(tenant, charge));
+            lock(&self.open)?.remove(&(tenant.to_owned(), user.to_owned()));
+            return Err(e.into());
+        }
+        self.runtime
+            .block_on(self.db.add_stored(tenant, user, charge))?;
+        result.stored = fresh.len();
+        result.bytes = bytes;
+        Ok(result)
+    }
+
+    /// The records of `kind` under `ids`, in order; [`StoreError::NotFound`] if any is absent.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn get(
+        &self,
+        tenant: &str,
+        user: &str,
+        kind: u8,
+        ids: &[BlockId],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let archive = self.archive(tenant, user)?;
+        let log = lock(&archive)?;
+        ids.iter()
+            .map(|id| match log.locate(id.as_bytes())? {
+                Some(loc) if loc.kind == kind => Ok(log.read_committed(&loc)?),
+                _ => Err(StoreError::NotFound),
+            })
+            .collect()
+    }
+
+    /// The ids of every snapshot record, from the indexes alone.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn snapshots(&self, tenant: &str, user: &str) -> Result<Vec<BlockId>, StoreError> {
+        let archive = self.archive(tenant, user)?;
+        let log = lock(&archive)?;
+        let mut seen = HashSet::new();
+        Ok(log
+            .records_of_kind(KIND_SNAPSHOT)?
+            .into_iter()
+            .map(|(key, _)| BlockId::from_bytes(key))
+            .filter(|id| seen.insert(*id))
+            .collect())
+    }
+}

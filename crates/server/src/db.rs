@@ -1,0 +1,510 @@
+//! Server metadata in SQL: tenants, users, devices, revoked tokens, archives, event batches and
+//! events, escrowed keys, the audit log. SQLite under the data directory by default (WAL,
+//! `synchronous=FULL`: a commit is durable when it returns); the queries are plain SQL so that
+//! PostgreSQL is a configuration change (its migrations are the scale-out work's).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+/// What the metadata layer can report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The database failed (I/O, constraint, busy past its timeout).
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds something the schema does not allow (a hand-edited database).
+    #[error("database holds an invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// The metadata database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+/// A user row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UserRow {
+    /// The user id.
+    pub id: String,
+    /// `user`, `admin` or `service`.
+    pub role: String,
+}
+
+/// A device row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceRow {
+    /// The device id (32 lowercase hex digits: the 16-byte id its event batches carry).
+    pub id: String,
+    /// Its user.
+    pub user: String,
+    /// A name for people.
+    pub name: String,
+    /// `pending`, `active` or `deauthorized`.
+    pub state: String,
+    /// The enrollment token's id, while pending.
+    #[serde(skip)]
+    pub enrollment_jti: Option<String>,
+}
+
+/// A tenant's storage quota and use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Quota {
+    /// The most bytes the tenant may store.
+    pub quota_bytes: i64,
+    /// What it stores now.
+    pub used_bytes: i64,
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite database at `path` and runs the migrations.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn open_sqlite(path: &Path) -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for the services' own queries.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Adds a tenant with a storage quota. Returns `false` if it exists.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn add_tenant(&self, tenant: &str, quota_bytes: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO tenants (id, quota_bytes, created_unix) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(quota_bytes)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether the tenant exists.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn tenant_exists(&self, tenant: &str) -> Result<bool, DbError> {
+        Ok(sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Sets a tenant's quota.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn set_quota(&self, tenant: &str, quota_bytes: i64) -> Result<bool, DbError> {
+        let done = sqlx::query("UPDATE tenants SET quota_bytes = $1 WHERE id = $2")
+            .bind(quota_bytes)
+            .bind(tenant)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The tenant's quota and use.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn quota(&self, tenant: &str) -> Result<Option<Quota>, DbError> {
+        let row = sqlx::query("SELECT quota_bytes, used_bytes FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Quota {
+            quota_bytes: r.get(0),
+            used_bytes: r.get(1),
+        }))
+    }
+
+    /// Reserves `bytes` of the tenant's quota in one atomic statement: `false` (and nothing
+    /// reserved) if that would pass the quota.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn reserve(&self, tenant: &str, bytes: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE tenants SET used_bytes = used_bytes + $1
+             WHERE id = $2 AND used_bytes + $1 <= quota_bytes",
+        )
+        .bind(bytes)
+        .bind(tenant)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives back a reservation that was not used.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn release(&self, tenant: &str, bytes: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE tenants SET used_bytes = used_bytes - $1 WHERE id = $2")
+            .bind(bytes)
+            .bind(tenant)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a user. Returns `false` if the user exists or the tenant does not.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn add_user(&self, tenant: &str, user: &str, role: &str) -> Result<bool, DbError> {
+        if !self.tenant_exists(tenant).await? {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "INSERT INTO users (tenant, id, role, created_unix) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(role)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The user, if it exists.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn user(&self, tenant: &str, user: &str) -> Result<Option<UserRow>, DbError> {
+        let row = sqlx::query("SELECT id, role FROM users WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| UserRow {
+            id: r.get(0),
+            role: r.get(1),
+        }))
+    }
+
+    /// Every user of the tenant.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn users(&self, tenant: &str) -> Result<Vec<UserRow>, DbError> {
+        let rows = sqlx::query("SELECT id, role FROM users WHERE tenant = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UserRow {
+                id: r.get(0),
+                role: r.get(1),
+            })
+            .collect())
+    }
+
+    /// Adds a pending device with its enrollment token's id.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn add_device(
+        &self,
+        tenant: &str,
+        device: &str,
+        user: &str,
+        name: &str,
+        enrollment_jti: &str,
+    ) -> Result<(), DbError> {
+        let now = unix_now();
+        sqlx::query(
+            "INSERT INTO devices (tenant, id, user_id, name, state, enrollment_jti,
+                                  created_unix, changed_unix)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
+        )
+        .bind(tenant)
+        .bind(device)
+        .bind(user)
+        .bind(name)
+        .bind(enrollment_jti)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The device, if it exists.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn device(&self, tenant: &str, device: &str) -> Result<Option<DeviceRow>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, user_id, name, state, enrollment_jti FROM devices
+             WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(device_row))
+    }
+
+    /// Every device of the tenant.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, state, enrollment_jti FROM devices
+             WHERE tenant = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(device_row).collect())
+    }
+
+    /// Moves a device from `from` to `to`; `false` if it was not in state `from`.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn set_device_state(
+        &self,
+        tenant: &str,
+        device: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE devices SET state = $1, enrollment_jti = NULL, changed_unix = $2
+             WHERE tenant = $3 AND id = $4 AND state = $5",
+        )
+        .bind(to)
+        .bind(unix_now())
+        .bind(tenant)
+        .bind(device)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Activates a pending device (once) and records the hash of its secret.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn activate_device(
+        &self,
+        tenant: &str,
+        device: &str,
+        secret_hash: &[u8; 32],
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE devices SET state = 'active', enrollment_jti = NULL, secret_hash = $1,
+                                changed_unix = $2
+             WHERE tenant = $3 AND id = $4 AND state = 'pending'",
+        )
+        .bind(&secret_hash[..])
+        .bind(unix_now())
+        .bind(tenant)
+        .bind(device)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The hash of the device's secret, if it has one.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn device_secret_hash(
+        &self,
+        tenant: &str,
+        device: &str,
+    ) -> Result<Option<[u8; 32]>, DbError> {
+        let row = sqlx::query("SELECT secret_hash FROM devices WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(device)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Option<Vec<u8>> = row.get(0);
+        hash.map(|h| {
+            <[u8; 32]>::try_from(h.as_slice()).map_err(|_| DbError::Invalid("secret hash"))
+        })
+        .transpose()
+    }
+
+    /// Every deauthorized device, as (tenant, device).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn deauthorized_devices(&self) -> Result<Vec<(String, String)>, DbError> {
+        let rows = sqlx::query("SELECT tenant, id FROM devices WHERE state = 'deauthorized'")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Records a revoked token id.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn revoke_token(&self, tenant: &str, token_id: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (tenant, token_id, revoked_unix) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant, token_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(token_id)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every revoked token id, as (tenant, token id).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn revoked_tokens(&self) -> Result<Vec<(String, String)>, DbError> {
+        let rows = sqlx::query("SELECT tenant, token_id FROM revoked_tokens")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The user's archive id, made (16 random bytes) on first use.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn archive_id(&self, tenant: &str, user: &str) -> Result<[u8; 16], DbError> {
+        let mut fresh = [0u8; 16];
+        getrandom::fill(&mut fresh).map_err(|_| DbError::Invalid("random source"))?;
+        sqlx::query(
+            "INSERT INTO archives (tenant, user_id, archive_id) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant, user_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(&fresh[..])
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT archive_id FROM archives WHERE tenant = $1 AND user_id = $2")
+            .bind(tenant)
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await?;
+        let id: Vec<u8> = row.get(0);
+        <[u8; 16]>::try_from(id.as_slice()).map_err(|_| DbError::Invalid("archive id"))
+    }
+
+    /// Adds `bytes` to the user's stored total.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn add_stored(&self, tenant: &str, user: &str, bytes: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE archives SET stored_bytes = stored_bytes + $1
+             WHERE tenant = $2 AND user_id = $3",
+        )
+        .bind(bytes)
+        .bind(tenant)
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends to the audit log.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn audit(
+        &self,
+        tenant: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO audit (tenant, actor, action, target, outcome, at_unix)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(outcome)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The tenant's audit log, oldest first: (actor, action, target, outcome).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn audit_log(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, String, String, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT actor, action, target, outcome FROM audit WHERE tenant = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+}
+
+fn device_row(r: sqlx::sqlite::SqliteRow) -> DeviceRow {
+    DeviceRow {
+        id: r.get(0),
+        user: r.get(1),
+        name: r.get(2),
+        state: r.get(3),
+        enrollment_jti: r.get(4),
+    }
+}

@@ -1,0 +1,185 @@
+//! Where a user's archive segments live on the server: the active segment in a local staging
+//! directory (appends, fsync, truncation: what an object store cannot do), sealed segments in an
+//! [`ObjectStore`] (local disk with fsync by default; S3 when configured).
+//!
+//! [`ObjectSegments`] implements `cairn-archive`'s [`Storage`] contract:
+//! - the active segment follows [`DirStorage`]'s durability protocol;
+//! - [`Storage::seal`] publishes the finished segment with a create-only put (an existing object
+//!   of that name is an error unless it holds exactly these bytes, which is what a crash between
+//!   the put and the removal of the staged copy leaves), then removes the staged copy;
+//! - a name found both staged and published (that same crash) is read from the store, and the
+//!   staged copy is removed when the archive opens.
+//!
+//! The trait is synchronous; calls into the store block the calling thread on the runtime's
+//! handle, so archives must be used from blocking threads (`spawn_blocking`), never from a
+//! runtime worker.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_archive::{DirStorage, FileWriter, Storage};
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::runtime::Handle;
+
+/// A user's segments: staged locally while active, published to an object store when sealed.
+#[derive(Clone, Debug)]
+pub struct ObjectSegments {
+    staging: DirStorage,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    runtime: Handle,
+}
+
+fn store_error(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
+        object_store::Error::AlreadyExists { .. } => io::Error::from(io::ErrorKind::AlreadyExists),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl ObjectSegments {
+    /// Segments staged under `staging` and published under `prefix` in `store`. Removes staged
+    /// copies of segments already published (see the module docs).
+    ///
+    /// # Errors
+    /// Creating the staging directory or listing the store failed.
+    pub fn open(
+        staging: &std::path::Path,
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        runtime: Handle,
+    ) -> io::Result<Self> {
+        let this = Self {
+            staging: DirStorage::open(staging)?,
+            store,
+            prefix,
+            runtime,
+        };
+        let published = this.published()?;
+        for name in this.staging.list()? {
+            if published.contains(&name) {
+                this.staging.remove(&name)?;
+            }
+        }
+        Ok(this)
+    }
+
+    fn object(&self, name: &str) -> ObjectPath {
+        self.prefix.clone().join(name)
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    fn published(&self) -> io::Result<Vec<String>> {
+        let metas: Vec<object_store::ObjectMeta> = self
+            .block_on(self.store.list(Some(&self.prefix)).try_collect())
+            .map_err(store_error)?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_owned))
+            .collect())
+    }
+
+    fn staged(&self, name: &str) -> io::Result<bool> {
+        match self.staging.len(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Storage for ObjectSegments {
+    type Writer = FileWriter;
+
+    fn create(&self, name: &str) -> io::Result<FileWriter> {
+        self.staging.create(name)
+    }
+
+    fn append(&self, name: &str) -> io::Result<FileWriter> {
+        self.staging.append(name)
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        if self.staged(name)? {
+            return self.staging.len(name);
+        }
+        let meta = self
+            .block_on(self.store.head(&self.object(name)))
+            .map_err(store_error)?;
+        Ok(meta.size)
+    }
+
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if self.staged(name)? {
+            return self.staging.read_at(name, offset, buf);
+        }
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let bytes = self
+            .block_on(self.store.get_range(&self.object(name), offset..end))
+            .map_err(store_error)?;
+        if bytes.len() != buf.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        // Only the active (staged) segment is ever cut; published segments are immutable.
+        self.staging.truncate(name, len)
+    }
+
+    fn seal(&self, from: &str, to: &str) -> io::Result<()> {
+        let len = self.staging.len(from)?;
+        let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+        self.staging.read_at(from, 0, &mut bytes)?;
+        let bytes = Bytes::from(bytes);
+        let location = self.object(to);
+        let put = self.block_on(self.store.put_opts(
+            &location,
+            PutPayload::from_bytes(bytes.clone()),
+            PutOptions::from(PutMode::Create),
+        ));
+        match put {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                // A crash after an earlier put: the object must hold exactly these bytes.
+                let existing = self
+                    .block_on(async { self.store.get(&location).await?.bytes().await })
+                    .map_err(store_error)?;
+                if existing != bytes {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                }
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        self.staging.remove(from)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        if self.staged(name)? {
+            return self.staging.remove(name);
+        }
+        self.block_on(self.store.delete(&self.object(name)))
+            .map_err(store_error)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = self.published()?;
+        for name in self.staging.list()? {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+}
