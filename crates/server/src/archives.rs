@@ -75,6 +75,7 @@ pub struct Archives {
     staging: PathBuf,
     store: Arc<dyn ObjectStore>,
     runtime: Handle,
+    segment_target: u64,
     open: Mutex<HashMap<UserKey, Arc<Mutex<Archive<ObjectSegments>>>>>,
 }
 
@@ -100,8 +101,19 @@ impl Archives {
             staging,
             store,
             runtime,
+            segment_target: cairn_archive::DEFAULT_SEGMENT_TARGET,
             open: Mutex::default(),
         }
+    }
+
+    /// Seals segments at about `bytes` (clamped to the archive's bounds).
+    #[must_use]
+    pub fn with_segment_target(mut self, bytes: u64) -> Self {
+        self.segment_target = bytes.clamp(
+            cairn_archive::MIN_SEGMENT_TARGET,
+            cairn_archive::MAX_SEGMENT_TARGET,
+        );
+        self
     }
 
     fn archive(
@@ -122,7 +134,9 @@ impl Archives {
             ObjectPath::from(format!("tenants/{tenant}/users/{user}")),
             self.runtime.clone(),
         )?;
-        let config = Config::new(archive_id).with_index_cache(true);
+        let config = Config::new(archive_id)
+            .with_index_cache(true)
+            .with_segment_target(self.segment_target)?;
         let (log, _recovery) = Archive::open(segments, config)?;
         let mut open = lock(&self.open)?;
         // Another thread may have opened it meanwhile: keep the first.
@@ -252,5 +266,93 @@ impl Archives {
             .map(|(key, _)| BlockId::from_bytes(key))
             .filter(|id| seen.insert(*id))
             .collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::local::LocalFileSystem;
+
+    fn sealed(i: u32) -> (BlockId, Vec<u8>) {
+        let root = cairn_keys::ArchiveKey::from_bytes([3; 32]);
+        let sealer = cairn_seal::Sealer::new(
+            &root,
+            cairn_seal::ArchiveId::from_bytes([1; 16]),
+            cairn_seal::SealConfig::default(),
+        );
+        // Incompressible-ish content so that segments fill.
+        let plain: Vec<u8> = (0..70_000u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        let b = sealer.seal(cairn_seal::BlockKind::DATA, &plain).unwrap();
+        (b.id(), b.into_bytes())
+    }
+
+    /// Segments seal into the object store, and a reopened service (a restart) reads every
+    /// record back from there; staged copies of published segments are gone.
+    #[test]
+    fn sealed_segments_live_in_the_object_store() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = rt
+            .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
+            .unwrap();
+        rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
+        rt.block_on(db.add_user("t", "u", "user")).unwrap();
+        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        let store = || -> Arc<dyn ObjectStore> {
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir.path().join("segments"))
+                    .unwrap()
+                    .with_fsync(true),
+            )
+        };
+        let open = || {
+            Archives::new(
+                db.clone(),
+                dir.path().join("staging"),
+                store(),
+                rt.handle().clone(),
+            )
+            .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
+        };
+        let blocks: Vec<(BlockId, Vec<u8>)> = (0..40).map(sealed).collect();
+        let archives = open();
+        for chunk in blocks.chunks(5) {
+            let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
+            let stored = archives.put("t", "u", KIND_BLOCK, &refs).unwrap();
+            assert_eq!(stored.stored, 5);
+        }
+        drop(archives);
+        let published: Vec<object_store::ObjectMeta> = rt
+            .block_on(async {
+                use futures_util::TryStreamExt;
+                store()
+                    .list(Some(&ObjectPath::from("tenants/t/users/u")))
+                    .try_collect()
+                    .await
+            })
+            .unwrap();
+        assert!(published.len() >= 2, "{published:?}");
+        let archives = open();
+        let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+        let got = archives.get("t", "u", KIND_BLOCK, &ids).unwrap();
+        for ((_, want), got) in blocks.iter().zip(&got) {
+            assert_eq!(want, got);
+        }
+        assert!(archives.missing("t", "u", &ids).unwrap().is_empty());
+        let staged = std::fs::read_dir(dir.path().join("staging/t/u"))
+            .unwrap()
+            .count();
+        assert_eq!(staged, 1, "only the active segment stays staged");
+        let head = rt.block_on(store().head(&published[0].location)).unwrap();
+        assert!(head.size > 0);
     }
 }

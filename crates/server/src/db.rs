@@ -92,8 +92,9 @@ impl Db {
         Ok(Self { pool })
     }
 
-    /// The pool, for the services' own queries.
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    /// The pool, for the services' own queries (and tests that inspect rows).
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
