@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release --example server -- init DATA [--host NAME]...
 //! cargo run --release --example server -- serve DATA [--listen 127.0.0.1:8443] [--host NAME]
+//!     [--metrics 127.0.0.1:9464]
 //! cargo run --release --example server -- tenant add DATA --tenant T [--quota BYTES]
 //! cargo run --release --example server -- user add DATA --tenant T --user U [--role user|admin|service]
 //! cargo run --release --example server -- token DATA --tenant T --user U [--device D]
@@ -57,7 +58,7 @@ fn init(data: &DataDir, hosts: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn serve_command(data: &DataDir, listen: &str, host: &str) -> Result<()> {
+fn serve_command(data: &DataDir, listen: &str, host: &str, metrics: Option<&str>) -> Result<()> {
     // Structured logs on stderr; RUST_LOG filters them (default: info).
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -71,6 +72,23 @@ fn serve_command(data: &DataDir, listen: &str, host: &str) -> Result<()> {
     runtime()?.block_on(async {
         let services = data.services().await?;
         let verifier = data.verifier(SystemClock, services.revoked.clone())?;
+        if let Some(addr) = metrics {
+            let metrics = tokio::net::TcpListener::bind(addr).await?;
+            println!("metrics on http://{}/metrics", metrics.local_addr()?);
+            tokio::spawn(cairn::server::metrics::serve_metrics(
+                metrics,
+                std::sync::Arc::clone(&services),
+                std::future::pending(),
+            ));
+        }
+        // Forget idle rate-limit keys now and then (bounds memory).
+        let limits = std::sync::Arc::clone(&services);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                limits.limits.forget_idle();
+            }
+        });
         let app = router(Arc::new(AppState { verifier, services }));
         let listener = tokio::net::TcpListener::bind(listen).await?;
         println!(
@@ -189,7 +207,8 @@ fn main() -> ExitCode {
                 .about("serve over TLS")
                 .arg(data())
                 .arg(opt("listen"))
-                .arg(opt("host")),
+                .arg(opt("host"))
+                .arg(opt("metrics").help("serve Prometheus /metrics on this address (plain HTTP; keep it private)")),
         )
         .subcommand(
             Command::new("tenant")
@@ -259,6 +278,7 @@ fn main() -> ExitCode {
                 .map_or("127.0.0.1:8443", String::as_str),
             m.get_one::<String>("host")
                 .map_or("localhost", String::as_str),
+            m.get_one::<String>("metrics").map(String::as_str),
         ),
         Some(("tenant", sub)) => match sub.subcommand() {
             Some(("add", m)) => tenant_add(&dir(m), m),

@@ -13,8 +13,9 @@
 //! | [`events`] | `cairn-events` | the protobuf file-event schema, batch validation, OCSF File System Activity export |
 //! | [`keys`] | `cairn-keys` | the archive key hierarchy: random root key, frozen BLAKE3 subkey derivations |
 //! | [`seal`] | `cairn-seal` | one block: keyed id, zstd, Padmé padding, AES-256-GCM or XChaCha20-Poly1305 |
-//! | [`server`] | `cairn-server` | the HTTPS service (first increment): TLS policy, listener limits, embedded PKI |
+//! | [`server`] | `cairn-server` | the multi-tenant HTTPS service: TLS policy, limits, PKI, tokens, per-user archives, events, escrow, devices |
 //! | [`token`] | `cairn-token` | tenant-bound PASETO v4.public tokens: issue, verify, rotate, revoke, authorize |
+//! | [`wire`] | `cairn-wire` | the storage API bodies: block-id lists and sealed-block batches |
 //!
 //! # Example
 //!
@@ -38,3 +39,4 @@ pub use cairn_keys as keys;
 pub use cairn_seal as seal;
 pub use cairn_server as server;
 pub use cairn_token as token;
+pub use cairn_wire as wire;

@@ -26,6 +26,7 @@ use crate::archives::Archives;
 use crate::atrest::KeyRing;
 use crate::db::Db;
 use crate::pki::{Pki, check_private, write_new};
+use crate::ratelimit::{RateConfig, RateLimits};
 use crate::routes::{Metrics, RevocationList, Services, SystemClock};
 
 /// The token issuer name.
@@ -203,11 +204,20 @@ impl DataDir {
         Ok(Verifier::new(policy, keys, clock, revoked))
     }
 
-    /// Opens everything the routes use. Call from within a Tokio runtime.
+    /// Opens everything the routes use, with the default rate limits. Call from within a
+    /// Tokio runtime.
     ///
     /// # Errors
     /// [`ServerError`].
     pub async fn services(&self) -> Result<Arc<Services>, ServerError> {
+        self.services_with(RateConfig::default()).await
+    }
+
+    /// [`DataDir::services`] with the given rate limits.
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub async fn services_with(&self, rates: RateConfig) -> Result<Arc<Services>, ServerError> {
         let db = self.db().await?;
         let revoked = RevocationList::load(&db)
             .await
@@ -237,6 +247,7 @@ impl DataDir {
             revoked,
             clock: SystemClock,
             metrics: Metrics::default(),
+            limits: RateLimits::new(rates),
         }))
     }
 }

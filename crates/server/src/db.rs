@@ -155,6 +155,28 @@ impl Db {
         }))
     }
 
+    /// Every tenant's quota and use, by tenant id.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn quotas(&self) -> Result<Vec<(String, Quota)>, DbError> {
+        let rows = sqlx::query("SELECT id, quota_bytes, used_bytes FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Quota {
+                        quota_bytes: r.get(1),
+                        used_bytes: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Reserves `bytes` of the tenant's quota in one atomic statement: `false` (and nothing
     /// reserved) if that would pass the quota.
     ///

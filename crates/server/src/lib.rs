@@ -1,18 +1,22 @@
-//! Cairn's multi-tenant HTTPS service.
-//!
-//! **Status: first increments (issue #10).** The TLS policy, the listener, the embedded PKI and
-//! the route table with token authentication (`whoami` is the only tenant route so far). The
-//! storage, event and escrow services, devices, and the `server` example come next.
+//! Cairn's multi-tenant HTTPS service: it receives sealed blocks and file events from agents
+//! over TLS, labels events with the tenant, user and device of the verified token, appends
+//! blocks to each user's archive in the opaque form they arrived in, holds escrowed keys, and
+//! lets nobody reach what is not theirs.
 //!
 //! | item | use |
 //! | --- | --- |
-//! | [`tls::server_config`], [`tls::provider`] | the TLS policy: TLS 1.3 and 1.2, AES-256-GCM suites only, EMS required, no 0-RTT |
-//! | [`pki::Pki`] | the embedded default's certificates: a CA and a server certificate (rcgen), key files 0600, checked at load |
-//! | [`listener::serve`], [`listener::Limits`], [`listener::harden`] | the accept loop: connection cap, handshake and header deadlines, header and body limits, panics as bare 500s |
-//! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision; bearer tokens checked against the path's tenant |
+//! | [`data::DataDir`] | the data directory: `init` (PKI, token key, escrow key pair, storage key ring, database) and `services` |
+//! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision and body limit; handlers scope each request to its owner |
+//! | [`archives::Archives`], [`segments::ObjectSegments`] | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store |
+//! | [`events`] | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
+//! | [`keystore`] | escrowed keys: one-way modes enforced server side, audited recovery re-wrapped to the admin's key |
+//! | [`db::Db`] | metadata in SQLite through sqlx (PostgreSQL-ready SQL), migrations |
+//! | [`ratelimit`], [`metrics`] | GCRA limits per token, tenant and failing address; Prometheus text on the operator's port |
+//! | [`tls`], [`pki`], [`listener`] | the TLS policy, the embedded certificates, the accept loop with its limits |
 //!
-//! The TLS decisions are recorded in `docs/design/0002-tls-policy.md`; the tests in
-//! `tests/tls.rs` are S-10, S-11 and S-15 to S-18 of the project's security-test catalogue.
+//! Decisions: `docs/design/0002-tls-policy.md`, `docs/design/0003-server-storage-and-credentials.md`.
+//! Bodies on the wire: `docs/format/wire.md`; the API: `docs/api/openapi.json`. The tests are
+//! S-1 to S-12 and S-15 to S-18 of the security-test catalogue, over real TLS on 127.0.0.1.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -24,11 +28,15 @@ pub mod db;
 pub mod events;
 pub mod keystore;
 pub mod listener;
+pub mod metrics;
 pub mod pki;
+pub mod ratelimit;
 pub mod routes;
 pub mod segments;
 pub mod tls;
-pub mod wire;
+
+/// The storage API bodies (re-exported from `cairn-wire`).
+pub use cairn_wire as wire;
 
 /// What can go wrong setting up or running the server.
 #[derive(Debug, thiserror::Error)]

@@ -99,9 +99,9 @@ pub async fn serve(
                 .map_err(|e| ServerError::io("connection limit", std::io::Error::other(e)))?,
             () = &mut shutdown => return Ok(()),
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
+                Ok(accepted) => accepted,
                 // Out of descriptors or a connection reset before accept: back off, go on.
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -132,6 +132,15 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(limits.max_concurrent_streams)
                 .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+            // The socket's peer, for per-address limits (never a client-written header).
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(crate::ratelimit::PeerAddr(peer));
+                    req
+                },
+            );
             let service = TowerToHyperService::new(app);
             // A client that goes away mid-request is its own problem.
             let _ = builder

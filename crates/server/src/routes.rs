@@ -9,7 +9,7 @@
 //! token may not reach gets the same `404 not found` as one that does not exist (S-2, S-3).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use axum::Extension;
@@ -252,18 +252,7 @@ impl Revocations for RevocationList {
     }
 }
 
-/// Counters (the `/metrics` work exposes them).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Requests refused for a missing or invalid token.
-    pub auth_failures: AtomicU64,
-    /// Event batches refused because they named another device than the token (S-6).
-    pub provenance_rejections: AtomicU64,
-    /// Events stored.
-    pub events_ingested: AtomicU64,
-    /// Bytes appended to archives.
-    pub bytes_stored: AtomicU64,
-}
+pub use crate::metrics::Metrics;
 
 /// The wall clock, for tokens' time checks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -302,6 +291,8 @@ pub struct Services {
     pub clock: SystemClock,
     /// Counters.
     pub metrics: Metrics,
+    /// Rate limits (S-12).
+    pub limits: crate::ratelimit::RateLimits,
 }
 
 impl std::fmt::Debug for Services {
@@ -342,6 +333,8 @@ pub enum ApiError {
     Refused,
     /// 507: the tenant's storage quota is used up.
     Quota,
+    /// 429: over a rate limit; retry after this many seconds.
+    TooMany(u64),
     /// 500.
     Internal,
 }
@@ -358,6 +351,14 @@ impl IntoResponse for ApiError {
             Self::Refused => (StatusCode::UNPROCESSABLE_ENTITY, "refused\n"),
             Self::Quota => (StatusCode::INSUFFICIENT_STORAGE, "quota exceeded\n"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            Self::TooMany(secs) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, secs.to_string())],
+                    "too many requests\n",
+                )
+                    .into_response();
+            }
         };
         (status, body).into_response()
     }
@@ -456,6 +457,20 @@ where
                 },
             ));
         }
+        let (method, path) = (route.method, route.path);
+        let services = Arc::clone(&state.services);
+        h = h.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let services = Arc::clone(&services);
+                async move {
+                    let response = next.run(req).await;
+                    services
+                        .metrics
+                        .request(method, path, response.status().as_u16());
+                    response
+                }
+            },
+        ));
         router = router.route(route.path, h);
     }
     router.layer(Extension(Arc::clone(&state.services)))
@@ -491,9 +506,25 @@ async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     else {
         return ApiError::BadRequest.into_response();
     };
+    // S-12: an address that spent its failed-authentication budget is refused unverified.
+    let peer = req
+        .extensions()
+        .get::<crate::ratelimit::PeerAddr>()
+        .map(|p| p.0.ip());
+    let limits = &state.services.limits;
+    if let Some(secs) = peer.and_then(|ip| limits.blocked(ip)) {
+        return ApiError::TooMany(secs).into_response();
+    }
     if access == Access::DeviceSecret {
-        // The handler checks the secret against the path's device.
-        return next.run(req).await;
+        // The handler checks the secret against the path's device; a failure counts against
+        // the address like a bad token.
+        let response = next.run(req).await;
+        if response.status() == StatusCode::UNAUTHORIZED
+            && let Some(secs) = peer.and_then(|ip| limits.failed(ip))
+        {
+            return ApiError::TooMany(secs).into_response();
+        }
+        return response;
     }
     let token = req
         .headers()
@@ -501,18 +532,26 @@ async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let metrics = &state.services.metrics;
-    let Some(token) = token else {
+    let refuse = || {
         metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-        return ApiError::Unauthorized.into_response();
+        match peer.and_then(|ip| limits.failed(ip)) {
+            Some(secs) => ApiError::TooMany(secs).into_response(),
+            None => ApiError::Unauthorized.into_response(),
+        }
+    };
+    let Some(token) = token else {
+        return refuse();
     };
     let verified = match state.verifier.verify(token, &tenant) {
         Ok(v) => v,
         Err(reason) => {
-            metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
             tracing::info!(tenant = tenant.as_str(), %reason, "token refused");
-            return ApiError::Unauthorized.into_response();
+            return refuse();
         }
     };
+    if let Some(secs) = limits.admit(tenant.as_str(), verified.claims().token_id.as_str()) {
+        return ApiError::TooMany(secs).into_response();
+    }
     if let Some(device) = &verified.claims().device
         && state
             .services
@@ -1125,8 +1164,10 @@ struct SearchPage<'a> {
 async fn search(
     Extension(token): Token,
     Extension(svc): Svc,
-    Query(query): Query<events::Query>,
+    query: Result<Query<events::Query>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // The extractor's own rejection would echo the query: answer the fixed 400 instead.
+    let Query(query) = query.map_err(|_| ApiError::BadRequest)?;
     let only = event_scope(&token)?;
     let page = events::search(&svc.db, &svc.ring, tenant_of(&token).as_str(), &query, only).await?;
     let body = SearchPage {
@@ -1147,8 +1188,9 @@ pub const MAX_EXPORT: usize = 50_000;
 async fn export(
     Extension(token): Token,
     Extension(svc): Svc,
-    Query(mut query): Query<events::Query>,
+    query: Result<Query<events::Query>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(mut query) = query.map_err(|_| ApiError::BadRequest)?;
     let only = event_scope(&token)?;
     let tenant = tenant_of(&token).as_str();
     let mut out = Vec::new();

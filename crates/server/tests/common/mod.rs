@@ -15,6 +15,7 @@ use std::sync::Arc;
 use cairn_server::data::DataDir;
 use cairn_server::listener::{Limits, base_router, serve};
 use cairn_server::pki::Pki;
+use cairn_server::ratelimit::RateConfig;
 use cairn_server::routes::{AppState, Services, SystemClock, router};
 use cairn_server::tls::server_config;
 use cairn_token::{
@@ -162,13 +163,24 @@ pub async fn start_app() -> App {
     start_app_with(Limits::default()).await
 }
 
+/// Rate limits out of the way (tests of isolation make many failing calls on purpose);
+/// `tests/rates.rs` tests the limits themselves.
 pub async fn start_app_with(limits: Limits) -> App {
+    let generous = RateConfig {
+        auth_failures_per_minute: 1_000_000,
+        auth_failure_burst: 1_000_000,
+        ..RateConfig::default()
+    };
+    start_app_rates(limits, generous).await
+}
+
+pub async fn start_app_rates(limits: Limits, rates: RateConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::at(dir.path());
     data.init(&["localhost".to_owned()], OffsetDateTime::now_utc())
         .await
         .unwrap();
-    let services = data.services().await.unwrap();
+    let services = data.services_with(rates).await.unwrap();
     let verifier = data
         .verifier(SystemClock, services.revoked.clone())
         .unwrap();

@@ -1,6 +1,18 @@
-//! The binary bodies of the storage API (`docs/format/wire.md`), as pure functions: id lists
-//! and block batches. Everything is little-endian; every length is checked against the bytes
-//! that are there before anything is allocated.
+//! The binary bodies of Cairn's storage API (`docs/format/wire.md`), as pure functions shared by
+//! the agent and the server: id lists and block batches. Everything is little-endian; every
+//! length is checked against the bytes that are there before anything is allocated.
+//!
+//! ```
+//! use cairn_wire::{encode_batch, split_batch};
+//!
+//! let body = encode_batch(&[b"first".as_slice(), b"second".as_slice()]);
+//! assert_eq!(split_batch(&body).unwrap(), [b"first".as_slice(), b"second".as_slice()]);
+//! assert!(split_batch(&body[..body.len() - 1]).is_err());
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::big_endian_bytes, clippy::host_endian_bytes)]
 
 use cairn_seal::{BlockId, SealedHeader};
 

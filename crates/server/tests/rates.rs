@@ -1,0 +1,173 @@
+//! S-12 rate limits (per token and tenant from the verified token; failed authentication per
+//! socket address, whatever `X-Forwarded-For` says) and the operator's `/metrics`.
+
+// Test code: a panic here is a test failure with a message, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use cairn_server::listener::Limits;
+use cairn_server::ratelimit::RateConfig;
+use cairn_token::{Capability, Role};
+use common::start_app_rates;
+
+fn slow(per_token_burst: u32, auth_failure_burst: u32) -> RateConfig {
+    RateConfig {
+        per_token_per_second: 1,
+        per_token_burst,
+        per_tenant_per_second: 1_000,
+        per_tenant_burst: 1_000,
+        auth_failures_per_minute: 1,
+        auth_failure_burst,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_a_token_gets_a_burst_then_429_with_retry_after() {
+    let app = start_app_rates(Limits::default(), slow(5, 100)).await;
+    let t1 = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
+    let t2 = app.token("acme", "bob", None, Role::User, &[Capability::BackupList]);
+    for _ in 0..5 {
+        let r = app
+            .call("GET", "/v1/tenants/acme/whoami", Some(&t1), None)
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = app
+        .http
+        .get(app.url("/v1/tenants/acme/whoami"))
+        .bearer_auth(&t1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Another token of the same tenant has its own budget.
+    let r = app
+        .call("GET", "/v1/tenants/acme/whoami", Some(&t2), None)
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_a_tenant_shares_one_budget() {
+    let rates = RateConfig {
+        per_tenant_per_second: 1,
+        per_tenant_burst: 4,
+        ..slow(100, 100)
+    };
+    let app = start_app_rates(Limits::default(), rates).await;
+    let mut codes = Vec::new();
+    for i in 0..6 {
+        let t = app.token("acme", &format!("u{i}"), None, Role::User, &[]);
+        codes.push(
+            app.call("GET", "/v1/tenants/acme/whoami", Some(&t), None)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(codes, [200, 200, 200, 200, 429, 429]);
+    // Another tenant is not affected.
+    let t = app.token("globex", "u", None, Role::User, &[]);
+    assert_eq!(
+        app.call("GET", "/v1/tenants/globex/whoami", Some(&t), None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_failed_authentication_is_limited_per_address_not_per_header() {
+    let app = start_app_rates(Limits::default(), slow(100, 3)).await;
+    let mut codes = Vec::new();
+    for i in 0..6 {
+        // Rotating X-Forwarded-For values: the limit is keyed on the socket's address.
+        let r = app
+            .http
+            .get(app.url("/v1/tenants/acme/whoami"))
+            .bearer_auth("v4.public.not-a-token")
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(codes, [401, 401, 401, 429, 429, 429]);
+    // While the address is over its budget, even a valid token waits (nothing is verified).
+    let good = app.token("acme", "ana", None, Role::User, &[]);
+    let r = app
+        .call("GET", "/v1/tenants/acme/whoami", Some(&good), None)
+        .await;
+    assert_eq!(r.status, 429);
+    // Device-secret failures count the same way.
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/acme/devices/{}/token", "0".repeat(32)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_failures_and_quota() {
+    let app = start_app_rates(Limits::default(), RateConfig::default()).await;
+    app.services.db.add_tenant("acme", 1_000_000).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(cairn_server::metrics::serve_metrics(
+        listener,
+        app.services.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let t = app.token("acme", "ana", None, Role::User, &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            app.call("GET", "/v1/tenants/acme/whoami", Some(&t), None)
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        app.call("GET", "/v1/tenants/acme/whoami", None, None)
+            .await
+            .status,
+        401
+    );
+    let text = app
+        .http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "cairn_http_requests_total{method=\"GET\",route=\"/v1/tenants/{tenant}/whoami\",status=\"200\"} 3",
+        "cairn_http_requests_total{method=\"GET\",route=\"/v1/tenants/{tenant}/whoami\",status=\"401\"} 1",
+        "cairn_auth_failures_total 1",
+        "cairn_quota_bytes{tenant=\"acme\"} 1000000",
+        "cairn_quota_used_bytes{tenant=\"acme\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // No token, secret or key material: only names, routes and numbers.
+    assert!(!text.contains("v4.public"));
+    let _ = stop.send(());
+}
