@@ -208,7 +208,10 @@ impl Archives {
         }
         let bytes: u64 = fresh.iter().map(|(_, b)| b.len() as u64).sum();
         let charge = i64::try_from(bytes).map_err(|_| StoreError::Quota)?;
-        if !self.runtime.block_on(self.db.reserve(tenant, charge))? {
+        if !self
+            .runtime
+            .block_on(self.db.reserve(tenant, user, charge))?
+        {
             return Err(StoreError::Quota);
         }
         let appended = (|| {
@@ -220,12 +223,10 @@ impl Archives {
         if let Err(e) = appended {
             // Nothing acknowledged: give the reservation back (the handle is poisoned and the
             // uncommitted tail is cut at the next open).
-            let _ = self.runtime.block_on(self.db.release(tenant, charge));
+            let _ = self.runtime.block_on(self.db.release(tenant, user, charge));
             lock(&self.open)?.remove(&(tenant.to_owned(), user.to_owned()));
             return Err(e.into());
         }
-        self.runtime
-            .block_on(self.db.add_stored(tenant, user, charge))?;
         result.stored = fresh.len();
         result.bytes = bytes;
         Ok(result)

@@ -177,34 +177,44 @@ impl Db {
             .collect())
     }
 
-    /// Reserves `bytes` of the tenant's quota in one atomic statement: `false` (and nothing
-    /// reserved) if that would pass the quota.
+    /// Charges `bytes` to the tenant's quota and the user's stored total, in one transaction:
+    /// `false` (and nothing charged) if that would pass the tenant's quota. The quota check is
+    /// one atomic statement, so concurrent charges can never pass it together.
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn reserve(&self, tenant: &str, bytes: i64) -> Result<bool, DbError> {
+    pub async fn reserve(&self, tenant: &str, user: &str, bytes: i64) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE tenants SET used_bytes = used_bytes + $1
              WHERE id = $2 AND used_bytes + $1 <= quota_bytes",
         )
         .bind(bytes)
         .bind(tenant)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE archives SET stored_bytes = stored_bytes + $1
+             WHERE tenant = $2 AND user_id = $3",
+        )
+        .bind(bytes)
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Gives back a reservation that was not used.
+    /// Gives back a charge that was not used (the append failed).
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn release(&self, tenant: &str, bytes: i64) -> Result<(), DbError> {
-        sqlx::query("UPDATE tenants SET used_bytes = used_bytes - $1 WHERE id = $2")
-            .bind(bytes)
-            .bind(tenant)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    pub async fn release(&self, tenant: &str, user: &str, bytes: i64) -> Result<bool, DbError> {
+        self.reserve(tenant, user, -bytes).await
     }
 
     /// Adds a user. Returns `false` if the user exists or the tenant does not.
@@ -455,23 +465,6 @@ impl Db {
             .await?;
         let id: Vec<u8> = row.get(0);
         <[u8; 16]>::try_from(id.as_slice()).map_err(|_| DbError::Invalid("archive id"))
-    }
-
-    /// Adds `bytes` to the user's stored total.
-    ///
-    /// # Errors
-    /// [`DbError`].
-    pub async fn add_stored(&self, tenant: &str, user: &str, bytes: i64) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE archives SET stored_bytes = stored_bytes + $1
-             WHERE tenant = $2 AND user_id = $3",
-        )
-        .bind(bytes)
-        .bind(tenant)
-        .bind(user)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Appends to the audit log.

@@ -83,6 +83,9 @@ pub struct Query {
     pub limit: Option<usize>,
 }
 
+/// Events per INSERT statement (9 bound values each, well under SQLite's 32,766).
+const INSERT_ROWS: usize = 500;
+
 /// The largest page.
 pub const MAX_PAGE: usize = 1_000;
 /// Most rows one search reads before it returns a (possibly short) page with a cursor: bounds
@@ -185,23 +188,27 @@ pub async fn ingest(
         });
     }
     let accepted = rows.len();
-    for (index, observed, activity, key_id, sealed) in rows {
-        sqlx::query(
+    // Multi-row inserts: one statement per `INSERT_ROWS` events (each row binds 9 values).
+    for chunk in rows.chunks(INSERT_ROWS) {
+        let mut insert = sqlx::QueryBuilder::new(
             "INSERT INTO events (tenant, user_id, device, batch_sequence, batch_index,
-                                 observed_nanos, activity, key_id, sealed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(sender.tenant)
-        .bind(sender.user)
-        .bind(sender.device)
-        .bind(as_i64(batch.batch_sequence))
-        .bind(as_i64(index))
-        .bind(observed)
-        .bind(activity)
-        .bind(key_id)
-        .bind(sealed)
-        .execute(&mut *tx)
-        .await?;
+                                 observed_nanos, activity, key_id, sealed) ",
+        );
+        insert.push_values(
+            chunk,
+            |mut row, (index, observed, activity, key_id, sealed)| {
+                row.push_bind(sender.tenant)
+                    .push_bind(sender.user)
+                    .push_bind(sender.device)
+                    .push_bind(as_i64(batch.batch_sequence))
+                    .push_bind(as_i64(*index))
+                    .push_bind(*observed)
+                    .push_bind(*activity)
+                    .push_bind(key_id.as_str())
+                    .push_bind(sealed.as_slice());
+            },
+        );
+        insert.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(Ingested {
