@@ -11,7 +11,8 @@
 //! ```sh
 //! cargo bench --bench server            # CAIRN_BENCH_SECS=N per phase (default 5)
 //! ```
-//! Each phase runs for a fixed time and prints its median over three runs.
+//! Each phase runs for a fixed time and prints its median over three runs;
+//! `CAIRN_BENCH_ONLY=ingest|upload|latency` runs one phase.
 
 // A benchmark binary: printing is its job.
 #![allow(
@@ -361,12 +362,19 @@ fn main() {
         let mut uploads = Vec::new();
         let mut lat = Vec::new();
         let mut disk = Vec::new();
+        // CAIRN_BENCH_ONLY=ingest|upload|latency runs one phase (for profiling).
+        let only = std::env::var("CAIRN_BENCH_ONLY").ok();
+        let run = |phase: &str| only.as_deref().is_none_or(|o| o == phase);
         for round in 0..3 {
             let dir = b._dir.path().to_owned();
-            disk.push(tokio::task::spawn_blocking(move || disk_baseline(&dir)).await.unwrap());
-            ingests.push(ingest(&b, round).await);
-            uploads.push(upload(&b, round).await);
-            lat.push(latency(&b).await);
+            disk.push(if run("upload") {
+                tokio::task::spawn_blocking(move || disk_baseline(&dir)).await.unwrap()
+            } else {
+                0.0
+            });
+            ingests.push(if run("ingest") { ingest(&b, round).await } else { 0.0 });
+            uploads.push(if run("upload") { upload(&b, round).await } else { 0.0 });
+            lat.push(if run("latency") { latency(&b).await } else { (0.0, 0.0, 0) });
             let (p50, p99, n) = lat[lat.len() - 1];
             println!(
                 "round {round}: ingest {:.0} events/s, upload {:.0} MiB/s (disk alone {:.0} MiB/s), whoami p50 {p50:.2} ms p99 {p99:.2} ms ({n} requests)",

@@ -8,6 +8,7 @@
 //! cargo run --release --example server -- user add DATA --tenant T --user U [--role user|admin|service]
 //! cargo run --release --example server -- token DATA --tenant T --user U [--device D]
 //!     [--role user|admin|service] [--cap backup:put,...] [--lifetime SECS]
+//! cargo run --release --example server -- escrow recover DATA --tenant T --user U --to X25519HEX --out FILE
 //! cargo run --release --example server -- rotate-storage-key DATA
 //! cargo run --release --example server -- audit DATA --tenant T
 //! ```
@@ -16,8 +17,8 @@
 //! `DATA/pki/ca.pem`), the token signing key, the escrow key pair, the storage key ring and the
 //! metadata database. `serve` checks the certificate (chain, host name, validity) and serves
 //! every route over TLS. The other commands are the operator's: they work on the data directory
-//! directly (SQLite allows it while the server runs). Devices are registered and enrolled, and
-//! escrowed keys recovered, through the tenant's admin API.
+//! directly (SQLite allows it while the server runs). Tenant administrators register, enroll
+//! and deauthorize devices, and recover escrowed keys, through the API (`docs/api/openapi.json`).
 
 // A binary: printing is its job, and errors end it with a message and a non-zero exit code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -174,6 +175,38 @@ fn user_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     Ok(())
 }
 
+/// The operator's recovery: unwraps the user's escrowed key with the escrow authority's key in
+/// the data directory and writes an envelope wrapping it to `--to` (an X25519 public key, hex)
+/// alone. Audited like the API's recovery.
+fn escrow_recover(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let get = |name: &str| m.get_one::<String>(name).map_or("", String::as_str);
+    let tenant = TenantId::new(get("tenant"))?;
+    let user = UserId::new(get("user"))?;
+    let to = hex::decode(get("to")).map_err(|_| "--to must be 64 hex digits")?;
+    let out = PathBuf::from(get("out"));
+    let identity = data.escrow_identity()?;
+    let envelope = runtime()?.block_on(async {
+        let db = data.db().await?;
+        Ok::<_, Box<dyn std::error::Error>>(
+            cairn::server::keystore::recover(
+                &db,
+                &identity,
+                tenant.as_str(),
+                user.as_str(),
+                "operator",
+                &to,
+            )
+            .await?,
+        )
+    })?;
+    std::fs::write(&out, envelope)?;
+    println!(
+        "{user}'s key of {tenant}, wrapped to the given key, written to {}",
+        out.display()
+    );
+    Ok(())
+}
+
 fn audit(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let tenant = TenantId::new(m.get_one::<String>("tenant").map_or("", String::as_str))?;
     let log = runtime()?.block_on(async {
@@ -252,6 +285,20 @@ fn main() -> ExitCode {
                 .arg(data()),
         )
         .subcommand(
+            Command::new("escrow")
+                .about("escrowed keys")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("recover")
+                        .about("re-wrap a user's escrowed key to an X25519 public key (audited)")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user").required(true))
+                        .arg(opt("to").required(true).help("recipient X25519 public key, 64 hex digits"))
+                        .arg(opt("out").required(true).help("where to write the envelope")),
+                ),
+        )
+        .subcommand(
             Command::new("audit")
                 .about("print a tenant's audit log")
                 .arg(data())
@@ -295,6 +342,10 @@ fn main() -> ExitCode {
                 .map(|id| println!("storage key {id} added; restart the server to seal with it"))
                 .map_err(Into::into)
         }
+        Some(("escrow", sub)) => match sub.subcommand() {
+            Some(("recover", m)) => escrow_recover(&dir(m), m),
+            _ => Err("unknown escrow command".into()),
+        },
         Some(("audit", m)) => audit(&dir(m), m),
         _ => Err("unknown command".into()),
     };

@@ -120,9 +120,39 @@ impl KeyRing {
     /// # Errors
     /// [`AtRestError::Random`].
     pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<(&str, Vec<u8>), AtRestError> {
-        let (id, cipher) = self.keys.last().ok_or(AtRestError::UnknownKey)?;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| AtRestError::Random)?;
+        self.seal_with_nonce(nonce, context, plaintext)
+    }
+
+    /// Random nonces for `n` records in one call to the random source (a batch's worth).
+    ///
+    /// # Errors
+    /// [`AtRestError::Random`].
+    pub fn nonces(n: usize) -> Result<Vec<[u8; NONCE_LEN]>, AtRestError> {
+        let mut bytes = vec![0u8; n * NONCE_LEN];
+        getrandom::fill(&mut bytes).map_err(|_| AtRestError::Random)?;
+        Ok(bytes
+            .chunks_exact(NONCE_LEN)
+            .map(|c| {
+                let mut nonce = [0u8; NONCE_LEN];
+                nonce.copy_from_slice(c);
+                nonce
+            })
+            .collect())
+    }
+
+    /// [`KeyRing::seal`] with a nonce from [`KeyRing::nonces`] (each used once).
+    ///
+    /// # Errors
+    /// [`AtRestError::UnknownKey`] if the ring is empty.
+    pub fn seal_with_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(&str, Vec<u8>), AtRestError> {
+        let (id, cipher) = self.keys.last().ok_or(AtRestError::UnknownKey)?;
         let ct = cipher
             .encrypt(
                 &Nonce::try_from(&nonce[..]).map_err(|_| AtRestError::Damaged)?,

@@ -135,7 +135,8 @@ pub async fn ingest(
     }
     // Seal before the transaction: it holds SQLite's write lock for as short as possible.
     let mut rows = Vec::with_capacity(batch.events.len());
-    for (index, event) in batch.events.into_iter().enumerate() {
+    let nonces = KeyRing::nonces(batch.events.len())?;
+    for ((index, event), nonce) in batch.events.into_iter().enumerate().zip(nonces) {
         let index = index as u64;
         let mut server_event_id = Vec::with_capacity(24);
         server_event_id.extend_from_slice(&batch.device_id);
@@ -163,7 +164,7 @@ pub async fn ingest(
             batch.batch_sequence,
             index,
         );
-        let (key_id, sealed) = ring.seal(&ctx, &stored.encode_to_vec())?;
+        let (key_id, sealed) = ring.seal_with_nonce(nonce, &ctx, &stored.encode_to_vec())?;
         rows.push((index, observed, activity, key_id.to_owned(), sealed));
     }
     let mut tx = db.pool().begin().await?;

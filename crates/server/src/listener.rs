@@ -30,8 +30,9 @@ pub struct Limits {
     /// Bytes of request line and headers (HTTP/1.1 read buffer, HTTP/2 header list); more get
     /// 431 (S-9).
     pub max_header_bytes: usize,
-    /// Bytes of request body, for routes without a limit of their own; a larger
-    /// `Content-Length` gets 413 before the body is read, a larger chunked body is cut off (S-8).
+    /// Bytes of request body, the ceiling for every route (the route table sets each route's
+    /// own, tighter limit); a larger `Content-Length` gets 413 before the body is read, a
+    /// larger chunked body is cut off (S-8). The default is the largest route limit (uploads).
     pub max_body_bytes: usize,
 }
 
@@ -44,7 +45,7 @@ impl Default for Limits {
             max_concurrent_streams: 64,
             max_headers: 100,
             max_header_bytes: 16 << 10,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: 64 << 20,
         }
     }
 }

@@ -1002,3 +1002,44 @@ async fn s3_bola_within_a_tenant() {
     };
     assert!(!a_files.is_empty() && !b_files.is_empty());
 }
+
+/// S-8 for every route of the table: a `Content-Length` one byte over the route's own limit is
+/// answered 413 before any body is sent (the request carries a valid token with every
+/// capability, so the limit, not authentication, is what answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_every_route_limits_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let admin = app.admin("acme");
+    for route in ROUTES.iter().filter(|r| r.access != Access::Public) {
+        let path = concrete(route.path, "acme", "ana", &"ab".repeat(16), &"0".repeat(64));
+        let mut tls = common::connect(
+            app.server.addr,
+            common::client(&app.server.ca, None, common::ALL_VERSIONS),
+        )
+        .await
+        .unwrap();
+        let head = format!(
+            "{} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {admin}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            route.method,
+            route.max_body + 1
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tls.read_to_end(&mut answer),
+        )
+        .await
+        .expect("answered without the body")
+        .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "{} {path}: {answer}",
+            route.method
+        );
+    }
+}
