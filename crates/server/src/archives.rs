@@ -39,9 +39,9 @@ pub enum StoreError {
     /// The tenant's quota would be passed.
     #[error("quota exceeded")]
     Quota,
-    /// A snapshot whose header names another id than its path.
-    #[error("the record's header names another id")]
-    IdMismatch,
+    /// The upload is not a well-framed batch of sealed blocks (`docs/format/wire.md`).
+    #[error("malformed upload")]
+    Malformed,
     /// The log failed.
     #[error(transparent)]
     Archive(#[from] ArchiveError),

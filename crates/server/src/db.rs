@@ -89,6 +89,9 @@ pub struct DeviceRow {
     /// The enrollment token's id, while pending.
     #[serde(skip)]
     pub enrollment_jti: Option<String>,
+    /// BLAKE3 of the device secret, once enrolled.
+    #[serde(skip)]
+    pub secret_hash: Option<Vec<u8>>,
 }
 
 /// A tenant's storage quota and use.
@@ -345,7 +348,7 @@ impl Db {
     /// [`DbError`].
     pub async fn device(&self, tenant: &str, device: &str) -> Result<Option<DeviceRow>, DbError> {
         let row = sqlx::query(
-            "SELECT id, user_id, name, state, enrollment_jti FROM devices
+            "SELECT id, user_id, name, state, enrollment_jti, secret_hash FROM devices
              WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant)
@@ -361,7 +364,7 @@ impl Db {
     /// [`DbError`].
     pub async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, user_id, name, state, enrollment_jti FROM devices
+            "SELECT id, user_id, name, state, enrollment_jti, secret_hash FROM devices
              WHERE tenant = $1 ORDER BY id",
         )
         .bind(tenant)
@@ -417,28 +420,6 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// The hash of the device's secret, if it has one.
-    ///
-    /// # Errors
-    /// [`DbError`].
-    pub async fn device_secret_hash(
-        &self,
-        tenant: &str,
-        device: &str,
-    ) -> Result<Option<[u8; 32]>, DbError> {
-        let row = sqlx::query("SELECT secret_hash FROM devices WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(device)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: Option<Vec<u8>> = row.get(0);
-        hash.map(|h| {
-            <[u8; 32]>::try_from(h.as_slice()).map_err(|_| DbError::Invalid("secret hash"))
-        })
-        .transpose()
     }
 
     /// Every deauthorized device, as (tenant, device).
@@ -560,5 +541,6 @@ fn device_row(r: sqlx::sqlite::SqliteRow) -> DeviceRow {
         name: r.get(2),
         state: r.get(3),
         enrollment_jti: r.get(4),
+        secret_hash: r.get(5),
     }
 }

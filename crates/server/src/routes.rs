@@ -375,7 +375,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => Self::Conflict,
             StoreError::NotFound => Self::NotFound,
             StoreError::Quota => Self::Quota,
-            StoreError::IdMismatch => Self::BadRequest,
+            StoreError::Malformed => Self::BadRequest,
             other => internal("storage", &other),
         }
     }
@@ -873,13 +873,15 @@ async fn refresh(
     else {
         return Err(fail());
     };
-    let row = svc.db.device(&tenant, &device).await?;
-    let stored = svc.db.device_secret_hash(&tenant, &device).await?;
-    let (Some(row), Some(stored)) = (row, stored) else {
+    let Some(row) = svc.db.device(&tenant, &device).await? else {
         return Err(fail());
     };
+    let Some(stored) = &row.secret_hash else {
+        return Err(fail());
+    };
+    // Constant time; a stored hash of another length compares unequal.
     let hash = blake3::hash(&*presented);
-    if !bool::from(hash.as_bytes().ct_eq(&stored)) {
+    if !bool::from(hash.as_bytes()[..].ct_eq(stored.as_slice())) {
         return Err(fail());
     }
     if row.state == "deauthorized" {
@@ -954,12 +956,11 @@ async fn upload(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupPut).await?;
-    // Framing and each block's public header are checked before anything is stored.
-    wire::decode_upload(&body).map_err(|_| ApiError::BadRequest)?;
     let tenant = tenant_of(&token).as_str().to_owned();
     let s = Arc::clone(&svc);
     let stored = blocking(move || {
-        let blocks = wire::decode_upload(&body).map_err(|_| StoreError::IdMismatch)?;
+        // Framing and each block's public header are checked before anything is stored.
+        let blocks = wire::decode_upload(&body).map_err(|_| StoreError::Malformed)?;
         s.archives.put(&tenant, user.as_str(), KIND_BLOCK, &blocks)
     })
     .await?;
