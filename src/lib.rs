@@ -6,6 +6,7 @@
 //!
 //! | module | crate | what it does |
 //! | --- | --- | --- |
+//! | [`agent`] | `cairn-agent` | the endpoint: enrollment, backup and restore over pinned TLS, check, status, deauthorization |
 //! | [`archive`] | `cairn-archive` | the append-only archive log: CRC32C-framed records in segments, hash-chained commits, recovery, verify |
 //! | [`backup`] | `cairn-backup` | the backup engine: snapshots over a block store, incremental backup, restore, check |
 //! | [`chunk`] | `cairn-chunk` | keyed content-defined chunking (AES-PRF cut decisions), streaming and slice APIs |
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub use cairn_agent as agent;
 pub use cairn_archive as archive;
 pub use cairn_backup as backup;
 pub use cairn_chunk as chunk;

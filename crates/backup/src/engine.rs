@@ -747,11 +747,25 @@ impl<B: BlockStore> Repository<B> {
     }
 
     /// Opens a block of `kind` named `id`: authenticated, and its id recomputed.
-    fn open(&self, kind: BlockKind, id: &BlockId) -> Result<Vec<u8>, BackupError> {
+    pub(crate) fn open(&self, kind: BlockKind, id: &BlockId) -> Result<Vec<u8>, BackupError> {
         let sealed = self.store.get_block(id)?;
         self.sealer
             .open(kind, id, &sealed)
             .map_err(|_| BackupError::Block(id.to_string()))
+    }
+
+    /// One snapshot, authenticated (its id recomputed, its tag checked).
+    ///
+    /// # Errors
+    /// [`BackupError::Store`] (`NotFound` for an unknown id), [`BackupError::Block`] or
+    /// [`BackupError::SnapshotAuth`] for one this key did not make.
+    pub fn snapshot(&self, id: &BlockId) -> Result<Snapshot, BackupError> {
+        let sealed = self.store.get_snapshot(id)?;
+        let plain = self
+            .sealer
+            .open(BlockKind::SNAPSHOT, id, &sealed)
+            .map_err(|_| BackupError::Block(id.to_string()))?;
+        Snapshot::decode(&plain, &self.snapshot_key)
     }
 
     /// Every snapshot that authenticates with this key, with its id, oldest first.

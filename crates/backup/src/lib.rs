@@ -12,6 +12,7 @@
 //! | type | use |
 //! | --- | --- |
 //! | [`Repository`] | backup, restore (by path), check (subsets), list snapshots, progress |
+//! | [`Repository::diff`], [`Change`] | what changed between two snapshots, from their trees (unchanged subtrees skipped) |
 //! | [`check_chain`], [`ChainHead`] | the client's chain head and the B-8 check |
 //! | [`BlockStore`], [`MemoryStore`], [`ArchiveStore`] | where sealed blocks and snapshots live |
 //! | [`FileCache`] | the local cache that lets unchanged files go unread |
@@ -56,6 +57,7 @@
 
 mod cache;
 mod chain;
+mod diff;
 mod engine;
 mod error;
 mod progress;
@@ -65,6 +67,7 @@ mod tree;
 
 pub use cache::{CachedFile, FileCache};
 pub use chain::{ChainHead, check_chain};
+pub use diff::{Change, ChangeKind};
 pub use engine::{BackupSummary, CheckReport, DataCheck, Repository, RestoreSummary};
 pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};

@@ -53,7 +53,8 @@ const SIGNING_KEY: &str = "token-signing.key";
 const ESCROW_KEY: &str = "escrow.key";
 const ESCROW_PUB: &str = "escrow.pub";
 const STORAGE_KEYS: &str = "storage-keys";
-const DATABASE: &str = "meta.sqlite";
+/// The metadata database's file name.
+pub const DATABASE: &str = "meta.sqlite";
 
 /// Verified tokens kept by the verifier's cache.
 pub const VERIFIED_TOKEN_CACHE: usize = 65_536;

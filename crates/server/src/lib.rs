@@ -6,6 +6,7 @@
 //! | item | use |
 //! | --- | --- |
 //! | [`data::DataDir`] | the data directory: `init` (PKI, token key, escrow key pair, storage key ring, database) and `services` |
+//! | [`embedded::Embedded`] | the whole server in-process on loopback (the quickstart, end-to-end tests) |
 //! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision and body limit; handlers scope each request to its owner |
 //! | [`archives::Archives`], [`segments::ObjectSegments`] | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store |
 //! | [`events`] | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
@@ -25,6 +26,7 @@ pub mod archives;
 pub mod atrest;
 pub mod data;
 pub mod db;
+pub mod embedded;
 pub mod events;
 pub mod keystore;
 pub mod listener;

@@ -703,6 +703,12 @@ struct Credentials {
     token: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// At enrollment: the user the device backs up for, and the server's escrow public key
+    /// (X25519, hex) that the agent wraps its archive key to in the standard mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    escrow_public_key: Option<String>,
 }
 
 fn issue(
@@ -780,6 +786,8 @@ async fn add_device(
         device: device.as_str().to_owned(),
         token: enrollment,
         secret: None,
+        user: None,
+        escrow_public_key: None,
     };
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
@@ -843,6 +851,8 @@ async fn enroll(
         device,
         token: credentials,
         secret: Some(hex::encode(*secret)),
+        user: Some(claims.subject.as_str().to_owned()),
+        escrow_public_key: Some(hex::encode(svc.escrow.0.public().to_bytes())),
     })
     .into_response())
 }
@@ -903,6 +913,8 @@ async fn refresh(
         device,
         token,
         secret: None,
+        user: None,
+        escrow_public_key: None,
     })
     .into_response())
 }

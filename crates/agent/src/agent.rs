@@ -1,0 +1,606 @@
+//! The agent: enrollment, backup, restore, check and status over one device's credentials.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_backup::{
+    BackupSummary, ChainHead, Change, ChangeKind, CheckReport, EntryKind, FileCache, Progress,
+    Repository, RestoreSummary, Snapshot, check_chain,
+};
+use cairn_escrow::{
+    Argon2Params, Envelope, EscrowPublicKey, EscrowRecipient, Header, Mode, Password,
+    PasswordEscrowRecipient, PasswordRecipient, Recipient,
+};
+use cairn_events::v1;
+use cairn_keys::ArchiveKey;
+use cairn_seal::{ArchiveId, BlockId};
+use reqwest::Method;
+use zeroize::Zeroizing;
+
+use crate::AgentError;
+use crate::client::{self, Body, Client};
+use crate::remote::{RemoteStore, Traffic};
+use crate::spool::{DEFAULT_MAX_BYTES, Spool, SpoolStats};
+use crate::state::{AgentDir, CONFIG_FORMAT, Config, names};
+
+/// How the archive key is protected on the server (the tenant's security mode).
+pub enum Escrow {
+    /// Wrapped to the server's escrow key: an administrator can recover it.
+    Standard,
+    /// Wrapped to the escrow key under the user's password: recovery needs both.
+    ArchivePassword(Password),
+    /// Never escrowed: only this password (and this device's key file) can recover it.
+    CustomKey(Password),
+}
+
+impl Escrow {
+    fn name(&self) -> &'static str {
+        match self {
+            Escrow::Standard => "standard",
+            Escrow::ArchivePassword(_) => "archive-password",
+            Escrow::CustomKey(_) => "custom-key",
+        }
+    }
+}
+
+impl std::fmt::Debug for Escrow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What `enroll` needs.
+#[derive(Debug)]
+pub struct Enrollment<'a> {
+    /// The server, `https://host:port`.
+    pub server: &'a str,
+    /// The CA to pin (PEM), from the server's operator.
+    pub ca_pem: &'a [u8],
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The device id the administrator registered.
+    pub device: &'a str,
+    /// The one-use enrollment token.
+    pub token: &'a str,
+    /// The host name to record in snapshots.
+    pub host: &'a str,
+    /// The security mode.
+    pub escrow: Escrow,
+}
+
+/// What one backup did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupReport {
+    /// The folder backed up.
+    pub folder: PathBuf,
+    /// The new snapshot.
+    pub snapshot: String,
+    /// Its position in this device's chain.
+    pub seq: u64,
+    /// What the engine did.
+    #[serde(skip)]
+    pub summary: BackupSummary,
+    /// Entries added, modified, changed in attributes, removed since the previous snapshot.
+    pub changes: [u64; 4],
+    /// Events queued for the server (one per change).
+    pub events_queued: u64,
+    /// Events delivered during this run (queued earlier ones included).
+    pub events_sent: u64,
+    /// Requests made to the server.
+    pub requests: u64,
+    /// Bytes uploaded (request bodies).
+    pub bytes_up: u64,
+}
+
+/// What `status` shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Status {
+    /// The configuration.
+    pub config: Config,
+    /// The chain head (`SEQ ID`), if a backup was made.
+    pub head: Option<String>,
+    /// The event spool.
+    pub spool: SpoolStats,
+}
+
+fn unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cairn-agent-io")
+        .enable_all()
+        .build()
+        .map_err(|e| AgentError::io("tokio runtime", e))
+}
+
+fn device_bytes(device: &str) -> Result<Vec<u8>, AgentError> {
+    let bytes = hex::decode(device)
+        .ok()
+        .filter(|b| b.len() == 16)
+        .ok_or_else(|| AgentError::State(format!("device id {device:?} is not 32 hex digits")))?;
+    Ok(bytes)
+}
+
+/// An enrolled agent.
+pub struct Agent {
+    dir: AgentDir,
+    config: Config,
+    client: Arc<Client>,
+    repo: Repository<RemoteStore>,
+    traffic: Arc<Traffic>,
+    archive: ArchiveId,
+    key: ArchiveKey,
+    spool: Spool,
+    // Last: dropped after everything that holds a handle to it.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("dir", &self.dir)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Enrolls this endpoint: exchanges the enrollment token for the device's credentials,
+    /// generates the archive key here, writes the agent directory (key and secret readable by
+    /// this user only), and deposits the escrow envelope the mode calls for.
+    ///
+    /// # Errors
+    /// [`AgentError`]. If the deposit fails after the credentials were written, the agent is
+    /// enrolled and deposits before its first backup.
+    pub fn enroll(dir: &AgentDir, req: Enrollment<'_>) -> Result<Self, AgentError> {
+        if dir.path(names::CONFIG).exists() {
+            return Err(AgentError::Usage(format!(
+                "{} already holds an enrolled agent",
+                dir.root().display()
+            )));
+        }
+        let runtime = runtime()?;
+        let http = client::http_client(req.ca_pem)?;
+        let server = req.server.trim_end_matches('/');
+        let enrolled = runtime.block_on(client::enroll(
+            &http, server, req.tenant, req.device, req.token,
+        ))?;
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(enrolled.secret.as_bytes(), &mut *secret)
+            .map_err(|_| AgentError::State("enrollment answer: malformed secret".into()))?;
+        let escrow_key = hex::decode(&enrolled.escrow_public_key)
+            .map_err(|_| AgentError::State("enrollment answer: malformed escrow key".into()))
+            .and_then(|b| EscrowPublicKey::from_bytes(&b).map_err(AgentError::from))?;
+        let key = ArchiveKey::generate()?;
+        let mut archive = [0u8; 16];
+        getrandom::fill(&mut archive).map_err(|e| AgentError::State(format!("random: {e}")))?;
+        let archive = ArchiveId::from_bytes(archive);
+        let config = Config {
+            format: CONFIG_FORMAT,
+            server: server.to_owned(),
+            tenant: req.tenant.to_owned(),
+            user: enrolled.user.clone(),
+            device: enrolled.device.clone(),
+            host: req.host.to_owned(),
+            mode: req.escrow.name().to_owned(),
+            escrowed: false,
+            folder: None,
+        };
+        let envelope = envelope(&key, &config, &escrow_key, req.escrow)?;
+        dir.create(&config, req.ca_pem, &key, &archive, &secret)?;
+        dir.write_envelope(&envelope.to_bytes())?;
+        let client = Client::new(http, server, req.tenant, &enrolled.device, secret)
+            .with_token(enrolled.token);
+        let mut agent = Self::assemble(dir.clone(), config, client, key, archive, runtime)?;
+        agent.deposit()?;
+        Ok(agent)
+    }
+
+    /// Opens an enrolled agent's directory.
+    ///
+    /// # Errors
+    /// [`AgentError::Deauthorized`] after a deauthorization; [`AgentError::State`] for a
+    /// missing, foreign or unsafe file (a key file others can read).
+    pub fn open(dir: &AgentDir) -> Result<Self, AgentError> {
+        let config = dir.config()?;
+        let (key, archive) = dir.key()?;
+        let secret = dir.secret()?;
+        let http = client::http_client(&dir.ca()?)?;
+        let client = Client::new(http, &config.server, &config.tenant, &config.device, secret);
+        Self::assemble(dir.clone(), config, client, key, archive, runtime()?)
+    }
+
+    fn assemble(
+        dir: AgentDir,
+        config: Config,
+        client: Client,
+        key: ArchiveKey,
+        archive: ArchiveId,
+        runtime: tokio::runtime::Runtime,
+    ) -> Result<Self, AgentError> {
+        let client = Arc::new(client);
+        let store = RemoteStore::new(Arc::clone(&client), runtime.handle().clone(), &config.user);
+        let traffic = store.traffic();
+        let repo = Repository::new(store, &key, archive);
+        let spool = Spool::open(
+            &dir.path(names::SPOOL),
+            &device_bytes(&config.device)?,
+            DEFAULT_MAX_BYTES,
+        )?;
+        Ok(Self {
+            dir,
+            config,
+            client,
+            repo,
+            traffic,
+            archive,
+            key,
+            spool,
+            runtime,
+        })
+    }
+
+    /// Reports the engine's progress (backup, restore, check) to `progress`.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        let store = RemoteStore::new(
+            Arc::clone(&self.client),
+            self.runtime.handle().clone(),
+            &self.config.user,
+        );
+        self.traffic = store.traffic();
+        self.repo = Repository::new(store, &self.key, self.archive).with_progress(progress);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The archive id.
+    pub fn archive(&self) -> ArchiveId {
+        self.archive
+    }
+
+    /// After a failure: if the server said the device is deauthorized, wipe the key and
+    /// state and say so.
+    fn guard<T>(&self, result: Result<T, AgentError>) -> Result<T, AgentError> {
+        match result {
+            Err(_) | Ok(_) if self.client.is_deauthorized() => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.dir.wipe(now)?;
+                tracing::warn!("device deauthorized: key and state removed");
+                Err(AgentError::Deauthorized)
+            }
+            other => other,
+        }
+    }
+
+    /// Deposits the escrow envelope if it has not been accepted yet.
+    fn deposit(&mut self) -> Result<(), AgentError> {
+        if self.config.escrowed {
+            return Ok(());
+        }
+        let envelope = self.dir.envelope()?;
+        let path = format!("/users/{}/escrow", self.config.user);
+        let body = Body {
+            bytes: envelope.into(),
+            media_type: "application/octet-stream",
+        };
+        let done = self
+            .runtime
+            .block_on(self.client.call(Method::PUT, &path, Some(body)));
+        self.guard(done)?;
+        self.config.escrowed = true;
+        self.dir.save_config(&self.config)
+    }
+
+    /// The snapshots this key made, oldest first.
+    ///
+    /// # Errors
+    /// [`AgentError`].
+    pub fn snapshots(&self) -> Result<Vec<(BlockId, Snapshot)>, AgentError> {
+        self.guard(self.repo.snapshots().map_err(AgentError::from))
+    }
+
+    /// Backs up `folder` (or the folder of earlier backups) as a new snapshot, queues one event
+    /// per change since the previous snapshot (each linked to the new snapshot) and sends the
+    /// queued events. Must not be called from an async runtime's thread.
+    ///
+    /// # Errors
+    /// [`AgentError::Usage`] for a second folder; [`AgentError::Backup`] (a rolled-back or
+    /// forked server, B-8, among others); [`AgentError::Deauthorized`].
+    pub fn backup(&mut self, folder: Option<&Path>) -> Result<BackupReport, AgentError> {
+        let folder = match (folder, &self.config.folder) {
+            (Some(f), Some(known)) if !same_folder(f, known) => {
+                return Err(AgentError::Usage(format!(
+                    "this agent backs up {}; one folder per agent in this version",
+                    known.display()
+                )));
+            }
+            (Some(f), _) => std::path::absolute(f).map_err(|e| AgentError::io(f, e))?,
+            (None, Some(known)) => known.clone(),
+            (None, None) => {
+                return Err(AgentError::Usage(
+                    "no folder: name the folder to back up".into(),
+                ));
+            }
+        };
+        self.deposit()?;
+        let result = self.backup_folder(&folder);
+        let report = self.guard(result)?;
+        if self.config.folder.as_ref() != Some(&folder) {
+            self.config.folder = Some(folder);
+            self.dir.save_config(&self.config)?;
+        }
+        Ok(report)
+    }
+
+    fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {
+        let before = (
+            self.traffic
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.traffic
+                .bytes_up
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let snapshots = self.repo.snapshots()?;
+        let head = self.dir.head()?;
+        let parent = check_chain(&snapshots, head.as_ref())?;
+        let cache = FileCache::open(&self.dir.path(names::FILES))?;
+        let summary = self.repo.backup_incremental(
+            folder,
+            &self.config.host,
+            parent.map(|(id, s)| (id, s)),
+            Some(&cache),
+        )?;
+        let id = summary
+            .snapshot
+            .ok_or_else(|| AgentError::State("the engine made no snapshot".into()))?;
+        let snapshot = self.repo.snapshot(&id)?;
+        self.dir.set_head(&ChainHead {
+            seq: snapshot.seq,
+            id,
+        })?;
+        let changes = self.repo.diff(parent.map(|(_, s)| s), &snapshot)?;
+        let mut counts = [0u64; 4];
+        for c in &changes {
+            counts[match c.kind {
+                ChangeKind::Added => 0,
+                ChangeKind::Modified => 1,
+                ChangeKind::Attributes => 2,
+                ChangeKind::Removed => 3,
+            }] += 1;
+        }
+        let events = self.events(folder, &id, snapshot.seq, &changes)?;
+        let queued = events.len() as u64;
+        self.spool.push(events)?;
+        // Events that cannot be sent now stay queued; the backup itself succeeded.
+        let sent = match self.send_events() {
+            Ok(n) => n,
+            Err(AgentError::Deauthorized) => return Err(AgentError::Deauthorized),
+            Err(e) => {
+                tracing::warn!(error = %e, "events kept in the spool for later");
+                0
+            }
+        };
+        Ok(BackupReport {
+            folder: folder.to_path_buf(),
+            snapshot: id.to_string(),
+            seq: snapshot.seq,
+            summary,
+            changes: counts,
+            events_queued: queued,
+            events_sent: sent,
+            requests: self
+                .traffic
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed)
+                - before.0,
+            bytes_up: self
+                .traffic
+                .bytes_up
+                .load(std::sync::atomic::Ordering::Relaxed)
+                - before.1,
+        })
+    }
+
+    /// One event per change, linked to the snapshot that preserves the version (deletions
+    /// link to nothing: no version of the file is in the new snapshot).
+    fn events(
+        &self,
+        folder: &Path,
+        snapshot: &BlockId,
+        seq: u64,
+        changes: &[Change],
+    ) -> Result<Vec<v1::FileEvent>, AgentError> {
+        let now = unix_nanos();
+        let mut out = Vec::with_capacity(changes.len());
+        let base = folder.to_string_lossy();
+        let base = base.trim_end_matches('/');
+        for c in changes {
+            let path = format!("{base}/{}", String::from_utf8_lossy(&c.path));
+            if path.len() > cairn_events::Limits::MAX_PATH_BYTES {
+                tracing::warn!(bytes = path.len(), "path too long for an event; skipped");
+                continue;
+            }
+            let activity = match c.kind {
+                ChangeKind::Added => v1::Activity::Create,
+                ChangeKind::Modified => v1::Activity::Update,
+                ChangeKind::Attributes => v1::Activity::SetAttributes,
+                ChangeKind::Removed => v1::Activity::Delete,
+            };
+            let size = match &c.entry.kind {
+                EntryKind::File { size, .. } => *size,
+                _ => 0,
+            };
+            let mut event_id = vec![0u8; 16];
+            getrandom::fill(&mut event_id)
+                .map_err(|e| AgentError::State(format!("random: {e}")))?;
+            out.push(v1::FileEvent {
+                event_id,
+                observed_unix_nanos: now,
+                activity: activity as i32,
+                file: Some(v1::File {
+                    path,
+                    size,
+                    mode: c.entry.mode,
+                    modified_unix_nanos: c.entry.mtime_ns,
+                    ..Default::default()
+                }),
+                backup: (c.kind != ChangeKind::Removed).then(|| v1::BackupLink {
+                    archive_id: self.archive.as_bytes().to_vec(),
+                    snapshot_id: snapshot.as_bytes().to_vec(),
+                    file_version: seq,
+                }),
+                ..Default::default()
+            });
+        }
+        Ok(out)
+    }
+
+    /// Queues events in the spool (durable when this returns); [`Agent::send_events`] delivers
+    /// them.
+    ///
+    /// # Errors
+    /// [`AgentError::Db`].
+    pub fn queue_events(&self, events: Vec<v1::FileEvent>) -> Result<(), AgentError> {
+        self.spool.push(events)
+    }
+
+    /// Sends the spooled event batches, oldest first, until the spool is empty or the server
+    /// cannot be reached; returns the events delivered. A batch the server refuses as malformed
+    /// (400, 413, 422) is dropped and counted, so that it cannot block the others.
+    ///
+    /// # Errors
+    /// [`AgentError`] when the server cannot be reached (the batches stay queued).
+    pub fn send_events(&self) -> Result<u64, AgentError> {
+        let mut sent = 0;
+        while let Some((seq, batch)) = self.spool.oldest()? {
+            let events = <v1::EventBatch as prost::Message>::decode(batch.as_slice())
+                .map_or(0, |b| b.events.len() as u64);
+            let body = Body {
+                bytes: batch.into(),
+                media_type: "application/x-protobuf",
+            };
+            let result =
+                self.runtime
+                    .block_on(self.client.call(Method::POST, "/events", Some(body)));
+            match self.guard(result) {
+                Ok(_) => {
+                    self.spool.remove(seq, false)?;
+                    sent += events;
+                }
+                Err(AgentError::Http {
+                    status: 400 | 413 | 422,
+                    ..
+                }) => {
+                    tracing::warn!(seq, "the server refused an event batch; dropped");
+                    self.spool.remove(seq, true)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    fn find(&self, snapshot: &str) -> Result<(BlockId, Snapshot), AgentError> {
+        let mut all = self.snapshots()?;
+        if snapshot == "latest" {
+            return all
+                .pop()
+                .ok_or_else(|| AgentError::Usage("no snapshot yet".into()));
+        }
+        let mut found = all
+            .into_iter()
+            .filter(|(id, _)| id.to_string().starts_with(&snapshot.to_ascii_lowercase()));
+        match (found.next(), found.next()) {
+            (Some(one), None) if !snapshot.is_empty() => Ok(one),
+            (Some(_), Some(_)) => Err(AgentError::Usage(format!(
+                "snapshot {snapshot} is ambiguous: give more digits"
+            ))),
+            _ => Err(AgentError::Usage(format!("no snapshot {snapshot}"))),
+        }
+    }
+
+    /// Restores `snapshot` (an id, a unique prefix of one, or `latest`), whole or only `path`
+    /// inside it, into `to` (which must not exist or be empty). Every block is authenticated.
+    ///
+    /// # Errors
+    /// [`AgentError::Usage`] for an unknown snapshot; [`AgentError::Backup`].
+    pub fn restore(
+        &self,
+        snapshot: &str,
+        path: Option<&str>,
+        to: &Path,
+    ) -> Result<RestoreSummary, AgentError> {
+        let (_, snap) = self.find(snapshot)?;
+        let result = match path {
+            Some(p) => self.repo.restore_path(&snap, p, to),
+            None => self.repo.restore(&snap, to),
+        };
+        self.guard(result.map_err(AgentError::from))
+    }
+
+    /// Checks every snapshot's structure and, with `read_data`, opens every data block.
+    ///
+    /// # Errors
+    /// [`AgentError`] if the check could not run (problems found are in the report).
+    pub fn check(&self, read_data: bool) -> Result<CheckReport, AgentError> {
+        self.guard(self.repo.check(read_data).map_err(AgentError::from))
+    }
+
+    /// The configuration, chain head and spool.
+    ///
+    /// # Errors
+    /// [`AgentError`] for unreadable local state.
+    pub fn status(&self) -> Result<Status, AgentError> {
+        Ok(Status {
+            config: self.config.clone(),
+            head: self.dir.head()?.map(|h| h.to_string()),
+            spool: self.spool.stats()?,
+        })
+    }
+}
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    std::path::absolute(a).is_ok_and(|a| a == b)
+}
+
+/// The envelope the mode calls for.
+fn envelope(
+    key: &ArchiveKey,
+    config: &Config,
+    escrow: &EscrowPublicKey,
+    mode: Escrow,
+) -> Result<Envelope, AgentError> {
+    let (mode, recipient): (Mode, Box<dyn Recipient>) = match mode {
+        Escrow::Standard => (Mode::Standard, Box::new(EscrowRecipient(escrow.clone()))),
+        Escrow::ArchivePassword(p) => (
+            Mode::ArchivePassword,
+            Box::new(PasswordEscrowRecipient::new(
+                escrow.clone(),
+                p,
+                Argon2Params::DEFAULT,
+            )?),
+        ),
+        Escrow::CustomKey(p) => (
+            Mode::CustomKey,
+            Box::new(PasswordRecipient::new(p, Argon2Params::DEFAULT)?),
+        ),
+    };
+    let header = Header::new(mode, key.fingerprint(), &config.tenant, &config.user)?;
+    Ok(Envelope::wrap(key, header, &[recipient.as_ref()])?)
+}

@@ -1,0 +1,182 @@
+//! The agent against a real server over TLS on 127.0.0.1: enrollment, backup, restore, the
+//! second backup, events linked to snapshots, deauthorization, spooled events across an outage,
+//! and no plaintext in the server's data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+
+use cairn_agent::state::{AgentDir, names};
+use cairn_agent::{Agent, AgentError};
+use cairn_events::v1;
+use common::{TENANT, find_bytes, listing, make_tree, world};
+
+const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
+
+#[test]
+fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, MARKER, 6 << 20);
+    let mut agent = w.enroll("ana", &tmp.path().join("agent"));
+
+    let first = agent.backup(Some(&src)).unwrap();
+    assert_eq!(first.seq, 0);
+    assert!(first.summary.bytes_read >= 6 << 20);
+    let entries = listing(&src).len() as u64;
+    assert_eq!(first.changes, [entries, 0, 0, 0], "every entry is new");
+    assert_eq!(first.events_queued, entries);
+    assert_eq!(first.events_sent, entries);
+
+    // Restore is byte-identical: contents, names, empty files and folders, modes, symlinks.
+    let out = tmp.path().join("restored");
+    agent.restore("latest", None, &out).unwrap();
+    assert_eq!(listing(&out), listing(&src));
+    // A single path, by a unique prefix of the snapshot id.
+    let one = tmp.path().join("one");
+    agent
+        .restore(&first.snapshot[..12], Some("docs/über"), &one)
+        .unwrap();
+    assert_eq!(listing(&one), listing(&src.join("docs/über")));
+
+    // The second backup of unchanged data sends almost nothing: a snapshot and no block.
+    let second = agent.backup(None).unwrap();
+    assert_eq!(second.seq, 1);
+    assert_eq!(second.changes, [0, 0, 0, 0]);
+    assert_eq!(
+        second.summary.bytes_read, 0,
+        "the file cache skipped every file"
+    );
+    assert!(
+        second.bytes_up < 4096,
+        "second backup sent {} bytes",
+        second.bytes_up
+    );
+
+    // A change: one update event, linked to the snapshot that preserves the new version.
+    fs::write(src.join("docs/report.txt"), format!("revised {MARKER}\n")).unwrap();
+    let third = agent.backup(None).unwrap();
+    assert_eq!(third.changes, [0, 1, 0, 0]);
+    let events = w.events();
+    assert_eq!(events.len() as u64, entries + 1);
+    let update = events
+        .iter()
+        .find(|e| e["activity_id"] == 3)
+        .expect("an update event");
+    assert!(
+        update["file"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/docs/report.txt")
+    );
+    let link = &update["unmapped"]["cairn_backup"];
+    assert_eq!(link["snapshot_id"], third.snapshot.as_str());
+    assert_eq!(
+        link["archive_id"],
+        hex::encode(agent.archive().as_bytes()).as_str()
+    );
+    assert_eq!(link["file_version"], third.seq);
+
+    // Check: every snapshot's structure and every data block.
+    let report = agent.check(true).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.snapshots, 3);
+    let status = agent.status().unwrap();
+    assert_eq!(status.spool.batches, 0);
+    assert_eq!(status.head.unwrap().split(' ').next(), Some("2"));
+
+    // Nothing the agent read is on the server in the clear: not contents, not names (events
+    // carry paths, sealed at rest).
+    drop(agent);
+    if let Some(p) = find_bytes(w.data.root(), MARKER.as_bytes()) {
+        panic!("plaintext marker found in {}", p.display());
+    }
+}
+
+#[test]
+fn deauthorization_removes_the_key_and_stops_the_agent() {
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, MARKER, 1 << 20);
+    let dir = tmp.path().join("agent");
+    let mut agent = w.enroll("bo", &dir);
+    agent.backup(Some(&src)).unwrap();
+    let device = agent.config().device.clone();
+
+    let (status, _) = w.admin_call(
+        "POST",
+        &format!("/v1/tenants/{TENANT}/devices/{device}/deauthorize"),
+        None,
+    );
+    assert_eq!(status, 204);
+    fs::write(src.join("new.txt"), b"after").unwrap();
+    match agent.backup(None) {
+        Err(AgentError::Deauthorized) => {}
+        other => panic!("expected Deauthorized, got {other:?}"),
+    }
+    assert!(!dir.join(names::KEY).exists(), "the key file is gone");
+    assert!(!dir.join(names::SECRET).exists());
+    assert!(!dir.join(names::CONFIG).exists());
+    assert!(dir.join(names::DEAUTHORIZED).exists());
+    // It stays stopped: opening it again says why.
+    drop(agent);
+    match Agent::open(&AgentDir::at(&dir)) {
+        Err(AgentError::Deauthorized) => {}
+        other => panic!("expected Deauthorized, got {other:?}"),
+    }
+}
+
+fn event(path: &str) -> v1::FileEvent {
+    let mut id = vec![0u8; 16];
+    getrandom::fill(&mut id).unwrap();
+    v1::FileEvent {
+        event_id: id,
+        observed_unix_nanos: i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        )
+        .unwrap(),
+        activity: v1::Activity::Create as i32,
+        file: Some(v1::File {
+            path: path.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn events_spooled_during_an_outage_arrive_once_after_it() {
+    let mut w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agent");
+    let agent = w.enroll("cy", &dir);
+
+    w.crash();
+    let outage: Vec<_> = (0..1500)
+        .map(|i| event(&format!("/home/cy/f{i}")))
+        .collect();
+    agent.queue_events(outage).unwrap();
+    assert!(matches!(agent.send_events(), Err(AgentError::Transport(_))));
+    assert_eq!(agent.status().unwrap().spool.batches, 2);
+    // The agent restarts during the outage: the spool is on disk.
+    drop(agent);
+    let agent = Agent::open(&AgentDir::at(&dir)).unwrap();
+    assert_eq!(agent.status().unwrap().spool.batches, 2);
+
+    w.restart();
+    assert_eq!(agent.send_events().unwrap(), 1500);
+    assert_eq!(agent.send_events().unwrap(), 0);
+    assert_eq!(w.events().len(), 1500);
+    let stats = agent.status().unwrap().spool;
+    assert_eq!(
+        (stats.batches, stats.dropped_full, stats.dropped_refused),
+        (0, 0, 0)
+    );
+}

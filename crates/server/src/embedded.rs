@@ -1,0 +1,182 @@
+//! The whole server in-process on a loopback address, over a data directory: what the
+//! quickstart and the end-to-end tests run. Same routes, TLS policy, limits and storage as
+//! `server serve`; the caller owns the async runtime.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_token::{Capabilities, Capability, Clock, Role, TenantId, TokenRequest, UserId};
+use time::OffsetDateTime;
+
+use crate::ServerError;
+use crate::data::DataDir;
+use crate::listener::{Limits, serve};
+use crate::ratelimit::RateConfig;
+use crate::routes::{AppState, Services, SystemClock, router};
+use crate::tls::server_config;
+
+/// The host name the embedded server's certificate is for.
+pub const HOST: &str = "localhost";
+
+/// A running in-process server.
+pub struct Embedded {
+    addr: SocketAddr,
+    data: DataDir,
+    services: Arc<Services>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("addr", &self.addr)
+            .field("data", &self.data.root())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedded {
+    /// Starts a server on `listen` (port 0 for any) over `data`, initialising the data
+    /// directory (certificate for [`HOST`]) if it has no database yet.
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub async fn start(data: DataDir, listen: SocketAddr) -> Result<Self, ServerError> {
+        Self::start_with(data, listen, RateConfig::default()).await
+    }
+
+    /// [`Embedded::start`] with other rate limits.
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub async fn start_with(
+        data: DataDir,
+        listen: SocketAddr,
+        rates: RateConfig,
+    ) -> Result<Self, ServerError> {
+        let now = OffsetDateTime::now_utc();
+        if !data.root().join(crate::data::DATABASE).exists() {
+            data.init(&[HOST.to_owned()], now).await?;
+        }
+        let loaded = data.pki().load(HOST, now)?;
+        let tls = server_config(loaded.chain, loaded.key)?;
+        let services = data.services_with(rates).await?;
+        let verifier = data.verifier(SystemClock, services.revoked.clone())?;
+        let app = router(Arc::new(AppState {
+            verifier,
+            services: Arc::clone(&services),
+        }));
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::io("local address", e))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, tls, app, Limits::default(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            data,
+            services,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its URL, `https://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{HOST}:{}", self.addr.port())
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// Its services (database, archives, issuer...).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// The CA that agents pin (PEM).
+    ///
+    /// # Errors
+    /// [`ServerError::Io`].
+    pub fn ca_pem(&self) -> Result<Vec<u8>, ServerError> {
+        let path = self.data.pki().dir().join(crate::pki::CA_CERT);
+        std::fs::read(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))
+    }
+
+    /// Adds a tenant (quota in bytes) and its first administrator, `admin`; returns a
+    /// 15-minute token for that administrator with every capability.
+    ///
+    /// # Errors
+    /// [`ServerError::Refused`] for an invalid id or an existing tenant.
+    pub async fn add_tenant(
+        &self,
+        tenant: &str,
+        admin: &str,
+        quota_bytes: i64,
+    ) -> Result<String, ServerError> {
+        let refused = |e: &dyn std::fmt::Display| ServerError::Refused(e.to_string());
+        let tenant_id = TenantId::new(tenant).map_err(|e| refused(&e))?;
+        let admin_id = UserId::new(admin).map_err(|e| refused(&e))?;
+        let db = &self.services.db;
+        if !db
+            .add_tenant(tenant, quota_bytes)
+            .await
+            .map_err(|e| refused(&e))?
+        {
+            return Err(ServerError::Refused(format!("tenant {tenant} exists")));
+        }
+        db.add_user(tenant, admin, Role::Admin.as_str())
+            .await
+            .map_err(|e| refused(&e))?;
+        let request = TokenRequest {
+            subject: admin_id,
+            tenant: tenant_id,
+            device: None,
+            role: Role::Admin,
+            capabilities: Capabilities::of(&Capability::ALL),
+            lifetime_secs: 900,
+        };
+        let token = self
+            .services
+            .issuer
+            .issue(&request, SystemClock.now())
+            .map_err(|e| refused(&e))?;
+        Ok(token.expose().to_owned())
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    ///
+    /// # Errors
+    /// [`ServerError`] from the accept loop.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| ServerError::Refused(format!("server task: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
