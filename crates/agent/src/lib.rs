@@ -4,6 +4,7 @@
 
 mod agent;
 pub mod client;
+pub mod compare;
 mod error;
 pub mod remote;
 pub mod spool;
