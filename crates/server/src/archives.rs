@@ -140,6 +140,32 @@ impl Archives {
         let (log, _recovery) = Archive::open(segments, config)?;
         let mut open = lock(&self.open)?;
         // Another thread may have opened it meanwhile: keep the first.
+        if let Some(a) = open.get(&key) {
+            return Ok(Arc::clone(a));
+        }
+        // The first open in this process: make the user's charged total what the log holds
+        // (a crash between a charge and its append leaves a charge for nothing). Under the map's
+        // lock, so that no upload to this archive runs meanwhile.
+        let mut actual: u64 = 0;
+        for kind in [KIND_BLOCK, KIND_SNAPSHOT] {
+            actual += log
+                .records_of_kind(kind)?
+                .iter()
+                .map(|(_, loc)| u64::from(loc.len))
+                .sum::<u64>();
+        }
+        let actual = i64::try_from(actual).map_err(|_| StoreError::Quota)?;
+        let delta = self
+            .runtime
+            .block_on(self.db.reconcile(tenant, user, actual))?;
+        if delta != 0 {
+            tracing::warn!(
+                tenant,
+                user,
+                delta,
+                "stored total corrected to what the archive holds"
+            );
+        }
         let entry = open.entry(key).or_insert_with(|| Arc::new(Mutex::new(log)));
         Ok(Arc::clone(entry))
     }

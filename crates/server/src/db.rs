@@ -250,6 +250,46 @@ impl Db {
         Ok(true)
     }
 
+    /// Sets a user's stored total to `actual` (what their archive holds, counted when it is
+    /// opened) and moves the tenant's total by the difference, in one transaction; returns the
+    /// difference. A charge whose append a crash lost (the server killed between the two) is
+    /// given back here.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn reconcile(&self, tenant: &str, user: &str, actual: i64) -> Result<i64, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<i64> =
+            sqlx::query("SELECT stored_bytes FROM archives WHERE tenant = $1 AND user_id = $2")
+                .bind(tenant)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+        let Some(stored) = stored else {
+            return Ok(0);
+        };
+        let delta = actual - stored;
+        if delta != 0 {
+            sqlx::query("UPDATE archives SET stored_bytes = $1 WHERE tenant = $2 AND user_id = $3")
+                .bind(actual)
+                .bind(tenant)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE tenants SET used_bytes = CASE WHEN used_bytes + $1 < 0 THEN 0 ELSE used_bytes + $1 END
+                 WHERE id = $2",
+            )
+            .bind(delta)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(delta)
+    }
+
     /// Gives back a charge that was not used (the append failed).
     ///
     /// # Errors
