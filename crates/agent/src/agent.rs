@@ -1,12 +1,13 @@
 //! The agent: enrollment, backup, restore, check and status over one device's credentials.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_backup::{
-    BackupSummary, ChainHead, Change, ChangeKind, CheckReport, EntryKind, FileCache, Progress,
-    Repository, RestoreSummary, Snapshot, check_chain,
+    BackupSummary, ChainHead, ChangeKind, CheckReport, FileCache, Progress, Repository,
+    RestoreSummary, Snapshot, check_chain,
 };
 use cairn_escrow::{
     Argon2Params, Envelope, EscrowPublicKey, EscrowRecipient, Header, Mode, Password,
@@ -20,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::AgentError;
 use crate::client::{self, Body, Client};
+use crate::events;
 use crate::remote::{RemoteStore, Traffic};
 use crate::spool::{DEFAULT_MAX_BYTES, Spool, SpoolStats};
 use crate::state::{AgentDir, CONFIG_FORMAT, Config, names};
@@ -193,6 +195,7 @@ impl Agent {
             mode: req.escrow.name().to_owned(),
             escrowed: false,
             folder: None,
+            exposure: events::default_rules(std::env::home_dir().as_deref()),
         };
         let envelope = envelope(&key, &config, &escrow_key, req.escrow)?;
         dir.create(&config, req.ca_pem, &key, &archive, &secret)?;
@@ -211,6 +214,7 @@ impl Agent {
     /// missing, foreign or unsafe file (a key file others can read).
     pub fn open(dir: &AgentDir) -> Result<Self, AgentError> {
         let config = dir.config()?;
+        events::check_rules(&config.exposure)?;
         let (key, archive) = dir.key()?;
         let secret = dir.secret()?;
         let http = client::http_client(&dir.ca()?)?;
@@ -229,7 +233,7 @@ impl Agent {
         let client = Arc::new(client);
         let store = RemoteStore::new(Arc::clone(&client), runtime.handle().clone(), &config.user);
         let traffic = store.traffic();
-        let repo = Repository::new(store, &key, archive);
+        let repo = Repository::new(store, &key, archive).with_content_hashes(true);
         let spool = Spool::open(
             &dir.path(names::SPOOL),
             &device_bytes(&config.device)?,
@@ -257,7 +261,9 @@ impl Agent {
             &self.config.user,
         );
         self.traffic = store.traffic();
-        self.repo = Repository::new(store, &self.key, self.archive).with_progress(progress);
+        self.repo = Repository::new(store, &self.key, self.archive)
+            .with_content_hashes(true)
+            .with_progress(progress);
         self
     }
 
@@ -384,7 +390,25 @@ impl Agent {
                 ChangeKind::Removed => 3,
             }] += 1;
         }
-        let events = self.events(folder, &id, snapshot.seq, &changes)?;
+        let hashes: HashMap<PathBuf, [u8; 32]> = summary.content_hashes.iter().cloned().collect();
+        let (events, skipped) = events::from_changes(
+            &events::Context {
+                folder,
+                archive: self.archive,
+                snapshot: id,
+                seq: snapshot.seq,
+                hashes: &hashes,
+                rules: &self.config.exposure,
+                now: unix_nanos(),
+            },
+            &changes,
+        )?;
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "events with paths longer than the schema allows were skipped"
+            );
+        }
         let queued = events.len() as u64;
         self.spool.push(events)?;
         // Events that cannot be sent now stay queued; the backup itself succeeded.
@@ -415,60 +439,6 @@ impl Agent {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 - before.1,
         })
-    }
-
-    /// One event per change, linked to the snapshot that preserves the version (deletions
-    /// link to nothing: no version of the file is in the new snapshot).
-    fn events(
-        &self,
-        folder: &Path,
-        snapshot: &BlockId,
-        seq: u64,
-        changes: &[Change],
-    ) -> Result<Vec<v1::FileEvent>, AgentError> {
-        let now = unix_nanos();
-        let mut out = Vec::with_capacity(changes.len());
-        let base = folder.to_string_lossy();
-        let base = base.trim_end_matches('/');
-        for c in changes {
-            let path = format!("{base}/{}", String::from_utf8_lossy(&c.path));
-            if path.len() > cairn_events::Limits::MAX_PATH_BYTES {
-                tracing::warn!(bytes = path.len(), "path too long for an event; skipped");
-                continue;
-            }
-            let activity = match c.kind {
-                ChangeKind::Added => v1::Activity::Create,
-                ChangeKind::Modified => v1::Activity::Update,
-                ChangeKind::Attributes => v1::Activity::SetAttributes,
-                ChangeKind::Removed => v1::Activity::Delete,
-            };
-            let size = match &c.entry.kind {
-                EntryKind::File { size, .. } => *size,
-                _ => 0,
-            };
-            let mut event_id = vec![0u8; 16];
-            getrandom::fill(&mut event_id)
-                .map_err(|e| AgentError::State(format!("random: {e}")))?;
-            out.push(v1::FileEvent {
-                event_id,
-                observed_unix_nanos: now,
-                activity: activity as i32,
-                file: Some(v1::File {
-                    path,
-                    size,
-                    mode: c.entry.mode,
-                    modified_unix_nanos: c.entry.mtime_ns,
-                    ..Default::default()
-                }),
-                backup: (c.kind != ChangeKind::Removed).then(|| v1::BackupLink {
-                    archive_id: self.archive.as_bytes().to_vec(),
-                    snapshot_id: snapshot.as_bytes().to_vec(),
-                    file_version: seq,
-                }),
-                ..Default::default()
-            });
-        }
-        Ok(out)
     }
 
     /// Queues events in the spool (durable when this returns); [`Agent::send_events`] delivers

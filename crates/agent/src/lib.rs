@@ -6,6 +6,7 @@ mod agent;
 pub mod client;
 pub mod compare;
 mod error;
+pub mod events;
 pub mod remote;
 pub mod spool;
 pub mod state;

@@ -63,6 +63,9 @@ pub struct Config {
     pub escrowed: bool,
     /// The folder this agent backs up (set by the first backup).
     pub folder: Option<PathBuf>,
+    /// Exposure rules for events (defaults written at enrollment; edit to taste).
+    #[serde(default)]
+    pub exposure: Vec<crate::events::ExposureRule>,
 }
 
 /// The agent's directory.

@@ -72,6 +72,9 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
             .unwrap()
             .ends_with("/docs/report.txt")
     );
+    // Its hash is the new contents' BLAKE3, from the backup's own read.
+    let want = blake3::hash(format!("revised {MARKER}\n").as_bytes()).to_hex();
+    assert_eq!(update["file"]["hashes"][0]["value"], want.as_str());
     let link = &update["unmapped"]["cairn_backup"];
     assert_eq!(link["snapshot_id"], third.snapshot.as_str());
     assert_eq!(
@@ -80,13 +83,37 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
     );
     assert_eq!(link["file_version"], third.seq);
 
+    // A move is one rename event, found by contents.
+    fs::rename(src.join("large.bin"), src.join("docs/moved.bin")).unwrap();
+    let fourth = agent.backup(None).unwrap();
+    assert_eq!(fourth.changes, [1, 0, 0, 1]);
+    assert_eq!(fourth.events_queued, 1);
+    let events = w.events();
+    let rename = events
+        .iter()
+        .find(|e| e["activity_id"] == 5)
+        .expect("a rename");
+    // OCSF: the old name in `file`, the new one in `file_result`.
+    assert!(
+        rename["file"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/large.bin")
+    );
+    assert!(
+        rename["file_result"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/docs/moved.bin")
+    );
+
     // Check: every snapshot's structure and every data block.
     let report = agent.check(true).unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.snapshots, 3);
+    assert_eq!(report.snapshots, 4);
     let status = agent.status().unwrap();
     assert_eq!(status.spool.batches, 0);
-    assert_eq!(status.head.unwrap().split(' ').next(), Some("2"));
+    assert_eq!(status.head.unwrap().split(' ').next(), Some("3"));
 
     // Nothing the agent read is on the server in the clear: not contents, not names (events
     // carry paths, sealed at rest).

@@ -36,7 +36,10 @@ fn full(pending: &[Identified]) -> bool {
 }
 
 /// What one group of files produced: (slot, size, chunk ids) per file, and its counters.
-type GroupResult = (Vec<(usize, u64, Vec<BlockId>)>, BackupSummary);
+type GroupResult = (
+    Vec<(usize, u64, Vec<BlockId>, Option<[u8; 32]>)>,
+    BackupSummary,
+);
 
 /// A file to back up, as the walk found it.
 struct FileJob {
@@ -253,6 +256,10 @@ pub struct BackupSummary {
     pub skipped: u64,
     /// Files whose metadata matched the file cache, so they were not read.
     pub files_unchanged: u64,
+    /// With [`Repository::with_content_hashes`]: each file read by this backup (its path as
+    /// walked) with the BLAKE3 hash of its contents, computed from the same read that chunked
+    /// it. Files the cache vouched for were not read and are not listed.
+    pub content_hashes: Vec<(std::path::PathBuf, [u8; 32])>,
 }
 
 /// What a check found.
@@ -299,6 +306,7 @@ pub struct Repository<B: BlockStore> {
     chunker: Chunker,
     snapshot_key: SnapshotKey,
     progress: Option<Arc<dyn Progress>>,
+    content_hashes: bool,
 }
 
 fn now_ns() -> i64 {
@@ -369,6 +377,7 @@ impl<B: BlockStore> Repository<B> {
             chunker: Chunker::new(&key.chunker_key(), ChunkerConfig::DEFAULT),
             snapshot_key: key.snapshot_key(),
             progress: None,
+            content_hashes: false,
         }
     }
 
@@ -376,6 +385,14 @@ impl<B: BlockStore> Repository<B> {
     #[must_use]
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Hashes (BLAKE3) the contents of every file a backup reads, from the same read, into
+    /// [`BackupSummary::content_hashes`] (what the agent's file events carry).
+    #[must_use]
+    pub fn with_content_hashes(mut self, on: bool) -> Self {
+        self.content_hashes = on;
         self
     }
 
@@ -518,7 +535,7 @@ impl<B: BlockStore> Repository<B> {
         expected_size: u64,
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
-    ) -> Result<(u64, Vec<BlockId>), BackupError> {
+    ) -> Result<(u64, Vec<BlockId>, Option<[u8; 32]>), BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
         let mut ids = Vec::new();
         let mut size = 0u64;
@@ -529,12 +546,13 @@ impl<B: BlockStore> Repository<B> {
             file.read_to_end(&mut data)
                 .map_err(|e| BackupError::io(path, e))?;
             if data.len() <= self.chunker.config().min() {
+                let hash = self.content_hashes.then(|| *blake3::hash(&data).as_bytes());
                 if !data.is_empty() {
                     size = data.len() as u64;
                     ids.push(self.queue(BlockKind::DATA, data, pending, summary)?);
                 }
                 summary.bytes_read += size;
-                return Ok((size, ids));
+                return Ok((size, ids, hash));
             }
             // It grew since the walk: cut what was read and the rest as a stream.
             return self.backup_stream(
@@ -554,19 +572,23 @@ impl<B: BlockStore> Repository<B> {
         reader: R,
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
-    ) -> Result<(u64, Vec<BlockId>), BackupError> {
+    ) -> Result<(u64, Vec<BlockId>, Option<[u8; 32]>), BackupError> {
         let mut stream = self.chunker.stream(reader);
         let mut ids = Vec::new();
         let mut size = 0u64;
+        let mut hasher = self.content_hashes.then(blake3::Hasher::new);
         while let Some((_, chunk)) = stream
             .next_chunk()
             .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
         {
             size += chunk.len() as u64;
+            if let Some(h) = hasher.as_mut() {
+                h.update(chunk);
+            }
             ids.push(self.queue(BlockKind::DATA, chunk.to_vec(), pending, summary)?);
         }
         summary.bytes_read += size;
-        Ok((size, ids))
+        Ok((size, ids, hasher.map(|h| *h.finalize().as_bytes())))
     }
 
     /// Backs up one directory tree in three phases: walk (metadata only, one thread), files
@@ -646,10 +668,10 @@ impl<B: BlockStore> Repository<B> {
                 let mut out = Vec::with_capacity(group.len());
                 for &slot in group {
                     let job = &jobs[slot];
-                    let (size, chunks) =
+                    let (size, chunks, hash) =
                         self.backup_file(&job.path, job.size, &mut pending, &mut part)?;
                     meter.add(1, size);
-                    out.push((slot, size, chunks));
+                    out.push((slot, size, chunks, hash));
                 }
                 self.flush(&mut pending, &mut part)?;
                 Ok((out, part))
@@ -660,8 +682,11 @@ impl<B: BlockStore> Repository<B> {
             summary.bytes_read += part.bytes_read;
             summary.blocks_sent += part.blocks_sent;
             summary.bytes_sent += part.bytes_sent;
-            for (slot, size, chunks) in out {
+            for (slot, size, chunks, hash) in out {
                 results[slot] = Some((size, chunks));
+                if let Some(hash) = hash {
+                    summary.content_hashes.push((jobs[slot].path.clone(), hash));
+                }
             }
         }
         for slot in followers {
