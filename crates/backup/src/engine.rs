@@ -35,6 +35,10 @@ fn full(pending: &[Identified]) -> bool {
         || pending.iter().map(|b| b.plaintext().len()).sum::<usize>() >= PENDING_BYTES
 }
 
+/// What reading one file produced: its size, its chunk ids, and its BLAKE3 hash (with content
+/// hashes on).
+type FileRead = (u64, Vec<BlockId>, Option<[u8; 32]>);
+
 /// What one group of files produced: (slot, size, chunk ids) per file, and its counters.
 type GroupResult = (
     Vec<(usize, u64, Vec<BlockId>, Option<[u8; 32]>)>,
@@ -535,7 +539,7 @@ impl<B: BlockStore> Repository<B> {
         expected_size: u64,
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
-    ) -> Result<(u64, Vec<BlockId>, Option<[u8; 32]>), BackupError> {
+    ) -> Result<FileRead, BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
         let mut ids = Vec::new();
         let mut size = 0u64;
@@ -572,7 +576,7 @@ impl<B: BlockStore> Repository<B> {
         reader: R,
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
-    ) -> Result<(u64, Vec<BlockId>, Option<[u8; 32]>), BackupError> {
+    ) -> Result<FileRead, BackupError> {
         let mut stream = self.chunker.stream(reader);
         let mut ids = Vec::new();
         let mut size = 0u64;
