@@ -4,7 +4,7 @@
 //! agent enroll --dir DIR --server https://HOST:PORT --ca ca.pem --tenant T --device D --token TOKEN
 //!     [--host NAME] [--mode standard|archive-password|custom-key]   (password: CAIRN_PASSWORD)
 //! agent backup --dir DIR [FOLDER]
-//! agent run --dir DIR [FOLDER] [--interval SECS]
+//! agent run --dir DIR [FOLDER] [--interval SECS] [--full-scan SECS]
 //! agent snapshots --dir DIR
 //! agent restore --dir DIR SNAPSHOT [PATH] --to OUT
 //! agent check --dir DIR [--read-data]
@@ -12,9 +12,10 @@
 //! ```
 //!
 //! Every command takes `--json` (one JSON object on stdout, for scripts) and `--quiet` (no
-//! progress bars). Progress bars are drawn only on a terminal. `run` backs up the folder every
-//! interval (the file cache makes an unchanged folder cost a walk, not a read) and sends the
-//! queued events; it stops, with the key removed, if the device is deauthorized.
+//! progress bars). Progress bars are drawn only on a terminal. `run` watches the folder and backs
+//! up what changed within the interval (the file cache makes unchanged files cost a `stat`, not a
+//! read), plus a full scan every `--full-scan`, sending the events each backup makes; it stops,
+//! with the key removed, if the device is deauthorized.
 
 // A binary: printing is its job, and errors end it with a message and a non-zero exit code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::agent::state::AgentDir;
-use cairn::agent::{Agent, AgentError, BackupReport, Enrollment, Escrow};
+use cairn::agent::{Agent, BackupReport, Enrollment, Escrow, RunOptions};
 use cairn::escrow::Password;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -84,7 +85,17 @@ fn cli() -> Command {
                 .about("back up continuously and send events")
                 .arg(dir.clone())
                 .arg(Arg::new("folder"))
-                .arg(opt("interval", "seconds between backups").default_value("300")),
+                .arg(
+                    opt("interval", "a change is backed up within this many seconds")
+                        .default_value("60"),
+                )
+                .arg(
+                    opt(
+                        "full-scan",
+                        "a backup at least this often (seconds), changes or not",
+                    )
+                    .default_value("3600"),
+                ),
         )
         .subcommand(
             Command::new("snapshots")
@@ -220,20 +231,26 @@ fn run() -> Result<()> {
         }
         Some(("run", s)) => {
             let mut agent = open(s, bars)?;
-            let interval = Duration::from_secs(get(s, "interval").unwrap_or("300").parse()?);
-            let mut folder = get(s, "folder").map(PathBuf::from);
-            loop {
-                let started = Instant::now();
-                match agent.backup(folder.as_deref()) {
-                    Ok(report) => print_backup(&report, started.elapsed(), json),
-                    Err(AgentError::Deauthorized) => return Err(AgentError::Deauthorized.into()),
-                    Err(e @ (AgentError::Usage(_) | AgentError::State(_))) => return Err(e.into()),
-                    // The server unreachable, a refused request: try again next time.
-                    Err(e) => eprintln!("backup failed, retrying in {interval:?}: {e}"),
+            let secs = |name: &str, default: &str| -> Result<Duration> {
+                Ok(Duration::from_secs(
+                    get(s, name).unwrap_or(default).parse()?,
+                ))
+            };
+            let opts = RunOptions {
+                interval: secs("interval", "60")?,
+                full_scan: secs("full-scan", "3600")?,
+                ..RunOptions::default()
+            };
+            // Runs until the process is stopped (Ctrl-C, the service manager).
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let mut started = Instant::now();
+            agent.run(get(s, "folder").map(Path::new), &opts, &never, |r| {
+                match r {
+                    Ok(report) => print_backup(report, started.elapsed(), json),
+                    Err(e) => eprintln!("backup failed, retrying: {e}"),
                 }
-                folder = None;
-                std::thread::sleep(interval);
-            }
+                started = Instant::now();
+            })?;
         }
         Some(("snapshots", s)) => {
             let agent = open(s, false)?;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_backup::{
     BackupSummary, ChainHead, ChangeKind, CheckReport, FileCache, Progress, Repository,
@@ -25,6 +26,7 @@ use crate::events;
 use crate::remote::{RemoteStore, Traffic};
 use crate::spool::{DEFAULT_MAX_BYTES, Spool, SpoolStats};
 use crate::state::{AgentDir, CONFIG_FORMAT, Config, names};
+use crate::watch::Watch;
 
 /// How the archive key is protected on the server (the tenant's security mode).
 pub enum Escrow {
@@ -93,6 +95,31 @@ pub struct BackupReport {
     pub requests: u64,
     /// Bytes uploaded (request bodies).
     pub bytes_up: u64,
+}
+
+/// How [`Agent::run`] paces itself.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// A change is backed up at most this long after it is seen, and backups are at least this
+    /// far apart.
+    pub interval: Duration,
+    /// A backup runs at least this often even when the watcher saw nothing (the full scan).
+    pub full_scan: Duration,
+    /// Quiet time after a path's last change before the watcher reports it.
+    pub debounce: Duration,
+    /// How often the loop looks at its stop flag.
+    pub tick: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            full_scan: Duration::from_secs(3600),
+            debounce: Duration::from_secs(2),
+            tick: Duration::from_millis(500),
+        }
+    }
 }
 
 /// What `status` shows.
@@ -328,6 +355,21 @@ impl Agent {
     /// [`AgentError::Usage`] for a second folder; [`AgentError::Backup`] (a rolled-back or
     /// forked server, B-8, among others); [`AgentError::Deauthorized`].
     pub fn backup(&mut self, folder: Option<&Path>) -> Result<BackupReport, AgentError> {
+        let folder = self.resolve_folder(folder)?;
+        self.deposit()?;
+        let result = self.backup_folder(&folder);
+        let report = self.guard(result)?;
+        if self.config.folder.as_ref() != Some(&folder) {
+            self.config.folder = Some(folder);
+            self.dir.save_config(&self.config)?;
+        }
+        Ok(report)
+    }
+
+    /// The folder to back up: `folder` if given (it must be the one of earlier backups, if
+    /// any), else the folder of earlier backups. Refuses a folder that holds the agent's own
+    /// directory (its key would be backed up, and its state would change under every backup).
+    fn resolve_folder(&self, folder: Option<&Path>) -> Result<PathBuf, AgentError> {
         let folder = match (folder, &self.config.folder) {
             (Some(f), Some(known)) if !same_folder(f, known) => {
                 return Err(AgentError::Usage(format!(
@@ -343,14 +385,70 @@ impl Agent {
                 ));
             }
         };
-        self.deposit()?;
-        let result = self.backup_folder(&folder);
-        let report = self.guard(result)?;
-        if self.config.folder.as_ref() != Some(&folder) {
-            self.config.folder = Some(folder);
-            self.dir.save_config(&self.config)?;
+        let own =
+            std::path::absolute(self.dir.root()).map_err(|e| AgentError::io(self.dir.root(), e))?;
+        if own.starts_with(&folder) {
+            return Err(AgentError::Usage(format!(
+                "the agent's directory {} is inside {}: keep it outside the folder it backs up",
+                own.display(),
+                folder.display()
+            )));
         }
-        Ok(report)
+        Ok(folder)
+    }
+
+    /// Backs up continuously until `stop` is set: a first backup at once, then one at most
+    /// `interval` after the watcher sees a change (or the OS reports lost events), and one
+    /// every `full_scan` even when nothing was seen. Each backup, or failure, is passed to
+    /// `report`. A failure that retrying can fix (the server unreachable) is retried at the next
+    /// interval; events stay spooled meanwhile.
+    ///
+    /// # Errors
+    /// [`AgentError::Deauthorized`] (the key and state are gone), [`AgentError::Usage`] or
+    /// [`AgentError::State`] (retrying cannot help), or the watcher's failure to start.
+    pub fn run(
+        &mut self,
+        folder: Option<&Path>,
+        opts: &RunOptions,
+        stop: &AtomicBool,
+        mut report: impl FnMut(Result<&BackupReport, &AgentError>),
+    ) -> Result<(), AgentError> {
+        let folder = self.resolve_folder(folder)?;
+        let watch = Watch::start(&folder, opts.debounce, vec![self.dir.root().to_path_buf()])?;
+        let mut pending = true;
+        let mut last: Option<Instant> = None;
+        while !stop.load(Ordering::SeqCst) {
+            let due = last.is_none_or(|t| {
+                (pending && t.elapsed() >= opts.interval) || t.elapsed() >= opts.full_scan
+            });
+            if due {
+                last = Some(Instant::now());
+                match self.backup(Some(&folder)) {
+                    Ok(r) => {
+                        pending = false;
+                        report(Ok(&r));
+                    }
+                    Err(
+                        e
+                        @ (AgentError::Deauthorized | AgentError::Usage(_) | AgentError::State(_)),
+                    ) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        pending = true;
+                        report(Err(&e));
+                    }
+                }
+            }
+            let seen = watch.wait(opts.tick);
+            for e in &seen.errors {
+                tracing::warn!(error = %e, "watcher; rescanning");
+            }
+            if seen.any() {
+                pending = true;
+            }
+        }
+        Ok(())
     }
 
     fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {

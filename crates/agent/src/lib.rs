@@ -11,6 +11,7 @@ pub mod remote;
 pub mod spool;
 pub mod state;
 pub mod tls;
+pub mod watch;
 
-pub use agent::{Agent, BackupReport, Enrollment, Escrow, Status};
+pub use agent::{Agent, BackupReport, Enrollment, Escrow, RunOptions, Status};
 pub use error::AgentError;

@@ -207,3 +207,64 @@ fn events_spooled_during_an_outage_arrive_once_after_it() {
         (0, 0, 0)
     );
 }
+
+#[test]
+fn run_backs_up_what_the_watcher_sees() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a/first.txt"), b"first").unwrap();
+    let mut agent = w.enroll("eve", &tmp.path().join("agent"));
+    // The agent's own directory may not be inside the folder it backs up.
+    match agent.backup(Some(tmp.path())) {
+        Err(AgentError::Usage(m)) => assert!(m.contains("inside"), "{m}"),
+        other => panic!("expected a usage error, got {other:?}"),
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let runner = {
+        let stop = Arc::clone(&stop);
+        let src = src.clone();
+        std::thread::spawn(move || {
+            let opts = cairn_agent::RunOptions {
+                interval: Duration::from_millis(200),
+                full_scan: Duration::from_secs(3600),
+                debounce: Duration::from_millis(100),
+                tick: Duration::from_millis(50),
+            };
+            agent.run(Some(&src), &opts, &stop, |r| {
+                let _ = tx.send(r.map(|r| r.changes).map_err(ToString::to_string));
+            })
+        })
+    };
+    let wait = Duration::from_secs(60);
+    assert_eq!(
+        rx.recv_timeout(wait).unwrap(),
+        Ok([2, 0, 0, 0]),
+        "the first backup"
+    );
+    // A new folder and a file in it: seen by the watcher, backed up without being asked.
+    fs::create_dir(src.join("new")).unwrap();
+    fs::write(src.join("new/second.txt"), b"second").unwrap();
+    let mut added = 0;
+    while added < 2 {
+        let changes = rx.recv_timeout(wait).unwrap().unwrap();
+        added += changes[0];
+    }
+    assert_eq!(added, 2);
+    stop.store(true, Ordering::SeqCst);
+    runner.join().unwrap().unwrap();
+    let events = w.events();
+    assert!(events.iter().any(|e| {
+        e["file"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/new/second.txt")
+    }));
+}
