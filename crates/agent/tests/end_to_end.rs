@@ -268,3 +268,32 @@ fn run_backs_up_what_the_watcher_sees() {
             .ends_with("/new/second.txt")
     }));
 }
+
+#[test]
+fn the_agents_tls_configuration_negotiates_http2_and_trusts_only_the_pinned_ca() {
+    let w = world();
+    let version = w.rt().block_on(async {
+        w.http
+            .get(format!("{}/healthz", w.url()))
+            .send()
+            .await
+            .unwrap()
+            .version()
+    });
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    // Another CA (a second server's): the handshake fails, no request is made.
+    let other = world();
+    let stranger = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            cairn_agent::tls::client_config(
+                &fs::read(other.data.pki().dir().join("ca.pem")).unwrap(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let refused = w
+        .rt()
+        .block_on(stranger.get(format!("{}/healthz", w.url())).send());
+    assert!(refused.is_err());
+}
