@@ -311,7 +311,8 @@ fn run() -> Result<()> {
                 println!(
                     "{}",
                     serde_json::json!({"snapshots": r.snapshots, "blocks": r.blocks,
-                        "blocks_read": r.blocks_read, "errors": r.errors})
+                        "blocks_read": r.blocks_read, "errors": r.errors,
+                        "foreign_snapshots": r.foreign_snapshots})
                 );
             } else {
                 println!(
@@ -325,6 +326,12 @@ fn run() -> Result<()> {
                         format!("{} problems", r.errors.len())
                     }
                 );
+                if r.foreign_snapshots > 0 {
+                    println!(
+                        "  {} snapshots of other devices of this user (or damaged) skipped",
+                        r.foreign_snapshots
+                    );
+                }
                 for e in &r.errors {
                     println!("  {e}");
                 }

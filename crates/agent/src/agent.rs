@@ -260,7 +260,9 @@ impl Agent {
         let client = Arc::new(client);
         let store = RemoteStore::new(Arc::clone(&client), runtime.handle().clone(), &config.user);
         let traffic = store.traffic();
-        let repo = Repository::new(store, &key, archive).with_content_hashes(true);
+        let repo = Repository::new(store, &key, archive)
+            .with_content_hashes(true)
+            .with_foreign_snapshots_skipped(true);
         let spool = Spool::open(
             &dir.path(names::SPOOL),
             &device_bytes(&config.device)?,
@@ -290,6 +292,7 @@ impl Agent {
         self.traffic = store.traffic();
         self.repo = Repository::new(store, &self.key, self.archive)
             .with_content_hashes(true)
+            .with_foreign_snapshots_skipped(true)
             .with_progress(progress);
         self
     }

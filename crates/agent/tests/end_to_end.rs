@@ -297,3 +297,28 @@ fn the_agents_tls_configuration_negotiates_http2_and_trusts_only_the_pinned_ca()
         .block_on(stranger.get(format!("{}/healthz", w.url())).send());
     assert!(refused.is_err());
 }
+
+#[test]
+fn two_devices_of_one_user_back_up_side_by_side() {
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let (laptop_src, desktop_src) = (tmp.path().join("laptop"), tmp.path().join("desktop"));
+    fs::create_dir_all(&laptop_src).unwrap();
+    fs::create_dir_all(&desktop_src).unwrap();
+    fs::write(laptop_src.join("l.txt"), b"laptop").unwrap();
+    fs::write(desktop_src.join("d.txt"), b"desktop").unwrap();
+    // Each device has its own archive key; the user's archive on the server holds both.
+    let mut laptop = w.enroll("fay", &tmp.path().join("agent-laptop"));
+    let mut desktop = w.enroll("fay", &tmp.path().join("agent-desktop"));
+    laptop.backup(Some(&laptop_src)).unwrap();
+    desktop.backup(Some(&desktop_src)).unwrap();
+    laptop.backup(None).unwrap();
+    assert_eq!(laptop.snapshots().unwrap().len(), 2);
+    assert_eq!(desktop.snapshots().unwrap().len(), 1);
+    let report = desktop.check(true).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!((report.snapshots, report.foreign_snapshots), (1, 2));
+    let out = tmp.path().join("out");
+    desktop.restore("latest", None, &out).unwrap();
+    assert_eq!(listing(&out), listing(&desktop_src));
+}

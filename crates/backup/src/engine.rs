@@ -277,6 +277,8 @@ pub struct CheckReport {
     pub blocks_read: u64,
     /// Problems, one line each.
     pub errors: Vec<String>,
+    /// Snapshots skipped as not made with this key (with foreign snapshots skipped).
+    pub foreign_snapshots: u64,
 }
 
 /// State carried through one backup's walk.
@@ -311,6 +313,7 @@ pub struct Repository<B: BlockStore> {
     snapshot_key: SnapshotKey,
     progress: Option<Arc<dyn Progress>>,
     content_hashes: bool,
+    skip_foreign: bool,
 }
 
 fn now_ns() -> i64 {
@@ -382,6 +385,7 @@ impl<B: BlockStore> Repository<B> {
             snapshot_key: key.snapshot_key(),
             progress: None,
             content_hashes: false,
+            skip_foreign: false,
         }
     }
 
@@ -397,6 +401,16 @@ impl<B: BlockStore> Repository<B> {
     #[must_use]
     pub fn with_content_hashes(mut self, on: bool) -> Self {
         self.content_hashes = on;
+        self
+    }
+
+    /// Lists, checks and chains only the snapshots this key made, counting the others instead of
+    /// failing on them: for a store shared by several keys (the devices of one user on a
+    /// server). A damaged snapshot of this key is then counted with them, not reported; a
+    /// damaged head is still caught by [`check_chain`](crate::check_chain) (B-8).
+    #[must_use]
+    pub fn with_foreign_snapshots_skipped(mut self, on: bool) -> Self {
+        self.skip_foreign = on;
         self
     }
 
@@ -797,19 +811,35 @@ impl<B: BlockStore> Repository<B> {
         Snapshot::decode(&plain, &self.snapshot_key)
     }
 
-    /// Every snapshot that authenticates with this key, with its id, oldest first.
+    /// Every snapshot that authenticates with this key, with its id, oldest first. Fails on one
+    /// that does not, unless foreign snapshots are skipped
+    /// ([`Repository::with_foreign_snapshots_skipped`]).
+    ///
+    /// # Errors
+    /// [`BackupError`].
     pub fn snapshots(&self) -> Result<Vec<(BlockId, Snapshot)>, BackupError> {
+        self.snapshots_and_foreign().map(|(own, _)| own)
+    }
+
+    /// [`Repository::snapshots`], and how many snapshots of the store were skipped as not made
+    /// with this key.
+    ///
+    /// # Errors
+    /// [`BackupError`].
+    pub fn snapshots_and_foreign(&self) -> Result<(Vec<(BlockId, Snapshot)>, u64), BackupError> {
         let mut out = Vec::new();
+        let mut foreign = 0;
         for id in self.store.list_snapshots()? {
-            let sealed = self.store.get_snapshot(&id)?;
-            let plain = self
-                .sealer
-                .open(BlockKind::SNAPSHOT, &id, &sealed)
-                .map_err(|_| BackupError::Block(id.to_string()))?;
-            out.push((id, Snapshot::decode(&plain, &self.snapshot_key)?));
+            match self.snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(BackupError::Block(_) | BackupError::SnapshotAuth) if self.skip_foreign => {
+                    foreign += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by_key(|(_, s)| s.seq);
-        Ok(out)
+        Ok((out, foreign))
     }
 
     /// Restores a snapshot into `target`, which must not exist or be an empty directory. Every
@@ -1000,7 +1030,9 @@ impl<B: BlockStore> Repository<B> {
         let mut report = CheckReport::default();
         let mut seen = std::collections::HashSet::new();
         let mut data = Vec::new();
-        for (_, snapshot) in self.snapshots()? {
+        let (own, foreign) = self.snapshots_and_foreign()?;
+        report.foreign_snapshots = foreign;
+        for (_, snapshot) in own {
             report.snapshots += 1;
             let mut stack = vec![snapshot.root];
             while let Some(tree_id) = stack.pop() {
