@@ -302,6 +302,16 @@ impl Agent {
         &self.config
     }
 
+    /// Requests made to the storage API so far, and the body bytes sent and received.
+    pub fn traffic(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.traffic.requests.load(Relaxed),
+            self.traffic.bytes_up.load(Relaxed),
+            self.traffic.bytes_down.load(Relaxed),
+        )
+    }
+
     /// The archive id.
     pub fn archive(&self) -> ArchiveId {
         self.archive

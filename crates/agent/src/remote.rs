@@ -154,6 +154,14 @@ impl BlockStore for RemoteStore {
             .ok_or(StoreError::NotFound)
     }
 
+    fn get_blocks(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(wire::MAX_BATCH_BLOCKS) {
+            out.extend(self.fetch(batch)?);
+        }
+        Ok(out)
+    }
+
     fn put_snapshot(&self, id: &BlockId, sealed: Vec<u8>) -> Result<(), StoreError> {
         let body = Body {
             bytes: sealed.into(),

@@ -33,8 +33,17 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
 
     // Restore is byte-identical: contents, names, empty files and folders, modes, symlinks.
     let out = tmp.path().join("restored");
+    let (before, _, _) = agent.traffic();
     agent.restore("latest", None, &out).unwrap();
     assert_eq!(listing(&out), listing(&src));
+    // Chunks are fetched several per request: fewer requests than blocks.
+    let (after, _, _) = agent.traffic();
+    assert!(
+        after - before < first.summary.blocks_sent,
+        "{} requests for {} blocks",
+        after - before,
+        first.summary.blocks_sent
+    );
     // A single path, by a unique prefix of the snapshot id.
     let one = tmp.path().join("one");
     agent

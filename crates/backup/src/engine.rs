@@ -24,6 +24,8 @@ const BATCH: usize = 256;
 /// memory bound per worker), and the most blocks it holds (small files: one round trip, and
 /// one commit, per batch rather than per 16 blocks).
 const PENDING_BYTES: usize = 4 << 20;
+/// Chunks fetched per store request when restoring a file.
+const RESTORE_BATCH: usize = 16;
 /// Input bytes per group of small files handled by one worker.
 const GROUP_BYTES: u64 = 16 << 20;
 /// Files per group.
@@ -993,11 +995,24 @@ impl<B: BlockStore> Repository<B> {
             .open(path)
             .map_err(|err| BackupError::io(path, err))?;
         let mut written = 0u64;
-        for id in chunks {
-            let data = self.open(BlockKind::DATA, id)?;
-            written += data.len() as u64;
-            f.write_all(&data)
-                .map_err(|err| BackupError::io(path, err))?;
+        // A few chunks per request: one round trip for many blocks from a remote store, with
+        // memory bounded by RESTORE_BATCH chunks per worker.
+        for batch in chunks.chunks(RESTORE_BATCH) {
+            let sealed = self.store.get_blocks(batch)?;
+            if sealed.len() != batch.len() {
+                return Err(BackupError::Malformed(
+                    "store answered another number of blocks",
+                ));
+            }
+            for (id, bytes) in batch.iter().zip(sealed) {
+                let data = self
+                    .sealer
+                    .open(BlockKind::DATA, id, &bytes)
+                    .map_err(|_| BackupError::Block(id.to_string()))?;
+                written += data.len() as u64;
+                f.write_all(&data)
+                    .map_err(|err| BackupError::io(path, err))?;
+            }
         }
         if written != *size {
             return Err(BackupError::Malformed("file size"));

@@ -18,6 +18,11 @@ pub trait BlockStore: Send + Sync {
     fn put_blocks(&self, blocks: Vec<(BlockId, Vec<u8>)>) -> Result<(), StoreError>;
     /// A sealed block's bytes.
     fn get_block(&self, id: &BlockId) -> Result<Vec<u8>, StoreError>;
+    /// Several sealed blocks' bytes, in the order asked (one round trip for a remote store;
+    /// the default asks one at a time).
+    fn get_blocks(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
+        ids.iter().map(|id| self.get_block(id)).collect()
+    }
     /// Stores a sealed snapshot; durable when this returns `Ok`.
     fn put_snapshot(&self, id: &BlockId, sealed: Vec<u8>) -> Result<(), StoreError>;
     /// Every snapshot id.
