@@ -26,6 +26,9 @@ const BATCH: usize = 256;
 const PENDING_BYTES: usize = 4 << 20;
 /// Chunks fetched per store request when restoring a file.
 const RESTORE_BATCH: usize = 16;
+/// Most chunks, and bytes, of one group of small files restored from one fetch.
+const RESTORE_GROUP_CHUNKS: usize = 256;
+const RESTORE_GROUP_BYTES: u64 = 16 << 20;
 /// Input bytes per group of small files handled by one worker.
 const GROUP_BYTES: u64 = 16 << 20;
 /// Files per group.
@@ -925,13 +928,40 @@ impl<B: BlockStore> Repository<B> {
             files.len() as u64,
             files.iter().map(|(_, e)| size_of(e)).sum(),
         );
+        // Small files in groups, each group's blocks fetched together (one round trip for many
+        // files from a remote store); a file of many chunks alone, fetched a batch at a time.
+        let mut groups: Vec<&[(std::path::PathBuf, Entry)]> = Vec::new();
+        let (mut start, mut chunks, mut bytes) = (0, 0, 0u64);
+        for (i, (_, e)) in files.iter().enumerate() {
+            let n = match &e.kind {
+                EntryKind::File { chunks, .. } => chunks.len(),
+                _ => 0,
+            };
+            if i > start
+                && (chunks + n > RESTORE_GROUP_CHUNKS || bytes + size_of(e) > RESTORE_GROUP_BYTES)
+            {
+                groups.push(&files[start..i]);
+                (start, chunks, bytes) = (i, 0, 0);
+            }
+            chunks += n;
+            bytes += size_of(e);
+        }
+        if start < files.len() {
+            groups.push(&files[start..]);
+        }
         use rayon::prelude::*;
-        files
+        groups
             .par_iter()
-            .map(|(path, entry)| {
-                let n = self.restore_file(path, entry)?;
+            .map(|group| {
+                let n = match group {
+                    [(path, entry)] => self.restore_file(path, entry)?,
+                    _ => self.restore_group(group)?,
+                };
                 skipped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                meter.add(1, size_of(entry));
+                meter.add(
+                    group.len() as u64,
+                    group.iter().map(|(_, e)| size_of(e)).sum(),
+                );
                 Ok(())
             })
             .collect::<Result<Vec<()>, BackupError>>()?;
@@ -986,6 +1016,50 @@ impl<B: BlockStore> Repository<B> {
     /// Its extended attributes go on before its mode (a read-only mode would refuse them);
     /// returns how many were skipped.
     fn restore_file(&self, path: &Path, e: &Entry) -> Result<u64, BackupError> {
+        self.write_file(path, e, |ids| Ok(self.store.get_blocks(ids)?))
+    }
+
+    /// Restores several small files from one fetch of all their blocks.
+    fn restore_group(&self, group: &[(std::path::PathBuf, Entry)]) -> Result<u64, BackupError> {
+        let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (_, e) in group {
+            if let EntryKind::File { chunks, .. } = &e.kind {
+                ids.extend(chunks.iter().filter(|id| seen.insert(**id)).copied());
+            }
+        }
+        let fetched = self.store.get_blocks(&ids)?;
+        if fetched.len() != ids.len() {
+            return Err(BackupError::Malformed(
+                "store answered another number of blocks",
+            ));
+        }
+        let blocks: std::collections::HashMap<BlockId, Vec<u8>> =
+            ids.into_iter().zip(fetched).collect();
+        let mut skipped = 0;
+        for (path, e) in group {
+            skipped += self.write_file(path, e, |ids| {
+                ids.iter()
+                    .map(|id| {
+                        blocks
+                            .get(id)
+                            .cloned()
+                            .ok_or(BackupError::Malformed("block missing from its batch"))
+                    })
+                    .collect()
+            })?;
+        }
+        Ok(skipped)
+    }
+
+    /// Writes one file from its blocks, `fetch`ed a batch at a time; every block is
+    /// authenticated (its id recomputed) before it is written.
+    fn write_file(
+        &self,
+        path: &Path,
+        e: &Entry,
+        mut fetch: impl FnMut(&[BlockId]) -> Result<Vec<Vec<u8>>, BackupError>,
+    ) -> Result<u64, BackupError> {
         let EntryKind::File { size, chunks } = &e.kind else {
             return Err(BackupError::Malformed("not a file"));
         };
@@ -998,7 +1072,7 @@ impl<B: BlockStore> Repository<B> {
         // A few chunks per request: one round trip for many blocks from a remote store, with
         // memory bounded by RESTORE_BATCH chunks per worker.
         for batch in chunks.chunks(RESTORE_BATCH) {
-            let sealed = self.store.get_blocks(batch)?;
+            let sealed = fetch(batch)?;
             if sealed.len() != batch.len() {
                 return Err(BackupError::Malformed(
                     "store answered another number of blocks",
@@ -1099,12 +1173,34 @@ impl<B: BlockStore> Repository<B> {
         // Blocks read are opened on the CPU pool: authenticated, id recomputed.
         let meter = Meter::new(self.progress.as_deref(), Phase::Check, read.len() as u64, 0);
         use rayon::prelude::*;
+        // RESTORE_BATCH blocks per fetch; a batch the store cannot answer whole (one block
+        // missing) is asked again block by block, so that each error names its block.
         let failed: Vec<String> = read
-            .par_iter()
-            .filter_map(|id| {
-                let result = self.open(BlockKind::DATA, id);
-                meter.add(1, result.as_ref().map_or(0, |d| d.len() as u64));
-                result.err().map(|err| format!("block {id}: {err}"))
+            .par_chunks(RESTORE_BATCH)
+            .flat_map_iter(|batch| {
+                let opened: Vec<Result<Vec<u8>, BackupError>> = match self.store.get_blocks(batch) {
+                    Ok(sealed) if sealed.len() == batch.len() => batch
+                        .iter()
+                        .zip(sealed)
+                        .map(|(id, bytes)| {
+                            self.sealer
+                                .open(BlockKind::DATA, id, &bytes)
+                                .map_err(|_| BackupError::Block(id.to_string()))
+                        })
+                        .collect(),
+                    _ => batch
+                        .iter()
+                        .map(|id| self.open(BlockKind::DATA, id))
+                        .collect(),
+                };
+                batch
+                    .iter()
+                    .zip(opened)
+                    .filter_map(|(id, result)| {
+                        meter.add(1, result.as_ref().map_or(0, |d| d.len() as u64));
+                        result.err().map(|err| format!("block {id}: {err}"))
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         report.errors.extend(failed);
