@@ -147,7 +147,7 @@ fn open(m: &ArgMatches, bars: bool) -> Result<Agent> {
     })
 }
 
-fn print_backup(r: &BackupReport, elapsed: Duration, json: bool) {
+fn print_backup(r: &BackupReport, json: bool) {
     if json {
         println!("{}", serde_json::to_string(r).unwrap_or_default());
         return;
@@ -165,7 +165,7 @@ fn print_backup(r: &BackupReport, elapsed: Duration, json: bool) {
         s.blocks_sent,
         r.bytes_up,
         r.requests,
-        elapsed.as_secs_f64()
+        r.seconds
     );
     println!(
         "changes: {} added, {} modified, {} attributes, {} removed; events: {} queued, {} sent",
@@ -225,9 +225,8 @@ fn run() -> Result<()> {
         }
         Some(("backup", s)) => {
             let mut agent = open(s, bars)?;
-            let started = Instant::now();
             let report = agent.backup(get(s, "folder").map(Path::new))?;
-            print_backup(&report, started.elapsed(), json);
+            print_backup(&report, json);
         }
         Some(("run", s)) => {
             let mut agent = open(s, bars)?;
@@ -241,15 +240,23 @@ fn run() -> Result<()> {
                 full_scan: secs("full-scan", "3600")?,
                 ..RunOptions::default()
             };
-            // Runs until the process is stopped (Ctrl-C, the service manager).
-            let never = std::sync::atomic::AtomicBool::new(false);
-            let mut started = Instant::now();
-            agent.run(get(s, "folder").map(Path::new), &opts, &never, |r| {
-                match r {
-                    Ok(report) => print_backup(report, started.elapsed(), json),
-                    Err(e) => eprintln!("backup failed, retrying: {e}"),
-                }
-                started = Instant::now();
+            // Runs until Ctrl-C or SIGTERM (a service manager's stop): a backup under way
+            // finishes first.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            {
+                let stop = Arc::clone(&stop);
+                let signals = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                std::thread::spawn(move || {
+                    signals.block_on(stopped());
+                    eprintln!("stopping after the current backup");
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            agent.run(get(s, "folder").map(Path::new), &opts, &stop, |r| match r {
+                Ok(report) => print_backup(report, json),
+                Err(e) => eprintln!("backup failed, retrying: {e}"),
             })?;
         }
         Some(("snapshots", s)) => {
@@ -374,6 +381,29 @@ fn run() -> Result<()> {
         _ => unreachable!("clap requires a subcommand"),
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn main() -> ExitCode {

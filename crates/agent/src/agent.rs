@@ -95,6 +95,8 @@ pub struct BackupReport {
     pub requests: u64,
     /// Bytes uploaded (request bodies).
     pub bytes_up: u64,
+    /// How long the backup took, events included, in seconds.
+    pub seconds: f64,
 }
 
 /// How [`Agent::run`] paces itself.
@@ -465,6 +467,7 @@ impl Agent {
     }
 
     fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {
+        let started = Instant::now();
         let before = (
             self.traffic
                 .requests
@@ -549,6 +552,7 @@ impl Agent {
                 .bytes_up
                 .load(std::sync::atomic::Ordering::Relaxed)
                 - before.1,
+            seconds: started.elapsed().as_secs_f64(),
         })
     }
 

@@ -89,9 +89,12 @@ impl Watch {
                         if e.need_rescan() {
                             seen.rescan = true;
                         }
-                        if e.paths
-                            .iter()
-                            .any(|p| !self.ignore.iter().any(|i| p.starts_with(i)))
+                        // Reads (inotify's open and close-without-write) change nothing; the
+                        // backup's own reads would otherwise trigger the next backup.
+                        if !e.kind.is_access()
+                            && e.paths
+                                .iter()
+                                .any(|p| !self.ignore.iter().any(|i| p.starts_with(i)))
                         {
                             seen.changes += 1;
                         }
@@ -129,6 +132,18 @@ mod tests {
         std::fs::write(ignored.join("noise"), b"x").unwrap();
         // Nothing but ignored paths: nothing seen (waits out the debounce and a margin).
         assert!(!watch.wait(Duration::from_millis(500)).any());
+        // Reading a file is no change.
+        std::fs::write(dir.path().join("read-me"), b"r").unwrap();
+        let mut settled = 0;
+        while watch.wait(Duration::from_millis(300)).any() {
+            settled += 1;
+            assert!(settled < 50, "the watcher never settled");
+        }
+        std::fs::read(dir.path().join("read-me")).unwrap();
+        assert!(
+            !watch.wait(Duration::from_millis(500)).any(),
+            "a read counted as a change"
+        );
         std::fs::create_dir(dir.path().join("new")).unwrap();
         std::fs::write(dir.path().join("new/file.txt"), b"hello").unwrap();
         let mut total = 0;
