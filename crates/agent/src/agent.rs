@@ -504,7 +504,8 @@ impl Agent {
                 ChangeKind::Removed => 3,
             }] += 1;
         }
-        let hashes: HashMap<PathBuf, [u8; 32]> = summary.content_hashes.iter().cloned().collect();
+        let hashes: HashMap<PathBuf, cairn_backup::ContentHash> =
+            summary.content_hashes.iter().cloned().collect();
         let (events, skipped) = events::from_changes(
             &events::Context {
                 folder,

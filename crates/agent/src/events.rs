@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cairn_backup::{Change, ChangeKind, EntryKind};
+use cairn_backup::{Change, ChangeKind, ContentHash, EntryKind};
 use cairn_events::v1;
 use cairn_seal::{ArchiveId, BlockId};
 
@@ -107,7 +107,7 @@ pub struct Context<'a> {
     /// Its sequence number (the events' `file_version`).
     pub seq: u64,
     /// Content hashes from the backup's read, by path as walked.
-    pub hashes: &'a HashMap<PathBuf, [u8; 32]>,
+    pub hashes: &'a HashMap<PathBuf, ContentHash>,
     /// Exposure rules.
     pub rules: &'a [ExposureRule],
     /// When the backup observed the changes (Unix nanoseconds).
@@ -193,10 +193,15 @@ pub fn from_changes(
             observed_unix_nanos: ctx.now,
             activity: activity as i32,
             file: Some(v1::File {
+                sha256: ctx
+                    .hashes
+                    .get(&path)
+                    .map(|h| h.sha256.to_vec())
+                    .unwrap_or_default(),
                 blake3: ctx
                     .hashes
                     .get(&path)
-                    .map(|h| h.to_vec())
+                    .map(|h| h.blake3.to_vec())
                     .unwrap_or_default(),
                 path: path_text,
                 previous_path: previous_text,
@@ -263,7 +268,13 @@ mod tests {
         check_rules(&rules).unwrap();
         let folder = home.clone();
         let mut hashes = HashMap::new();
-        hashes.insert(folder.join("Dropbox/plan.txt"), [9u8; 32]);
+        hashes.insert(
+            folder.join("Dropbox/plan.txt"),
+            ContentHash {
+                sha256: [8; 32],
+                blake3: [9; 32],
+            },
+        );
         let ctx = Context {
             folder: &folder,
             archive: ArchiveId::from_bytes([1; 16]),
@@ -341,6 +352,7 @@ mod tests {
         assert_eq!(rename.backup.as_ref().unwrap().file_version, 4);
         let update = &events[1];
         assert_eq!(update.file.as_ref().unwrap().blake3, vec![9u8; 32]);
+        assert_eq!(update.file.as_ref().unwrap().sha256, vec![8u8; 32]);
         assert_eq!(
             update.exposure.as_ref().unwrap().kind,
             v1::ExposureKind::CloudSync as i32

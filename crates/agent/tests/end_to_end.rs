@@ -81,9 +81,25 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
             .unwrap()
             .ends_with("/docs/report.txt")
     );
-    // Its hash is the new contents' BLAKE3, from the backup's own read.
-    let want = blake3::hash(format!("revised {MARKER}\n").as_bytes()).to_hex();
-    assert_eq!(update["file"]["hashes"][0]["value"], want.as_str());
+    // Its hashes are the new contents' SHA-256 and BLAKE3, from the backup's own read.
+    let revised = format!("revised {MARKER}\n");
+    let hashes = update["file"]["hashes"].as_array().unwrap();
+    let hash = |name: &str| {
+        hashes
+            .iter()
+            .find(|h| h["algorithm"] == name)
+            .map(|h| h["value"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        hash("SHA-256"),
+        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            revised.as_bytes()
+        )))
+    );
+    assert_eq!(
+        hash("BLAKE3").as_deref(),
+        Some(blake3::hash(revised.as_bytes()).to_hex().as_str())
+    );
     let link = &update["unmapped"]["cairn_backup"];
     assert_eq!(link["snapshot_id"], third.snapshot.as_str());
     assert_eq!(

@@ -40,13 +40,43 @@ fn full(pending: &[Identified]) -> bool {
         || pending.iter().map(|b| b.plaintext().len()).sum::<usize>() >= PENDING_BYTES
 }
 
+/// A file's contents hashed two ways, for file events: SHA-256 (what threat intelligence and
+/// SIEMs match) and BLAKE3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentHash {
+    /// SHA-256 of the contents.
+    pub sha256: [u8; 32],
+    /// BLAKE3 (unkeyed) of the contents.
+    pub blake3: [u8; 32],
+}
+
+#[derive(Default)]
+struct Hashing {
+    sha256: sha2::Sha256,
+    blake3: blake3::Hasher,
+}
+
+impl Hashing {
+    fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.sha256, bytes);
+        self.blake3.update(bytes);
+    }
+
+    fn finish(self) -> ContentHash {
+        ContentHash {
+            sha256: sha2::Digest::finalize(self.sha256).into(),
+            blake3: *self.blake3.finalize().as_bytes(),
+        }
+    }
+}
+
 /// What reading one file produced: its size, its chunk ids, and its BLAKE3 hash (with content
 /// hashes on).
-type FileRead = (u64, Vec<BlockId>, Option<[u8; 32]>);
+type FileRead = (u64, Vec<BlockId>, Option<ContentHash>);
 
 /// What one group of files produced: (slot, size, chunk ids) per file, and its counters.
 type GroupResult = (
-    Vec<(usize, u64, Vec<BlockId>, Option<[u8; 32]>)>,
+    Vec<(usize, u64, Vec<BlockId>, Option<ContentHash>)>,
     BackupSummary,
 );
 
@@ -268,7 +298,7 @@ pub struct BackupSummary {
     /// With [`Repository::with_content_hashes`]: each file read by this backup (its path as
     /// walked) with the BLAKE3 hash of its contents, computed from the same read that chunked
     /// it. Files the cache vouched for were not read and are not listed.
-    pub content_hashes: Vec<(std::path::PathBuf, [u8; 32])>,
+    pub content_hashes: Vec<(std::path::PathBuf, ContentHash)>,
 }
 
 /// What a check found.
@@ -401,7 +431,7 @@ impl<B: BlockStore> Repository<B> {
         self
     }
 
-    /// Hashes (BLAKE3) the contents of every file a backup reads, from the same read, into
+    /// Hashes (SHA-256 and BLAKE3) the contents of every file a backup reads, from the same read, into
     /// [`BackupSummary::content_hashes`] (what the agent's file events carry).
     #[must_use]
     pub fn with_content_hashes(mut self, on: bool) -> Self {
@@ -569,7 +599,11 @@ impl<B: BlockStore> Repository<B> {
             file.read_to_end(&mut data)
                 .map_err(|e| BackupError::io(path, e))?;
             if data.len() <= self.chunker.config().min() {
-                let hash = self.content_hashes.then(|| *blake3::hash(&data).as_bytes());
+                let hash = self.content_hashes.then(|| {
+                    let mut h = Hashing::default();
+                    h.update(&data);
+                    h.finish()
+                });
                 if !data.is_empty() {
                     size = data.len() as u64;
                     ids.push(self.queue(BlockKind::DATA, data, pending, summary)?);
@@ -599,7 +633,7 @@ impl<B: BlockStore> Repository<B> {
         let mut stream = self.chunker.stream(reader);
         let mut ids = Vec::new();
         let mut size = 0u64;
-        let mut hasher = self.content_hashes.then(blake3::Hasher::new);
+        let mut hasher = self.content_hashes.then(Hashing::default);
         while let Some((_, chunk)) = stream
             .next_chunk()
             .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
@@ -611,7 +645,7 @@ impl<B: BlockStore> Repository<B> {
             ids.push(self.queue(BlockKind::DATA, chunk.to_vec(), pending, summary)?);
         }
         summary.bytes_read += size;
-        Ok((size, ids, hasher.map(|h| *h.finalize().as_bytes())))
+        Ok((size, ids, hasher.map(Hashing::finish)))
     }
 
     /// Backs up one directory tree in three phases: walk (metadata only, one thread), files

@@ -68,7 +68,7 @@ mod tree;
 pub use cache::{CachedFile, FileCache};
 pub use chain::{ChainHead, check_chain};
 pub use diff::{Change, ChangeKind};
-pub use engine::{BackupSummary, CheckReport, DataCheck, Repository, RestoreSummary};
+pub use engine::{BackupSummary, CheckReport, ContentHash, DataCheck, Repository, RestoreSummary};
 pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};
 pub use snapshot::{
