@@ -8,7 +8,7 @@
 //! | [`state::AgentDir`] | the agent's directory: configuration, pinned CA, owner-only key and secret, chain head (`docs/format/agent.md`) |
 //! | [`client`] | the HTTPS client: HTTP/2, pinned CA, token refresh with the device secret, retries with backoff and jitter, 410 → deauthorized |
 //! | [`remote::RemoteStore`] | the server as a `cairn-backup` block store (batched missing-id queries and uploads) |
-//! | [`events`] | events from snapshot diffs: renames by contents, BLAKE3 from the backup's read, exposure rules |
+//! | [`events`] | events from snapshot diffs: renames by contents, SHA-256 and BLAKE3 from the backup's read, exposure rules |
 //! | [`spool::Spool`] | the durable, bounded event queue (redb) |
 //! | [`watch::Watch`] | the `notify` watcher with its debouncer |
 //! | [`compare`] | folder comparison (the quickstart's byte-for-byte verification) |
