@@ -70,11 +70,12 @@ impl Hashing {
     }
 }
 
-/// What reading one file produced: its size, its chunk ids, and its BLAKE3 hash (with content
+/// What reading one file produced: its size, its chunk ids, and its content hashes (with content
 /// hashes on).
 type FileRead = (u64, Vec<BlockId>, Option<ContentHash>);
 
-/// What one group of files produced: (slot, size, chunk ids) per file, and its counters.
+/// What one group of files produced: (slot, size, chunk ids, content hashes) per file, and its
+/// counters.
 type GroupResult = (
     Vec<(usize, u64, Vec<BlockId>, Option<ContentHash>)>,
     BackupSummary,
@@ -283,6 +284,8 @@ struct Scanned {
 pub struct BackupSummary {
     /// The new snapshot's id.
     pub snapshot: Option<BlockId>,
+    /// The new snapshot itself (what [`Repository::snapshot`] would read back for `snapshot`).
+    pub record: Option<Snapshot>,
     /// Files, directories and symlinks recorded.
     pub entries: u64,
     /// Bytes of file contents read.
@@ -296,8 +299,8 @@ pub struct BackupSummary {
     /// Files whose metadata matched the file cache, so they were not read.
     pub files_unchanged: u64,
     /// With [`Repository::with_content_hashes`]: each file read by this backup (its path as
-    /// walked) with the BLAKE3 hash of its contents, computed from the same read that chunked
-    /// it. Files the cache vouched for were not read and are not listed.
+    /// walked) with the SHA-256 and BLAKE3 hashes of its contents, computed from the same read
+    /// that chunked it. Files the cache vouched for were not read and are not listed.
     pub content_hashes: Vec<(std::path::PathBuf, ContentHash)>,
 }
 
@@ -538,6 +541,7 @@ impl<B: BlockStore> Repository<B> {
         let id = sealed.id();
         self.store.put_snapshot(&id, sealed.as_bytes().to_vec())?;
         summary.snapshot = Some(id);
+        summary.record = Some(snapshot);
         if let Some(c) = cache {
             c.update(&ctx.seen, &id)?;
         }
@@ -830,10 +834,26 @@ impl<B: BlockStore> Repository<B> {
 
     /// Opens a block of `kind` named `id`: authenticated, and its id recomputed.
     pub(crate) fn open(&self, kind: BlockKind, id: &BlockId) -> Result<Vec<u8>, BackupError> {
-        let sealed = self.store.get_block(id)?;
+        self.unseal(kind, id, &self.store.get_block(id)?)
+    }
+
+    /// Opens the sealed bytes of a block of `kind` named `id`: authenticated, id recomputed.
+    fn unseal(&self, kind: BlockKind, id: &BlockId, sealed: &[u8]) -> Result<Vec<u8>, BackupError> {
         self.sealer
-            .open(kind, id, &sealed)
+            .open(kind, id, sealed)
             .map_err(|_| BackupError::Block(id.to_string()))
+    }
+
+    /// The sealed bytes of blocks `ids`, in order, in one store request; an answer with another
+    /// number of blocks is an error.
+    fn fetch_blocks(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, BackupError> {
+        let sealed = self.store.get_blocks(ids)?;
+        if sealed.len() != ids.len() {
+            return Err(BackupError::Malformed(
+                "store answered another number of blocks",
+            ));
+        }
+        Ok(sealed)
     }
 
     /// One snapshot, authenticated (its id recomputed, its tag checked).
@@ -842,11 +862,7 @@ impl<B: BlockStore> Repository<B> {
     /// [`BackupError::Store`] (`NotFound` for an unknown id), [`BackupError::Block`] or
     /// [`BackupError::SnapshotAuth`] for one this key did not make.
     pub fn snapshot(&self, id: &BlockId) -> Result<Snapshot, BackupError> {
-        let sealed = self.store.get_snapshot(id)?;
-        let plain = self
-            .sealer
-            .open(BlockKind::SNAPSHOT, id, &sealed)
-            .map_err(|_| BackupError::Block(id.to_string()))?;
+        let plain = self.unseal(BlockKind::SNAPSHOT, id, &self.store.get_snapshot(id)?)?;
         Snapshot::decode(&plain, &self.snapshot_key)
     }
 
@@ -1050,7 +1066,7 @@ impl<B: BlockStore> Repository<B> {
     /// Its extended attributes go on before its mode (a read-only mode would refuse them);
     /// returns how many were skipped.
     fn restore_file(&self, path: &Path, e: &Entry) -> Result<u64, BackupError> {
-        self.write_file(path, e, |ids| Ok(self.store.get_blocks(ids)?))
+        self.write_file(path, e, |ids| self.fetch_blocks(ids))
     }
 
     /// Restores several small files from one fetch of all their blocks.
@@ -1062,12 +1078,7 @@ impl<B: BlockStore> Repository<B> {
                 ids.extend(chunks.iter().filter(|id| seen.insert(**id)).copied());
             }
         }
-        let fetched = self.store.get_blocks(&ids)?;
-        if fetched.len() != ids.len() {
-            return Err(BackupError::Malformed(
-                "store answered another number of blocks",
-            ));
-        }
+        let fetched = self.fetch_blocks(&ids)?;
         let blocks: std::collections::HashMap<BlockId, Vec<u8>> =
             ids.into_iter().zip(fetched).collect();
         let mut skipped = 0;
@@ -1113,10 +1124,7 @@ impl<B: BlockStore> Repository<B> {
                 ));
             }
             for (id, bytes) in batch.iter().zip(sealed) {
-                let data = self
-                    .sealer
-                    .open(BlockKind::DATA, id, &bytes)
-                    .map_err(|_| BackupError::Block(id.to_string()))?;
+                let data = self.unseal(BlockKind::DATA, id, &bytes)?;
                 written += data.len() as u64;
                 f.write_all(&data)
                     .map_err(|err| BackupError::io(path, err))?;
@@ -1212,15 +1220,11 @@ impl<B: BlockStore> Repository<B> {
         let failed: Vec<String> = read
             .par_chunks(RESTORE_BATCH)
             .flat_map_iter(|batch| {
-                let opened: Vec<Result<Vec<u8>, BackupError>> = match self.store.get_blocks(batch) {
-                    Ok(sealed) if sealed.len() == batch.len() => batch
+                let opened: Vec<Result<Vec<u8>, BackupError>> = match self.fetch_blocks(batch) {
+                    Ok(sealed) => batch
                         .iter()
                         .zip(sealed)
-                        .map(|(id, bytes)| {
-                            self.sealer
-                                .open(BlockKind::DATA, id, &bytes)
-                                .map_err(|_| BackupError::Block(id.to_string()))
-                        })
+                        .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, &bytes))
                         .collect(),
                     _ => batch
                         .iter()
