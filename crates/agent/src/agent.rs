@@ -168,7 +168,6 @@ pub struct Agent {
     repo: Repository<RemoteStore>,
     traffic: Arc<Traffic>,
     archive: ArchiveId,
-    key: ArchiveKey,
     spool: Spool,
     // Last: dropped after everything that holds a handle to it.
     runtime: tokio::runtime::Runtime,
@@ -277,7 +276,6 @@ impl Agent {
             repo,
             traffic,
             archive,
-            key,
             spool,
             runtime,
         })
@@ -286,16 +284,7 @@ impl Agent {
     /// Reports the engine's progress (backup, restore, check) to `progress`.
     #[must_use]
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
-        let store = RemoteStore::new(
-            Arc::clone(&self.client),
-            self.runtime.handle().clone(),
-            &self.config.user,
-        );
-        self.traffic = store.traffic();
-        self.repo = Repository::new(store, &self.key, self.archive)
-            .with_content_hashes(true)
-            .with_foreign_snapshots_skipped(true)
-            .with_progress(progress);
+        self.repo = self.repo.with_progress(progress);
         self
     }
 
@@ -468,14 +457,7 @@ impl Agent {
 
     fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {
         let started = Instant::now();
-        let before = (
-            self.traffic
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed),
-            self.traffic
-                .bytes_up
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let (requests, bytes_up, _) = self.traffic();
         let snapshots = self.repo.snapshots()?;
         let head = self.dir.head()?;
         let parent = check_chain(&snapshots, head.as_ref())?;
@@ -486,10 +468,9 @@ impl Agent {
             parent.map(|(id, s)| (id, s)),
             Some(&cache),
         )?;
-        let id = summary
-            .snapshot
-            .ok_or_else(|| AgentError::State("the engine made no snapshot".into()))?;
-        let snapshot = self.repo.snapshot(&id)?;
+        let (Some(id), Some(snapshot)) = (summary.snapshot, summary.record.clone()) else {
+            return Err(AgentError::State("the engine made no snapshot".into()));
+        };
         self.dir.set_head(&ChainHead {
             seq: snapshot.seq,
             id,
@@ -543,16 +524,8 @@ impl Agent {
             changes: counts,
             events_queued: queued,
             events_sent: sent,
-            requests: self
-                .traffic
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed)
-                - before.0,
-            bytes_up: self
-                .traffic
-                .bytes_up
-                .load(std::sync::atomic::Ordering::Relaxed)
-                - before.1,
+            requests: self.traffic().0 - requests,
+            bytes_up: self.traffic().1 - bytes_up,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

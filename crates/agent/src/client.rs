@@ -143,8 +143,8 @@ enum Outcome {
     Done(Vec<u8>),
     /// Worth another attempt (the server unreachable, 429, 5xx).
     Retry(AgentError),
-    /// The token was refused: refresh it, then try again.
-    Refresh,
+    /// The credentials were refused (401).
+    Refused,
 }
 
 impl Client {
@@ -204,65 +204,55 @@ impl Client {
             self.server, self.tenant, self.device
         );
         let auth = Zeroizing::new(format!("Device {}", hex::encode(*self.secret)));
-        let mut delay = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
-            let sent = self
-                .http
-                .post(&url)
-                .header(reqwest::header::AUTHORIZATION, auth.as_str())
-                .send()
-                .await;
-            let retry = match sent {
-                Err(e) => AgentError::Transport(chain(&e)),
-                Ok(resp) => match resp.status() {
-                    StatusCode::OK => {
-                        let body = resp
-                            .bytes()
-                            .await
-                            .map_err(|e| AgentError::Transport(chain(&e)))?;
-                        let fresh: Refreshed = serde_json::from_slice(&body)
-                            .map_err(|e| AgentError::State(format!("token answer: {e}")))?;
-                        if let Ok(mut t) = self.token.lock() {
-                            *t = Some((fresh.token.clone(), Instant::now()));
-                        }
-                        return Ok(fresh.token);
-                    }
-                    StatusCode::GONE => {
-                        self.deauthorized.store(true, Ordering::SeqCst);
-                        return Err(AgentError::Deauthorized);
-                    }
-                    StatusCode::UNAUTHORIZED => return Err(AgentError::Unauthorized),
-                    s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                        AgentError::Http {
-                            status: s.as_u16(),
-                            what: "token refresh".into(),
-                        }
-                    }
-                    s => {
-                        return Err(AgentError::Http {
-                            status: s.as_u16(),
-                            what: "token refresh".into(),
-                        });
-                    }
-                },
-            };
-            if attempt == ATTEMPTS {
-                return Err(retry);
-            }
-            tokio::time::sleep(jitter(delay)).await;
-            delay = delay.saturating_mul(2);
+        let body = self
+            .send(&Method::POST, &url, auth.as_str(), None)
+            .await?
+            .ok_or(AgentError::Unauthorized)?;
+        let fresh: Refreshed = serde_json::from_slice(&body)
+            .map_err(|e| AgentError::State(format!("token answer: {e}")))?;
+        if let Ok(mut t) = self.token.lock() {
+            *t = Some((fresh.token.clone(), Instant::now()));
         }
-        Err(AgentError::Unauthorized)
+        Ok(fresh.token)
+    }
+
+    /// Sends one request with `auth` as its `Authorization` header, retrying an unreachable
+    /// server, 429 and 5xx with backoff; `None` when the credentials are refused (401).
+    async fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        auth: &str,
+        body: Option<&Body>,
+    ) -> Result<Option<Vec<u8>>, AgentError> {
+        let mut delay = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.attempt(method, url, auth, body).await? {
+                Outcome::Done(bytes) => return Ok(Some(bytes)),
+                Outcome::Refused => return Ok(None),
+                Outcome::Retry(e) if attempt >= ATTEMPTS => return Err(e),
+                Outcome::Retry(e) => {
+                    tracing::debug!(attempt, error = %e, "retrying");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     async fn attempt(
         &self,
         method: &Method,
         url: &str,
-        token: &str,
+        auth: &str,
         body: Option<&Body>,
     ) -> Result<Outcome, AgentError> {
-        let mut req = self.http.request(method.clone(), url).bearer_auth(token);
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .header(reqwest::header::AUTHORIZATION, auth);
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, b.media_type)
@@ -278,7 +268,7 @@ impl Client {
                 Ok(b) => Ok(Outcome::Done(b.to_vec())),
                 Err(e) => Ok(Outcome::Retry(AgentError::Transport(chain(&e)))),
             },
-            StatusCode::UNAUTHORIZED => Ok(Outcome::Refresh),
+            StatusCode::UNAUTHORIZED => Ok(Outcome::Refused),
             StatusCode::GONE => {
                 self.deauthorized.store(true, Ordering::SeqCst);
                 Err(AgentError::Deauthorized)
@@ -317,35 +307,22 @@ impl Client {
             return Err(AgentError::Deauthorized);
         }
         let url = format!("{}/v1/tenants/{}{path}", self.server, self.tenant);
-        let mut refreshed = false;
-        let mut delay = FIRST_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let token = match self.current_token() {
-                Some(t) => t,
-                None => self.refresh(None).await?,
-            };
-            match self
-                .attempt(&method, &url, token.as_str(), body.as_ref())
-                .await?
-            {
-                Outcome::Done(bytes) => return Ok(bytes),
-                Outcome::Refresh if !refreshed => {
-                    refreshed = true;
-                    self.refresh(Some(token.as_str())).await?;
-                }
-                Outcome::Refresh => return Err(AgentError::Unauthorized),
-                Outcome::Retry(e) => {
-                    if attempt >= ATTEMPTS {
-                        return Err(e);
-                    }
-                    tracing::debug!(attempt, error = %e, "retrying");
-                    tokio::time::sleep(jitter(delay)).await;
-                    delay = delay.saturating_mul(2);
-                }
-            }
+        let token = match self.current_token() {
+            Some(t) => t,
+            None => self.refresh(None).await?,
+        };
+        let bearer = |t: &str| Zeroizing::new(format!("Bearer {t}"));
+        if let Some(bytes) = self
+            .send(&method, &url, &bearer(&token), body.as_ref())
+            .await?
+        {
+            return Ok(bytes);
         }
+        // The token was refused: refresh it once, then try again.
+        let token = self.refresh(Some(token.as_str())).await?;
+        self.send(&method, &url, &bearer(&token), body.as_ref())
+            .await?
+            .ok_or(AgentError::Unauthorized)
     }
 }
 
