@@ -1,4 +1,4 @@
-//! Chunking throughput, single core, 256 MiB inputs: the keyed v1 chunker, the unkeyed `fastcdc`
+//! Chunking throughput, single core, 256 MiB inputs: the keyed v2 (default) and v1 chunkers, the unkeyed `fastcdc`
 //! crate (FastCDC 2020) at the same sizes, and BLAKE3 hashing as a reference, in one run.
 //!
 //! `cargo bench --bench chunk` (set `CAIRN_BENCH_MIB` to change the input size).
@@ -21,7 +21,9 @@ fn input_len() -> usize {
 fn chunking(c: &mut Criterion) {
     let len = input_len();
     let config = ChunkerConfig::DEFAULT;
-    let keyed = Chunker::new(&ArchiveKey::from_bytes([7; 32]).chunker_key(), config);
+    let key = ArchiveKey::from_bytes([7; 32]).chunker_key();
+    let keyed_v1 = Chunker::keyed_v1(&key, config);
+    let keyed_v2 = Chunker::keyed_v2(&key, config);
     let inputs = [
         ("random", common::random_bytes(1, len)),
         ("text", common::text_bytes(1, len)),
@@ -31,7 +33,10 @@ fn chunking(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(len as u64));
     for (name, data) in &inputs {
         group.bench_function(format!("keyed_v1/{name}"), |b| {
-            b.iter(|| keyed.chunks(black_box(data)).count())
+            b.iter(|| keyed_v1.chunks(black_box(data)).count())
+        });
+        group.bench_function(format!("keyed_v2/{name}"), |b| {
+            b.iter(|| keyed_v2.chunks(black_box(data)).count())
         });
         group.bench_function(format!("fastcdc_crate_2020/{name}"), |b| {
             b.iter(|| {

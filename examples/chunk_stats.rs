@@ -2,7 +2,7 @@
 //!
 //! `cargo run --locked --release --example chunk_stats -- [MIN AVG MAX] [--mib N] [--trials T]`
 //!
-//! Prints, for the keyed v1 chunker and the unkeyed `fastcdc` crate at the same sizes, on random
+//! Prints, for the keyed v2 (default) and v1 chunkers and the unkeyed `fastcdc` crate at the same sizes, on random
 //! and on text-like data: chunk count, mean and standard deviation of lengths against the target
 //! average; the B-17 edit figure (one byte inserted or deleted at a random place of a 16 MiB
 //! input: chunks of the new version absent from the old, averaged over T trials); and a median
@@ -129,7 +129,9 @@ fn main() {
     };
     let mib = arg_value(&args, "--mib").unwrap_or(256);
     let trials = arg_value(&args, "--trials").unwrap_or(40);
-    let keyed = Chunker::new(&ArchiveKey::from_bytes([7; 32]).chunker_key(), config);
+    let key = ArchiveKey::from_bytes([7; 32]).chunker_key();
+    let v1 = Chunker::keyed_v1(&key, config);
+    let v2 = Chunker::keyed_v2(&key, config);
     let fast = Chunker::unkeyed_fastcdc2020(config).ok();
     println!(
         "sizes min/avg/max = {}/{}/{}, {mib} MiB per input, {trials} edit trials on 16 MiB",
@@ -141,7 +143,11 @@ fn main() {
         ("random", common::random_bytes(1, mib << 20)),
         ("text", common::text_bytes(1, mib << 20)),
     ] {
-        for (label, chunker) in [("keyed_v1", Some(&keyed)), ("fastcdc_2020", fast.as_ref())] {
+        for (label, chunker) in [
+            ("keyed_v2", Some(&v2)),
+            ("keyed_v1", Some(&v1)),
+            ("fastcdc_2020", fast.as_ref()),
+        ] {
             let Some(chunker) = chunker else { continue };
             let l = lens(chunker, &data);
             let n = l.len() as f64;

@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
     println!(
-        "  chunked {} bytes into {} chunks (keyed v1, 512 KiB/1 MiB/8 MiB) in {:.0} ms",
+        "  chunked {} bytes into {} chunks (keyed v2, 512 KiB/1 MiB/8 MiB) in {:.0} ms",
         data.len(),
         chunks.len(),
         took.as_secs_f64() * 1e3

@@ -19,6 +19,8 @@ struct Input {
     max_gap: u16,
     reads: Vec<u8>,
     unkeyed: bool,
+    /// The keyed v1 chunker rather than the default (v2).
+    v1: bool,
     data: Vec<u8>,
 }
 
@@ -56,6 +58,8 @@ fuzz_target!(|input: Input| {
             Ok(c) => c,
             Err(_) => return,
         }
+    } else if input.v1 {
+        Chunker::keyed_v1(&ChunkerKey::from_bytes(input.key), config)
     } else {
         Chunker::new(&ChunkerKey::from_bytes(input.key), config)
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_chunk::{Algorithm, Chunker, ChunkerConfig};
-use cairn_keys::{ArchiveKey, SnapshotKey};
+use cairn_keys::{ArchiveKey, ChunkerKey, SnapshotKey};
 use cairn_seal::{ArchiveId, BlockId, BlockKind, Identified, SealConfig, Sealer};
 
 use std::sync::Arc;
@@ -14,7 +14,9 @@ use std::sync::Arc;
 use crate::cache::{CachedFile, FileCache};
 use crate::error::BackupError;
 use crate::progress::{Meter, Phase, Progress};
-use crate::snapshot::{CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, Snapshot};
+use crate::snapshot::{
+    CHUNKER_KEYED_V1, CHUNKER_KEYED_V2, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, Snapshot,
+};
 use crate::store::BlockStore;
 use crate::tree::{Entry, EntryKind, Tree, Xattrs, is_safe_name};
 
@@ -321,6 +323,8 @@ pub struct CheckReport {
 
 /// State carried through one backup's walk.
 struct Walk<'a> {
+    /// The chunker this snapshot's files are cut with.
+    chunker: &'a Chunker,
     /// The cache, when it may be trusted.
     cache: Option<&'a FileCache>,
     /// Every file seen, for the cache's update: key, entry, and whether it differs from the
@@ -348,6 +352,7 @@ pub struct Repository<B: BlockStore> {
     store: B,
     sealer: Sealer,
     chunker: Chunker,
+    chunker_key: ChunkerKey,
     snapshot_key: SnapshotKey,
     progress: Option<Arc<dyn Progress>>,
     content_hashes: bool,
@@ -420,6 +425,7 @@ impl<B: BlockStore> Repository<B> {
             store,
             sealer: Sealer::new(key, archive, SealConfig::default()),
             chunker: Chunker::new(&key.chunker_key(), ChunkerConfig::DEFAULT),
+            chunker_key: key.chunker_key(),
             snapshot_key: key.snapshot_key(),
             progress: None,
             content_hashes: false,
@@ -465,10 +471,11 @@ impl<B: BlockStore> Repository<B> {
         repo
     }
 
-    /// What snapshots of this repository record about its chunker.
-    fn chunker_record(&self) -> Result<ChunkerRecord, BackupError> {
-        let algorithm = match self.chunker.algorithm() {
+    /// What a snapshot records about the chunker its files were cut with.
+    fn chunker_record(chunker: &Chunker) -> Result<ChunkerRecord, BackupError> {
+        let algorithm = match chunker.algorithm() {
             Algorithm::KeyedV1 => CHUNKER_KEYED_V1,
+            Algorithm::KeyedV2 => CHUNKER_KEYED_V2,
             Algorithm::UnkeyedFastCdc2020 => CHUNKER_UNKEYED_FASTCDC2020,
             _ => {
                 return Err(BackupError::Malformed(
@@ -476,7 +483,7 @@ impl<B: BlockStore> Repository<B> {
                 ));
             }
         };
-        let c = self.chunker.config();
+        let c = chunker.config();
         let size = |n: usize| u32::try_from(n).map_err(|_| BackupError::Malformed("chunk size"));
         Ok(ChunkerRecord {
             algorithm,
@@ -484,6 +491,24 @@ impl<B: BlockStore> Repository<B> {
             avg: size(c.avg())?,
             max: size(c.max())?,
         })
+    }
+
+    /// The keyed chunker a parent snapshot's files were cut with, if it differs from this
+    /// repository's: a backup continues with it, so changed files deduplicate against their
+    /// previous versions. `None` (use the repository's own) for the same chunker, the unkeyed
+    /// comparison mode, or sizes this build does not accept.
+    fn parent_chunker(&self, parent: &ChunkerRecord) -> Option<Chunker> {
+        if Self::chunker_record(&self.chunker).ok().as_ref() == Some(parent) {
+            return None;
+        }
+        let size = |n: u32| usize::try_from(n).ok();
+        let config =
+            ChunkerConfig::new(size(parent.min)?, size(parent.avg)?, size(parent.max)?).ok()?;
+        match parent.algorithm {
+            CHUNKER_KEYED_V1 => Some(Chunker::keyed_v1(&self.chunker_key, config)),
+            CHUNKER_KEYED_V2 => Some(Chunker::keyed_v2(&self.chunker_key, config)),
+            _ => None,
+        }
     }
 
     /// The store.
@@ -518,7 +543,10 @@ impl<B: BlockStore> Repository<B> {
             (Some(c), Some((id, _))) => c.snapshot()?.as_ref() == Some(id),
             _ => false,
         };
+        let continued = parent.and_then(|(_, s)| self.parent_chunker(&s.chunker));
+        let chunker = continued.as_ref().unwrap_or(&self.chunker);
         let mut ctx = Walk {
+            chunker,
             cache: cache.filter(|_| trusted),
             seen: Vec::new(),
         };
@@ -531,7 +559,7 @@ impl<B: BlockStore> Repository<B> {
             host: host.to_owned(),
             paths: vec![root.to_string_lossy().into_owned()],
             tags: Vec::new(),
-            chunker: self.chunker_record()?,
+            chunker: Self::chunker_record(chunker)?,
         };
         let plain = snapshot.encode(&self.snapshot_key)?;
         let sealed = self
@@ -588,6 +616,7 @@ impl<B: BlockStore> Repository<B> {
 
     fn backup_file(
         &self,
+        chunker: &Chunker,
         path: &Path,
         expected_size: u64,
         pending: &mut Vec<Identified>,
@@ -598,11 +627,11 @@ impl<B: BlockStore> Repository<B> {
         let mut size = 0u64;
         // A file no longer than the minimum chunk is one chunk: read it whole, in one read
         // (plus the one that sees the end), without the streaming chunker's window.
-        if expected_size <= self.chunker.config().min() as u64 {
+        if expected_size <= chunker.config().min() as u64 {
             let mut data = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0) + 1);
             file.read_to_end(&mut data)
                 .map_err(|e| BackupError::io(path, e))?;
-            if data.len() <= self.chunker.config().min() {
+            if data.len() <= chunker.config().min() {
                 let hash = self.content_hashes.then(|| {
                     let mut h = Hashing::default();
                     h.update(&data);
@@ -617,24 +646,26 @@ impl<B: BlockStore> Repository<B> {
             }
             // It grew since the walk: cut what was read and the rest as a stream.
             return self.backup_stream(
+                chunker,
                 path,
                 std::io::Cursor::new(data).chain(file),
                 pending,
                 summary,
             );
         }
-        self.backup_stream(path, file, pending, summary)
+        self.backup_stream(chunker, path, file, pending, summary)
     }
 
     /// Cuts a file's bytes into blocks (identified, queued in `pending`, sent in batches).
     fn backup_stream<R: Read>(
         &self,
+        chunker: &Chunker,
         path: &Path,
         reader: R,
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
-        let mut stream = self.chunker.stream(reader);
+        let mut stream = chunker.stream(reader);
         let mut ids = Vec::new();
         let mut size = 0u64;
         let mut hasher = self.content_hashes.then(Hashing::default);
@@ -721,6 +752,7 @@ impl<B: BlockStore> Repository<B> {
             groups.push(current);
         }
         use rayon::prelude::*;
+        let chunker = ctx.chunker;
         let done: Vec<Result<GroupResult, BackupError>> = groups
             .par_iter()
             .map(|group| {
@@ -730,7 +762,7 @@ impl<B: BlockStore> Repository<B> {
                 for &slot in group {
                     let job = &jobs[slot];
                     let (size, chunks, hash) =
-                        self.backup_file(&job.path, job.size, &mut pending, &mut part)?;
+                        self.backup_file(chunker, &job.path, job.size, &mut pending, &mut part)?;
                     meter.add(1, size);
                     out.push((slot, size, chunks, hash));
                 }

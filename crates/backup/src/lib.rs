@@ -72,8 +72,8 @@ pub use engine::{BackupSummary, CheckReport, ContentHash, DataCheck, Repository,
 pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};
 pub use snapshot::{
-    CHUNKER_KEYED_V1, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
-    Snapshot, TAG_LEN,
+    CHUNKER_KEYED_V1, CHUNKER_KEYED_V2, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, SNAPSHOT_MAGIC,
+    SNAPSHOT_VERSION, Snapshot, TAG_LEN,
 };
 pub use store::{ArchiveStore, BlockStore, MemoryStore};
 pub use tree::{

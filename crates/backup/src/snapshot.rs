@@ -39,7 +39,7 @@ pub struct Snapshot {
 /// The chunker a snapshot's files were cut with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkerRecord {
-    /// [`CHUNKER_KEYED_V1`] or [`CHUNKER_UNKEYED_FASTCDC2020`].
+    /// [`CHUNKER_KEYED_V2`], [`CHUNKER_KEYED_V1`] or [`CHUNKER_UNKEYED_FASTCDC2020`].
     pub algorithm: u8,
     /// Minimum chunk length.
     pub min: u32,
@@ -51,6 +51,8 @@ pub struct ChunkerRecord {
 
 /// [`ChunkerRecord::algorithm`] of `cairn-chunk`'s `KeyedV1`.
 pub const CHUNKER_KEYED_V1: u8 = 1;
+/// [`ChunkerRecord::algorithm`] of `cairn-chunk`'s `KeyedV2` (the default).
+pub const CHUNKER_KEYED_V2: u8 = 2;
 /// [`ChunkerRecord::algorithm`] of the unkeyed FastCDC 2020 comparison mode (never for archives
 /// a user keeps, but recorded honestly if a test uses it).
 pub const CHUNKER_UNKEYED_FASTCDC2020: u8 = 0xF0;

@@ -140,7 +140,7 @@ fn round_trip<B: BlockStore>(store: B) {
     assert_eq!(
         snaps[0].1.chunker,
         ChunkerRecord {
-            algorithm: CHUNKER_KEYED_V1,
+            algorithm: CHUNKER_KEYED_V2,
             min: c.min() as u32,
             avg: c.avg() as u32,
             max: c.max() as u32,
@@ -463,6 +463,40 @@ fn hostile_trees_and_snapshots_are_refused() {
             "byte {i}"
         );
     }
+}
+
+/// A chain started with another keyed chunker (v1 here, at other sizes) goes on with it, so
+/// changed files deduplicate against their previous versions; a new chain takes the default.
+#[test]
+fn a_backup_continues_with_its_parents_chunker() {
+    let (src, other, mut parent) = backed_up();
+    let v1 = ChunkerRecord {
+        algorithm: CHUNKER_KEYED_V1,
+        min: 2048,
+        avg: 8192,
+        max: 32768,
+    };
+    parent.chunker = v1;
+    let parent_id = other.snapshots().unwrap()[0].0;
+    let repo = repo(MemoryStore::new());
+    let a = repo
+        .backup(src.path(), "h", Some((&parent_id, &parent)))
+        .unwrap();
+    let a_record = a.record.clone().unwrap();
+    assert_eq!(a_record.chunker, v1);
+    // Cut the same way again: nothing new to send.
+    let b = repo
+        .backup(src.path(), "h", Some((&a.snapshot.unwrap(), &a_record)))
+        .unwrap();
+    assert_eq!(b.record.as_ref().unwrap().chunker, v1);
+    assert_eq!(b.blocks_sent, 0, "{b:?}");
+    // A new chain is cut by the repository's own chunker, so the big file's chunks are new.
+    let c = repo.backup(src.path(), "h", None).unwrap();
+    assert_eq!(
+        c.record.as_ref().unwrap().chunker.algorithm,
+        CHUNKER_KEYED_V2
+    );
+    assert!(c.blocks_sent > 5, "{c:?}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ const BATCH: usize = 256;
 /// The normalization constant `u` (times 100): with the small-chunk rate `u / (4 D)` before
 /// `avg` and the large-chunk rate `4 u / D` after it (`D = avg - min`), the expected length is
 /// `avg` (the derivation is in `docs/format/chunk.md`).
-const U_TIMES_100: u128 = 127;
+pub(crate) const U_TIMES_100: u128 = 127;
 
 pub(crate) struct KeyedV1 {
     gear: [u64; 256],
@@ -45,7 +45,7 @@ impl Drop for KeyedV1 {
 }
 
 /// `floor(2^64 * num / den)`, saturating at `u64::MAX`.
-fn threshold(num: u128, den: u128) -> u64 {
+pub(crate) fn threshold(num: u128, den: u128) -> u64 {
     let t = (1u128 << 64).saturating_mul(num) / den.max(1);
     u64::try_from(t).unwrap_or(u64::MAX)
 }
@@ -60,26 +60,36 @@ pub(crate) fn thresholds(config: &ChunkerConfig) -> (u64, u64) {
     )
 }
 
+/// The gear table under `context`: 2048 bytes of the BLAKE3 `derive_key` XOF of the chunker key,
+/// read as 256 little-endian `u64`s.
+pub(crate) fn derive_gear(context: &str, key: &ChunkerKey) -> [u64; 256] {
+    let mut table_bytes = Zeroizing::new([0u8; 256 * 8]);
+    let mut hasher = blake3::Hasher::new_derive_key(context);
+    hasher.update(key.expose_secret());
+    hasher.finalize_xof().fill(table_bytes.as_mut());
+    hasher.zeroize();
+    let mut gear = [0u64; 256];
+    for (entry, bytes) in gear.iter_mut().zip(table_bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        *entry = u64::from_le_bytes(b);
+        b.zeroize();
+    }
+    gear
+}
+
+/// The AES-128 PRF under `context`: keyed with the first 16 bytes of BLAKE3 `derive_key`.
+pub(crate) fn derive_prf(context: &str, key: &ChunkerKey) -> Aes128 {
+    let prf_key = Zeroizing::new(blake3::derive_key(context, key.expose_secret()));
+    let mut aes_key = Zeroizing::new([0u8; 16]);
+    aes_key.copy_from_slice(&prf_key[..16]);
+    Aes128::new(&Array::from(*aes_key))
+}
+
 impl KeyedV1 {
     pub(crate) fn new(key: &ChunkerKey, config: &ChunkerConfig) -> Self {
-        let mut table_bytes = Zeroizing::new([0u8; 256 * 8]);
-        let mut hasher = blake3::Hasher::new_derive_key(GEAR_CONTEXT);
-        hasher.update(key.expose_secret());
-        hasher.finalize_xof().fill(table_bytes.as_mut());
-        hasher.zeroize();
-        let mut gear = [0u64; 256];
-        for (entry, bytes) in gear.iter_mut().zip(table_bytes.chunks_exact(8)) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(bytes);
-            *entry = u64::from_le_bytes(b);
-            b.zeroize();
-        }
-
-        let prf_key = Zeroizing::new(blake3::derive_key(PRF_CONTEXT, key.expose_secret()));
-        let mut aes_key = Zeroizing::new([0u8; 16]);
-        aes_key.copy_from_slice(&prf_key[..16]);
-        let prf = Aes128::new(&Array::from(*aes_key));
-
+        let gear = derive_gear(GEAR_CONTEXT, key);
+        let prf = derive_prf(PRF_CONTEXT, key);
         let (threshold_small, threshold_large) = thresholds(config);
         Self {
             gear,
@@ -239,7 +249,7 @@ const REGION: usize = LANES * LANE_LEN;
 
 /// The PRF output read by the cut test: the first 8 bytes of the block, little-endian.
 #[inline(always)]
-fn prf_output(block: &aes::Block) -> u64 {
+pub(crate) fn prf_output(block: &aes::Block) -> u64 {
     u64::from_le_bytes([
         block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7],
     ])
@@ -331,7 +341,7 @@ fn gear_pair(gear: &[u64; 256], h: u64, b0: u8, b1: u8) -> (u64, u64) {
 
 /// The block a digest is encrypted as: `h` zero-extended to 128 bits, little-endian.
 #[inline(always)]
-fn block_of(h: u64) -> aes::Block {
+pub(crate) fn block_of(h: u64) -> aes::Block {
     Array::from(u128::from(h).to_le_bytes())
 }
 

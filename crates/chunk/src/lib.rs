@@ -1,15 +1,19 @@
 //! Keyed content-defined chunking (CDC) that resists chunk-size fingerprinting.
 //!
 //! A [`Chunker`] cuts a byte stream where its content says so, so an edit changes only the
-//! chunks around it and every other chunk deduplicates against the previous version. The default
-//! algorithm, [`Algorithm::KeyedV1`], makes every cut decision read only the output of a keyed
-//! pseudo-random function (AES-128) applied to a keyed rolling hash of the last 64 bytes, the fix
-//! proposed by the 2025 chunking-attack papers (see `docs/format/chunk.md`).
+//! chunks around it and every other chunk deduplicates against the previous version. Both keyed
+//! algorithms make every cut decision read only the output of a keyed pseudo-random function
+//! (AES-128) applied to a keyed hash of the last 64 bytes, the fix proposed by the 2025
+//! chunking-attack papers (see `docs/format/chunk.md`). The default, [`Algorithm::KeyedV2`],
+//! also lets those PRF outputs choose which positions to evaluate (a walk of 1 to 64 bytes per
+//! step), so it evaluates about one position in 32 where [`Algorithm::KeyedV1`] evaluates every
+//! one.
 //!
 //! | item | use |
 //! | --- | --- |
 //! | [`ChunkerConfig`] | validated min / average / max chunk sizes ([`ChunkerConfig::DEFAULT`]: 512 KiB / 1 MiB / 8 MiB) |
-//! | [`Chunker::new`] | the keyed v1 chunker, from `cairn-keys`' [`ChunkerKey`] |
+//! | [`Chunker::new`] | the default keyed chunker (v2), from `cairn-keys`' [`ChunkerKey`] |
+//! | [`Chunker::keyed_v1`], [`Chunker::keyed_v2`] | one frozen keyed algorithm by name |
 //! | [`Chunker::unkeyed_fastcdc2020`] | the `fastcdc` crate's unkeyed FastCDC 2020, **for comparison only** |
 //! | [`Chunker::chunks`] | slice API: iterator of [`Chunk`] (`offset`, `len`) over `&[u8]` |
 //! | [`Chunker::stream`] | streaming API over [`std::io::Read`], memory bounded by the max chunk size |
@@ -44,17 +48,19 @@
 //!
 //! # Security notes
 //!
-//! - Cut points of [`Algorithm::KeyedV1`] are a pseudo-random function of the 64-byte window
-//!   ending at the cut, under a key derived from the archive's [`ChunkerKey`]. Someone who sees
-//!   chunk lengths and knows the plaintext learns only which windows the PRF selected, not a key
-//!   they could use to predict cuts in other data (the attacks of arXiv 2504.02095 and IACR
-//!   ePrint 2025/558 recover the chunker's parameters; here those are an AES key).
+//! - Cut points of both keyed algorithms are a pseudo-random function of the 64-byte windows
+//!   of the data, under keys derived from the archive's [`ChunkerKey`] (v2 also reads where to
+//!   look next from the same PRF outputs). Someone who sees chunk lengths and knows the
+//!   plaintext learns only which windows the PRF selected, not a key they could use to predict
+//!   cuts in other data (the attacks of arXiv 2504.02095 and IACR ePrint 2025/558 recover the
+//!   chunker's parameters; here those are an AES key).
 //! - What still leaks: equal 64-byte windows make equal decisions (inherent in CDC, and what
 //!   makes dedup work), and chunk lengths themselves unless the layer above pads them
 //!   (`cairn-seal` does). Runs of one repeated byte cut at `min` or `max` only.
 //! - [`Algorithm::UnkeyedFastCdc2020`] has no secret at all: anyone can compute its cuts. Use it
 //!   for benchmarks and comparisons, never for stored archives.
-//! - Key material (the AES key schedule and the gear table) is zeroized on drop and never printed.
+//! - Key material (the AES key schedules, the gear table, the NH key) is zeroized on drop and never
+//!   printed.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -62,6 +68,7 @@
 
 mod config;
 mod keyed;
+mod keyed_v2;
 mod stream;
 
 use core::fmt;
@@ -71,9 +78,10 @@ pub use stream::{OwnedChunk, StreamChunker};
 
 use cairn_keys::ChunkerKey;
 use keyed::KeyedV1;
+use keyed_v2::KeyedV2;
 
-/// The rolling-hash window of [`Algorithm::KeyedV1`], in bytes: a cut decision depends on exactly
-/// the last `WINDOW` bytes of the chunk.
+/// The window of the keyed algorithms, in bytes: a cut decision depends on exactly the last
+/// `WINDOW` bytes of the chunk (and, in v2, on which earlier windows the walk visited).
 pub const WINDOW: usize = 64;
 
 /// Smallest allowed minimum chunk size (a chunk must at least fill the window).
@@ -130,11 +138,16 @@ pub enum ChunkError {
 #[non_exhaustive]
 pub enum Algorithm {
     /// Cairn's keyed chunker, version 1: keyed gear hash of the last 64 bytes, AES-128 PRF on the
-    /// hash, FastCDC-style normalized thresholds. The default for archives.
+    /// hash, FastCDC-style normalized thresholds. Evaluates every candidate from `min` on.
     KeyedV1,
     /// The `fastcdc` crate's FastCDC 2020 with its public gear table (normalization level 1).
     /// Unkeyed: for comparison only.
     UnkeyedFastCdc2020,
+    /// Cairn's keyed chunker, version 2: v1's decision (keyed gear hash of the last 64 bytes,
+    /// AES-128 PRF, normalized thresholds) evaluated along a walk whose steps are read from the
+    /// same PRF outputs, so about one candidate in `(stride + 1) / 2` is evaluated; the window is
+    /// digested by NH (UMAC's universal hash) instead of the gear hash. The default for archives.
+    KeyedV2,
 }
 
 /// One chunk of a slice: `data[offset..offset + len]`.
@@ -148,6 +161,7 @@ pub struct Chunk {
 
 enum Inner {
     KeyedV1(Box<KeyedV1>),
+    KeyedV2(Box<KeyedV2>),
     FastCdc2020,
 }
 
@@ -168,12 +182,27 @@ impl fmt::Debug for Chunker {
 }
 
 impl Chunker {
-    /// The keyed v1 chunker ([`Algorithm::KeyedV1`]) for an archive's chunker key.
+    /// The default chunker for an archive's chunker key: [`Algorithm::KeyedV2`].
     #[must_use]
     pub fn new(key: &ChunkerKey, config: ChunkerConfig) -> Self {
+        Self::keyed_v2(key, config)
+    }
+
+    /// The keyed v1 chunker ([`Algorithm::KeyedV1`]) for an archive's chunker key.
+    #[must_use]
+    pub fn keyed_v1(key: &ChunkerKey, config: ChunkerConfig) -> Self {
         Self {
             config,
             inner: Inner::KeyedV1(Box::new(KeyedV1::new(key, &config))),
+        }
+    }
+
+    /// The keyed v2 chunker ([`Algorithm::KeyedV2`]) for an archive's chunker key.
+    #[must_use]
+    pub fn keyed_v2(key: &ChunkerKey, config: ChunkerConfig) -> Self {
+        Self {
+            config,
+            inner: Inner::KeyedV2(Box::new(KeyedV2::new(key, &config))),
         }
     }
 
@@ -206,6 +235,7 @@ impl Chunker {
     pub fn algorithm(&self) -> Algorithm {
         match self.inner {
             Inner::KeyedV1(_) => Algorithm::KeyedV1,
+            Inner::KeyedV2(_) => Algorithm::KeyedV2,
             Inner::FastCdc2020 => Algorithm::UnkeyedFastCdc2020,
         }
     }
@@ -231,6 +261,7 @@ impl Chunker {
         let window = &data[..n.min(self.config.max())];
         match &self.inner {
             Inner::KeyedV1(k) => k.cut(window),
+            Inner::KeyedV2(k) => k.cut(window),
             Inner::FastCdc2020 => {
                 let c = &self.config;
                 let fast = fastcdc::v2020::FastCDC::new(window, c.min(), c.avg(), c.max());

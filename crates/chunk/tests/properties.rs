@@ -25,8 +25,13 @@ fn random(seed: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-fn keyed(key: u8, min: usize, avg: usize, max: usize) -> Chunker {
-    Chunker::new(
+/// Both frozen keyed algorithms (v2, the default, then v1) for one key and configuration.
+fn keyed_both(key: &ChunkerKey, config: ChunkerConfig) -> [Chunker; 2] {
+    [Chunker::new(key, config), Chunker::keyed_v1(key, config)]
+}
+
+fn keyed(key: u8, min: usize, avg: usize, max: usize) -> [Chunker; 2] {
+    keyed_both(
         &ChunkerKey::from_bytes([key; 32]),
         ChunkerConfig::new(min, avg, max).unwrap(),
     )
@@ -81,20 +86,21 @@ proptest! {
         (min, avg, max) in configs(),
         data in prop::collection::vec(any::<u8>(), 0..60_000),
     ) {
-        let chunker = keyed(key, min, avg, max);
-        let chunks: Vec<_> = chunker.chunks(&data).collect();
-        let mut at = 0;
-        for (i, c) in chunks.iter().enumerate() {
-            prop_assert_eq!(c.offset, at);
-            prop_assert!(c.len >= 1 && c.len <= max);
-            if i + 1 < chunks.len() {
-                prop_assert!(c.len >= min, "chunk {} of {} has {} < min {}", i, chunks.len(), c.len, min);
+        for chunker in keyed(key, min, avg, max) {
+            let chunks: Vec<_> = chunker.chunks(&data).collect();
+            let mut at = 0;
+            for (i, c) in chunks.iter().enumerate() {
+                prop_assert_eq!(c.offset, at);
+                prop_assert!(c.len >= 1 && c.len <= max);
+                if i + 1 < chunks.len() {
+                    prop_assert!(c.len >= min, "chunk {} of {} has {} < min {}", i, chunks.len(), c.len, min);
+                }
+                at += c.len;
             }
-            at += c.len;
+            prop_assert_eq!(at, data.len());
+            let again: Vec<_> = chunker.chunks(&data).collect();
+            prop_assert_eq!(chunks, again);
         }
-        prop_assert_eq!(at, data.len());
-        let again: Vec<_> = chunker.chunks(&data).collect();
-        prop_assert_eq!(chunks, again);
     }
 
     /// The streaming API gives the slice API's boundaries whatever the read sizes.
@@ -105,16 +111,18 @@ proptest! {
         data in prop::collection::vec(any::<u8>(), 0..40_000),
         sizes in prop::collection::vec(0usize..5000, 1..8),
     ) {
-        let chunker = keyed(key, min, avg, max);
-        let want: Vec<(u64, usize)> =
-            chunker.chunks(&data).map(|c| (c.offset as u64, c.len)).collect();
-        prop_assert_eq!(&stream_lengths(&chunker, Jagged { data: &data, sizes, call: 0 }), &want);
-        // The owning iterator agrees and returns the bytes themselves.
-        let owned: Vec<_> = chunker.stream(&data[..]).map(Result::unwrap).collect();
-        prop_assert_eq!(owned.len(), want.len());
-        for (o, (off, len)) in owned.iter().zip(&want) {
-            prop_assert_eq!(o.offset, *off);
-            prop_assert_eq!(&o.data[..], &data[*off as usize..*off as usize + len]);
+        for chunker in keyed(key, min, avg, max) {
+            let want: Vec<(u64, usize)> =
+                chunker.chunks(&data).map(|c| (c.offset as u64, c.len)).collect();
+            let jagged = Jagged { data: &data, sizes: sizes.clone(), call: 0 };
+            prop_assert_eq!(&stream_lengths(&chunker, jagged), &want);
+            // The owning iterator agrees and returns the bytes themselves.
+            let owned: Vec<_> = chunker.stream(&data[..]).map(Result::unwrap).collect();
+            prop_assert_eq!(owned.len(), want.len());
+            for (o, (off, len)) in owned.iter().zip(&want) {
+                prop_assert_eq!(o.offset, *off);
+                prop_assert_eq!(&o.data[..], &data[*off as usize..*off as usize + len]);
+            }
         }
     }
 
@@ -132,31 +140,28 @@ proptest! {
 #[test]
 fn one_byte_reads() {
     let data = random(b"one byte", 300_000);
-    let chunker = keyed(1, 1024, 8192, 32768);
-    let want: Vec<(u64, usize)> = chunker
-        .chunks(&data)
-        .map(|c| (c.offset as u64, c.len))
-        .collect();
-    assert!(want.len() > 10);
-    let got = stream_lengths(
-        &chunker,
-        Jagged {
-            data: &data,
-            sizes: vec![1],
-            call: 0,
-        },
-    );
-    assert_eq!(got, want);
+    for chunker in keyed(1, 1024, 8192, 32768) {
+        let want: Vec<(u64, usize)> = chunker
+            .chunks(&data)
+            .map(|c| (c.offset as u64, c.len))
+            .collect();
+        assert!(want.len() > 10);
+        let got = stream_lengths(
+            &chunker,
+            Jagged {
+                data: &data,
+                sizes: vec![1],
+                call: 0,
+            },
+        );
+        assert_eq!(got, want);
+    }
 }
 
 /// B-18: two keys cut the same data differently.
 #[test]
 fn two_keys_cut_differently() {
     let data = random(b"two keys", 4 << 20);
-    let a = lengths(&keyed(1, 4096, 16384, 65536), &data);
-    let b = lengths(&keyed(2, 4096, 16384, 65536), &data);
-    assert_ne!(a, b);
-    // Not merely shifted: most boundaries differ.
     let ends = |l: &[usize]| {
         l.iter()
             .scan(0, |s, &x| {
@@ -165,11 +170,22 @@ fn two_keys_cut_differently() {
             })
             .collect::<HashSet<_>>()
     };
-    let (ea, eb) = (ends(&a), ends(&b));
-    assert!(
-        ea.intersection(&eb).count() * 10 < ea.len(),
-        "keys share too many cut points"
-    );
+    let [a2, a1] = keyed(1, 4096, 16384, 65536);
+    let [b2, b1] = keyed(2, 4096, 16384, 65536);
+    for (a, b) in [(a2, b2), (a1, b1)] {
+        let (a, b) = (lengths(&a, &data), lengths(&b, &data));
+        assert_ne!(a, b);
+        // Not merely shifted: most boundaries differ.
+        let (ea, eb) = (ends(&a), ends(&b));
+        assert!(
+            ea.intersection(&eb).count() * 10 < ea.len(),
+            "keys share too many cut points"
+        );
+    }
+    // Nor do the two algorithms share cut points under one key.
+    let [v2, v1] = keyed(1, 4096, 16384, 65536);
+    let (e2, e1) = (ends(&lengths(&v2, &data)), ends(&lengths(&v1, &data)));
+    assert!(e2.intersection(&e1).count() * 10 < e2.len());
 }
 
 /// B-18 with the real key hierarchy: two archives (users) chunk the same file differently.
@@ -179,9 +195,11 @@ fn two_archives_cut_differently() {
     let user_a = cairn_keys::ArchiveKey::from_bytes([0xA; 32]);
     let user_b = cairn_keys::ArchiveKey::from_bytes([0xB; 32]);
     let config = ChunkerConfig::new(64 << 10, 256 << 10, 1 << 20).unwrap();
-    let a = lengths(&Chunker::new(&user_a.chunker_key(), config), &data);
-    let b = lengths(&Chunker::new(&user_b.chunker_key(), config), &data);
-    assert_ne!(a, b);
+    let a = keyed_both(&user_a.chunker_key(), config);
+    let b = keyed_both(&user_b.chunker_key(), config);
+    for (a, b) in a.iter().zip(&b) {
+        assert_ne!(lengths(a, &data), lengths(b, &data));
+    }
 }
 
 /// B-17: one byte inserted or deleted at a random place of a 16 MiB input changes few chunks.
@@ -189,14 +207,21 @@ fn two_archives_cut_differently() {
 #[test]
 fn edit_changes_few_chunks() {
     let data = random(b"edit locality", 16 << 20);
-    let chunker = Chunker::new(&ChunkerKey::from_bytes([3; 32]), ChunkerConfig::DEFAULT);
+    for chunker in keyed_both(&ChunkerKey::from_bytes([3; 32]), ChunkerConfig::DEFAULT) {
+        edit_figure(&chunker, &data);
+    }
+}
+
+// Printing the measured figure is this helper's purpose (see the test's doc comment).
+#[allow(clippy::print_stdout)]
+fn edit_figure(chunker: &Chunker, data: &[u8]) {
     let hashes = |d: &[u8]| -> HashSet<blake3::Hash> {
         chunker
             .chunks(d)
             .map(|c| blake3::hash(&d[c.offset..c.offset + c.len]))
             .collect()
     };
-    let old = hashes(&data);
+    let old = hashes(data);
     let trials = 60;
     let mut changed = 0;
     let mut worst = 0;
@@ -206,7 +231,7 @@ fn edit_changes_few_chunks() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let pos = (rng >> 20) as usize % data.len();
-        let mut edited = data.clone();
+        let mut edited = data.to_vec();
         if t % 2 == 0 {
             edited.insert(pos, (rng >> 8) as u8);
         } else {
@@ -218,7 +243,8 @@ fn edit_changes_few_chunks() {
     }
     let avg = changed as f64 / trials as f64;
     println!(
-        "B-17: one-byte edits on 16 MiB change {avg:.2} chunks on average (worst {worst}) over {trials} trials"
+        "B-17 {:?}: one-byte edits on 16 MiB change {avg:.2} chunks on average (worst {worst}) over {trials} trials",
+        chunker.algorithm()
     );
     assert!(avg <= 3.0, "edit locality regressed: {avg} chunks per edit");
     assert!(
@@ -231,8 +257,15 @@ fn edit_changes_few_chunks() {
 #[test]
 fn default_distribution() {
     let data = random(b"distribution", 96 << 20);
-    let chunker = Chunker::new(&ChunkerKey::from_bytes([4; 32]), ChunkerConfig::DEFAULT);
-    let l = lengths(&chunker, &data);
+    for chunker in keyed_both(&ChunkerKey::from_bytes([4; 32]), ChunkerConfig::DEFAULT) {
+        distribution(&chunker, &data);
+    }
+}
+
+// Printing the measured figure is this helper's purpose (see the test's doc comment).
+#[allow(clippy::print_stdout)]
+fn distribution(chunker: &Chunker, data: &[u8]) {
+    let l = lengths(chunker, data);
     let n = (l.len() - 1) as f64; // the last chunk is a remainder
     let mean = l[..l.len() - 1].iter().sum::<usize>() as f64 / n;
     let sd = (l[..l.len() - 1]
@@ -243,7 +276,8 @@ fn default_distribution() {
         .sqrt();
     let avg = ChunkerConfig::DEFAULT.avg() as f64;
     println!(
-        "default sizes on 96 MiB random: {} chunks, mean {mean:.0} ({:+.1}%), sd {sd:.0} ({:.2} of avg)",
+        "{:?} default sizes on 96 MiB random: {} chunks, mean {mean:.0} ({:+.1}%), sd {sd:.0} ({:.2} of avg)",
+        chunker.algorithm(),
         l.len(),
         (mean / avg - 1.0) * 100.0,
         sd / avg
@@ -260,32 +294,37 @@ fn default_distribution() {
 fn runs_of_one_byte() {
     for byte in [0u8, 0xAB, 0xFF] {
         let data = vec![byte; 200_000];
-        let l = lengths(&keyed(9, 1024, 4096, 16384), &data);
-        assert_eq!(l.iter().sum::<usize>(), data.len());
-        for &len in &l[..l.len() - 1] {
-            assert!(
-                len == 1024 || len == 16384,
-                "byte {byte:#x}: run chunk of {len}"
-            );
+        for chunker in keyed(9, 1024, 4096, 16384) {
+            let l = lengths(&chunker, &data);
+            assert_eq!(l.iter().sum::<usize>(), data.len());
+            for &len in &l[..l.len() - 1] {
+                assert!(
+                    len == 1024 || len == 16384,
+                    "byte {byte:#x}: run chunk of {len}"
+                );
+            }
         }
     }
 }
 
 #[test]
 fn edge_lengths() {
-    let chunker = keyed(5, 1024, 4096, 16384);
-    assert!(chunker.chunks(&[]).next().is_none());
-    for len in [1, 1023, 1024, 1025, 16384, 16385] {
-        let data = random(b"edge", len);
-        let l = lengths(&chunker, &data);
-        assert_eq!(l.iter().sum::<usize>(), len);
-        if len <= 1024 {
-            assert_eq!(l, vec![len]);
+    let [v2, v1] = keyed(5, 1024, 4096, 16384);
+    assert_eq!(v2.algorithm(), Algorithm::KeyedV2, "the default");
+    assert_eq!(v1.algorithm(), Algorithm::KeyedV1);
+    for chunker in [v2, v1] {
+        assert!(chunker.chunks(&[]).next().is_none());
+        for len in [1, 1023, 1024, 1025, 16384, 16385] {
+            let data = random(b"edge", len);
+            let l = lengths(&chunker, &data);
+            assert_eq!(l.iter().sum::<usize>(), len);
+            if len <= 1024 {
+                assert_eq!(l, vec![len]);
+            }
+            assert!(l.iter().all(|&x| x <= 16384));
         }
-        assert!(l.iter().all(|&x| x <= 16384));
+        assert_eq!(chunker.cut(&[]), 0);
     }
-    assert_eq!(chunker.cut(&[]), 0);
-    assert_eq!(chunker.algorithm(), Algorithm::KeyedV1);
 }
 
 #[test]
@@ -324,7 +363,7 @@ fn reader_errors_are_reported() {
             Ok(n)
         }
     }
-    let chunker = keyed(1, 64, 128, 256);
+    let [chunker, _] = keyed(1, 64, 128, 256);
     let mut stream = chunker.stream(Failing(1000));
     let mut seen = 0;
     let err = loop {

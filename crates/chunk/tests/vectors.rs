@@ -1,9 +1,10 @@
-//! Known-answer vectors for `Algorithm::KeyedV1` (`tests/vectors/v1.json`).
+//! Known-answer vectors for `Algorithm::KeyedV1` (`tests/vectors/v1.json`) and
+//! `Algorithm::KeyedV2` (`tests/vectors/v2.json`).
 //!
-//! Inputs are generated from a description (so the file stays small); the expected output is the
-//! exact list of chunk lengths. `vectors_are_up_to_date` fails if the chunker's output drifts: any
-//! change to v1's cut points is a new algorithm version, never an edit. To regenerate after adding
-//! cases: `CAIRN_REGENERATE_VECTORS=1 cargo test -p cairn-chunk --test vectors`.
+//! Inputs are generated from a description (so the files stay small); the expected output is the
+//! exact list of chunk lengths. `vectors_are_up_to_date` fails if a chunker's output drifts: any
+//! change to an algorithm's cut points is a new algorithm version, never an edit. To regenerate
+//! after adding cases: `CAIRN_REGENERATE_VECTORS=1 cargo test -p cairn-chunk --test vectors`.
 
 // Test code: a panic here is a test failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,11 +15,32 @@
     clippy::cast_precision_loss
 )]
 
-use cairn_chunk::{Chunker, ChunkerConfig};
+use cairn_chunk::{Algorithm, Chunker, ChunkerConfig};
 use cairn_keys::ChunkerKey;
 use serde::{Deserialize, Serialize};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
+/// The frozen keyed algorithms and their vector files.
+const ALGORITHMS: [(Algorithm, &str); 2] = [
+    (
+        Algorithm::KeyedV1,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json"),
+    ),
+    (
+        Algorithm::KeyedV2,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v2.json"),
+    ),
+];
+
+fn chunker(algorithm: Algorithm, case: &Case) -> Chunker {
+    let key: [u8; 32] = hex::decode(&case.key).unwrap().try_into().unwrap();
+    let key = ChunkerKey::from_bytes(key);
+    let config = ChunkerConfig::new(case.min, case.avg, case.max).unwrap();
+    match algorithm {
+        Algorithm::KeyedV1 => Chunker::keyed_v1(&key, config),
+        Algorithm::KeyedV2 => Chunker::keyed_v2(&key, config),
+        other => panic!("no vectors for {other:?}"),
+    }
+}
 
 #[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
 struct Case {
@@ -128,16 +150,11 @@ fn cases() -> Vec<Case> {
     out
 }
 
-fn generate() -> File {
+fn generate(algorithm: Algorithm) -> File {
     let cases = cases()
         .into_iter()
         .map(|mut c| {
-            let key: [u8; 32] = hex::decode(&c.key).unwrap().try_into().unwrap();
-            let chunker = Chunker::new(
-                &ChunkerKey::from_bytes(key),
-                ChunkerConfig::new(c.min, c.avg, c.max).unwrap(),
-            );
-            c.chunks = chunker
+            c.chunks = chunker(algorithm, &c)
                 .chunks(&input(&c.input, c.len))
                 .map(|x| x.len)
                 .collect();
@@ -145,43 +162,45 @@ fn generate() -> File {
         })
         .collect();
     File {
-        description: "cairn-chunk KeyedV1 known-answer vectors (docs/format/chunk.md)".into(),
+        description: format!(
+            "cairn-chunk {algorithm:?} known-answer vectors (docs/format/chunk.md)"
+        ),
         cases,
     }
 }
 
 #[test]
 fn vectors_are_up_to_date() {
-    let fresh = serde_json::to_string(&generate())
-        .unwrap()
-        .replace("},{", "},\n{")
-        + "\n";
-    if std::env::var_os("CAIRN_REGENERATE_VECTORS").is_some() {
-        std::fs::write(PATH, &fresh).unwrap();
+    for (algorithm, path) in ALGORITHMS {
+        let fresh = serde_json::to_string(&generate(algorithm))
+            .unwrap()
+            .replace("},{", "},\n{")
+            + "\n";
+        if std::env::var_os("CAIRN_REGENERATE_VECTORS").is_some() {
+            std::fs::write(path, &fresh).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).expect("committed vector file");
+        assert_eq!(
+            committed, fresh,
+            "{algorithm:?} output changed: that is a new algorithm version"
+        );
     }
-    let committed = std::fs::read_to_string(PATH).expect("committed vector file");
-    assert_eq!(
-        committed, fresh,
-        "KeyedV1 output changed: that is a new algorithm version"
-    );
 }
 
 /// The streaming API reproduces every committed vector too.
 #[test]
 fn committed_vectors_verify_through_the_stream() {
-    let file: File = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
-    assert!(file.cases.len() >= 10);
-    for case in &file.cases {
-        let key: [u8; 32] = hex::decode(&case.key).unwrap().try_into().unwrap();
-        let chunker = Chunker::new(
-            &ChunkerKey::from_bytes(key),
-            ChunkerConfig::new(case.min, case.avg, case.max).unwrap(),
-        );
-        let data = input(&case.input, case.len);
-        let got: Vec<usize> = chunker
-            .stream(&data[..])
-            .map(|c| c.unwrap().data.len())
-            .collect();
-        assert_eq!(got, case.chunks, "{}", case.name);
+    for (algorithm, path) in ALGORITHMS {
+        let file: File = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(file.cases.len() >= 10);
+        for case in &file.cases {
+            let chunker = chunker(algorithm, case);
+            let data = input(&case.input, case.len);
+            let got: Vec<usize> = chunker
+                .stream(&data[..])
+                .map(|c| c.unwrap().data.len())
+                .collect();
+            assert_eq!(got, case.chunks, "{algorithm:?} {}", case.name);
+        }
     }
 }
