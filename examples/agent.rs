@@ -376,6 +376,10 @@ fn run() -> Result<()> {
                     st.spool.dropped_full,
                     st.spool.dropped_refused
                 );
+                println!(
+                    "seen    {} changed paths waiting for the next backup; not recorded: {}",
+                    st.spool.observed, st.spool.dropped_observed
+                );
             }
         }
         _ => unreachable!("clap requires a subcommand"),

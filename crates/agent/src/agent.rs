@@ -448,6 +448,11 @@ impl Agent {
             for e in &seen.errors {
                 tracing::warn!(error = %e, "watcher; rescanning");
             }
+            // Durable before anything else: activity seen while the server is unreachable
+            // keeps its time across restarts, and the next backup's events carry it.
+            if let Err(e) = self.spool.observe(&seen.paths) {
+                tracing::warn!(error = %e, "recording what the watcher saw");
+            }
             if seen.any() {
                 pending = true;
             }
@@ -457,6 +462,9 @@ impl Agent {
 
     fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {
         let started = Instant::now();
+        // Observations up to here are covered by this backup's scan.
+        let started_ns = unix_nanos();
+        let observed = self.spool.observed()?;
         let (requests, bytes_up, _) = self.traffic();
         let snapshots = self.repo.snapshots()?;
         let head = self.dir.head()?;
@@ -495,6 +503,7 @@ impl Agent {
                 seq: snapshot.seq,
                 hashes: &hashes,
                 rules: &self.config.exposure,
+                observed: &observed,
                 now: unix_nanos(),
             },
             &changes,
@@ -506,7 +515,7 @@ impl Agent {
             );
         }
         let queued = events.len() as u64;
-        self.spool.push(events)?;
+        self.spool.push_observed(events, started_ns)?;
         // Events that cannot be sent now stay queued; the backup itself succeeded.
         let sent = match self.send_events() {
             Ok(n) => n,

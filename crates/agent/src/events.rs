@@ -110,7 +110,10 @@ pub struct Context<'a> {
     pub hashes: &'a HashMap<PathBuf, ContentHash>,
     /// Exposure rules.
     pub rules: &'a [ExposureRule],
-    /// When the backup observed the changes (Unix nanoseconds).
+    /// When the watcher first saw each changed path (Unix nanoseconds), from the spool.
+    pub observed: &'a HashMap<PathBuf, i64>,
+    /// When the backup observed the changes (Unix nanoseconds): the time of an event whose
+    /// path the watcher did not report.
     pub now: i64,
 }
 
@@ -188,9 +191,16 @@ pub fn from_changes(
             EntryKind::File { size, .. } => *size,
             _ => 0,
         };
+        // The first time the watcher saw this path (or, for a rename, either name) change.
+        let seen = [Some(&path), previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| ctx.observed.get(p).copied())
+            .filter(|&t| t > 0 && t <= ctx.now)
+            .min();
         out.push(v1::FileEvent {
             event_id: random_id()?,
-            observed_unix_nanos: ctx.now,
+            observed_unix_nanos: seen.unwrap_or(ctx.now),
             activity: activity as i32,
             file: Some(v1::File {
                 sha256: ctx
@@ -275,6 +285,15 @@ mod tests {
                 blake3: [9; 32],
             },
         );
+        // The watcher saw the rename's old name and the deletion; a time in the future (a
+        // clock step) is not believed.
+        let now = 1_800_000_000_000_000_000;
+        let observed: HashMap<PathBuf, i64> = [
+            (folder.join("Documents/old.pdf"), now - 50),
+            (folder.join("gone.txt"), now - 70),
+            (folder.join("Dropbox/plan.txt"), now + 5),
+        ]
+        .into();
         let ctx = Context {
             folder: &folder,
             archive: ArchiveId::from_bytes([1; 16]),
@@ -282,7 +301,8 @@ mod tests {
             seq: 4,
             hashes: &hashes,
             rules: &rules,
-            now: 1_800_000_000_000_000_000,
+            observed: &observed,
+            now,
         };
         let changes = vec![
             change(
@@ -344,6 +364,8 @@ mod tests {
                 ),
             ]
         );
+        let times: Vec<i64> = events.iter().map(|e| e.observed_unix_nanos).collect();
+        assert_eq!(times, [now - 50, now, now - 70, now, now]);
         let rename = &events[0];
         assert_eq!(
             rename.exposure.as_ref().unwrap().kind,

@@ -7,6 +7,12 @@
 //! is never reset). A batch the server refuses as malformed is dropped and counted the same way,
 //! so that one bad batch cannot block the queue forever. The policy is in
 //! `docs/format/agent.md`.
+//!
+//! The spool also keeps the watcher's **observations**: each changed path with the first time it
+//! was seen since the last backup that made events. They are durable, so activity seen while the
+//! server is unreachable keeps its time across agent restarts; the next backup's events carry
+//! those times, and the observations they cover are cleared in the same transaction that queues
+//! the events.
 
 use std::path::Path;
 
@@ -18,6 +24,14 @@ use crate::AgentError;
 
 const BATCHES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("batches-v1");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta-v1");
+/// Path (OS bytes) -> first time seen (Unix ns).
+const OBSERVED: TableDefinition<'_, &[u8], i64> = TableDefinition::new("observed-v1");
+
+/// Most paths observed between two backups; further new paths are not recorded (their events
+/// then carry the backup's time), and are counted.
+pub const MAX_OBSERVED: u64 = 100_000;
+/// Observations not recorded because [`MAX_OBSERVED`] was reached.
+const DROPPED_OBSERVED: &str = "dropped_observed";
 
 /// The next batch sequence number.
 const NEXT_SEQUENCE: &str = "next_sequence";
@@ -44,6 +58,10 @@ pub struct SpoolStats {
     pub dropped_full: u64,
     /// Events dropped, ever, because the server refused their batch.
     pub dropped_refused: u64,
+    /// Changed paths the watcher saw that no backup has turned into events yet.
+    pub observed: u64,
+    /// Observations not recorded, ever, because [`MAX_OBSERVED`] paths were already waiting.
+    pub dropped_observed: u64,
 }
 
 /// The spool.
@@ -81,6 +99,7 @@ impl Spool {
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(BATCHES).map_err(db_err)?;
         tx.open_table(META).map_err(db_err)?;
+        tx.open_table(OBSERVED).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(Self {
             db,
@@ -101,6 +120,90 @@ impl Spool {
             return Ok(());
         }
         let tx = self.db.begin_write().map_err(db_err)?;
+        self.push_in(&tx, events)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// [`Spool::push`], and forgets the observations made up to `until` (Unix ns), in one
+    /// transaction: the events that used them are queued exactly when they are gone.
+    ///
+    /// # Errors
+    /// [`AgentError::Db`].
+    pub fn push_observed(&self, events: Vec<FileEvent>, until: i64) -> Result<(), AgentError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        self.push_in(&tx, events)?;
+        {
+            let mut observed = tx.open_table(OBSERVED).map_err(db_err)?;
+            observed.retain(|_, first| first > until).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Records that the watcher saw `paths` change (each with the time it was seen); a path
+    /// already waiting keeps its first time. Durable when this returns.
+    ///
+    /// # Errors
+    /// [`AgentError::Db`].
+    pub fn observe(&self, paths: &[(std::path::PathBuf, i64)]) -> Result<(), AgentError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut observed = tx.open_table(OBSERVED).map_err(db_err)?;
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let mut held = observed.len().map_err(db_err)?;
+            let mut dropped = 0;
+            for (path, at) in paths {
+                let key = path_bytes(path);
+                let first = observed
+                    .get(key.as_slice())
+                    .map_err(db_err)?
+                    .map(|v| v.value());
+                match first {
+                    Some(first) if first <= *at => {}
+                    Some(_) => {
+                        observed.insert(key.as_slice(), *at).map_err(db_err)?;
+                    }
+                    None if held >= MAX_OBSERVED => dropped += 1,
+                    None => {
+                        observed.insert(key.as_slice(), *at).map_err(db_err)?;
+                        held += 1;
+                    }
+                }
+            }
+            if dropped > 0 {
+                let total = get(&meta, DROPPED_OBSERVED)? + dropped;
+                meta.insert(DROPPED_OBSERVED, total).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The observations waiting: path -> first time seen (Unix ns).
+    ///
+    /// # Errors
+    /// [`AgentError::Db`].
+    pub fn observed(
+        &self,
+    ) -> Result<std::collections::HashMap<std::path::PathBuf, i64>, AgentError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let observed = tx.open_table(OBSERVED).map_err(db_err)?;
+        observed
+            .iter()
+            .map_err(db_err)?
+            .map(|row| {
+                let (k, v) = row.map_err(db_err)?;
+                Ok((path_from_bytes(k.value()), v.value()))
+            })
+            .collect()
+    }
+
+    fn push_in(
+        &self,
+        tx: &redb::WriteTransaction,
+        events: Vec<FileEvent>,
+    ) -> Result<(), AgentError> {
         {
             let mut batches = tx.open_table(BATCHES).map_err(db_err)?;
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -145,7 +248,7 @@ impl Spool {
                 events = rest;
             }
         }
-        tx.commit().map_err(db_err)
+        Ok(())
     }
 
     /// The oldest batch waiting, with its sequence number.
@@ -197,13 +300,38 @@ impl Spool {
         let tx = self.db.begin_read().map_err(db_err)?;
         let batches = tx.open_table(BATCHES).map_err(db_err)?;
         let meta = tx.open_table(META).map_err(db_err)?;
+        let observed = tx.open_table(OBSERVED).map_err(db_err)?;
         Ok(SpoolStats {
             batches: batches.len().map_err(db_err)?,
             bytes: get(&meta, BYTES)?,
             dropped_full: get(&meta, DROPPED_FULL)?,
             dropped_refused: get(&meta, DROPPED_REFUSED)?,
+            observed: observed.len().map_err(db_err)?,
+            dropped_observed: get(&meta, DROPPED_OBSERVED)?,
         })
     }
+}
+
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).into()
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> std::path::PathBuf {
+    String::from_utf8_lossy(bytes).into_owned().into()
 }
 
 #[cfg(test)]
@@ -255,6 +383,33 @@ mod tests {
         let stats = spool.stats().unwrap();
         assert_eq!((stats.batches, stats.bytes), (0, 0));
         assert_eq!((stats.dropped_full, stats.dropped_refused), (0, 0));
+    }
+
+    #[test]
+    fn observations_keep_their_first_time_survive_reopening_and_clear_with_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        {
+            let spool = Spool::open(&path, &[7; 16], DEFAULT_MAX_BYTES).unwrap();
+            spool
+                .observe(&[("/a".into(), 20), ("/b".into(), 30)])
+                .unwrap();
+            // Seen again later: the first time stays; seen earlier (clock order): it moves back.
+            spool
+                .observe(&[("/a".into(), 25), ("/b".into(), 10)])
+                .unwrap();
+        }
+        let spool = Spool::open(&path, &[7; 16], DEFAULT_MAX_BYTES).unwrap();
+        let seen = spool.observed().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[Path::new("/a")], 20);
+        assert_eq!(seen[Path::new("/b")], 10);
+        spool.observe(&[("/c".into(), 50)]).unwrap();
+        // A backup that started at 40 covered /a and /b, not /c.
+        spool.push_observed(events(3, "/e"), 40).unwrap();
+        let stats = spool.stats().unwrap();
+        assert_eq!((stats.batches, stats.observed), (1, 1));
+        assert!(spool.observed().unwrap().contains_key(Path::new("/c")));
     }
 
     #[test]

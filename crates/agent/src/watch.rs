@@ -24,6 +24,9 @@ pub struct Seen {
     pub rescan: bool,
     /// Watcher errors, as text (reported, and treated as a rescan).
     pub errors: Vec<String>,
+    /// The changed paths (not the ignored ones), each with the wall-clock time it changed
+    /// (Unix ns).
+    pub paths: Vec<(PathBuf, i64)>,
 }
 
 impl Seen {
@@ -91,11 +94,18 @@ impl Watch {
                         }
                         // Reads (inotify's open and close-without-write) change nothing; the
                         // backup's own reads would otherwise trigger the next backup.
-                        if !e.kind.is_access()
-                            && e.paths
+                        if e.kind.is_access() {
+                            continue;
+                        }
+                        let at = wall_clock_ns(e.time);
+                        let before = seen.paths.len();
+                        seen.paths.extend(
+                            e.paths
                                 .iter()
-                                .any(|p| !self.ignore.iter().any(|i| p.starts_with(i)))
-                        {
+                                .filter(|p| !self.ignore.iter().any(|i| p.starts_with(i)))
+                                .map(|p| (p.clone(), at)),
+                        );
+                        if seen.paths.len() > before {
                             seen.changes += 1;
                         }
                     }
@@ -114,6 +124,16 @@ impl Watch {
             first = false;
         }
     }
+}
+
+/// The wall-clock time (Unix ns) of a monotonic instant in the recent past.
+fn wall_clock_ns(at: Instant) -> i64 {
+    let ago = Instant::now().saturating_duration_since(at);
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -347,3 +347,126 @@ fn two_devices_of_one_user_back_up_side_by_side() {
     desktop.restore("latest", None, &out).unwrap();
     assert_eq!(listing(&out), listing(&desktop_src));
 }
+
+/// File activity while the server is down: the watcher's observations are durable (they
+/// survive an agent restart), and once the server is back the backup turns them into events
+/// that carry the time the activity was seen, each stored once, with hashes and links.
+#[test]
+fn activity_seen_during_an_outage_arrives_once_with_its_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    let now_ms = || {
+        i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+    };
+    let mut w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("keep.txt"), b"as it was").unwrap();
+    fs::write(src.join("old.txt"), b"about to go").unwrap();
+    let dir = tmp.path().join("agent");
+    let mut agent = w.enroll("fay", &dir);
+    agent.backup(Some(&src)).unwrap();
+
+    w.crash();
+    let outage_began = now_ms();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let runner = {
+        let stop = Arc::clone(&stop);
+        let src = src.clone();
+        std::thread::spawn(move || {
+            let opts = cairn_agent::RunOptions {
+                interval: Duration::from_millis(200),
+                full_scan: Duration::from_secs(3600),
+                debounce: Duration::from_millis(100),
+                tick: Duration::from_millis(50),
+            };
+            let r = agent.run(Some(&src), &opts, &stop, |r| {
+                let _ = tx.send(r.is_ok());
+            });
+            (agent, r)
+        })
+    };
+    // The run's first backup fails: the server is down.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(false));
+    fs::write(src.join("new.txt"), b"made while the server was down").unwrap();
+    fs::write(src.join("keep.txt"), b"changed while the server was down").unwrap();
+    fs::remove_file(src.join("old.txt")).unwrap();
+    let activity_done = now_ms();
+    // Two more failed attempts: the watcher has long reported the changes.
+    for _ in 0..2 {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(false));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (agent, result) = runner.join().unwrap();
+    result.unwrap();
+    assert!(agent.status().unwrap().spool.observed >= 3);
+    // The agent restarts during the outage: the observations are on disk.
+    drop(agent);
+    let mut agent = Agent::open(&AgentDir::at(&dir)).unwrap();
+    assert!(agent.status().unwrap().spool.observed >= 3);
+
+    std::thread::sleep(Duration::from_millis(20));
+    w.restart();
+    let back = now_ms();
+    let report = agent.backup(None).unwrap();
+    assert_eq!(report.changes, [1, 1, 0, 1], "{report:?}");
+    assert_eq!(agent.status().unwrap().spool.observed, 0);
+    assert_eq!(agent.send_events().unwrap(), 0, "sent with the backup");
+
+    let events = w.events();
+    let named = |name: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| {
+                e["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&format!("/{name}")))
+            })
+            .collect()
+    };
+    for (name, activity) in [("new.txt", 1), ("keep.txt", 3), ("old.txt", 4)] {
+        let found = named(name);
+        let after_first: Vec<_> = found
+            .iter()
+            .filter(|e| e["time"].as_i64().unwrap() >= outage_began)
+            .collect();
+        assert_eq!(after_first.len(), 1, "{name}: {found:?}");
+        let e = after_first[0];
+        assert_eq!(e["activity_id"], activity, "{name}");
+        // Seen during the outage, not when the server came back.
+        let time = e["time"].as_i64().unwrap();
+        assert!(
+            time >= outage_began && time <= activity_done + 1000 && time < back,
+            "{name}: time {time}, outage {outage_began}..{back}"
+        );
+    }
+    let new = named("new.txt")[0];
+    let blake3 = new["file"]["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["algorithm"] == "BLAKE3")
+        .map(|h| h["value"].as_str().unwrap().to_owned());
+    assert_eq!(
+        blake3.as_deref(),
+        Some(
+            blake3::hash(b"made while the server was down")
+                .to_hex()
+                .as_str()
+        )
+    );
+    assert_eq!(
+        new["unmapped"]["cairn_backup"]["snapshot_id"],
+        report.snapshot.as_str()
+    );
+}
