@@ -514,6 +514,26 @@ impl Agent {
                 "events with paths longer than the schema allows were skipped"
             );
         }
+        let mut events = events;
+        let brief = {
+            let reported: std::collections::HashSet<&str> = events
+                .iter()
+                .filter_map(|e| e.file.as_ref())
+                .flat_map(|f| [f.path.as_str(), f.previous_path.as_str()])
+                .collect();
+            let ctx = events::Context {
+                folder,
+                archive: self.archive,
+                snapshot: id,
+                seq: snapshot.seq,
+                hashes: &hashes,
+                rules: &self.config.exposure,
+                observed: &observed,
+                now: started_ns,
+            };
+            events::transient(&ctx, &reported, |p| p.symlink_metadata().is_ok())?
+        };
+        events.extend(brief);
         let queued = events.len() as u64;
         self.spool.push_observed(events, started_ns)?;
         // Events that cannot be sent now stay queued; the backup itself succeeded.

@@ -110,8 +110,9 @@ pub struct Context<'a> {
     pub hashes: &'a HashMap<PathBuf, ContentHash>,
     /// Exposure rules.
     pub rules: &'a [ExposureRule],
-    /// When the watcher first saw each changed path (Unix nanoseconds), from the spool.
-    pub observed: &'a HashMap<PathBuf, i64>,
+    /// When the watcher first and last saw each changed path (Unix nanoseconds), from the
+    /// spool.
+    pub observed: &'a HashMap<PathBuf, (i64, i64)>,
     /// When the backup observed the changes (Unix nanoseconds): the time of an event whose
     /// path the watcher did not report.
     pub now: i64,
@@ -195,7 +196,7 @@ pub fn from_changes(
         let seen = [Some(&path), previous.as_ref()]
             .into_iter()
             .flatten()
-            .filter_map(|p| ctx.observed.get(p).copied())
+            .filter_map(|p| ctx.observed.get(p).map(|&(first, _)| first))
             .filter(|&t| t > 0 && t <= ctx.now)
             .min();
         out.push(v1::FileEvent {
@@ -230,6 +231,56 @@ pub fn from_changes(
         });
     }
     Ok((out, skipped))
+}
+
+/// Events for paths the watcher saw change that no event of the backup names and that are gone
+/// now: each was created and removed between two backups (a staging or temporary file). Two
+/// events per path, `ACTIVITY_CREATE` at the first sighting and `ACTIVITY_DELETE` at the last,
+/// with no contents (none were read) and no backup link. `reported` holds the paths (and
+/// previous paths) the backup's own events name; `exists` says whether a path is there now.
+///
+/// # Errors
+/// [`AgentError::State`] if the system's random generator fails (event ids).
+pub fn transient(
+    ctx: &Context<'_>,
+    reported: &std::collections::HashSet<&str>,
+    exists: impl Fn(&Path) -> bool,
+) -> Result<Vec<v1::FileEvent>, AgentError> {
+    let mut paths: Vec<(&PathBuf, &(i64, i64))> = ctx
+        .observed
+        .iter()
+        .filter(|(p, _)| p.starts_with(ctx.folder) && p.as_path() != ctx.folder)
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for (path, &(first, last)) in paths {
+        let text = path.to_string_lossy();
+        if first <= 0
+            || first > ctx.now
+            || text.len() > cairn_events::Limits::MAX_PATH_BYTES
+            || reported.contains(text.as_ref())
+            || exists(path)
+        {
+            continue;
+        }
+        for (activity, at) in [
+            (v1::Activity::Create, first),
+            (v1::Activity::Delete, last.clamp(first, ctx.now)),
+        ] {
+            out.push(v1::FileEvent {
+                event_id: random_id()?,
+                observed_unix_nanos: at,
+                activity: activity as i32,
+                file: Some(v1::File {
+                    path: text.clone().into_owned(),
+                    ..Default::default()
+                }),
+                exposure: classify(ctx.rules, path),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -288,10 +339,11 @@ mod tests {
         // The watcher saw the rename's old name and the deletion; a time in the future (a
         // clock step) is not believed.
         let now = 1_800_000_000_000_000_000;
-        let observed: HashMap<PathBuf, i64> = [
-            (folder.join("Documents/old.pdf"), now - 50),
-            (folder.join("gone.txt"), now - 70),
-            (folder.join("Dropbox/plan.txt"), now + 5),
+        let observed: HashMap<PathBuf, (i64, i64)> = [
+            (folder.join("Documents/old.pdf"), (now - 50, now - 40)),
+            (folder.join("gone.txt"), (now - 70, now - 70)),
+            (folder.join("Dropbox/plan.txt"), (now + 5, now + 5)),
+            (folder.join("Downloads/tmp.part"), (now - 90, now - 80)),
         ]
         .into();
         let ctx = Context {
@@ -366,6 +418,46 @@ mod tests {
         );
         let times: Vec<i64> = events.iter().map(|e| e.observed_unix_nanos).collect();
         assert_eq!(times, [now - 50, now, now - 70, now, now]);
+        // The one observed path no event names, and that is gone: created and removed between
+        // backups. (Paths named by events, or still there, are not.)
+        let reported: std::collections::HashSet<&str> = events
+            .iter()
+            .flat_map(|e| {
+                let f = e.file.as_ref().unwrap();
+                [f.path.as_str(), f.previous_path.as_str()]
+            })
+            .collect();
+        let brief = transient(&ctx, &reported, |_| false).unwrap();
+        let brief: Vec<(i32, &str, i64, bool)> = brief
+            .iter()
+            .map(|e| {
+                let f = e.file.as_ref().unwrap();
+                (
+                    e.activity,
+                    f.path.as_str(),
+                    e.observed_unix_nanos,
+                    e.backup.is_none() && f.blake3.is_empty() && e.exposure.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                (
+                    v1::Activity::Create as i32,
+                    "/home/ana/Downloads/tmp.part",
+                    now - 90,
+                    true
+                ),
+                (
+                    v1::Activity::Delete as i32,
+                    "/home/ana/Downloads/tmp.part",
+                    now - 80,
+                    true
+                ),
+            ]
+        );
+        assert!(transient(&ctx, &reported, |_| true).unwrap().is_empty());
         let rename = &events[0];
         assert_eq!(
             rename.exposure.as_ref().unwrap().kind,

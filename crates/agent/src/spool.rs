@@ -24,8 +24,8 @@ use crate::AgentError;
 
 const BATCHES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("batches-v1");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta-v1");
-/// Path (OS bytes) -> first time seen (Unix ns).
-const OBSERVED: TableDefinition<'_, &[u8], i64> = TableDefinition::new("observed-v1");
+/// Path (OS bytes) -> (first, last) time seen (Unix ns).
+const OBSERVED: TableDefinition<'_, &[u8], (i64, i64)> = TableDefinition::new("observed-v1");
 
 /// Most paths observed between two backups; further new paths are not recorded (their events
 /// then carry the backup's time), and are counted.
@@ -134,13 +134,15 @@ impl Spool {
         self.push_in(&tx, events)?;
         {
             let mut observed = tx.open_table(OBSERVED).map_err(db_err)?;
-            observed.retain(|_, first| first > until).map_err(db_err)?;
+            observed
+                .retain(|_, (first, _)| first > until)
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }
 
     /// Records that the watcher saw `paths` change (each with the time it was seen); a path
-    /// already waiting keeps its first time. Durable when this returns.
+    /// already waiting keeps its first time and moves its last. Durable when this returns.
     ///
     /// # Errors
     /// [`AgentError::Db`].
@@ -156,18 +158,22 @@ impl Spool {
             let mut dropped = 0;
             for (path, at) in paths {
                 let key = path_bytes(path);
-                let first = observed
+                let known = observed
                     .get(key.as_slice())
                     .map_err(db_err)?
                     .map(|v| v.value());
-                match first {
-                    Some(first) if first <= *at => {}
-                    Some(_) => {
-                        observed.insert(key.as_slice(), *at).map_err(db_err)?;
+                match known {
+                    Some((first, last)) => {
+                        let span = (first.min(*at), last.max(*at));
+                        if span != (first, last) {
+                            observed.insert(key.as_slice(), span).map_err(db_err)?;
+                        }
                     }
                     None if held >= MAX_OBSERVED => dropped += 1,
                     None => {
-                        observed.insert(key.as_slice(), *at).map_err(db_err)?;
+                        observed
+                            .insert(key.as_slice(), (*at, *at))
+                            .map_err(db_err)?;
                         held += 1;
                     }
                 }
@@ -180,13 +186,13 @@ impl Spool {
         tx.commit().map_err(db_err)
     }
 
-    /// The observations waiting: path -> first time seen (Unix ns).
+    /// The observations waiting: path -> (first, last) time seen (Unix ns).
     ///
     /// # Errors
     /// [`AgentError::Db`].
     pub fn observed(
         &self,
-    ) -> Result<std::collections::HashMap<std::path::PathBuf, i64>, AgentError> {
+    ) -> Result<std::collections::HashMap<std::path::PathBuf, (i64, i64)>, AgentError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let observed = tx.open_table(OBSERVED).map_err(db_err)?;
         observed
@@ -394,7 +400,8 @@ mod tests {
             spool
                 .observe(&[("/a".into(), 20), ("/b".into(), 30)])
                 .unwrap();
-            // Seen again later: the first time stays; seen earlier (clock order): it moves back.
+            // Seen again later: the first time stays and the last moves; seen earlier (clock
+            // order): the first moves back.
             spool
                 .observe(&[("/a".into(), 25), ("/b".into(), 10)])
                 .unwrap();
@@ -402,8 +409,8 @@ mod tests {
         let spool = Spool::open(&path, &[7; 16], DEFAULT_MAX_BYTES).unwrap();
         let seen = spool.observed().unwrap();
         assert_eq!(seen.len(), 2);
-        assert_eq!(seen[Path::new("/a")], 20);
-        assert_eq!(seen[Path::new("/b")], 10);
+        assert_eq!(seen[Path::new("/a")], (20, 25));
+        assert_eq!(seen[Path::new("/b")], (10, 30));
         spool.observe(&[("/c".into(), 50)]).unwrap();
         // A backup that started at 40 covered /a and /b, not /c.
         spool.push_observed(events(3, "/e"), 40).unwrap();

@@ -401,6 +401,10 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
     fs::write(src.join("new.txt"), b"made while the server was down").unwrap();
     fs::write(src.join("keep.txt"), b"changed while the server was down").unwrap();
     fs::remove_file(src.join("old.txt")).unwrap();
+    // A file that exists only during the outage: no backup ever holds it.
+    fs::write(src.join("staging.zip"), b"gathered, then sent elsewhere").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    fs::remove_file(src.join("staging.zip")).unwrap();
     let activity_done = now_ms();
     // Two more failed attempts: the watcher has long reported the changes.
     for _ in 0..2 {
@@ -409,11 +413,11 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
     stop.store(true, Ordering::SeqCst);
     let (agent, result) = runner.join().unwrap();
     result.unwrap();
-    assert!(agent.status().unwrap().spool.observed >= 3);
+    assert!(agent.status().unwrap().spool.observed >= 4);
     // The agent restarts during the outage: the observations are on disk.
     drop(agent);
     let mut agent = Agent::open(&AgentDir::at(&dir)).unwrap();
-    assert!(agent.status().unwrap().spool.observed >= 3);
+    assert!(agent.status().unwrap().spool.observed >= 4);
 
     std::thread::sleep(Duration::from_millis(20));
     w.restart();
@@ -441,14 +445,29 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
             .filter(|e| e["time"].as_i64().unwrap() >= outage_began)
             .collect();
         assert_eq!(after_first.len(), 1, "{name}: {found:?}");
-        let e = after_first[0];
-        assert_eq!(e["activity_id"], activity, "{name}");
-        // Seen during the outage, not when the server came back.
-        let time = e["time"].as_i64().unwrap();
-        assert!(
-            time >= outage_began && time <= activity_done + 1000 && time < back,
-            "{name}: time {time}, outage {outage_began}..{back}"
-        );
+        assert_eq!(after_first[0]["activity_id"], activity, "{name}");
+    }
+    // The short-lived file: created and deleted, no contents, no link.
+    let staging = named("staging.zip");
+    let activities: Vec<_> = staging.iter().map(|e| e["activity_id"].clone()).collect();
+    assert_eq!(activities, [1, 4], "{staging:?}");
+    assert!(
+        staging
+            .iter()
+            .all(|e| e["unmapped"]["cairn_backup"].is_null())
+    );
+    // Every event from the outage carries the time it was seen, not when the server came back.
+    for name in ["new.txt", "keep.txt", "old.txt", "staging.zip"] {
+        for e in named(name) {
+            let time = e["time"].as_i64().unwrap();
+            if time < outage_began {
+                continue; // the first backup's
+            }
+            assert!(
+                time <= activity_done + 1000 && time < back,
+                "{name}: time {time}, outage {outage_began}..{back}"
+            );
+        }
     }
     let new = named("new.txt")[0];
     let blake3 = new["file"]["hashes"]
