@@ -418,7 +418,20 @@ impl Agent {
         mut report: impl FnMut(Result<&BackupReport, &AgentError>),
     ) -> Result<(), AgentError> {
         let folder = self.resolve_folder(folder)?;
-        let watch = Watch::start(&folder, opts.debounce, vec![self.dir.root().to_path_buf()])?;
+        let ignore = vec![self.dir.root().to_path_buf()];
+        let watch = Watch::start(&folder, opts.debounce, ignore.clone())?;
+        // Exposure destinations outside the folder (a removable disk, a share, a sync folder):
+        // watched for copies leaving the folder. One that cannot be watched is logged, not
+        // fatal: the backup is the agent's first job.
+        let outside = self.destinations(&folder);
+        let outside = if outside.is_empty() {
+            None
+        } else {
+            let roots: Vec<&Path> = outside.iter().map(PathBuf::as_path).collect();
+            Watch::start_roots(&roots, opts.debounce, ignore)
+                .inspect_err(|e| tracing::warn!(error = %e, "not watching exposure destinations"))
+                .ok()
+        };
         let mut pending = true;
         let mut last: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
@@ -453,11 +466,61 @@ impl Agent {
             if let Err(e) = self.spool.observe(&seen.paths) {
                 tracing::warn!(error = %e, "recording what the watcher saw");
             }
+            if let Some(outside) = &outside {
+                let seen = outside.wait(Duration::ZERO);
+                if !seen.paths.is_empty() {
+                    self.report_outside(&seen.paths, &seen.created)?;
+                }
+            }
             if seen.any() {
                 pending = true;
             }
         }
         Ok(())
+    }
+
+    /// The exposure rules' prefixes that are folders outside `folder` (and do not contain it,
+    /// nor the agent's own directory): where `run` watches for copies leaving the folder.
+    fn destinations(&self, folder: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .config
+            .exposure
+            .iter()
+            .map(|r| r.prefix.clone())
+            .filter(|p| {
+                p.is_dir()
+                    && !p.starts_with(folder)
+                    && !folder.starts_with(p)
+                    && !self.dir.root().starts_with(p)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        // A prefix inside another is watched through it.
+        let all = out.clone();
+        out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+        out
+    }
+
+    /// Queues the events of what the destinations' watcher saw, and sends what it can.
+    fn report_outside(
+        &self,
+        changed: &[(PathBuf, i64)],
+        created: &[PathBuf],
+    ) -> Result<(), AgentError> {
+        let events = events::outside_events(&self.config.exposure, changed, created)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.spool.push(events)?;
+        match self.send_events() {
+            Err(AgentError::Deauthorized) => Err(AgentError::Deauthorized),
+            Err(e) => {
+                tracing::warn!(error = %e, "events kept in the spool for later");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+        }
     }
 
     fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {

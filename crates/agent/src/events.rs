@@ -233,6 +233,121 @@ pub fn from_changes(
     Ok((out, skipped))
 }
 
+/// SHA-256 and BLAKE3 of a file's contents, in one streaming read.
+fn hash_file(path: &Path) -> std::io::Result<(u64, ContentHash)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut sha = sha2::Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sha.update(&buf[..n]);
+        b3.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((
+        len,
+        ContentHash {
+            sha256: sha.finalize().into(),
+            blake3: *b3.finalize().as_bytes(),
+        },
+    ))
+}
+
+/// Events for files that appeared, changed or went away in an exposure destination outside
+/// the backed-up folder (a removable disk, a network share, a sync folder): the watcher's
+/// `changed` paths (with the time each was seen), `created` those it saw created. A file that
+/// is there gets `ACTIVITY_CREATE` or `ACTIVITY_UPDATE` with its size, mode, times and the
+/// SHA-256 and BLAKE3 of its contents (read now: such files are not backed up, so the hashes are
+/// what ties a copy to the backed-up original's events); one that is gone gets
+/// `ACTIVITY_DELETE`. Directories, and paths no rule classifies, give nothing; each path gives at
+/// most one event, at its first sighting.
+///
+/// # Errors
+/// [`AgentError::State`] if the system's random generator fails (event ids).
+pub fn outside_events(
+    rules: &[ExposureRule],
+    changed: &[(PathBuf, i64)],
+    created: &[PathBuf],
+) -> Result<Vec<v1::FileEvent>, AgentError> {
+    let mut first: Vec<(&PathBuf, i64)> = Vec::new();
+    let mut seen: HashMap<&PathBuf, usize> = HashMap::new();
+    for (path, at) in changed {
+        match seen.get(path) {
+            Some(&i) => first[i].1 = first[i].1.min(*at),
+            None => {
+                seen.insert(path, first.len());
+                first.push((path, *at));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (path, at) in first {
+        let Some(exposure) = classify(rules, path) else {
+            continue;
+        };
+        let text = path.to_string_lossy().into_owned();
+        if text.len() > cairn_events::Limits::MAX_PATH_BYTES {
+            continue;
+        }
+        let mut file = v1::File {
+            path: text,
+            ..Default::default()
+        };
+        let activity = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    file.mode = meta.mode();
+                    file.modified_unix_nanos = meta
+                        .mtime()
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(meta.mtime_nsec());
+                }
+                match hash_file(path) {
+                    Ok((size, hash)) => {
+                        file.size = size;
+                        file.sha256 = hash.sha256.to_vec();
+                        file.blake3 = hash.blake3.to_vec();
+                    }
+                    // Gone or unreadable between the stat and the read: reported without
+                    // contents.
+                    Err(e) => {
+                        tracing::debug!(path = %path.display(), error = %e, "hashing");
+                        file.size = meta.len();
+                    }
+                }
+                if created.contains(path) {
+                    v1::Activity::Create
+                } else {
+                    v1::Activity::Update
+                }
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => v1::Activity::Delete,
+            Err(_) => continue,
+        };
+        out.push(v1::FileEvent {
+            event_id: random_id()?,
+            observed_unix_nanos: at,
+            activity: activity as i32,
+            file: Some(file),
+            exposure: Some(exposure),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
 /// Events for paths the watcher saw change that no event of the backup names and that are gone
 /// now: each was created and removed between two backups (a staging or temporary file). Two
 /// events per path, `ACTIVITY_CREATE` at the first sighting and `ACTIVITY_DELETE` at the last,

@@ -27,6 +27,8 @@ pub struct Seen {
     /// The changed paths (not the ignored ones), each with the wall-clock time it changed
     /// (Unix ns).
     pub paths: Vec<(PathBuf, i64)>,
+    /// Those of `paths` that an event reported as created.
+    pub created: Vec<PathBuf>,
 }
 
 impl Seen {
@@ -60,12 +62,26 @@ impl Watch {
         debounce: Duration,
         ignore: Vec<PathBuf>,
     ) -> Result<Self, AgentError> {
+        Self::start_roots(&[folder], debounce, ignore)
+    }
+
+    /// [`Watch::start`] over several folders, each recursively.
+    ///
+    /// # Errors
+    /// [`AgentError::State`] if the OS watcher cannot start or a folder cannot be watched.
+    pub fn start_roots(
+        roots: &[&Path],
+        debounce: Duration,
+        ignore: Vec<PathBuf>,
+    ) -> Result<Self, AgentError> {
         let (tx, rx) = channel();
         let mut debouncer = new_debouncer(debounce, None, tx)
             .map_err(|e| AgentError::State(format!("watcher: {e}")))?;
-        debouncer
-            .watch(folder, RecursiveMode::Recursive)
-            .map_err(|e| AgentError::State(format!("watching {}: {e}", folder.display())))?;
+        for root in roots {
+            debouncer
+                .watch(root, RecursiveMode::Recursive)
+                .map_err(|e| AgentError::State(format!("watching {}: {e}", root.display())))?;
+        }
         Ok(Self {
             _debouncer: debouncer,
             rx,
@@ -99,6 +115,14 @@ impl Watch {
                         }
                         let at = wall_clock_ns(e.time);
                         let before = seen.paths.len();
+                        if e.kind.is_create() {
+                            seen.created.extend(
+                                e.paths
+                                    .iter()
+                                    .filter(|p| !self.ignore.iter().any(|i| p.starts_with(i)))
+                                    .cloned(),
+                            );
+                        }
                         seen.paths.extend(
                             e.paths
                                 .iter()

@@ -489,3 +489,90 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
         report.snapshot.as_str()
     );
 }
+
+/// A copy of a backed-up file to an exposure destination outside the folder (a removable disk
+/// here) is an event with that exposure and the same hashes as the original's backup event, so
+/// the two can be matched.
+#[test]
+fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let usb = tmp.path().join("media/usb-stick");
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&usb).unwrap();
+    let secret = b"quarterly numbers, not for sharing";
+    fs::write(src.join("secret.txt"), secret).unwrap();
+    let dir = tmp.path().join("agent");
+    drop(w.enroll("gus", &dir));
+    let agent_dir = AgentDir::at(&dir);
+    let mut config = agent_dir.config().unwrap();
+    config.exposure.push(cairn_agent::events::ExposureRule {
+        kind: "removable-media".into(),
+        prefix: tmp.path().join("media"),
+    });
+    agent_dir.save_config(&config).unwrap();
+    let mut agent = Agent::open(&agent_dir).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let runner = {
+        let stop = Arc::clone(&stop);
+        let src = src.clone();
+        std::thread::spawn(move || {
+            let opts = cairn_agent::RunOptions {
+                interval: Duration::from_millis(200),
+                full_scan: Duration::from_secs(3600),
+                debounce: Duration::from_millis(100),
+                tick: Duration::from_millis(50),
+            };
+            agent.run(Some(&src), &opts, &stop, |r| {
+                let _ = tx.send(r.is_ok());
+            })
+        })
+    };
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+    fs::copy(src.join("secret.txt"), usb.join("secret.txt")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let copy = loop {
+        let found = w.events().into_iter().find(|e| {
+            e["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/usb-stick/secret.txt"))
+        });
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the copy was never reported");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::SeqCst);
+    runner.join().unwrap().unwrap();
+
+    assert_eq!(copy["activity_id"], 1, "{copy}");
+    let exposure = &copy["unmapped"]["cairn_exposure"];
+    assert_eq!(exposure["kind"], "removable_media", "{copy}");
+    assert!(copy["unmapped"]["cairn_backup"].is_null(), "not backed up");
+    let blake3_of = |e: &serde_json::Value| {
+        e["file"]["hashes"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["algorithm"] == "BLAKE3"))
+            .map(|h| h["value"].as_str().unwrap().to_owned())
+    };
+    let original = w
+        .events()
+        .into_iter()
+        .find(|e| {
+            e["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/src/secret.txt"))
+        })
+        .unwrap();
+    let expected = blake3::hash(secret).to_hex().to_string();
+    assert_eq!(blake3_of(&copy).as_deref(), Some(expected.as_str()));
+    assert_eq!(blake3_of(&original), blake3_of(&copy));
+}
