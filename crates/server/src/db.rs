@@ -27,11 +27,18 @@ pub enum DbError {
 
 /// The migrations, compiled into the binary (without sqlx's macros, which would build SQLite a
 /// second time for the compiler). Append only: a released migration never changes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "event indexes",
+        include_str!("../migrations/sqlite/0002_event_indexes.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded;

@@ -88,6 +88,8 @@ const INSERT_ROWS: usize = 500;
 
 /// The largest page.
 pub const MAX_PAGE: usize = 1_000;
+/// Batches read per query of a search.
+const BATCHES_PER_QUERY: i64 = 64;
 /// Most rows one search reads before it returns a (possibly short) page with a cursor: bounds
 /// the work of a path-prefix search, which filters after decryption.
 pub const SCAN_BUDGET: usize = 20_000;
@@ -169,14 +171,15 @@ pub async fn ingest(
     }
     let mut tx = db.pool().begin().await?;
     let fresh = sqlx::query(
-        "INSERT INTO event_batches (tenant, device, sequence, events, received_unix_nanos)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, device, sequence) DO NOTHING",
+        "INSERT INTO event_batches (tenant, device, sequence, events, received_unix_nanos, user_id)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, device, sequence) DO NOTHING",
     )
     .bind(sender.tenant)
     .bind(sender.device)
     .bind(as_i64(batch.batch_sequence))
     .bind(as_i64(rows.len() as u64))
     .bind(now)
+    .bind(sender.user)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -189,6 +192,13 @@ pub async fn ingest(
         });
     }
     let accepted = rows.len();
+    // The batch's row-id range. This transaction holds SQLite's only write lock, and SQLite
+    // gives a new row the largest row id plus one (unless that overflows), so the batch's rows
+    // are `max + 1 ..= max + n`; the last insert's row id confirms it.
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut inserted = None;
     // Multi-row inserts: one statement per `INSERT_ROWS` events (each row binds 9 values).
     for chunk in rows.chunks(INSERT_ROWS) {
         let mut insert = sqlx::QueryBuilder::new(
@@ -209,7 +219,26 @@ pub async fn ingest(
                     .push_bind(sealed.as_slice());
             },
         );
-        insert.build().execute(&mut *tx).await?;
+        inserted = Some(insert.build().execute(&mut *tx).await?.last_insert_rowid());
+    }
+    if let Some(last) = inserted {
+        let first = max + 1;
+        if last - first + 1 != as_i64(accepted as u64) {
+            // Not contiguous (row ids past i64::MAX are random): refuse rather than index a
+            // wrong range; nothing is stored.
+            return Err(EventsError::Damaged);
+        }
+        sqlx::query(
+            "UPDATE event_batches SET first_event = $1, last_event = $2
+             WHERE tenant = $3 AND device = $4 AND sequence = $5",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(sender.tenant)
+        .bind(sender.device)
+        .bind(as_i64(batch.batch_sequence))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(Ingested {
@@ -235,58 +264,87 @@ pub async fn search(
         None => 0,
     };
     let user = only_user.map(str::to_owned).or_else(|| query.user.clone());
-    // Ordered by row id (arrival order); filters narrow it. The indexes by (tenant, time),
-    // (tenant, device, time) and (tenant, user, time) serve the time-bounded searches.
-    let rows = sqlx::query(
-        "SELECT id, user_id, device, batch_sequence, batch_index, key_id, sealed FROM events
-         WHERE tenant = $1 AND id > $2
-           AND ($3 IS NULL OR observed_nanos >= $3)
-           AND ($4 IS NULL OR observed_nanos < $4)
-           AND ($5 IS NULL OR device = $5)
-           AND ($6 IS NULL OR user_id = $6)
-           AND ($7 IS NULL OR activity = $7)
-         ORDER BY id LIMIT $8",
-    )
-    .bind(tenant)
-    .bind(after)
-    .bind(query.from)
-    .bind(query.to)
-    .bind(query.device.as_deref())
-    .bind(user.as_deref())
-    .bind(query.activity)
-    .bind(as_i64(SCAN_BUDGET as u64))
-    .fetch_all(db.pool())
-    .await?;
-    let scanned = rows.len();
+    // Batches in row-id order (their event ranges are disjoint and ascending), then each
+    // batch's events by row-id range: index range scans only (migration 0002). `walked`
+    // counts the event rows in the ranges visited, matching or not: the work bound.
     let mut events = Vec::new();
+    let mut walked = 0usize;
     let mut last = after;
-    for row in rows {
-        let id: i64 = row.get(0);
-        last = id;
-        let (user, device): (String, String) = (row.get(1), row.get(2));
-        let sequence = u64::try_from(row.get::<i64, _>(3)).map_err(|_| EventsError::Damaged)?;
-        let index = u64::try_from(row.get::<i64, _>(4)).map_err(|_| EventsError::Damaged)?;
-        let key_id: String = row.get(5);
-        let sealed: Vec<u8> = row.get(6);
-        let ctx = context(tenant, &user, &device, sequence, index);
-        let plain = ring.open(&key_id, &ctx, &sealed)?;
-        let stored = StoredEvent::decode(plain.as_slice()).map_err(|_| EventsError::Damaged)?;
-        if let Some(prefix) = &query.path_prefix {
-            let path = stored
-                .event
-                .as_ref()
-                .and_then(|e| e.file.as_ref())
-                .map_or("", |f| f.path.as_str());
-            if !path.starts_with(prefix.as_str()) {
-                continue;
-            }
+    'pages: loop {
+        let mut batches = sqlx::QueryBuilder::new(
+            "SELECT user_id, device, sequence, first_event, last_event FROM event_batches
+             WHERE tenant = ",
+        );
+        batches.push_bind(tenant);
+        batches.push(" AND last_event > ").push_bind(last);
+        if let Some(device) = &query.device {
+            batches.push(" AND device = ").push_bind(device.as_str());
         }
-        events.push(stored);
-        if events.len() == limit {
+        if let Some(user) = &user {
+            batches.push(" AND user_id = ").push_bind(user.as_str());
+        }
+        batches
+            .push(" ORDER BY last_event LIMIT ")
+            .push_bind(BATCHES_PER_QUERY);
+        let batches = batches.build().fetch_all(db.pool()).await?;
+        if batches.is_empty() {
             break;
         }
+        for batch in &batches {
+            let (user, device): (String, String) = (batch.try_get(0)?, batch.try_get(1)?);
+            let sequence =
+                u64::try_from(batch.try_get::<i64, _>(2)?).map_err(|_| EventsError::Damaged)?;
+            let (first, end): (i64, i64) = (batch.try_get(3)?, batch.try_get(4)?);
+            let start = first.max(last + 1);
+            let mut rows = sqlx::QueryBuilder::new(
+                "SELECT id, batch_index, key_id, sealed FROM events WHERE id >= ",
+            );
+            rows.push_bind(start).push(" AND id <= ").push_bind(end);
+            if let Some(from) = query.from {
+                rows.push(" AND observed_nanos >= ").push_bind(from);
+            }
+            if let Some(to) = query.to {
+                rows.push(" AND observed_nanos < ").push_bind(to);
+            }
+            if let Some(activity) = query.activity {
+                rows.push(" AND activity = ").push_bind(activity);
+            }
+            rows.push(" ORDER BY id");
+            for row in rows.build().fetch_all(db.pool()).await? {
+                let id: i64 = row.try_get(0)?;
+                let index =
+                    u64::try_from(row.try_get::<i64, _>(1)?).map_err(|_| EventsError::Damaged)?;
+                let key_id: String = row.try_get(2)?;
+                let sealed: Vec<u8> = row.try_get(3)?;
+                let ctx = context(tenant, &user, &device, sequence, index);
+                let plain = ring.open(&key_id, &ctx, &sealed)?;
+                let stored =
+                    StoredEvent::decode(plain.as_slice()).map_err(|_| EventsError::Damaged)?;
+                let wanted = query.path_prefix.as_ref().is_none_or(|prefix| {
+                    stored
+                        .event
+                        .as_ref()
+                        .and_then(|e| e.file.as_ref())
+                        .is_some_and(|f| f.path.starts_with(prefix.as_str()))
+                });
+                if wanted {
+                    events.push(stored);
+                    if events.len() == limit {
+                        walked += usize::try_from(id - start + 1).unwrap_or(0);
+                        last = id;
+                        break 'pages;
+                    }
+                }
+            }
+            // The whole range is done, matches or not.
+            walked += usize::try_from(end - start + 1).unwrap_or(0);
+            last = end;
+            if walked >= SCAN_BUDGET {
+                break 'pages;
+            }
+        }
     }
-    let more = events.len() == limit || scanned == SCAN_BUDGET;
+    let more = events.len() == limit || walked >= SCAN_BUDGET;
     Ok(Page {
         events,
         next: more.then(|| last.to_string()),

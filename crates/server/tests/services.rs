@@ -598,6 +598,53 @@ async fn s6_events_are_labelled_from_the_token() {
         }
     }
     assert_eq!(seen.len(), 5);
+    // Paging within one device's batches (filters and cursor together).
+    let page = search(&format!("device={dev_a}&limit=3"), &admin)
+        .await
+        .json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 3);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let page = search(&format!("device={dev_a}&limit=3&after={next}"), &admin)
+        .await
+        .json();
+    let rest: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, ["/home/ana/docs/d.pdf"]);
+    assert!(page["next"].is_null(), "{page}");
+    // Time ranges: every event was observed in the last few seconds.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let hour = 3_600_000_000_000_i64;
+    let count = |r: serde_json::Value| r["events"].as_array().unwrap().len();
+    assert_eq!(
+        count(search(&format!("from={}", now - hour), &admin).await.json()),
+        5
+    );
+    assert_eq!(
+        count(search(&format!("from={}", now + hour), &admin).await.json()),
+        0
+    );
+    assert_eq!(
+        count(search(&format!("to={}", now - hour), &admin).await.json()),
+        0
+    );
+    assert_eq!(
+        count(
+            search(
+                &format!("from={}&to={}&activity=1", now - hour, now + hour),
+                &admin
+            )
+            .await
+            .json()
+        ),
+        3
+    );
     // A user's own token sees only that user's events, even when asking for another's.
     let own = app.token("acme", "bob", None, Role::User, &[Capability::EventsRead]);
     let r = search("user=ana", &own).await.json();
@@ -1042,4 +1089,48 @@ async fn s8_every_route_limits_its_body() {
             route.method
         );
     }
+}
+
+/// Migration 0002 on a database written under 0001 alone: each batch learns its user and its
+/// events' row-id range, so events stored before the upgrade are still found.
+#[tokio::test]
+async fn migration_0002_indexes_events_stored_before_it() {
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    sqlx::raw_sql(include_str!("../migrations/sqlite/0001_init.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO event_batches VALUES ('acme', 'd1', 7, 2, 1);
+         INSERT INTO event_batches VALUES ('acme', 'd2', 1, 1, 1);
+         INSERT INTO events (tenant, user_id, device, batch_sequence, batch_index,
+                             observed_nanos, activity, key_id, sealed)
+         VALUES ('acme', 'ana', 'd1', 7, 0, 5, 1, 'k', x''),
+                ('acme', 'ana', 'd1', 7, 1, 6, 1, 'k', x''),
+                ('acme', 'bob', 'd2', 1, 0, 7, 1, 'k', x'');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!("../migrations/sqlite/0002_event_indexes.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let rows = sqlx::query(
+        "SELECT device, user_id, first_event, last_event FROM event_batches ORDER BY device",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let got: Vec<(String, String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("d1".into(), "ana".into(), 1, 2),
+            ("d2".into(), "bob".into(), 3, 3)
+        ]
+    );
 }
