@@ -336,6 +336,17 @@ impl DirStorage {
         Ok(())
     }
 
+    /// The path of the file `name` (which need not exist), for a layer that hands the file to
+    /// something else, such as a server publishing a sealed segment into a local object store
+    /// by hard link.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::InvalidInput`] for a name the archive would never use (one that could
+    /// leave the directory).
+    pub fn file_path(&self, name: &str) -> io::Result<PathBuf> {
+        self.path(name)
+    }
+
     fn path(&self, name: &str) -> io::Result<PathBuf> {
         // Names come from the archive (`seg-<16 hex>[.active]`); refuse anything else so that a
         // name can never leave the directory.

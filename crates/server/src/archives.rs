@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use cairn_archive::{Archive, ArchiveError, Config};
 use cairn_seal::BlockId;
 use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use tokio::runtime::Handle;
 
@@ -74,6 +75,8 @@ pub struct Archives {
     db: Db,
     staging: PathBuf,
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local file system (sealing links instead of copying).
+    local: Option<Arc<LocalFileSystem>>,
     runtime: Handle,
     segment_target: u64,
     open: Mutex<HashMap<UserKey, Arc<Mutex<Archive<ObjectSegments>>>>>,
@@ -101,9 +104,28 @@ impl Archives {
             staging,
             store,
             runtime,
+            local: None,
             segment_target: cairn_archive::DEFAULT_SEGMENT_TARGET,
             open: Mutex::default(),
         }
+    }
+
+    /// [`Archives::new`] over a local file-system store: sealed segments are published by hard
+    /// link when staging and store share a file system (written once, not copied).
+    pub fn new_local(
+        db: Db,
+        staging: PathBuf,
+        store: Arc<LocalFileSystem>,
+        runtime: Handle,
+    ) -> Self {
+        let mut this = Self::new(
+            db,
+            staging,
+            Arc::clone(&store) as Arc<dyn ObjectStore>,
+            runtime,
+        );
+        this.local = Some(store);
+        this
     }
 
     /// Seals segments at about `bytes` (clamped to the archive's bounds).
@@ -128,12 +150,15 @@ impl Archives {
         // Ids are canonical (`[a-z0-9-]{1,63}`, checked by the router), so they are safe as
         // path and object-name segments.
         let archive_id = self.runtime.block_on(self.db.archive_id(tenant, user))?;
-        let segments = ObjectSegments::open(
+        let mut segments = ObjectSegments::open(
             &self.staging.join(tenant).join(user),
             Arc::clone(&self.store),
             ObjectPath::from(format!("tenants/{tenant}/users/{user}")),
             self.runtime.clone(),
         )?;
+        if let Some(local) = &self.local {
+            segments = segments.with_local(Arc::clone(local));
+        }
         let config = Config::new(archive_id)
             .with_index_cache(true)
             .with_segment_target(self.segment_target)?;
@@ -323,9 +348,15 @@ mod tests {
     }
 
     /// Segments seal into the object store, and a reopened service (a restart) reads every
-    /// record back from there; staged copies of published segments are gone.
+    /// record back from there; staged copies of published segments are gone. Both ways of
+    /// publishing: the object store's create-only put, and the local store's hard link.
     #[test]
     fn sealed_segments_live_in_the_object_store() {
+        sealed_segments_published(false);
+        sealed_segments_published(true);
+    }
+
+    fn sealed_segments_published(link: bool) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let db = rt
@@ -342,12 +373,25 @@ mod tests {
             )
         };
         let open = || {
-            Archives::new(
-                db.clone(),
-                dir.path().join("staging"),
-                store(),
-                rt.handle().clone(),
-            )
+            if link {
+                Archives::new_local(
+                    db.clone(),
+                    dir.path().join("staging"),
+                    Arc::new(
+                        LocalFileSystem::new_with_prefix(dir.path().join("segments"))
+                            .unwrap()
+                            .with_fsync(true),
+                    ),
+                    rt.handle().clone(),
+                )
+            } else {
+                Archives::new(
+                    db.clone(),
+                    dir.path().join("staging"),
+                    store(),
+                    rt.handle().clone(),
+                )
+            }
             .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
         };
         let blocks: Vec<(BlockId, Vec<u8>)> = (0..40).map(sealed).collect();

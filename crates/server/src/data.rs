@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use cairn_escrow::{EscrowIdentity, EscrowSecretKey};
 use cairn_token::{Clock, KeyEntry, Keyring, Policy, SigningKey, Timestamp, Verifier};
-use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -231,12 +230,12 @@ impl DataDir {
         let segments = self.root.join("segments");
         std::fs::create_dir_all(&segments)
             .map_err(|e| ServerError::io(format!("creating {}", segments.display()), e))?;
-        let store: Arc<dyn ObjectStore> = Arc::new(
+        let store = Arc::new(
             LocalFileSystem::new_with_prefix(&segments)
                 .map_err(|e| ServerError::Refused(e.to_string()))?
                 .with_fsync(true),
         );
-        let archives = Archives::new(
+        let archives = Archives::new_local(
             db.clone(),
             self.root.join("staging"),
             store,

@@ -10,6 +10,11 @@
 //! - a name found both staged and published (that same crash) is read from the store, and the
 //!   staged copy is removed when the archive opens.
 //!
+//! When the store is the data directory's own local file system ([`ObjectSegments::with_local`]),
+//! sealing publishes the staged file by hard link instead of copying it: the same create-only
+//! rule (a link cannot replace an existing name), the bytes written once instead of twice. A
+//! store on another file system falls back to the copy.
+//!
 //! The trait is synchronous; calls into the store block the calling thread on the runtime's
 //! handle, so archives must be used from blocking threads (`spawn_blocking`), never from a
 //! runtime worker.
@@ -20,6 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cairn_archive::{DirStorage, FileWriter, Storage};
 use futures_util::TryStreamExt;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::runtime::Handle;
@@ -29,8 +35,15 @@ use tokio::runtime::Handle;
 pub struct ObjectSegments {
     staging: DirStorage,
     store: Arc<dyn ObjectStore>,
+    /// The same store, when it is a local file system: sealing links instead of copying.
+    local: Option<Arc<LocalFileSystem>>,
     prefix: ObjectPath,
     runtime: Handle,
+}
+
+/// Makes a directory's entries durable.
+fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn store_error(e: object_store::Error) -> io::Error {
@@ -56,6 +69,7 @@ impl ObjectSegments {
         let this = Self {
             staging: DirStorage::open(staging)?,
             store,
+            local: None,
             prefix,
             runtime,
         };
@@ -66,6 +80,53 @@ impl ObjectSegments {
             }
         }
         Ok(this)
+    }
+
+    /// Declares that the store is `local` (the very store given to [`ObjectSegments::open`]),
+    /// so that sealing publishes by hard link.
+    #[must_use]
+    pub fn with_local(mut self, local: Arc<LocalFileSystem>) -> Self {
+        self.local = Some(local);
+        self
+    }
+
+    /// Publishes the staged `from` as the object `to` by hard link. `Ok(false)`: the store is
+    /// on another file system, copy instead.
+    fn link(&self, local: &LocalFileSystem, from: &str, to: &str) -> io::Result<bool> {
+        let src = self.staging.file_path(from)?;
+        let dst = local
+            .path_to_filesystem(&self.object(to))
+            .map_err(store_error)?;
+        let parent = dst
+            .parent()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)?;
+            // The new directories' own entries, up to the store's root.
+            let root = local.path_to_filesystem(&ObjectPath::default()).ok();
+            for dir in parent.ancestors().skip(1) {
+                sync_dir(dir)?;
+                if root
+                    .as_deref()
+                    .is_none_or(|r| dir == r || !dir.starts_with(r))
+                {
+                    break;
+                }
+            }
+        }
+        match std::fs::hard_link(&src, &dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A crash after an earlier link (or put): it must hold exactly these bytes.
+                if std::fs::read(&dst)? != std::fs::read(&src)? {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        sync_dir(parent)?;
+        Ok(true)
     }
 
     fn object(&self, name: &str) -> ObjectPath {
@@ -139,6 +200,11 @@ impl Storage for ObjectSegments {
     }
 
     fn seal(&self, from: &str, to: &str) -> io::Result<()> {
+        if let Some(local) = &self.local
+            && self.link(local, from, to)?
+        {
+            return self.staging.remove(from);
+        }
         let len = self.staging.len(from)?;
         let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
         self.staging.read_at(from, 0, &mut bytes)?;
