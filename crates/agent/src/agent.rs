@@ -513,13 +513,19 @@ impl Agent {
             return Ok(());
         }
         self.spool.push(events)?;
+        self.send_what_can_be_sent().map(|_| ())
+    }
+
+    /// [`Agent::send_events`], where failing to reach the server is not an error: the events
+    /// stay spooled (and the failure is logged). Deauthorization still is.
+    fn send_what_can_be_sent(&self) -> Result<u64, AgentError> {
         match self.send_events() {
             Err(AgentError::Deauthorized) => Err(AgentError::Deauthorized),
             Err(e) => {
                 tracing::warn!(error = %e, "events kept in the spool for later");
-                Ok(())
+                Ok(0)
             }
-            Ok(_) => Ok(()),
+            Ok(n) => Ok(n),
         }
     }
 
@@ -558,56 +564,38 @@ impl Agent {
         }
         let hashes: HashMap<PathBuf, cairn_backup::ContentHash> =
             summary.content_hashes.iter().cloned().collect();
-        let (events, skipped) = events::from_changes(
-            &events::Context {
-                folder,
-                archive: self.archive,
-                snapshot: id,
-                seq: snapshot.seq,
-                hashes: &hashes,
-                rules: &self.config.exposure,
-                observed: &observed,
-                now: unix_nanos(),
-            },
-            &changes,
-        )?;
+        // The backup's start is the events' time unless the watcher saw the change earlier,
+        // and bounds the observations they use (later ones are the next backup's).
+        let ctx = events::Context {
+            folder,
+            archive: self.archive,
+            snapshot: id,
+            seq: snapshot.seq,
+            hashes: &hashes,
+            rules: &self.config.exposure,
+            observed: &observed,
+            now: started_ns,
+        };
+        let (mut events, skipped) = events::from_changes(&ctx, &changes)?;
         if skipped > 0 {
             tracing::warn!(
                 skipped,
                 "events with paths longer than the schema allows were skipped"
             );
         }
-        let mut events = events;
         let brief = {
             let reported: std::collections::HashSet<&str> = events
                 .iter()
                 .filter_map(|e| e.file.as_ref())
                 .flat_map(|f| [f.path.as_str(), f.previous_path.as_str()])
                 .collect();
-            let ctx = events::Context {
-                folder,
-                archive: self.archive,
-                snapshot: id,
-                seq: snapshot.seq,
-                hashes: &hashes,
-                rules: &self.config.exposure,
-                observed: &observed,
-                now: started_ns,
-            };
             events::transient(&ctx, &reported, |p| p.symlink_metadata().is_ok())?
         };
         events.extend(brief);
         let queued = events.len() as u64;
         self.spool.push_observed(events, started_ns)?;
         // Events that cannot be sent now stay queued; the backup itself succeeded.
-        let sent = match self.send_events() {
-            Ok(n) => n,
-            Err(AgentError::Deauthorized) => return Err(AgentError::Deauthorized),
-            Err(e) => {
-                tracing::warn!(error = %e, "events kept in the spool for later");
-                0
-            }
-        };
+        let sent = self.send_what_can_be_sent()?;
         Ok(BackupReport {
             folder: folder.to_path_buf(),
             snapshot: id.to_string(),

@@ -11,7 +11,7 @@ use std::fs;
 use cairn_agent::state::{AgentDir, names};
 use cairn_agent::{Agent, AgentError};
 use cairn_events::v1;
-use common::{TENANT, find_bytes, listing, make_tree, world};
+use common::{TENANT, find_bytes, listing, make_tree, run_in_background, world};
 
 const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
 
@@ -235,10 +235,6 @@ fn events_spooled_during_an_outage_arrive_once_after_it() {
 
 #[test]
 fn run_backs_up_what_the_watcher_sees() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
-
     let w = world();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -251,40 +247,17 @@ fn run_backs_up_what_the_watcher_sees() {
         other => panic!("expected a usage error, got {other:?}"),
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let runner = {
-        let stop = Arc::clone(&stop);
-        let src = src.clone();
-        std::thread::spawn(move || {
-            let opts = cairn_agent::RunOptions {
-                interval: Duration::from_millis(200),
-                full_scan: Duration::from_secs(3600),
-                debounce: Duration::from_millis(100),
-                tick: Duration::from_millis(50),
-            };
-            agent.run(Some(&src), &opts, &stop, |r| {
-                let _ = tx.send(r.map(|r| r.changes).map_err(ToString::to_string));
-            })
-        })
-    };
-    let wait = Duration::from_secs(60);
-    assert_eq!(
-        rx.recv_timeout(wait).unwrap(),
-        Ok([2, 0, 0, 0]),
-        "the first backup"
-    );
+    let running = run_in_background(agent, &src);
+    assert_eq!(running.next(), Ok([2, 0, 0, 0]), "the first backup");
     // A new folder and a file in it: seen by the watcher, backed up without being asked.
     fs::create_dir(src.join("new")).unwrap();
     fs::write(src.join("new/second.txt"), b"second").unwrap();
     let mut added = 0;
     while added < 2 {
-        let changes = rx.recv_timeout(wait).unwrap().unwrap();
-        added += changes[0];
+        added += running.next().unwrap()[0];
     }
     assert_eq!(added, 2);
-    stop.store(true, Ordering::SeqCst);
-    runner.join().unwrap().unwrap();
+    drop(running.stop());
     let events = w.events();
     assert!(events.iter().any(|e| {
         e["file"]["path"]
@@ -353,8 +326,6 @@ fn two_devices_of_one_user_back_up_side_by_side() {
 /// that carry the time the activity was seen, each stored once, with hashes and links.
 #[test]
 fn activity_seen_during_an_outage_arrives_once_with_its_time() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     let now_ms = || {
@@ -378,26 +349,9 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
 
     w.crash();
     let outage_began = now_ms();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let runner = {
-        let stop = Arc::clone(&stop);
-        let src = src.clone();
-        std::thread::spawn(move || {
-            let opts = cairn_agent::RunOptions {
-                interval: Duration::from_millis(200),
-                full_scan: Duration::from_secs(3600),
-                debounce: Duration::from_millis(100),
-                tick: Duration::from_millis(50),
-            };
-            let r = agent.run(Some(&src), &opts, &stop, |r| {
-                let _ = tx.send(r.is_ok());
-            });
-            (agent, r)
-        })
-    };
+    let running = run_in_background(agent, &src);
     // The run's first backup fails: the server is down.
-    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(false));
+    assert!(running.next().is_err());
     fs::write(src.join("new.txt"), b"made while the server was down").unwrap();
     fs::write(src.join("keep.txt"), b"changed while the server was down").unwrap();
     fs::remove_file(src.join("old.txt")).unwrap();
@@ -408,11 +362,9 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
     let activity_done = now_ms();
     // Two more failed attempts: the watcher has long reported the changes.
     for _ in 0..2 {
-        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(false));
+        assert!(running.next().is_err());
     }
-    stop.store(true, Ordering::SeqCst);
-    let (agent, result) = runner.join().unwrap();
-    result.unwrap();
+    let agent = running.stop();
     assert!(agent.status().unwrap().spool.observed >= 4);
     // The agent restarts during the outage: the observations are on disk.
     drop(agent);
@@ -495,8 +447,6 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
 /// the two can be matched.
 #[test]
 fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     let w = world();
@@ -516,26 +466,10 @@ fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
         prefix: tmp.path().join("media"),
     });
     agent_dir.save_config(&config).unwrap();
-    let mut agent = Agent::open(&agent_dir).unwrap();
+    let agent = Agent::open(&agent_dir).unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let runner = {
-        let stop = Arc::clone(&stop);
-        let src = src.clone();
-        std::thread::spawn(move || {
-            let opts = cairn_agent::RunOptions {
-                interval: Duration::from_millis(200),
-                full_scan: Duration::from_secs(3600),
-                debounce: Duration::from_millis(100),
-                tick: Duration::from_millis(50),
-            };
-            agent.run(Some(&src), &opts, &stop, |r| {
-                let _ = tx.send(r.is_ok());
-            })
-        })
-    };
-    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+    let running = run_in_background(agent, &src);
+    assert!(running.next().is_ok());
     fs::copy(src.join("secret.txt"), usb.join("secret.txt")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let copy = loop {
@@ -550,8 +484,7 @@ fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
         assert!(Instant::now() < deadline, "the copy was never reported");
         std::thread::sleep(Duration::from_millis(100));
     };
-    stop.store(true, Ordering::SeqCst);
-    runner.join().unwrap().unwrap();
+    drop(running.stop());
 
     assert_eq!(copy["activity_id"], 1, "{copy}");
     let exposure = &copy["unmapped"]["cairn_exposure"];

@@ -80,15 +80,20 @@ impl Reference {
     }
 
     fn lengths(&self, data: &[u8]) -> Vec<usize> {
-        let mut out = vec![];
-        let mut at = 0;
-        while at < data.len() {
-            let n = self.cut(&data[at..]);
-            out.push(n);
-            at += n;
-        }
-        out
+        lengths(data, |rest| self.cut(rest))
     }
+}
+
+/// Chunk lengths of `data`, cutting each chunk with `cut`.
+fn lengths(data: &[u8], cut: impl Fn(&[u8]) -> usize) -> Vec<usize> {
+    let mut out = vec![];
+    let mut at = 0;
+    while at < data.len() {
+        let n = cut(&data[at..]);
+        out.push(n);
+        at += n;
+    }
+    out
 }
 
 fn configs() -> impl Strategy<Value = (usize, usize, usize)> {
@@ -224,14 +229,7 @@ impl Reference2 {
     }
 
     fn lengths(&self, data: &[u8]) -> Vec<usize> {
-        let mut out = vec![];
-        let mut at = 0;
-        while at < data.len() {
-            let n = self.cut(&data[at..]);
-            out.push(n);
-            at += n;
-        }
-        out
+        lengths(data, |rest| self.cut(rest))
     }
 }
 

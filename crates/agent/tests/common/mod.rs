@@ -300,3 +300,57 @@ pub fn find_bytes(root: &Path, needle: &[u8]) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// `Agent::run` on a thread, with short intervals: each backup's change counts (or its error,
+/// as text) arrive on `reports`.
+pub struct Running {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// One report per backup attempt.
+    pub reports: std::sync::mpsc::Receiver<Result<[u64; 4], String>>,
+    thread: std::thread::JoinHandle<(Agent, Result<(), cairn_agent::AgentError>)>,
+}
+
+/// Starts `agent.run` over `folder` (200 ms interval, 100 ms debounce, 50 ms tick).
+pub fn run_in_background(mut agent: Agent, folder: &Path) -> Running {
+    use std::time::Duration;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, reports) = std::sync::mpsc::channel();
+    let thread = {
+        let stop = std::sync::Arc::clone(&stop);
+        let folder = folder.to_path_buf();
+        std::thread::spawn(move || {
+            let opts = cairn_agent::RunOptions {
+                interval: Duration::from_millis(200),
+                full_scan: Duration::from_secs(3600),
+                debounce: Duration::from_millis(100),
+                tick: Duration::from_millis(50),
+            };
+            let result = agent.run(Some(&folder), &opts, &stop, |r| {
+                let _ = tx.send(r.map(|r| r.changes).map_err(ToString::to_string));
+            });
+            (agent, result)
+        })
+    };
+    Running {
+        stop,
+        reports,
+        thread,
+    }
+}
+
+impl Running {
+    /// The next backup's report (waiting up to a minute).
+    pub fn next(&self) -> Result<[u64; 4], String> {
+        self.reports
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a backup report within a minute")
+    }
+
+    /// Stops the run (after its current backup) and gives the agent back.
+    pub fn stop(self) -> Agent {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (agent, result) = self.thread.join().unwrap();
+        result.unwrap();
+        agent
+    }
+}
