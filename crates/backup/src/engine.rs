@@ -1,8 +1,9 @@
 //! Backup, restore and check.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_chunk::{Algorithm, Chunker, ChunkerConfig};
@@ -538,6 +539,50 @@ impl<B: BlockStore> Repository<B> {
         parent: Option<(&BlockId, &Snapshot)>,
         cache: Option<&FileCache>,
     ) -> Result<BackupSummary, BackupError> {
+        self.backup_folders(&[root.to_path_buf()], host, parent, cache)
+    }
+
+    /// [`Repository::backup_incremental`] of several folders into one snapshot. One folder is
+    /// the snapshot's root, as with `backup_incremental`. Several must be absolute, distinct and
+    /// not inside one another; the snapshot's root is then `/`, holding each folder at its
+    /// absolute path: the directories above the folders, and the folders themselves, are
+    /// recorded with their mode and owner (times 0, so that activity beside the folders changes
+    /// nothing) and only the entries that lead to a folder (a restore recreates `TARGET/home/ana/Documents`
+    /// for `/home/ana/Documents`). The snapshot's `paths` name every folder.
+    ///
+    /// # Errors
+    /// [`BackupError::Usage`] for folders that are not absolute, repeat, or nest; what a backup
+    /// can fail with otherwise.
+    pub fn backup_folders(
+        &self,
+        roots: &[PathBuf],
+        host: &str,
+        parent: Option<(&BlockId, &Snapshot)>,
+        cache: Option<&FileCache>,
+    ) -> Result<BackupSummary, BackupError> {
+        if roots.is_empty() {
+            return Err(BackupError::Usage("no folder to back up".into()));
+        }
+        if roots.len() > 1 {
+            for (i, a) in roots.iter().enumerate() {
+                if !a.is_absolute() || a.parent().is_none() {
+                    return Err(BackupError::Usage(format!(
+                        "{}: several folders must be absolute paths below /",
+                        a.display()
+                    )));
+                }
+                if let Some(b) = roots[i + 1..]
+                    .iter()
+                    .find(|b| a.starts_with(b) || b.starts_with(a))
+                {
+                    return Err(BackupError::Usage(format!(
+                        "{} and {} repeat or nest",
+                        a.display(),
+                        b.display()
+                    )));
+                }
+            }
+        }
         let mut summary = BackupSummary::default();
         let trusted = match (cache, parent) {
             (Some(c), Some((id, _))) => c.snapshot()?.as_ref() == Some(id),
@@ -550,14 +595,26 @@ impl<B: BlockStore> Repository<B> {
             cache: cache.filter(|_| trusted),
             seen: Vec::new(),
         };
-        let root_tree = self.backup_dir(root, &mut summary, &mut ctx)?;
+        let root_tree = match roots {
+            [root] => self.backup_dir(root, &mut summary, &mut ctx)?,
+            _ => {
+                let mut trees = BTreeMap::new();
+                for root in roots {
+                    trees.insert(root.clone(), self.backup_dir(root, &mut summary, &mut ctx)?);
+                }
+                self.above_folders(trees, &mut summary)?
+            }
+        };
         let snapshot = Snapshot {
             seq: parent.map_or(0, |(_, s)| s.seq + 1),
             parent: parent.map(|(id, _)| *id),
             root: root_tree,
             time_ns: now_ns(),
             host: host.to_owned(),
-            paths: vec![root.to_string_lossy().into_owned()],
+            paths: roots
+                .iter()
+                .map(|r| r.to_string_lossy().into_owned())
+                .collect(),
             tags: Vec::new(),
             chunker: Self::chunker_record(chunker)?,
         };
@@ -574,6 +631,64 @@ impl<B: BlockStore> Repository<B> {
             c.update(&ctx.seen, &id)?;
         }
         Ok(summary)
+    }
+
+    /// The trees of the directories above several folders, up to `/`, given each folder's
+    /// tree: each directory holds only the entries that lead to a folder, with its own metadata.
+    /// Returns the tree of `/`.
+    fn above_folders(
+        &self,
+        mut trees: BTreeMap<PathBuf, BlockId>,
+        summary: &mut BackupSummary,
+    ) -> Result<BlockId, BackupError> {
+        let mut pending = Vec::new();
+        // Deepest first, so that a directory's children are done before it.
+        let mut dirs: Vec<PathBuf> = trees
+            .keys()
+            .flat_map(|r| r.ancestors().skip(1).map(Path::to_path_buf))
+            .collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.dedup();
+        for dir in dirs {
+            if trees.contains_key(&dir) {
+                continue;
+            }
+            let mut tree = Tree::default();
+            for (child, id) in trees.range(dir.clone()..) {
+                if !child.starts_with(&dir) {
+                    break;
+                }
+                if child.parent() != Some(dir.as_path()) {
+                    continue;
+                }
+                let meta = fs::metadata(child).map_err(|e| BackupError::io(child, e))?;
+                let (mode, uid, gid) = owner(&meta);
+                // Times are not recorded for these (0): a directory above the folders changes
+                // its time whenever anything beside them does, which would make every backup
+                // a new tree and a change.
+                let name = child
+                    .file_name()
+                    .ok_or_else(|| BackupError::Usage(format!("{}: no name", child.display())))?;
+                tree.entries.push(Entry {
+                    name: name_bytes(name),
+                    mode,
+                    uid,
+                    gid,
+                    mtime_ns: 0,
+                    link_group: 0,
+                    xattrs: Vec::new(),
+                    kind: EntryKind::Dir { tree: *id },
+                });
+            }
+            tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let id = self.queue(BlockKind::TREE, tree.encode()?, &mut pending, summary)?;
+            trees.insert(dir, id);
+        }
+        self.flush(&mut pending, summary)?;
+        trees
+            .get(Path::new("/"))
+            .copied()
+            .ok_or_else(|| BackupError::Usage("several folders must be absolute".into()))
     }
 
     /// Sends the blocks of `pending` the store lacks.

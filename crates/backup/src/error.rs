@@ -80,6 +80,9 @@ pub enum BackupError {
     /// The chunker or sealer refused its input.
     #[error("{0}")]
     Engine(String),
+    /// The folders asked for cannot make one snapshot (none, relative, repeated or nested).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl BackupError {

@@ -499,6 +499,76 @@ fn a_backup_continues_with_its_parents_chunker() {
     assert!(c.blocks_sent > 5, "{c:?}");
 }
 
+/// Several folders in one snapshot: each restored at its absolute path below the target,
+/// with nothing else of the directories above them; incremental like one folder; bad sets are
+/// usage errors.
+#[test]
+fn several_folders_make_one_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(tmp.path()).unwrap();
+    let (docs, pics) = (base.join("home/docs"), base.join("home/pics"));
+    make_tree(&docs);
+    fs::create_dir_all(&pics).unwrap();
+    fs::write(pics.join("cat.jpg"), bytes(5, 40_000)).unwrap();
+    fs::write(base.join("home/not-chosen.txt"), b"left out").unwrap();
+    let repo = repo(MemoryStore::new());
+    let folders = [docs.clone(), pics.clone()];
+    let first = repo.backup_folders(&folders, "h", None, None).unwrap();
+    let snap = first.record.clone().unwrap();
+    assert_eq!(snap.paths, [docs.to_string_lossy(), pics.to_string_lossy()]);
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("r");
+    repo.restore(&snap, &target).unwrap();
+    let under = |p: &Path| target.join(p.strip_prefix("/").unwrap());
+    assert_same(&docs, &under(&docs));
+    assert_same(&pics, &under(&pics));
+    // Only what leads to the folders: the unchosen file is not there.
+    let home: Vec<_> = fs::read_dir(under(&base.join("home")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(home.len(), 2, "{home:?}");
+    // Nothing changed: nothing sent. A change in one folder: only its path of trees.
+    let again = repo
+        .backup_folders(&folders, "h", Some((&first.snapshot.unwrap(), &snap)), None)
+        .unwrap();
+    assert_eq!(again.blocks_sent, 0, "{again:?}");
+    fs::write(pics.join("dog.jpg"), bytes(6, 10_000)).unwrap();
+    let snap2 = again.record.clone().unwrap();
+    let third = repo
+        .backup_folders(
+            &folders,
+            "h",
+            Some((&again.snapshot.unwrap(), &snap2)),
+            None,
+        )
+        .unwrap();
+    let changes = repo
+        .diff(Some(&snap2), third.record.as_ref().unwrap())
+        .unwrap();
+    let paths: Vec<String> = changes
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.path).into_owned())
+        .collect();
+    let want = format!("{}/dog.jpg", pics.strip_prefix("/").unwrap().display());
+    assert_eq!(paths, [want]);
+    // Nested, repeated or relative folders cannot share a snapshot.
+    for bad in [
+        vec![docs.clone(), docs.join("deep")],
+        vec![docs.clone(), docs.clone()],
+        vec![docs.clone(), "relative".into()],
+        vec![],
+    ] {
+        assert!(
+            matches!(
+                repo.backup_folders(&bad, "h", None, None),
+                Err(BackupError::Usage(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
 #[test]
 fn restore_refuses_a_non_empty_target() {
     let (_src, repo, snap) = backed_up();
