@@ -3,8 +3,8 @@
 //! ```sh
 //! agent enroll --dir DIR --server https://HOST:PORT --ca ca.pem --tenant T --device D --token TOKEN
 //!     [--host NAME] [--mode standard|archive-password|custom-key]   (password: CAIRN_PASSWORD)
-//! agent backup --dir DIR [FOLDER]
-//! agent run --dir DIR [FOLDER] [--interval SECS] [--full-scan SECS]
+//! agent backup --dir DIR [FOLDER...]
+//! agent run --dir DIR [FOLDER...] [--interval SECS] [--full-scan SECS]
 //! agent snapshots --dir DIR
 //! agent restore --dir DIR SNAPSHOT [PATH] --to OUT
 //! agent check --dir DIR [--read-data]
@@ -12,16 +12,17 @@
 //! ```
 //!
 //! Every command takes `--json` (one JSON object on stdout, for scripts) and `--quiet` (no
-//! progress bars). Progress bars are drawn only on a terminal. `run` watches the folder and backs
-//! up what changed within the interval (the file cache makes unchanged files cost a `stat`, not a
-//! read), plus a full scan every `--full-scan`, sending the events each backup makes; it stops,
-//! with the key removed, if the device is deauthorized.
+//! progress bars). Progress bars are drawn only on a terminal. Several folders go into one
+//! snapshot, each at its absolute path. `run` watches the folders and backs up what changed
+//! within the interval (the file cache makes unchanged files cost a `stat`, not a read), plus a
+//! full scan every `--full-scan`, sending the events each backup makes; it stops, with the key
+//! removed, if the device is deauthorized.
 
 // A binary: printing is its job, and errors end it with a message and a non-zero exit code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,13 @@ mod bars;
 use bars::Bars;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The folders named on the command line (none: the agent's own).
+fn folders(m: &ArgMatches) -> Vec<PathBuf> {
+    m.get_many::<PathBuf>("folder")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default()
+}
 
 fn cli() -> Command {
     let dir = Arg::new("dir")
@@ -54,6 +62,10 @@ fn cli() -> Command {
         .global(true)
         .help("no progress bars");
     let opt = |name: &'static str, help: &'static str| Arg::new(name).long(name).help(help);
+    let folders_arg = Arg::new("folder")
+        .num_args(0..)
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("the folders, in one snapshot (remembered after the first backup; none: those)");
     Command::new("agent")
         .about("Cairn's endpoint agent: encrypted backup to a Cairn server, restore, events")
         .arg(json)
@@ -76,15 +88,15 @@ fn cli() -> Command {
         )
         .subcommand(
             Command::new("backup")
-                .about("back up the folder once")
+                .about("back up the folders once")
                 .arg(dir.clone())
-                .arg(Arg::new("folder").help("the folder (remembered after the first backup)")),
+                .arg(folders_arg.clone()),
         )
         .subcommand(
             Command::new("run")
                 .about("back up continuously and send events")
                 .arg(dir.clone())
-                .arg(Arg::new("folder"))
+                .arg(folders_arg)
                 .arg(
                     opt("interval", "a change is backed up within this many seconds")
                         .default_value("60"),
@@ -158,7 +170,11 @@ fn print_backup(r: &BackupReport, json: bool) {
          {} blocks / {} bytes sent in {} requests, {:.1} s",
         &r.snapshot[..16],
         r.seq,
-        r.folder.display(),
+        r.folders
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         s.entries,
         s.bytes_read,
         s.files_unchanged,
@@ -225,7 +241,7 @@ fn run() -> Result<()> {
         }
         Some(("backup", s)) => {
             let mut agent = open(s, bars)?;
-            let report = agent.backup(get(s, "folder").map(Path::new))?;
+            let report = agent.backup_folders(&folders(s))?;
             print_backup(&report, json);
         }
         Some(("run", s)) => {
@@ -254,7 +270,7 @@ fn run() -> Result<()> {
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
             }
-            agent.run(get(s, "folder").map(Path::new), &opts, &stop, |r| match r {
+            agent.run(&folders(s), &opts, &stop, |r| match r {
                 Ok(report) => print_backup(report, json),
                 Err(e) => eprintln!("backup failed, retrying: {e}"),
             })?;
@@ -359,11 +375,18 @@ fn run() -> Result<()> {
                     c.device, c.tenant, c.user, c.server
                 );
                 println!("mode    {} (escrow deposited: {})", c.mode, c.escrowed);
+                let folders: Vec<String> = c
+                    .folders()
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect();
                 println!(
-                    "folder  {}",
-                    c.folder
-                        .as_ref()
-                        .map_or("(none yet)".to_owned(), |f| f.display().to_string())
+                    "folders {}",
+                    if folders.is_empty() {
+                        "(none yet)".to_owned()
+                    } else {
+                        folders.join(", ")
+                    }
                 );
                 println!(
                     "head    {}",

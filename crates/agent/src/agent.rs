@@ -76,8 +76,8 @@ pub struct Enrollment<'a> {
 /// What one backup did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackupReport {
-    /// The folder backed up.
-    pub folder: PathBuf,
+    /// The folders backed up (one, or several in one snapshot).
+    pub folders: Vec<PathBuf>,
     /// The new snapshot.
     pub snapshot: String,
     /// Its position in this device's chain.
@@ -223,6 +223,7 @@ impl Agent {
             mode: req.escrow.name().to_owned(),
             escrowed: false,
             folder: None,
+            folders: Vec::new(),
             exposure: events::default_rules(std::env::home_dir().as_deref()),
         };
         let envelope = envelope(&key, &config, &escrow_key, req.escrow)?;
@@ -351,54 +352,85 @@ impl Agent {
         self.guard(self.repo.snapshots().map_err(AgentError::from))
     }
 
-    /// Backs up `folder` (or the folder of earlier backups) as a new snapshot, queues one event
-    /// per change since the previous snapshot (each linked to the new snapshot) and sends the
-    /// queued events. Must not be called from an async runtime's thread.
+    /// Backs up `folder` (or the folders of earlier backups) as a new snapshot, queues one
+    /// event per change since the previous snapshot (each linked to the new snapshot) and sends
+    /// the queued events. Must not be called from an async runtime's thread.
     ///
     /// # Errors
-    /// [`AgentError::Usage`] for a second folder; [`AgentError::Backup`] (a rolled-back or
-    /// forked server, B-8, among others); [`AgentError::Deauthorized`].
+    /// [`AgentError::Usage`] for a folder other than those of earlier backups;
+    /// [`AgentError::Backup`] (a rolled-back or forked server, B-8, among others);
+    /// [`AgentError::Deauthorized`].
     pub fn backup(&mut self, folder: Option<&Path>) -> Result<BackupReport, AgentError> {
-        let folder = self.resolve_folder(folder)?;
+        let folders: Vec<PathBuf> = folder.map(Path::to_path_buf).into_iter().collect();
+        self.backup_folders(&folders)
+    }
+
+    /// [`Agent::backup`] of several folders in one snapshot (each at its absolute path; see
+    /// `cairn_backup::Repository::backup_folders`); none means the folders of earlier backups.
+    /// The set of folders is fixed by the first backup.
+    ///
+    /// # Errors
+    /// As [`Agent::backup`]; [`AgentError::Usage`] also for folders inside one another.
+    pub fn backup_folders(&mut self, folders: &[PathBuf]) -> Result<BackupReport, AgentError> {
+        let folders = self.resolve_folders(folders)?;
         self.deposit()?;
-        let result = self.backup_folder(&folder);
+        let result = self.backup_once(&folders);
         let report = self.guard(result)?;
-        if self.config.folder.as_ref() != Some(&folder) {
-            self.config.folder = Some(folder);
+        if self.config.folders() != folders {
+            self.config.set_folders(&folders);
             self.dir.save_config(&self.config)?;
         }
         Ok(report)
     }
 
-    /// The folder to back up: `folder` if given (it must be the one of earlier backups, if
-    /// any), else the folder of earlier backups. Refuses a folder that holds the agent's own
-    /// directory (its key would be backed up, and its state would change under every backup).
-    fn resolve_folder(&self, folder: Option<&Path>) -> Result<PathBuf, AgentError> {
-        let folder = match (folder, &self.config.folder) {
-            (Some(f), Some(known)) if !same_folder(f, known) => {
-                return Err(AgentError::Usage(format!(
-                    "this agent backs up {}; one folder per agent in this version",
-                    known.display()
-                )));
-            }
-            (Some(f), _) => std::path::absolute(f).map_err(|e| AgentError::io(f, e))?,
-            (None, Some(known)) => known.clone(),
-            (None, None) => {
+    /// The folders to back up: `folders` if given (made absolute; they must be those of earlier
+    /// backups, if any), else those of earlier backups. Refuses a folder that holds the agent's
+    /// own directory (its key would be backed up, and its state would change under every
+    /// backup), and folders inside one another.
+    fn resolve_folders(&self, folders: &[PathBuf]) -> Result<Vec<PathBuf>, AgentError> {
+        let known = self.config.folders();
+        let given = folders
+            .iter()
+            .map(|f| std::path::absolute(f).map_err(|e| AgentError::io(f, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let folders = match (given.is_empty(), known.is_empty()) {
+            (true, true) => {
                 return Err(AgentError::Usage(
                     "no folder: name the folder to back up".into(),
                 ));
             }
+            (true, false) => known,
+            (false, false) if !same_set(&given, &known) => {
+                let known: Vec<String> = known.iter().map(|k| k.display().to_string()).collect();
+                return Err(AgentError::Usage(format!(
+                    "this agent backs up {}; its folders are fixed by its first backup",
+                    known.join(", ")
+                )));
+            }
+            (false, _) => given,
         };
         let own =
             std::path::absolute(self.dir.root()).map_err(|e| AgentError::io(self.dir.root(), e))?;
-        if own.starts_with(&folder) {
-            return Err(AgentError::Usage(format!(
-                "the agent's directory {} is inside {}: keep it outside the folder it backs up",
-                own.display(),
-                folder.display()
-            )));
+        for (i, folder) in folders.iter().enumerate() {
+            if own.starts_with(folder) {
+                return Err(AgentError::Usage(format!(
+                    "the agent's directory {} is inside {}: keep it outside the folders it backs up",
+                    own.display(),
+                    folder.display()
+                )));
+            }
+            if let Some(other) = folders[i + 1..]
+                .iter()
+                .find(|o| o.starts_with(folder) || folder.starts_with(o))
+            {
+                return Err(AgentError::Usage(format!(
+                    "{} and {} repeat or nest: name the outer one",
+                    folder.display(),
+                    other.display()
+                )));
+            }
         }
-        Ok(folder)
+        Ok(folders)
     }
 
     /// Backs up continuously until `stop` is set: a first backup at once, then one at most
@@ -412,18 +444,19 @@ impl Agent {
     /// [`AgentError::State`] (retrying cannot help), or the watcher's failure to start.
     pub fn run(
         &mut self,
-        folder: Option<&Path>,
+        folders: &[PathBuf],
         opts: &RunOptions,
         stop: &AtomicBool,
         mut report: impl FnMut(Result<&BackupReport, &AgentError>),
     ) -> Result<(), AgentError> {
-        let folder = self.resolve_folder(folder)?;
+        let folders = self.resolve_folders(folders)?;
         let ignore = vec![self.dir.root().to_path_buf()];
-        let watch = Watch::start(&folder, opts.debounce, ignore.clone())?;
+        let roots: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
+        let watch = Watch::start_roots(&roots, opts.debounce, ignore.clone())?;
         // Exposure destinations outside the folder (a removable disk, a share, a sync folder):
         // watched for copies leaving the folder. One that cannot be watched is logged, not
         // fatal: the backup is the agent's first job.
-        let outside = self.destinations(&folder);
+        let outside = self.destinations(&folders);
         let outside = if outside.is_empty() {
             None
         } else {
@@ -440,7 +473,7 @@ impl Agent {
             });
             if due {
                 last = Some(Instant::now());
-                match self.backup(Some(&folder)) {
+                match self.backup_folders(&folders) {
                     Ok(r) => {
                         pending = false;
                         report(Ok(&r));
@@ -479,9 +512,10 @@ impl Agent {
         Ok(())
     }
 
-    /// The exposure rules' prefixes that are folders outside `folder` (and do not contain it,
-    /// nor the agent's own directory): where `run` watches for copies leaving the folder.
-    fn destinations(&self, folder: &Path) -> Vec<PathBuf> {
+    /// The exposure rules' prefixes that are folders outside the backed-up `folders` (and
+    /// contain none of them, nor the agent's own directory): where `run` watches for copies
+    /// leaving them.
+    fn destinations(&self, folders: &[PathBuf]) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
             .config
             .exposure
@@ -489,8 +523,7 @@ impl Agent {
             .map(|r| r.prefix.clone())
             .filter(|p| {
                 p.is_dir()
-                    && !p.starts_with(folder)
-                    && !folder.starts_with(p)
+                    && !folders.iter().any(|f| p.starts_with(f) || f.starts_with(p))
                     && !self.dir.root().starts_with(p)
             })
             .collect();
@@ -529,7 +562,12 @@ impl Agent {
         }
     }
 
-    fn backup_folder(&self, folder: &Path) -> Result<BackupReport, AgentError> {
+    fn backup_once(&self, folders: &[PathBuf]) -> Result<BackupReport, AgentError> {
+        // Paths in the snapshot are relative to the one folder, or to `/` for several.
+        let folder = match folders {
+            [one] => one.as_path(),
+            _ => Path::new("/"),
+        };
         let started = Instant::now();
         // Observations up to here are covered by this backup's scan.
         let started_ns = unix_nanos();
@@ -539,8 +577,8 @@ impl Agent {
         let head = self.dir.head()?;
         let parent = check_chain(&snapshots, head.as_ref())?;
         let cache = FileCache::open(&self.dir.path(names::FILES))?;
-        let summary = self.repo.backup_incremental(
-            folder,
+        let summary = self.repo.backup_folders(
+            folders,
             &self.config.host,
             parent.map(|(id, s)| (id, s)),
             Some(&cache),
@@ -597,7 +635,7 @@ impl Agent {
         // Events that cannot be sent now stay queued; the backup itself succeeded.
         let sent = self.send_what_can_be_sent()?;
         Ok(BackupReport {
-            folder: folder.to_path_buf(),
+            folders: folders.to_vec(),
             snapshot: id.to_string(),
             seq: snapshot.seq,
             summary,
@@ -714,8 +752,12 @@ impl Agent {
     }
 }
 
-fn same_folder(a: &Path, b: &Path) -> bool {
-    std::path::absolute(a).is_ok_and(|a| a == b)
+/// Whether two lists of absolute folders name the same set.
+fn same_set(a: &[PathBuf], b: &[PathBuf]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// The envelope the mode calls for.

@@ -61,11 +61,38 @@ pub struct Config {
     pub mode: String,
     /// Whether the server accepted the escrow envelope (`key.envelope`).
     pub escrowed: bool,
-    /// The folder this agent backs up (set by the first backup).
+    /// The folder this agent backs up, when it backs up one (set by the first backup).
     pub folder: Option<PathBuf>,
+    /// The folders this agent backs up, when it backs up several (set by the first backup;
+    /// `folder` is then unset). See [`Config::folders`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<PathBuf>,
     /// Exposure rules for events (defaults written at enrollment; edit to taste).
     #[serde(default)]
     pub exposure: Vec<crate::events::ExposureRule>,
+}
+
+impl Config {
+    /// The folders this agent backs up (empty before the first backup).
+    #[must_use]
+    pub fn folders(&self) -> Vec<PathBuf> {
+        if self.folders.is_empty() {
+            self.folder.iter().cloned().collect()
+        } else {
+            self.folders.clone()
+        }
+    }
+
+    /// Records the folders backed up.
+    pub fn set_folders(&mut self, folders: &[PathBuf]) {
+        if let [one] = folders {
+            self.folder = Some(one.clone());
+            self.folders = Vec::new();
+        } else {
+            self.folder = None;
+            self.folders = folders.to_vec();
+        }
+    }
 }
 
 /// The agent's directory.

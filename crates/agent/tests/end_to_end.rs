@@ -509,3 +509,57 @@ fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
     assert_eq!(blake3_of(&copy).as_deref(), Some(expected.as_str()));
     assert_eq!(blake3_of(&original), blake3_of(&copy));
 }
+
+/// Several folders in one snapshot: restored at their absolute paths, events named by absolute
+/// paths in both, the set fixed by the first backup, and `run` watching every folder.
+#[test]
+fn several_folders_back_up_restore_and_report_together() {
+    let w = world();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(tmp.path()).unwrap();
+    let (docs, pics) = (base.join("home/docs"), base.join("media-lib/pics"));
+    make_tree(&docs, "several", 300_000);
+    fs::create_dir_all(&pics).unwrap();
+    fs::write(pics.join("cat.jpg"), common::noise(3, 50_000)).unwrap();
+    let mut agent = w.enroll("hal", &base.join("agent"));
+    let first = agent.backup_folders(&[docs.clone(), pics.clone()]).unwrap();
+    assert_eq!(first.folders, [docs.clone(), pics.clone()]);
+    // The set is fixed: another folder, or a folder inside one of them, is refused.
+    for bad in [vec![docs.clone()], vec![docs.clone(), docs.join("sub")]] {
+        assert!(
+            matches!(agent.backup_folders(&bad), Err(AgentError::Usage(_))),
+            "{bad:?}"
+        );
+    }
+    let out = base.join("restored");
+    agent.restore("latest", None, &out).unwrap();
+    let under = |p: &std::path::Path| out.join(p.strip_prefix("/").unwrap());
+    assert_eq!(listing(&under(&docs)), listing(&docs));
+    assert_eq!(listing(&under(&pics)), listing(&pics));
+    let events = w.events();
+    for folder in [&docs, &pics] {
+        assert!(
+            events.iter().any(|e| e["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&format!("{}/", folder.display())))),
+            "no event under {}",
+            folder.display()
+        );
+    }
+
+    // `run` over the remembered folders sees a change in the second one.
+    let running = common::run_folders_in_background(agent, &[]);
+    assert!(running.next().is_ok());
+    fs::write(pics.join("dog.jpg"), b"woof").unwrap();
+    let mut added = 0;
+    while added == 0 {
+        added = running.next().unwrap()[0];
+    }
+    drop(running.stop());
+    let dog = format!("{}/dog.jpg", pics.display());
+    assert!(
+        w.events()
+            .iter()
+            .any(|e| e["file"]["path"] == dog.as_str() && e["activity_id"] == 1)
+    );
+}

@@ -311,13 +311,18 @@ pub struct Running {
 }
 
 /// Starts `agent.run` over `folder` (200 ms interval, 100 ms debounce, 50 ms tick).
-pub fn run_in_background(mut agent: Agent, folder: &Path) -> Running {
+pub fn run_in_background(agent: Agent, folder: &Path) -> Running {
+    run_folders_in_background(agent, &[folder.to_path_buf()])
+}
+
+/// [`run_in_background`] over several folders (none: the agent's own).
+pub fn run_folders_in_background(mut agent: Agent, folders: &[std::path::PathBuf]) -> Running {
     use std::time::Duration;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tx, reports) = std::sync::mpsc::channel();
     let thread = {
         let stop = std::sync::Arc::clone(&stop);
-        let folder = folder.to_path_buf();
+        let folders = folders.to_vec();
         std::thread::spawn(move || {
             let opts = cairn_agent::RunOptions {
                 interval: Duration::from_millis(200),
@@ -325,7 +330,7 @@ pub fn run_in_background(mut agent: Agent, folder: &Path) -> Running {
                 debounce: Duration::from_millis(100),
                 tick: Duration::from_millis(50),
             };
-            let result = agent.run(Some(&folder), &opts, &stop, |r| {
+            let result = agent.run(&folders, &opts, &stop, |r| {
                 let _ = tx.send(r.map(|r| r.changes).map_err(ToString::to_string));
             });
             (agent, result)
