@@ -453,18 +453,27 @@ impl Agent {
         let ignore = vec![self.dir.root().to_path_buf()];
         let roots: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
         let watch = Watch::start_roots(&roots, opts.debounce, ignore.clone())?;
-        // Exposure destinations outside the folder (a removable disk, a share, a sync folder):
-        // watched for copies leaving the folder. One that cannot be watched is logged, not
-        // fatal: the backup is the agent's first job.
-        let outside = self.destinations(&folders);
-        let outside = if outside.is_empty() {
-            None
-        } else {
-            let roots: Vec<&Path> = outside.iter().map(PathBuf::as_path).collect();
-            Watch::start_roots(&roots, opts.debounce, ignore)
+        // Exposure destinations outside the folders (a removable disk, a share, a sync folder):
+        // watched for copies leaving them. One that cannot be watched is logged, not fatal: the
+        // backup is the agent's first job. A disk mounted below a destination later is a new
+        // file system the running watch does not see: the mounts below the destinations are
+        // checked every few seconds, and the watch restarts when they change.
+        let destinations = self.destinations(&folders);
+        let watch_outside = |mounts: &[PathBuf]| {
+            if destinations.is_empty() {
+                return None;
+            }
+            if !mounts.is_empty() {
+                tracing::info!(mounts = mounts.len(), "watching exposure destinations");
+            }
+            let roots: Vec<&Path> = destinations.iter().map(PathBuf::as_path).collect();
+            Watch::start_roots(&roots, opts.debounce, ignore.clone())
                 .inspect_err(|e| tracing::warn!(error = %e, "not watching exposure destinations"))
                 .ok()
         };
+        let mut mounts = mounts_below(&destinations);
+        let mut outside = watch_outside(&mounts);
+        let mut mounts_checked = Instant::now();
         let mut pending = true;
         let mut last: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
@@ -503,6 +512,16 @@ impl Agent {
                 let seen = outside.wait(Duration::ZERO);
                 if !seen.paths.is_empty() {
                     self.report_outside(&seen.paths, &seen.created)?;
+                }
+            }
+            if !destinations.is_empty() && mounts_checked.elapsed() >= MOUNT_CHECK {
+                mounts_checked = Instant::now();
+                let now = mounts_below(&destinations);
+                if now != mounts {
+                    // The old watch stops before the new one starts.
+                    drop(outside.take());
+                    outside = watch_outside(&now);
+                    mounts = now;
                 }
             }
             if seen.any() {
@@ -752,6 +771,57 @@ impl Agent {
     }
 }
 
+/// How often `run` looks for file systems mounted (or unmounted) below the exposure
+/// destinations.
+const MOUNT_CHECK: Duration = Duration::from_secs(5);
+
+/// The mount points strictly below any of `dirs` (Linux: `/proc/self/mounts`; elsewhere
+/// none), sorted.
+fn mounts_below(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    std::fs::read_to_string("/proc/self/mounts")
+        .map(|table| parse_mounts_below(&table, dirs))
+        .unwrap_or_default()
+}
+
+/// [`mounts_below`] over a mount table's text (`/proc/self/mounts` format: the mount point is
+/// the second field, with space, tab, newline and backslash written as octal escapes).
+fn parse_mounts_below(table: &str, dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let unescape = |field: &str| -> String {
+        let mut out = String::with_capacity(field.len());
+        let mut rest = field;
+        while let Some(i) = rest.find('\\') {
+            out.push_str(&rest[..i]);
+            let code = rest
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok());
+            match code {
+                Some(c) => {
+                    out.push(char::from(c));
+                    rest = &rest[i + 4..];
+                }
+                None => {
+                    out.push('\\');
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    };
+    let mut out: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .map(|field| PathBuf::from(unescape(field)))
+        .filter(|m| dirs.iter().any(|d| m.starts_with(d) && m != d))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Whether two lists of absolute folders name the same set.
 fn same_set(a: &[PathBuf], b: &[PathBuf]) -> bool {
     let (mut a, mut b) = (a.to_vec(), b.to_vec());
@@ -784,4 +854,39 @@ fn envelope(
     };
     let header = Header::new(mode, key.fingerprint(), &config.tenant, &config.user)?;
     Ok(Envelope::wrap(key, header, &[recipient.as_ref()])?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn mounts_below_the_destinations_are_found_and_unescaped() {
+        let table = "\
+/dev/vda1 / ext4 rw,relatime 0 0
+proc /proc proc rw 0 0
+/dev/sdb1 /media/ana/USB\\040STICK vfat rw 0 0
+/dev/sdc1 /media/ana/backup\\134disk ext4 rw 0 0
+server:/share /mnt/share nfs4 rw 0 0
+tmpfs /media tmpfs rw 0 0
+";
+        let dirs = [PathBuf::from("/media"), PathBuf::from("/srv")];
+        assert_eq!(
+            parse_mounts_below(table, &dirs),
+            [
+                PathBuf::from("/media/ana/USB STICK"),
+                PathBuf::from("/media/ana/backup\\disk"),
+            ]
+        );
+        // A mount on a destination itself is not "below" it; no destinations, nothing.
+        assert!(parse_mounts_below("tmpfs /srv tmpfs rw 0 0\n", &dirs).is_empty());
+        assert!(parse_mounts_below(table, &[]).is_empty());
+        // A stray backslash is kept as it is.
+        assert_eq!(
+            parse_mounts_below("x /srv/a\\b y 0 0\n", &dirs),
+            [PathBuf::from("/srv/a\\b")]
+        );
+    }
 }
