@@ -70,6 +70,11 @@ pub struct Stored {
 
 type UserKey = (String, String);
 
+/// One user's archive once opened. Each user has one slot, and its lock is held while the
+/// archive opens, so two first requests never open (and recover) the same log side by side: a
+/// second opener's recovery could cut the tail the first one's upload was appending.
+type Slot = Arc<Mutex<Option<Arc<Mutex<Archive<ObjectSegments>>>>>>;
+
 /// Every user's archive, opened on first use.
 pub struct Archives {
     db: Db,
@@ -79,7 +84,7 @@ pub struct Archives {
     local: Option<Arc<LocalFileSystem>>,
     runtime: Handle,
     segment_target: u64,
-    open: Mutex<HashMap<UserKey, Arc<Mutex<Archive<ObjectSegments>>>>>,
+    open: Mutex<HashMap<UserKey, Slot>>,
 }
 
 impl std::fmt::Debug for Archives {
@@ -144,7 +149,9 @@ impl Archives {
         user: &str,
     ) -> Result<Arc<Mutex<Archive<ObjectSegments>>>, StoreError> {
         let key = (tenant.to_owned(), user.to_owned());
-        if let Some(a) = lock(&self.open)?.get(&key) {
+        let slot = Arc::clone(lock(&self.open)?.entry(key).or_default());
+        let mut slot = lock(&slot)?;
+        if let Some(a) = slot.as_ref() {
             return Ok(Arc::clone(a));
         }
         // Ids are canonical (`[a-z0-9-]{1,63}`, checked by the router), so they are safe as
@@ -163,14 +170,9 @@ impl Archives {
             .with_index_cache(true)
             .with_segment_target(self.segment_target)?;
         let (log, _recovery) = Archive::open(segments, config)?;
-        let mut open = lock(&self.open)?;
-        // Another thread may have opened it meanwhile: keep the first.
-        if let Some(a) = open.get(&key) {
-            return Ok(Arc::clone(a));
-        }
         // The first open in this process: make the user's charged total what the log holds
-        // (a crash between a charge and its append leaves a charge for nothing). Under the map's
-        // lock, so that no upload to this archive runs meanwhile.
+        // (a crash between a charge and its append leaves a charge for nothing). Under the
+        // slot's lock, so that no upload to this archive runs meanwhile.
         let mut actual: u64 = 0;
         for kind in [KIND_BLOCK, KIND_SNAPSHOT] {
             actual += log
@@ -191,8 +193,9 @@ impl Archives {
                 "stored total corrected to what the archive holds"
             );
         }
-        let entry = open.entry(key).or_insert_with(|| Arc::new(Mutex::new(log)));
-        Ok(Arc::clone(entry))
+        let archive = Arc::new(Mutex::new(log));
+        *slot = Some(Arc::clone(&archive));
+        Ok(archive)
     }
 
     /// Which of `ids` the user's archive lacks, in the order asked.
@@ -275,7 +278,14 @@ impl Archives {
             // Nothing acknowledged: give the reservation back (the handle is poisoned and the
             // uncommitted tail is cut at the next open).
             let _ = self.runtime.block_on(self.db.release(tenant, user, charge));
-            lock(&self.open)?.remove(&(tenant.to_owned(), user.to_owned()));
+            // The next request reopens it (recovery cuts the uncommitted tail); this handle is
+            // poisoned and writes nothing more.
+            let slot = lock(&self.open)?
+                .get(&(tenant.to_owned(), user.to_owned()))
+                .cloned();
+            if let Some(slot) = slot {
+                *lock(&slot)? = None;
+            }
             return Err(e.into());
         }
         result.stored = fresh.len();
@@ -425,5 +435,49 @@ mod tests {
         assert_eq!(staged, 1, "only the active segment stays staged");
         let head = rt.block_on(store().head(&published[0].location)).unwrap();
         assert!(head.size > 0);
+    }
+
+    /// Concurrent first requests for one archive: one opens it, the others wait for that open
+    /// (none recovers the log beside another's appends), and every acknowledged block is there
+    /// after a restart.
+    #[test]
+    fn concurrent_first_uploads_share_one_open() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = rt
+            .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
+            .unwrap();
+        rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
+        rt.block_on(db.add_user("t", "u", "user")).unwrap();
+        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        let open = || {
+            Archives::new_local(
+                db.clone(),
+                dir.path().join("staging"),
+                Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("segments")).unwrap()),
+                rt.handle().clone(),
+            )
+        };
+        let blocks: Vec<(BlockId, Vec<u8>)> = (0..16).map(sealed).collect();
+        let archives = open();
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for part in blocks.chunks(2) {
+                let (archives, start) = (&archives, &start);
+                scope.spawn(move || {
+                    let refs: Vec<(BlockId, &[u8])> =
+                        part.iter().map(|(i, b)| (*i, &b[..])).collect();
+                    start.wait();
+                    assert_eq!(archives.put("t", "u", KIND_BLOCK, &refs).unwrap().stored, 2);
+                });
+            }
+        });
+        assert_eq!(lock(&archives.open).unwrap().len(), 1);
+        drop(archives);
+        let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+        let got = open().get("t", "u", KIND_BLOCK, &ids).unwrap();
+        for ((_, want), got) in blocks.iter().zip(&got) {
+            assert_eq!(want, got);
+        }
     }
 }
