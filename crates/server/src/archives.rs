@@ -357,6 +357,20 @@ mod tests {
         (b.id(), b.into_bytes())
     }
 
+    /// A runtime, a data folder with `segments/`, and a database holding tenant `t` and its
+    /// user `u`.
+    fn fixture() -> (tokio::runtime::Runtime, tempfile::TempDir, Db) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = rt
+            .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
+            .unwrap();
+        rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
+        rt.block_on(db.add_user("t", "u", "user")).unwrap();
+        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        (rt, dir, db)
+    }
+
     /// Segments seal into the object store, and a reopened service (a restart) reads every
     /// record back from there; staged copies of published segments are gone. Both ways of
     /// publishing: the object store's create-only put, and the local store's hard link.
@@ -367,14 +381,7 @@ mod tests {
     }
 
     fn sealed_segments_published(link: bool) {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let db = rt
-            .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
-            .unwrap();
-        rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
-        rt.block_on(db.add_user("t", "u", "user")).unwrap();
-        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        let (rt, dir, db) = fixture();
         let store = || -> Arc<dyn ObjectStore> {
             Arc::new(
                 LocalFileSystem::new_with_prefix(dir.path().join("segments"))
@@ -442,14 +449,7 @@ mod tests {
     /// after a restart.
     #[test]
     fn concurrent_first_uploads_share_one_open() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let db = rt
-            .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
-            .unwrap();
-        rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
-        rt.block_on(db.add_user("t", "u", "user")).unwrap();
-        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        let (rt, dir, db) = fixture();
         let open = || {
             Archives::new_local(
                 db.clone(),
