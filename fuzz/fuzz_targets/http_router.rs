@@ -28,6 +28,7 @@ const FIXED: &[&str] = &[
     "refused\n",
     "quota exceeded\n",
     "too many requests\n",
+    "busy, retry\n",
     "",
 ];
 

@@ -20,7 +20,7 @@ use object_store::path::Path as ObjectPath;
 use tokio::runtime::Handle;
 
 use crate::db::{Db, DbError};
-use crate::segments::ObjectSegments;
+use crate::segments::{ObjectSegments, Segments};
 
 /// Record kind of a sealed data block.
 pub const KIND_BLOCK: u8 = 1;
@@ -49,6 +49,9 @@ pub enum StoreError {
     /// Opening segment storage failed.
     #[error("segment storage: {0}")]
     Io(#[from] std::io::Error),
+    /// Another server instance holds the archive's lease past the wait.
+    #[error("the archive is busy on another server instance")]
+    Busy,
     /// The metadata database failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -70,10 +73,82 @@ pub struct Stored {
 
 type UserKey = (String, String);
 
-/// One user's archive once opened. Each user has one slot, and its lock is held while the
-/// archive opens, so two first requests never open (and recover) the same log side by side: a
-/// second opener's recovery could cut the tail the first one's upload was appending.
-type Slot = Arc<Mutex<Option<Arc<Mutex<Archive<ObjectSegments>>>>>>;
+type Log = Arc<Mutex<Archive<Segments>>>;
+
+/// One user's archive once opened, and the lease epoch it was opened under (shared mode).
+struct Opened {
+    log: Log,
+    epoch: i64,
+}
+
+/// Each user has one slot; its lock is held while the archive opens (so two first requests
+/// never open and recover the same log side by side: a second opener's recovery could cut the
+/// tail the first one's upload was appending) and while the lease is taken or given back.
+#[derive(Default)]
+struct SlotState {
+    opened: Option<Opened>,
+    /// Requests of this instance using the archive now (shared mode gives the lease back when
+    /// the last one ends).
+    in_flight: usize,
+}
+
+type Slot = Arc<Mutex<SlotState>>;
+
+/// How long a lease lasts without renewal: the longest another instance waits for a holder
+/// that died.
+pub const LEASE_TTL_MS: i64 = 10_000;
+
+/// How long a request waits for another instance's lease before giving up
+/// ([`StoreError::Busy`]).
+const LEASE_WAIT_MS: u64 = 2 * LEASE_TTL_MS as u64 + 5_000;
+
+/// Several instances sharing one database and one object store.
+#[derive(Clone, Debug)]
+struct Shared {
+    /// This instance's lease holder name (random, new at each start).
+    holder: String,
+}
+
+/// A request's use of an archive: in shared mode, the lease is given back when the last of
+/// this instance's requests ends.
+struct InFlight<'a> {
+    archives: &'a Archives,
+    slot: Slot,
+    key: UserKey,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let Ok(mut slot) = self.slot.lock() else {
+            return;
+        };
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        if slot.in_flight == 0
+            && let (Some(shared), Some(opened)) = (&self.archives.shared, &slot.opened)
+        {
+            let (tenant, user) = &self.key;
+            if let Err(e) = self
+                .archives
+                .runtime
+                .block_on(self.archives.db.release_lease(
+                    tenant,
+                    user,
+                    &shared.holder,
+                    opened.epoch,
+                ))
+            {
+                // It expires by itself.
+                tracing::warn!(tenant, user, error = %e, "giving back an archive lease failed");
+            }
+        }
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Every user's archive, opened on first use.
 pub struct Archives {
@@ -85,6 +160,9 @@ pub struct Archives {
     runtime: Handle,
     segment_target: u64,
     open: Mutex<HashMap<UserKey, Slot>>,
+    /// Set when instances share the database and the store: archives are leased, their
+    /// active segments live in the store as parts.
+    shared: Option<Shared>,
 }
 
 impl std::fmt::Debug for Archives {
@@ -112,7 +190,34 @@ impl Archives {
             local: None,
             segment_target: cairn_archive::DEFAULT_SEGMENT_TARGET,
             open: Mutex::default(),
+            shared: None,
         }
+    }
+
+    /// Archives kept entirely in `store`, shared with other instances over the same `db`: each
+    /// archive is leased to one instance at a time, and its active segment is written to the
+    /// store as parts (`crate::parts`), so that any instance can take it over.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] if no random holder name can be drawn.
+    pub fn shared(
+        db: Db,
+        store: Arc<dyn ObjectStore>,
+        runtime: Handle,
+    ) -> Result<Self, StoreError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut this = Self::new(db, PathBuf::new(), store, runtime);
+        this.shared = Some(Shared {
+            holder: hex::encode(id),
+        });
+        Ok(this)
+    }
+
+    /// This instance's lease holder name, in shared mode.
+    #[must_use]
+    pub fn holder(&self) -> Option<&str> {
+        self.shared.as_ref().map(|s| s.holder.as_str())
     }
 
     /// [`Archives::new`] over a local file-system store: sealed segments are published by hard
@@ -143,36 +248,105 @@ impl Archives {
         self
     }
 
-    fn archive(
-        &self,
-        tenant: &str,
-        user: &str,
-    ) -> Result<Arc<Mutex<Archive<ObjectSegments>>>, StoreError> {
+    /// The user's archive, opened if needed, and this request's hold on it (in shared mode,
+    /// the lease: taken or renewed here, given back when the instance's last request ends).
+    fn archive(&self, tenant: &str, user: &str) -> Result<(Log, InFlight<'_>), StoreError> {
         let key = (tenant.to_owned(), user.to_owned());
-        let slot = Arc::clone(lock(&self.open)?.entry(key).or_default());
-        let mut slot = lock(&slot)?;
-        if let Some(a) = slot.as_ref() {
-            return Ok(Arc::clone(a));
+        let slot = Arc::clone(lock(&self.open)?.entry(key.clone()).or_default());
+        let mut state = lock(&slot)?;
+        let epoch = match &self.shared {
+            Some(shared) => self.take_lease(tenant, user, &shared.holder)?,
+            None => 0,
+        };
+        state.in_flight += 1;
+        let in_flight = InFlight {
+            archives: self,
+            slot: Arc::clone(&slot),
+            key,
+        };
+        if let Some(opened) = &state.opened {
+            if opened.epoch == epoch {
+                return Ok((Arc::clone(&opened.log), in_flight));
+            }
+            // Another instance held the archive since this one opened it: what is in memory
+            // is stale; open it again from the store.
+            state.opened = None;
         }
+        let log = self.open_archive(tenant, user, epoch)?;
+        state.opened = Some(Opened {
+            log: Arc::clone(&log),
+            epoch,
+        });
+        drop(state);
+        Ok((log, in_flight))
+    }
+
+    /// Takes the archive's lease for this instance, waiting for another holder's to end or
+    /// expire; returns its epoch.
+    fn take_lease(&self, tenant: &str, user: &str, holder: &str) -> Result<i64, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            let now = now_unix_ms();
+            if let Some(epoch) = self.runtime.block_on(self.db.take_lease(
+                tenant,
+                user,
+                holder,
+                now,
+                now.saturating_add(LEASE_TTL_MS),
+            ))? {
+                return Ok(epoch);
+            }
+            if started.elapsed() > std::time::Duration::from_millis(LEASE_WAIT_MS) {
+                return Err(StoreError::Busy);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn open_archive(&self, tenant: &str, user: &str, epoch: i64) -> Result<Log, StoreError> {
         // Ids are canonical (`[a-z0-9-]{1,63}`, checked by the router), so they are safe as
         // path and object-name segments.
         let archive_id = self.runtime.block_on(self.db.archive_id(tenant, user))?;
-        let mut segments = ObjectSegments::open(
-            &self.staging.join(tenant).join(user),
-            Arc::clone(&self.store),
-            ObjectPath::from(format!("tenants/{tenant}/users/{user}")),
-            self.runtime.clone(),
-        )?;
-        if let Some(local) = &self.local {
-            segments = segments.with_local(Arc::clone(local));
-        }
+        let prefix = ObjectPath::from(format!("tenants/{tenant}/users/{user}"));
+        let segments = match &self.shared {
+            Some(shared) => {
+                let (db, runtime) = (self.db.clone(), self.runtime.clone());
+                let (t, u, holder) = (tenant.to_owned(), user.to_owned(), shared.holder.clone());
+                let fence: crate::parts::Fence =
+                    Arc::new(move || match runtime.block_on(db.lease(&t, &u)) {
+                        Ok(Some((h, e))) if h == holder && e == epoch => Ok(()),
+                        Ok(_) => Err(std::io::Error::other(
+                            "the archive's lease passed to another instance",
+                        )),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    });
+                Segments::Shared(crate::parts::PartSegments::open(
+                    Arc::clone(&self.store),
+                    prefix,
+                    self.runtime.clone(),
+                    fence,
+                )?)
+            }
+            None => {
+                let mut segments = ObjectSegments::open(
+                    &self.staging.join(tenant).join(user),
+                    Arc::clone(&self.store),
+                    prefix,
+                    self.runtime.clone(),
+                )?;
+                if let Some(local) = &self.local {
+                    segments = segments.with_local(Arc::clone(local));
+                }
+                Segments::Staged(segments)
+            }
+        };
         let config = Config::new(archive_id)
             .with_index_cache(true)
             .with_segment_target(self.segment_target)?;
         let (log, _recovery) = Archive::open(segments, config)?;
-        // The first open in this process: make the user's charged total what the log holds
-        // (a crash between a charge and its append leaves a charge for nothing). Under the
-        // slot's lock, so that no upload to this archive runs meanwhile.
+        // Opening: make the user's charged total what the log holds (a crash between a
+        // charge and its append leaves a charge for nothing). Under the slot's lock (and in
+        // shared mode the lease), so that no upload to this archive runs meanwhile.
         let mut actual: u64 = 0;
         for kind in [KIND_BLOCK, KIND_SNAPSHOT] {
             actual += log
@@ -193,9 +367,7 @@ impl Archives {
                 "stored total corrected to what the archive holds"
             );
         }
-        let archive = Arc::new(Mutex::new(log));
-        *slot = Some(Arc::clone(&archive));
-        Ok(archive)
+        Ok(Arc::new(Mutex::new(log)))
     }
 
     /// Which of `ids` the user's archive lacks, in the order asked.
@@ -208,7 +380,7 @@ impl Archives {
         user: &str,
         ids: &[BlockId],
     ) -> Result<Vec<BlockId>, StoreError> {
-        let archive = self.archive(tenant, user)?;
+        let (archive, _in_flight) = self.archive(tenant, user)?;
         let log = lock(&archive)?;
         let mut out = Vec::new();
         for id in ids {
@@ -233,7 +405,7 @@ impl Archives {
         kind: u8,
         records: &[(BlockId, &[u8])],
     ) -> Result<Stored, StoreError> {
-        let archive = self.archive(tenant, user)?;
+        let (archive, _in_flight) = self.archive(tenant, user)?;
         let mut log = lock(&archive)?;
         let mut result = Stored::default();
         let mut fresh: Vec<(BlockId, &[u8])> = Vec::new();
@@ -284,7 +456,7 @@ impl Archives {
                 .get(&(tenant.to_owned(), user.to_owned()))
                 .cloned();
             if let Some(slot) = slot {
-                *lock(&slot)? = None;
+                lock(&slot)?.opened = None;
             }
             return Err(e.into());
         }
@@ -304,7 +476,7 @@ impl Archives {
         kind: u8,
         ids: &[BlockId],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let archive = self.archive(tenant, user)?;
+        let (archive, _in_flight) = self.archive(tenant, user)?;
         let log = lock(&archive)?;
         ids.iter()
             .map(|id| match log.locate(id.as_bytes())? {
@@ -319,7 +491,7 @@ impl Archives {
     /// # Errors
     /// [`StoreError`].
     pub fn snapshots(&self, tenant: &str, user: &str) -> Result<Vec<BlockId>, StoreError> {
-        let archive = self.archive(tenant, user)?;
+        let (archive, _in_flight) = self.archive(tenant, user)?;
         let log = lock(&archive)?;
         let mut seen = HashSet::new();
         Ok(log

@@ -58,10 +58,138 @@ pub const DATABASE: &str = "meta.sqlite";
 /// Verified tokens kept by the verifier's cache.
 pub const VERIFIED_TOKEN_CACHE: usize = 65_536;
 
+/// Where metadata and segments live when not on the data directory's own disk: what several
+/// instances share (`docs/deploy.md`). Every field unset is the embedded default.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct Backends {
+    /// The metadata database (`postgres://...`); unset: `meta.sqlite` in the data directory.
+    /// The URL may carry a password: `Debug` shows only whether it is set.
+    pub database_url: Option<String>,
+    /// Archive segments in an S3-compatible store; unset: `segments/` in the data directory.
+    pub s3: Option<S3>,
+}
+
+/// An S3-compatible bucket for archive segments. Credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), never from here.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct S3 {
+    /// The bucket.
+    pub bucket: String,
+    /// The endpoint (`http://127.0.0.1:9000` for a local server); unset: AWS for the region.
+    pub endpoint: Option<String>,
+    /// The region; unset: `AWS_REGION`, or `us-east-1`.
+    pub region: Option<String>,
+    /// A key prefix inside the bucket (several deployments in one bucket).
+    pub prefix: Option<String>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("database_url", &self.database_url.as_ref().map(|_| "(set)"))
+            .field("s3", &self.s3)
+            .finish()
+    }
+}
+
+impl Backends {
+    /// From the environment: `CAIRN_DATABASE_URL`, `CAIRN_S3_BUCKET`, `CAIRN_S3_ENDPOINT`,
+    /// `CAIRN_S3_REGION`, `CAIRN_S3_PREFIX` (unset or empty: the embedded default).
+    #[must_use]
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            database_url: var("CAIRN_DATABASE_URL"),
+            s3: var("CAIRN_S3_BUCKET").map(|bucket| S3 {
+                bucket,
+                endpoint: var("CAIRN_S3_ENDPOINT"),
+                region: var("CAIRN_S3_REGION"),
+                prefix: var("CAIRN_S3_PREFIX"),
+            }),
+        }
+    }
+
+    /// Metadata in PostgreSQL at `url`.
+    #[must_use]
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Segments in `bucket` at `endpoint`, under `prefix`.
+    #[must_use]
+    pub fn with_s3(
+        mut self,
+        bucket: impl Into<String>,
+        endpoint: Option<String>,
+        prefix: Option<String>,
+    ) -> Self {
+        self.s3 = Some(S3 {
+            bucket: bucket.into(),
+            endpoint,
+            region: None,
+            prefix,
+        });
+        self
+    }
+
+    /// The S3 store, if configured.
+    ///
+    /// # Errors
+    /// [`ServerError::Refused`] for a configuration the store refuses.
+    pub fn s3_store(&self) -> Result<Option<Arc<dyn object_store::ObjectStore>>, ServerError> {
+        let Some(s3) = &self.s3 else {
+            return Ok(None);
+        };
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&s3.bucket)
+            // Create-only puts (If-None-Match) and compare-and-swap (If-Match).
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                // Local servers (moto, MinIO, s3s) serve buckets as paths, not host names.
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(region) = &s3.region {
+            builder = builder.with_region(region);
+        } else if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            builder = builder.with_region("us-east-1");
+        }
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(
+            builder
+                .build()
+                .map_err(|e| ServerError::Refused(format!("S3 configuration: {e}")))?,
+        );
+        Ok(Some(match &s3.prefix {
+            Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(
+                store,
+                prefix.as_str(),
+            )),
+            None => store,
+        }))
+    }
+}
+
 /// A server's data directory.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DataDir {
     root: PathBuf,
+    backends: Backends,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("root", &self.root)
+            .field("backends", &self.backends)
+            .finish()
+    }
 }
 
 fn read_hex32(path: &Path) -> Result<(Zeroizing<[u8; 32]>, Option<String>), ServerError> {
@@ -79,7 +207,23 @@ fn read_hex32(path: &Path) -> Result<(Zeroizing<[u8; 32]>, Option<String>), Serv
 impl DataDir {
     /// The data directory at `root`.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            backends: Backends::default(),
+        }
+    }
+
+    /// The same directory with metadata and segments in `backends`.
+    #[must_use]
+    pub fn with_backends(mut self, backends: Backends) -> Self {
+        self.backends = backends;
+        self
+    }
+
+    /// Where metadata and segments live.
+    #[must_use]
+    pub fn backends(&self) -> &Backends {
+        &self.backends
     }
 
     /// Its path.
@@ -133,6 +277,57 @@ impl DataDir {
         Ok(())
     }
 
+    /// Whether [`DataDir::init`] has run here (the signing key exists).
+    #[must_use]
+    pub fn is_initialised(&self) -> bool {
+        self.root.join(SIGNING_KEY).exists()
+    }
+
+    /// Makes `to` a data directory for another instance of the same deployment: a copy of
+    /// this one's certificates and keys (signing, escrow, storage key ring; secrets 0600), and
+    /// the same backends. Instances share metadata and segments through the backends, never
+    /// through their data directories.
+    ///
+    /// # Errors
+    /// [`ServerError`]; `to` must not hold a data directory already.
+    pub fn replicate(&self, to: impl Into<PathBuf>) -> Result<DataDir, ServerError> {
+        let other = DataDir::at(to).with_backends(self.backends.clone());
+        if other.is_initialised() {
+            return Err(ServerError::Refused(format!(
+                "{} is a data directory already",
+                other.root.display()
+            )));
+        }
+        let copy = |from: &Path, to: &Path, private: bool| -> Result<(), ServerError> {
+            let bytes = Zeroizing::new(
+                std::fs::read(from)
+                    .map_err(|e| ServerError::io(format!("reading {}", from.display()), e))?,
+            );
+            write_new(to, &bytes, private)
+        };
+        let pki_to = other.pki().dir().to_path_buf();
+        std::fs::create_dir_all(&pki_to)
+            .map_err(|e| ServerError::io(format!("creating {}", pki_to.display()), e))?;
+        let pki_from = self.pki().dir().to_path_buf();
+        let entries = std::fs::read_dir(&pki_from)
+            .map_err(|e| ServerError::io(format!("reading {}", pki_from.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ServerError::io("reading the PKI directory", e))?;
+            let name = entry.file_name();
+            let private = name.to_string_lossy().contains("key");
+            copy(&entry.path(), &pki_to.join(&name), private)?;
+        }
+        for (name, private) in [
+            (SIGNING_KEY, true),
+            (ESCROW_KEY, true),
+            (ESCROW_PUB, false),
+            (STORAGE_KEYS, true),
+        ] {
+            copy(&self.root.join(name), &other.root.join(name), private)?;
+        }
+        Ok(other)
+    }
+
     /// The token signing key and when it was made.
     ///
     /// # Errors
@@ -176,6 +371,11 @@ impl DataDir {
     /// # Errors
     /// [`ServerError`].
     pub async fn db(&self) -> Result<Db, ServerError> {
+        if let Some(url) = &self.backends.database_url {
+            return Db::open(url)
+                .await
+                .map_err(|e| ServerError::Refused(e.to_string()));
+        }
         let path = self.root.join(DATABASE);
         if !path.exists() {
             write_new(&path, b"", true)?;
@@ -227,20 +427,28 @@ impl DataDir {
         let revoked = RevocationList::load(&db)
             .await
             .map_err(|e| ServerError::Refused(e.to_string()))?;
-        let segments = self.root.join("segments");
-        std::fs::create_dir_all(&segments)
-            .map_err(|e| ServerError::io(format!("creating {}", segments.display()), e))?;
-        let store = Arc::new(
-            LocalFileSystem::new_with_prefix(&segments)
+        let archives = if let Some(store) = self.backends.s3_store()? {
+            // Segments in the shared store: archives are leased, and revocations made through
+            // other instances are reloaded.
+            revoked.refresh_every_interval(db.clone());
+            Archives::shared(db.clone(), store, tokio::runtime::Handle::current())
                 .map_err(|e| ServerError::Refused(e.to_string()))?
-                .with_fsync(true),
-        );
-        let archives = Archives::new_local(
-            db.clone(),
-            self.root.join("staging"),
-            store,
-            tokio::runtime::Handle::current(),
-        );
+        } else {
+            let segments = self.root.join("segments");
+            std::fs::create_dir_all(&segments)
+                .map_err(|e| ServerError::io(format!("creating {}", segments.display()), e))?;
+            let store = Arc::new(
+                LocalFileSystem::new_with_prefix(&segments)
+                    .map_err(|e| ServerError::Refused(e.to_string()))?
+                    .with_fsync(true),
+            );
+            Archives::new_local(
+                db.clone(),
+                self.root.join("staging"),
+                store,
+                tokio::runtime::Handle::current(),
+            )
+        };
         let (key, _) = self.signing_key()?;
         let policy = policy()?;
         Ok(Arc::new(Services {

@@ -1,14 +1,17 @@
 //! Server metadata in SQL: tenants, users, devices, revoked tokens, archives, event batches and
-//! events, escrowed keys, the audit log. SQLite under the data directory by default (WAL,
-//! `synchronous=FULL`: a commit is durable when it returns); the queries are plain SQL so that
-//! PostgreSQL is a configuration change (its migrations are the scale-out work's).
+//! events, escrowed keys, the audit log, archive leases. SQLite under the data directory by
+//! default (WAL, `synchronous=FULL`: a commit is durable when it returns); PostgreSQL when the
+//! database URL names one (`postgres://...`), which is what several server instances share.
+//!
+//! One set of queries serves both engines (sqlx's `Any` driver, `$N` placeholders, types both
+//! engines decode the same way: 64-bit integers, text, bytes); each engine has its own
+//! migrations (`migrations/sqlite`, `migrations/postgres`) with the same versions and meaning.
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor, Row};
 
 /// What the metadata layer can report.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +29,9 @@ pub enum DbError {
 }
 
 /// The migrations, compiled into the binary (without sqlx's macros, which would build SQLite a
-/// second time for the compiler). Append only: a released migration never changes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// second time for the compiler). Append only: a released migration never changes. The two
+/// engines' lists have the same versions and the same meaning.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
@@ -38,10 +42,44 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event indexes",
         include_str!("../migrations/sqlite/0002_event_indexes.sql"),
     ),
+    (
+        3,
+        "event ids and archive leases",
+        include_str!("../migrations/sqlite/0003_event_ids_and_leases.sql"),
+    ),
 ];
 
+/// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "event indexes",
+        include_str!("../migrations/postgres/0002_event_indexes.sql"),
+    ),
+    (
+        3,
+        "event ids and archive leases",
+        include_str!("../migrations/postgres/0003_event_ids_and_leases.sql"),
+    ),
+];
+
+/// Which engine a [`Db`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Engine {
+    /// SQLite: one file, one process (the embedded default).
+    Sqlite,
+    /// PostgreSQL: shared by any number of server instances.
+    Postgres,
+}
+
 #[derive(Debug)]
-struct Embedded;
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
 
 impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
     fn resolve(
@@ -50,8 +88,9 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
         's,
         Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
     > {
-        Box::pin(async {
-            Ok(MIGRATIONS
+        Box::pin(async move {
+            Ok(self
+                .0
                 .iter()
                 .map(|&(version, description, sql)| {
                     sqlx::migrate::Migration::new(
@@ -70,7 +109,8 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
 /// The metadata database.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
 }
 
 /// A user row.
@@ -122,28 +162,84 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn open_sqlite(path: &Path) -> Result<Self, DbError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let path = path
+            .to_str()
+            .ok_or(DbError::Invalid("database path (not UTF-8)"))?;
+        // Every byte but the unreserved ones percent-encoded, so that `%`, `?` or `#` in the
+        // path stay part of it (the driver decodes the path).
+        let mut url = String::from("sqlite://");
+        for b in path.bytes() {
+            if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+                url.push(char::from(b));
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+        url.push_str("?mode=rwc");
+        Self::connect(AnyConnectOptions::from_str(&url)?, Engine::Sqlite, 8).await
+    }
+
+    /// Opens the database at `url`: `postgres://` (or `postgresql://`) for PostgreSQL,
+    /// `sqlite://PATH` for SQLite; runs the migrations.
+    ///
+    /// # Errors
+    /// [`DbError`]; [`DbError::Invalid`] for another scheme.
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        let engine = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            return Self::open_sqlite(Path::new(path)).await;
+        } else {
+            return Err(DbError::Invalid("database URL (postgres:// or sqlite://)"));
+        };
+        Self::connect(AnyConnectOptions::from_str(url)?, engine, 16).await
+    }
+
+    async fn connect(
+        options: AnyConnectOptions,
+        engine: Engine,
+        connections: u32,
+    ) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // Durable commits (WAL + FULL), enforced references, and waiting for
+                        // the write lock rather than failing at once.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        sqlx::migrate::Migrator::new(Embedded)
+        let migrations = match engine {
+            Engine::Sqlite => SQLITE_MIGRATIONS,
+            Engine::Postgres => POSTGRES_MIGRATIONS,
+        };
+        sqlx::migrate::Migrator::new(Embedded(migrations))
             .await?
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, engine })
     }
 
     /// The pool, for the services' own queries (and tests that inspect rows).
     #[must_use]
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The engine it runs on.
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Adds a tenant with a storage quota. Returns `false` if it exists.
@@ -533,6 +629,92 @@ impl Db {
         <[u8; 16]>::try_from(id.as_slice()).map_err(|_| DbError::Invalid("archive id"))
     }
 
+    /// Takes (or renews) the lease on a user's archive for `holder` until `expires_unix_ms`:
+    /// `Some(epoch)` if it is now `holder`'s, `None` if another holder's lease has not expired.
+    /// The epoch moves each time the lease changes hands, never when its holder renews it.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn take_lease(
+        &self,
+        tenant: &str,
+        user: &str,
+        holder: &str,
+        now_unix_ms: i64,
+        expires_unix_ms: i64,
+    ) -> Result<Option<i64>, DbError> {
+        let fresh = sqlx::query(
+            "INSERT INTO archive_leases (tenant, user_id, holder, epoch, expires_unix_ms)
+             VALUES ($1, $2, $3, 1, $4) ON CONFLICT (tenant, user_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(holder)
+        .bind(expires_unix_ms)
+        .execute(&self.pool)
+        .await?;
+        if fresh.rows_affected() == 1 {
+            return Ok(Some(1));
+        }
+        // One statement, so that two instances can never both take it: the row is theirs only
+        // if it was already theirs or its holder's time had run out.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE archive_leases
+                SET epoch = CASE WHEN holder = $3 THEN epoch ELSE epoch + 1 END,
+                    holder = $3, expires_unix_ms = $4
+              WHERE tenant = $1 AND user_id = $2 AND (holder = $3 OR expires_unix_ms <= $5)
+             RETURNING epoch",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(holder)
+        .bind(expires_unix_ms)
+        .bind(now_unix_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken)
+    }
+
+    /// Ends `holder`'s lease at `epoch` now (another instance may take it at once); the epoch
+    /// stays, so the same holder taking it back next finds its archive still current.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn release_lease(
+        &self,
+        tenant: &str,
+        user: &str,
+        holder: &str,
+        epoch: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE archive_leases SET expires_unix_ms = 0
+              WHERE tenant = $1 AND user_id = $2 AND holder = $3 AND epoch = $4",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(holder)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The lease's holder and epoch, if the archive has ever been leased.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn lease(&self, tenant: &str, user: &str) -> Result<Option<(String, i64)>, DbError> {
+        let row = sqlx::query(
+            "SELECT holder, epoch FROM archive_leases WHERE tenant = $1 AND user_id = $2",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// Appends to the audit log.
     ///
     /// # Errors
@@ -581,7 +763,7 @@ impl Db {
     }
 }
 
-fn device_row(r: sqlx::sqlite::SqliteRow) -> DeviceRow {
+fn device_row(r: sqlx::any::AnyRow) -> DeviceRow {
     DeviceRow {
         id: r.get(0),
         user: r.get(1),

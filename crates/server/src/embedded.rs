@@ -56,7 +56,7 @@ impl Embedded {
         rates: RateConfig,
     ) -> Result<Self, ServerError> {
         let now = OffsetDateTime::now_utc();
-        if !data.root().join(crate::data::DATABASE).exists() {
+        if !data.is_initialised() {
             data.init(&[HOST.to_owned()], now).await?;
         }
         let loaded = data.pki().load(HOST, now)?;

@@ -83,7 +83,8 @@ pub struct Query {
     pub limit: Option<usize>,
 }
 
-/// Events per INSERT statement (9 bound values each, well under SQLite's 32,766).
+/// Events per INSERT statement (10 bound values each, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535).
 const INSERT_ROWS: usize = 500;
 
 /// The largest page.
@@ -192,48 +193,67 @@ pub async fn ingest(
         });
     }
     let accepted = rows.len();
-    // The batch's row-id range. This transaction holds SQLite's only write lock, and SQLite
-    // gives a new row the largest row id plus one (unless that overflows), so the batch's rows
-    // are `max + 1 ..= max + n`; the last insert's row id confirms it.
-    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
-        .fetch_one(&mut *tx)
-        .await?;
-    let mut inserted = None;
-    // Multi-row inserts: one statement per `INSERT_ROWS` events (each row binds 9 values).
-    for chunk in rows.chunks(INSERT_ROWS) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO events (tenant, user_id, device, batch_sequence, batch_index,
-                                 observed_nanos, activity, key_id, sealed) ",
-        );
-        insert.push_values(
-            chunk,
-            |mut row, (index, observed, activity, key_id, sealed)| {
-                row.push_bind(sender.tenant)
-                    .push_bind(sender.user)
-                    .push_bind(sender.device)
-                    .push_bind(as_i64(batch.batch_sequence))
-                    .push_bind(as_i64(*index))
-                    .push_bind(*observed)
-                    .push_bind(*activity)
-                    .push_bind(key_id.as_str())
-                    .push_bind(sealed.as_slice());
-            },
-        );
-        inserted = Some(insert.build().execute(&mut *tx).await?.last_insert_rowid());
-    }
-    if let Some(last) = inserted {
-        let first = max + 1;
-        if last - first + 1 != as_i64(accepted as u64) {
-            // Not contiguous (row ids past i64::MAX are random): refuse rather than index a
-            // wrong range; nothing is stored.
-            return Err(EventsError::Damaged);
+    // The batch's id range, taken from the counter row: the update locks that row until this
+    // transaction ends (SQLite: the one write lock), so batches take their ranges in commit
+    // order and a batch's events are one contiguous range on every engine.
+    let n = as_i64(accepted as u64);
+    let next: i64 = sqlx::query_scalar(
+        "UPDATE event_ids SET next_id = next_id + $1 WHERE singleton = 0 RETURNING next_id",
+    )
+    .bind(n)
+    .fetch_one(&mut *tx)
+    .await?;
+    let first = next - n;
+    if accepted > 0 {
+        // Multi-row inserts: one statement per `INSERT_ROWS` events (each row binds 10 values).
+        let mut id = first;
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO events (id, tenant, user_id, device, batch_sequence, batch_index,
+                                     observed_nanos, activity, key_id, sealed) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 10;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10
+                ));
+            }
+            let mut insert = sqlx::query(&sql);
+            for (index, observed, activity, key_id, sealed) in chunk {
+                insert = insert
+                    .bind(id)
+                    .bind(sender.tenant)
+                    .bind(sender.user)
+                    .bind(sender.device)
+                    .bind(as_i64(batch.batch_sequence))
+                    .bind(as_i64(*index))
+                    .bind(*observed)
+                    .bind(i64::from(*activity))
+                    .bind(key_id.as_str())
+                    .bind(sealed.as_slice());
+                id += 1;
+            }
+            insert.execute(&mut *tx).await?;
         }
         sqlx::query(
             "UPDATE event_batches SET first_event = $1, last_event = $2
              WHERE tenant = $3 AND device = $4 AND sequence = $5",
         )
         .bind(first)
-        .bind(last)
+        .bind(next - 1)
         .bind(sender.tenant)
         .bind(sender.device)
         .bind(as_i64(batch.batch_sequence))
@@ -245,6 +265,55 @@ pub async fn ingest(
         accepted,
         duplicate: false,
     })
+}
+
+/// A value bound to a [`Select`].
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// A SELECT assembled from optional conditions, with `$N` placeholders (what both engines
+/// accept; sqlx's query builder writes `?` for its `Any` driver, which PostgreSQL refuses).
+struct Select<'a> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> Select<'a> {
+    fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    fn bind(&mut self, arg: Arg<'a>) {
+        self.args.push(arg);
+        self.sql.push_str(&format!("${}", self.args.len()));
+    }
+
+    /// ` AND <condition><placeholder>`.
+    fn and(&mut self, condition: &str, arg: Arg<'a>) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+        self.bind(arg);
+    }
+
+    async fn fetch_all(self, db: &Db) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        let mut query = sqlx::query(&self.sql);
+        for arg in self.args {
+            query = match arg {
+                Arg::Text(t) => query.bind(t),
+                Arg::Int(i) => query.bind(i),
+            };
+        }
+        query.fetch_all(db.pool()).await
+    }
 }
 
 /// Searches the tenant's events. `only_user` restricts to one user (a user's own token).
@@ -271,22 +340,21 @@ pub async fn search(
     let mut walked = 0usize;
     let mut last = after;
     'pages: loop {
-        let mut batches = sqlx::QueryBuilder::new(
+        let mut batches = Select::new(
             "SELECT user_id, device, sequence, first_event, last_event FROM event_batches
              WHERE tenant = ",
         );
-        batches.push_bind(tenant);
-        batches.push(" AND last_event > ").push_bind(last);
+        batches.bind(Arg::Text(tenant));
+        batches.and("last_event > ", Arg::Int(last));
         if let Some(device) = &query.device {
-            batches.push(" AND device = ").push_bind(device.as_str());
+            batches.and("device = ", Arg::Text(device));
         }
         if let Some(user) = &user {
-            batches.push(" AND user_id = ").push_bind(user.as_str());
+            batches.and("user_id = ", Arg::Text(user));
         }
-        batches
-            .push(" ORDER BY last_event LIMIT ")
-            .push_bind(BATCHES_PER_QUERY);
-        let batches = batches.build().fetch_all(db.pool()).await?;
+        batches.push(" ORDER BY last_event LIMIT ");
+        batches.bind(Arg::Int(BATCHES_PER_QUERY));
+        let batches = batches.fetch_all(db).await?;
         if batches.is_empty() {
             break;
         }
@@ -296,21 +364,21 @@ pub async fn search(
                 u64::try_from(batch.try_get::<i64, _>(2)?).map_err(|_| EventsError::Damaged)?;
             let (first, end): (i64, i64) = (batch.try_get(3)?, batch.try_get(4)?);
             let start = first.max(last + 1);
-            let mut rows = sqlx::QueryBuilder::new(
-                "SELECT id, batch_index, key_id, sealed FROM events WHERE id >= ",
-            );
-            rows.push_bind(start).push(" AND id <= ").push_bind(end);
+            let mut rows =
+                Select::new("SELECT id, batch_index, key_id, sealed FROM events WHERE id >= ");
+            rows.bind(Arg::Int(start));
+            rows.and("id <= ", Arg::Int(end));
             if let Some(from) = query.from {
-                rows.push(" AND observed_nanos >= ").push_bind(from);
+                rows.and("observed_nanos >= ", Arg::Int(from));
             }
             if let Some(to) = query.to {
-                rows.push(" AND observed_nanos < ").push_bind(to);
+                rows.and("observed_nanos < ", Arg::Int(to));
             }
             if let Some(activity) = query.activity {
-                rows.push(" AND activity = ").push_bind(activity);
+                rows.and("activity = ", Arg::Int(i64::from(activity)));
             }
             rows.push(" ORDER BY id");
-            for row in rows.build().fetch_all(db.pool()).await? {
+            for row in rows.fetch_all(db).await? {
                 let id: i64 = row.try_get(0)?;
                 let index =
                     u64::try_from(row.try_get::<i64, _>(1)?).map_err(|_| EventsError::Damaged)?;

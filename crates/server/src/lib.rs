@@ -31,10 +31,12 @@ pub mod events;
 pub mod keystore;
 pub mod listener;
 pub mod metrics;
+pub mod parts;
 pub mod pki;
 pub mod ratelimit;
 pub mod routes;
 pub mod segments;
+pub mod testenv;
 pub mod tls;
 
 /// The storage API bodies (re-exported from `cairn-wire`).

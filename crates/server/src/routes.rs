@@ -188,13 +188,17 @@ pub const DEVICE_CAPABILITIES: &[Capability] = &[
     EventsWrite,
     EscrowDeposit,
 ];
+/// How often an instance sharing its database with others reloads revocations: the longest a
+/// token revoked (or a device deauthorized) through another instance still works here.
+pub const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 /// Lifetime of a device's access token; the device refreshes it with its secret.
 pub const DEVICE_TOKEN_LIFETIME_SECS: i64 = 3600;
 /// Lifetime of an enrollment token (the token policy's ceiling).
 pub const ENROLLMENT_TOKEN_LIFETIME_SECS: i64 = cairn_token::MAX_LIFETIME_CEILING_SECS;
 
 /// Revoked token ids and deauthorized devices: loaded from the database at start, updated by
-/// the routes that revoke (one server instance; the scale-out work shares it).
+/// the routes that revoke, and (with several instances) reloaded every
+/// [`REVOCATION_REFRESH`] so that a revocation made through one instance reaches the others.
 #[derive(Clone, Debug, Default)]
 pub struct RevocationList(Arc<RevokedInner>);
 
@@ -216,6 +220,38 @@ impl RevocationList {
             tokens: RwLock::new(tokens.into_iter().collect()),
             devices: RwLock::new(devices.into_iter().collect()),
         })))
+    }
+
+    /// Adds what the database lists now (revocations are final: nothing is ever removed).
+    ///
+    /// # Errors
+    /// [`crate::db::DbError`].
+    pub async fn refresh(&self, db: &Db) -> Result<(), crate::db::DbError> {
+        let tokens = db.revoked_tokens().await?;
+        let devices = db.deauthorized_devices().await?;
+        if let Ok(mut t) = self.0.tokens.write() {
+            t.extend(tokens);
+        }
+        if let Ok(mut d) = self.0.devices.write() {
+            d.extend(devices);
+        }
+        Ok(())
+    }
+
+    /// Reloads from `db` every [`REVOCATION_REFRESH`] until the list is dropped everywhere
+    /// else (the task holds only a weak reference).
+    pub fn refresh_every_interval(&self, db: Db) {
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_REFRESH);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = Self(inner).refresh(&db).await {
+                    tracing::warn!(error = %e, "reloading revocations failed");
+                }
+            }
+        });
     }
 
     fn revoke_token(&self, tenant: &str, token: &str) {
@@ -335,6 +371,8 @@ pub enum ApiError {
     Quota,
     /// 429: over a rate limit; retry after this many seconds.
     TooMany(u64),
+    /// 503: the archive is held by another server instance past the wait; retry.
+    Unavailable,
     /// 500.
     Internal,
 }
@@ -351,6 +389,14 @@ impl IntoResponse for ApiError {
             Self::Refused => (StatusCode::UNPROCESSABLE_ENTITY, "refused\n"),
             Self::Quota => (StatusCode::INSUFFICIENT_STORAGE, "quota exceeded\n"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            Self::Unavailable => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1".to_owned())],
+                    "busy, retry\n",
+                )
+                    .into_response();
+            }
             Self::TooMany(secs) => {
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
@@ -376,6 +422,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::Quota => Self::Quota,
             StoreError::Malformed => Self::BadRequest,
+            StoreError::Busy => Self::Unavailable,
             other => internal("storage", &other),
         }
     }

@@ -249,3 +249,107 @@ impl Storage for ObjectSegments {
         Ok(names)
     }
 }
+
+/// A user's segments wherever this server keeps them: [`ObjectSegments`] (the active segment
+/// staged on the instance's disk; one instance per data directory) or
+/// [`crate::parts::PartSegments`] (everything in a shared object store; any number of
+/// instances).
+#[derive(Debug)]
+pub enum Segments {
+    /// Active segment staged locally.
+    Staged(ObjectSegments),
+    /// Active segment as parts in the shared store.
+    Shared(crate::parts::PartSegments),
+}
+
+/// The writer of a [`Segments`].
+#[derive(Debug)]
+pub enum SegmentsWriter {
+    /// A staged file.
+    Staged(FileWriter),
+    /// Parts in the store.
+    Shared(crate::parts::PartWriter),
+}
+
+impl cairn_archive::SegmentWriter for SegmentsWriter {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Staged(w) => w.write_all(buf),
+            Self::Shared(w) => w.write_all(buf),
+        }
+    }
+
+    fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        match self {
+            Self::Staged(w) => w.write_all_vectored(bufs),
+            Self::Shared(w) => w.write_all_vectored(bufs),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Self::Staged(w) => w.sync(),
+            Self::Shared(w) => w.sync(),
+        }
+    }
+}
+
+impl Storage for Segments {
+    type Writer = SegmentsWriter;
+
+    fn create(&self, name: &str) -> io::Result<SegmentsWriter> {
+        Ok(match self {
+            Self::Staged(s) => SegmentsWriter::Staged(s.create(name)?),
+            Self::Shared(s) => SegmentsWriter::Shared(s.create(name)?),
+        })
+    }
+
+    fn append(&self, name: &str) -> io::Result<SegmentsWriter> {
+        Ok(match self {
+            Self::Staged(s) => SegmentsWriter::Staged(s.append(name)?),
+            Self::Shared(s) => SegmentsWriter::Shared(s.append(name)?),
+        })
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        match self {
+            Self::Staged(s) => s.len(name),
+            Self::Shared(s) => s.len(name),
+        }
+    }
+
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            Self::Staged(s) => s.read_at(name, offset, buf),
+            Self::Shared(s) => s.read_at(name, offset, buf),
+        }
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        match self {
+            Self::Staged(s) => s.truncate(name, len),
+            Self::Shared(s) => s.truncate(name, len),
+        }
+    }
+
+    fn seal(&self, from: &str, to: &str) -> io::Result<()> {
+        match self {
+            Self::Staged(s) => s.seal(from, to),
+            Self::Shared(s) => s.seal(from, to),
+        }
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        match self {
+            Self::Staged(s) => s.remove(name),
+            Self::Shared(s) => s.remove(name),
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        match self {
+            Self::Staged(s) => s.list(),
+            Self::Shared(s) => s.list(),
+        }
+    }
+}

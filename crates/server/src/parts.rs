@@ -1,0 +1,397 @@
+//! A user's segments entirely in an object store (S3), for servers that share one: the active
+//! segment is a sequence of immutable *part* objects, one per commit, so that an acknowledged
+//! block is durable in the store itself and any instance can take the archive over.
+//!
+//! | object | what |
+//! | --- | --- |
+//! | `PREFIX/<segment name>` | a sealed segment (create-only, never rewritten) |
+//! | `PREFIX/active/<segment name>/<part, 10 digits>` | the bytes of one sync of the active segment |
+//!
+//! Appends are serialized by the store, not by trust in a lease (`docs/design/0004-scale-out.md`):
+//! - Part `n` is written with a create-only put (`If-None-Match: *`), so each part number is
+//!   written once: two writers that both believe they own the archive collide on the same number
+//!   and the loser's sync fails (it acknowledges nothing and must reopen).
+//! - After its put succeeds, a sync asks the [`Fence`] (the lease's epoch in the database) whether
+//!   another instance has taken the archive meanwhile; if so the sync fails. An instance that takes
+//!   the lease lists the parts after taking it, so a part whose sync succeeded is one it sees.
+//! - Sealing puts the concatenated parts as the sealed object (create-only; an existing one must
+//!   hold the same bytes), then deletes the parts. Parts left beside a sealed object of the same
+//!   name (a crash between the two, or a fenced-off writer's late part) are ignored and removed
+//!   when the archive opens.
+//!
+//! Recovery never cuts inside a part (each part ends with a commit record): [`Storage::truncate`]
+//! removes whole parts past the cut and refuses a cut inside one.
+//!
+//! The trait is synchronous: calls block on the runtime's handle, so use this from blocking
+//! threads only (like [`crate::segments::ObjectSegments`]).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use cairn_archive::{SegmentWriter, Storage};
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::runtime::Handle;
+
+/// Asked after each part is written: `Ok` if this instance still holds the archive (nobody else
+/// can have appended since it opened it), an error otherwise.
+pub type Fence = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// The part lengths of each active segment, by segment name.
+type Parts = BTreeMap<String, Vec<u64>>;
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    runtime: Handle,
+    fence: Fence,
+    parts: Mutex<Parts>,
+}
+
+/// A user's segments in an object store, active ones as parts (see the module docs).
+#[derive(Clone)]
+pub struct PartSegments(Arc<Inner>);
+
+impl std::fmt::Debug for PartSegments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartSegments")
+            .field("store", &self.0.store.to_string())
+            .field("prefix", &self.0.prefix.as_ref())
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_error(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
+        object_store::Error::AlreadyExists { .. } => io::Error::from(io::ErrorKind::AlreadyExists),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn lock(m: &Mutex<Parts>) -> io::Result<MutexGuard<'_, Parts>> {
+    m.lock()
+        .map_err(|_| io::Error::other("segment parts lock poisoned"))
+}
+
+/// A part's object name: ten digits, so that names sort by number.
+fn part_name(n: usize) -> String {
+    format!("{n:010}")
+}
+
+impl Inner {
+    fn sealed(&self, name: &str) -> ObjectPath {
+        self.prefix.clone().join(name)
+    }
+
+    fn part(&self, name: &str, n: usize) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join("active")
+            .join(name)
+            .join(part_name(n))
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Sealed names and each active segment's parts, from a listing.
+    fn scan(&self) -> io::Result<(Vec<String>, Parts)> {
+        let metas: Vec<object_store::ObjectMeta> = self
+            .block_on(self.store.list(Some(&self.prefix)).try_collect())
+            .map_err(store_error)?;
+        let depth = self.prefix.parts().count();
+        let mut sealed = Vec::new();
+        let mut parts: BTreeMap<String, BTreeMap<usize, u64>> = BTreeMap::new();
+        for m in metas {
+            let rest: Vec<String> = m
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            match rest.as_slice() {
+                [name] => sealed.push(name.clone()),
+                [active, name, part] if active == "active" => {
+                    let n: usize = part
+                        .parse()
+                        .map_err(|_| io::Error::other(format!("unexpected part object {part}")))?;
+                    parts.entry(name.clone()).or_default().insert(n, m.size);
+                }
+                _ => {}
+            }
+        }
+        let mut out = Parts::new();
+        for (name, numbered) in parts {
+            // Parts are numbered from 0 without gaps (each is put only after the one before it
+            // succeeded); a gap means a part is missing, which recovery must not paper over.
+            if numbered.keys().copied().ne(0..numbered.len()) {
+                return Err(io::Error::other(format!(
+                    "active segment {name}: parts are not numbered 0..n"
+                )));
+            }
+            out.insert(name, numbered.into_values().collect());
+        }
+        Ok((sealed, out))
+    }
+
+    fn delete_parts(&self, name: &str, from: usize, count: usize) -> io::Result<()> {
+        // Last first: an interrupted removal leaves parts numbered 0..k, never a gap.
+        for n in (from..count).rev() {
+            match self.block_on(self.store.delete(&self.part(name, n))) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn put_create(&self, location: &ObjectPath, bytes: Bytes) -> Result<(), object_store::Error> {
+        self.block_on(self.store.put_opts(
+            location,
+            PutPayload::from_bytes(bytes),
+            PutOptions::from(PutMode::Create),
+        ))
+        .map(|_| ())
+    }
+}
+
+impl PartSegments {
+    /// The segments under `prefix` in `store`; `fence` is asked after every part written.
+    /// Removes parts left beside a sealed segment of the same name (see the module docs).
+    ///
+    /// # Errors
+    /// Listing or deleting in the store failed, or an active segment's parts have a gap.
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        runtime: Handle,
+        fence: Fence,
+    ) -> io::Result<Self> {
+        let inner = Inner {
+            store,
+            prefix,
+            runtime,
+            fence,
+            parts: Mutex::default(),
+        };
+        let (sealed, mut parts) = inner.scan()?;
+        for name in &sealed {
+            if let Some(p) = parts.remove(name) {
+                inner.delete_parts(name, 0, p.len())?;
+            }
+        }
+        *lock(&inner.parts)? = parts;
+        Ok(Self(Arc::new(inner)))
+    }
+
+    fn writer(&self, name: &str, next: usize) -> PartWriter {
+        PartWriter {
+            segments: Arc::clone(&self.0),
+            name: name.to_owned(),
+            next,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl Storage for PartSegments {
+    type Writer = PartWriter;
+
+    fn create(&self, name: &str) -> io::Result<PartWriter> {
+        let mut parts = lock(&self.0.parts)?;
+        if parts.get(name).is_some_and(|p| !p.is_empty()) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        parts.insert(name.to_owned(), Vec::new());
+        Ok(self.writer(name, 0))
+    }
+
+    fn append(&self, name: &str) -> io::Result<PartWriter> {
+        let count = lock(&self.0.parts)?
+            .get(name)
+            .map(Vec::len)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(self.writer(name, count))
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        if let Some(p) = lock(&self.0.parts)?.get(name) {
+            return Ok(p.iter().sum());
+        }
+        let meta = self
+            .0
+            .block_on(self.0.store.head(&self.0.sealed(name)))
+            .map_err(store_error)?;
+        Ok(meta.size)
+    }
+
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let parts = lock(&self.0.parts)?.get(name).cloned();
+        let Some(parts) = parts else {
+            let bytes = self
+                .0
+                .block_on(self.0.store.get_range(&self.0.sealed(name), offset..end))
+                .map_err(store_error)?;
+            if bytes.len() != buf.len() {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            buf.copy_from_slice(&bytes);
+            return Ok(());
+        };
+        // The parts the range touches, each read for its share.
+        let mut start = 0u64;
+        let mut filled = 0usize;
+        for (n, &len) in parts.iter().enumerate() {
+            let (lo, hi) = (start, start + len);
+            start = hi;
+            if hi <= offset || lo >= end || len == 0 {
+                continue;
+            }
+            let (from, to) = (offset.max(lo) - lo, end.min(hi) - lo);
+            let bytes = self
+                .0
+                .block_on(self.0.store.get_range(&self.0.part(name, n), from..to))
+                .map_err(store_error)?;
+            let want = usize::try_from(to - from).map_err(io::Error::other)?;
+            if bytes.len() != want {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            buf[filled..filled + want].copy_from_slice(&bytes);
+            filled += want;
+        }
+        if filled != buf.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        Ok(())
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        let mut parts = lock(&self.0.parts)?;
+        let p = parts
+            .get_mut(name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let mut end = 0u64;
+        let mut keep = 0usize;
+        while keep < p.len() && end < len {
+            end += p[keep];
+            keep += 1;
+        }
+        if end != len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a cut inside a part (parts end with a commit)",
+            ));
+        }
+        self.0.delete_parts(name, keep, p.len())?;
+        p.truncate(keep);
+        Ok(())
+    }
+
+    fn seal(&self, from: &str, to: &str) -> io::Result<()> {
+        let len = self.len(from)?;
+        let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+        self.read_at(from, 0, &mut bytes)?;
+        let bytes = Bytes::from(bytes);
+        let location = self.0.sealed(to);
+        match self.0.put_create(&location, bytes.clone()) {
+            Ok(()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                // Sealed already (a crash after the put, or another instance that recovered
+                // this segment): it must hold exactly these bytes.
+                let existing = self
+                    .0
+                    .block_on(async { self.0.store.get(&location).await?.bytes().await })
+                    .map_err(store_error)?;
+                if existing != bytes {
+                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+                }
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        let count = lock(&self.0.parts)?.remove(from).map_or(0, |p| p.len());
+        self.0.delete_parts(from, 0, count)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let parts = lock(&self.0.parts)?.remove(name);
+        match parts {
+            Some(p) => self.0.delete_parts(name, 0, p.len()),
+            None => self
+                .0
+                .block_on(self.0.store.delete(&self.0.sealed(name)))
+                .map_err(store_error),
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let (mut names, _) = self.0.scan()?;
+        for (name, p) in lock(&self.0.parts)?.iter() {
+            if !p.is_empty() && !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Appends to an active segment: bytes gather in memory; each [`SegmentWriter::sync`] writes
+/// them as the next part (create-only), then asks the fence.
+pub struct PartWriter {
+    segments: Arc<Inner>,
+    name: String,
+    next: usize,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for PartWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartWriter")
+            .field("name", &self.name)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentWriter for PartWriter {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.buffer.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let s = &self.segments;
+        let bytes = Bytes::from(std::mem::take(&mut self.buffer));
+        let len = bytes.len() as u64;
+        match s.put_create(&s.part(&self.name, self.next), bytes) {
+            Ok(()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(io::Error::other(
+                    "another writer appended to this archive (part exists); reopen it",
+                ));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        (s.fence)()?;
+        let mut parts = lock(&s.parts)?;
+        let p = parts.entry(self.name.clone()).or_default();
+        if p.len() != self.next {
+            return Err(io::Error::other(
+                "active segment parts changed under a writer",
+            ));
+        }
+        p.push(len);
+        self.next += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Archives in a real S3-compatible store with metadata in a real PostgreSQL, shared by several
+//! instances: part fencing, lease hand-over, crash recovery. Needs the servers that
+//! `scripts/services.sh` starts (`scripts/test.sh` runs these); ignored otherwise.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cairn_archive::{Archive, Config};
+use cairn_seal::BlockId;
+use cairn_server::archives::{Archives, KIND_BLOCK};
+use cairn_server::db::{Db, Engine};
+use cairn_server::parts::{Fence, PartSegments};
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+
+struct Shared {
+    rt: tokio::runtime::Runtime,
+    db: Db,
+    store: Arc<dyn ObjectStore>,
+}
+
+fn shared() -> Shared {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let backends = rt
+        .block_on(cairn_server::testenv::shared())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = rt
+        .block_on(Db::open(backends.database_url.as_deref().unwrap()))
+        .unwrap();
+    assert_eq!(db.engine(), Engine::Postgres);
+    rt.block_on(db.add_tenant("t", 1 << 40)).unwrap();
+    rt.block_on(db.add_user("t", "u", "user")).unwrap();
+    let store = backends.s3_store().unwrap().unwrap();
+    Shared { rt, db, store }
+}
+
+fn block(i: u32) -> (BlockId, Vec<u8>) {
+    let root = cairn_keys::ArchiveKey::from_bytes([3; 32]);
+    let sealer = cairn_seal::Sealer::new(
+        &root,
+        cairn_seal::ArchiveId::from_bytes([1; 16]),
+        cairn_seal::SealConfig::default(),
+    );
+    let plain: Vec<u8> = (0..70_000u32)
+        .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+        .collect();
+    let b = sealer.seal(cairn_seal::BlockKind::DATA, &plain).unwrap();
+    (b.id(), b.into_bytes())
+}
+
+fn parts(s: &Shared, prefix: &str, fence: Fence) -> PartSegments {
+    PartSegments::open(
+        Arc::clone(&s.store),
+        ObjectPath::from(prefix),
+        s.rt.handle().clone(),
+        fence,
+    )
+    .unwrap()
+}
+
+/// Two writers that both believe they own one archive: the one that commits second collides
+/// on the part number and acknowledges nothing; reopened, it sees the first one's record. A
+/// writer whose fence fails (the lease moved) acknowledges nothing either.
+#[test]
+#[ignore = "needs PostgreSQL and S3 (scripts/test.sh)"]
+fn parts_serialize_two_writers_and_obey_the_fence() {
+    let s = shared();
+    let ok: Fence = Arc::new(|| Ok(()));
+    let config = || Config::new([9; 16]);
+    let (mut first, _) = Archive::open(parts(&s, "w/a", Arc::clone(&ok)), config()).unwrap();
+    let (mut second, _) = Archive::open(parts(&s, "w/a", Arc::clone(&ok)), config()).unwrap();
+    first.append(1, &[1; 32], b"one").unwrap();
+    first.commit().unwrap();
+    second.append(1, &[2; 32], b"two").unwrap();
+    assert!(
+        second.commit().is_err(),
+        "the second writer's commit must fail"
+    );
+    drop(second);
+    let (mut reopened, _) = Archive::open(parts(&s, "w/a", Arc::clone(&ok)), config()).unwrap();
+    assert!(reopened.locate(&[1; 32]).unwrap().is_some());
+    assert!(reopened.locate(&[2; 32]).unwrap().is_none());
+    reopened.append(1, &[2; 32], b"two").unwrap();
+    reopened.commit().unwrap();
+
+    let fenced = Arc::new(AtomicBool::new(false));
+    let fence: Fence = {
+        let fenced = Arc::clone(&fenced);
+        Arc::new(move || {
+            if fenced.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("lease moved"))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    let (mut w, _) = Archive::open(parts(&s, "w/b", fence), config()).unwrap();
+    w.append(1, &[3; 32], b"three").unwrap();
+    w.commit().unwrap();
+    fenced.store(true, Ordering::SeqCst);
+    w.append(1, &[4; 32], b"four").unwrap();
+    assert!(w.commit().is_err(), "a fenced writer must not acknowledge");
+}
+
+/// Two instances over one database and one bucket take turns on one archive (the lease passes
+/// when a request ends); each sees what the other wrote, across segment seals; a restart of
+/// both reads everything back.
+#[test]
+#[ignore = "needs PostgreSQL and S3 (scripts/test.sh)"]
+fn two_instances_take_turns_on_one_archive() {
+    let s = shared();
+    let instance = || {
+        Archives::shared(s.db.clone(), Arc::clone(&s.store), s.rt.handle().clone())
+            .unwrap()
+            .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
+    };
+    let (a, b) = (instance(), instance());
+    assert_ne!(a.holder(), b.holder());
+    let blocks: Vec<(BlockId, Vec<u8>)> = (0..40).map(block).collect();
+    for (i, chunk) in blocks.chunks(4).enumerate() {
+        let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
+        let through = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(through.put("t", "u", KIND_BLOCK, &refs).unwrap().stored, 4);
+        // The other instance sees every block so far.
+        let other = if i % 2 == 0 { &b } else { &a };
+        let ids: Vec<BlockId> = blocks[..(i + 1) * 4].iter().map(|(i, _)| *i).collect();
+        assert!(
+            other.missing("t", "u", &ids).unwrap().is_empty(),
+            "turn {i}"
+        );
+    }
+    drop((a, b));
+    let c = instance();
+    let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+    let got = c.get("t", "u", KIND_BLOCK, &ids).unwrap();
+    for ((_, want), got) in blocks.iter().zip(&got) {
+        assert_eq!(want, got);
+    }
+    // Sealed segments are objects of their own, and no parts are left of them.
+    let listed: Vec<object_store::ObjectMeta> =
+        s.rt.block_on(async {
+            use futures_util::TryStreamExt;
+            s.store
+                .list(Some(&ObjectPath::from("tenants/t/users/u")))
+                .try_collect()
+                .await
+        })
+        .unwrap();
+    let sealed = listed
+        .iter()
+        .filter(|m| !m.location.as_ref().contains("/active/"))
+        .count();
+    assert!(sealed >= 2, "{listed:?}");
+    // The quota charged is what the archive holds.
+    let used = s.rt.block_on(s.db.quota("t")).unwrap().unwrap().used_bytes;
+    let held: usize = blocks.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(used, i64::try_from(held).unwrap());
+}
