@@ -13,6 +13,11 @@
 //! ```
 //! Each phase runs for a fixed time and prints its median over three runs;
 //! `CAIRN_BENCH_ONLY=ingest|upload|latency` runs one phase.
+//!
+//! `CAIRN_BENCH_S3=1` also runs the ingest and upload phases, in the same rounds, against a
+//! second server whose segments are in S3 and metadata in PostgreSQL (the servers of
+//! `scripts/services.sh`; `benches/s3.sh` starts them and runs this), and prints both figures
+//! and their ratios.
 
 // A benchmark binary: printing is its job.
 #![allow(
@@ -60,12 +65,12 @@ fn tls_client(ca: rustls_pki_types::CertificateDer<'static>) -> rustls::ClientCo
     .with_no_client_auth()
 }
 
-async fn start() -> Bench {
+async fn start(backends: cairn::server::data::Backends) -> Bench {
     let dir = tempfile::Builder::new()
         .prefix("cairn-server-bench")
         .tempdir_in("/tmp")
         .unwrap();
-    let data = DataDir::at(dir.path());
+    let data = DataDir::at(dir.path()).with_backends(backends);
     data.init(&["localhost".to_owned()], time::OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -357,13 +362,21 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let b = Arc::new(start().await);
+        let b = Arc::new(start(cairn::server::data::Backends::default()).await);
+        let s3 = if std::env::var("CAIRN_BENCH_S3").is_ok_and(|v| v == "1") {
+            let backends = cairn::server::testenv::shared().await.unwrap();
+            Some(Arc::new(start(backends).await))
+        } else {
+            None
+        };
+        let mut s3_uploads = Vec::new();
+        let mut s3_ingests = Vec::new();
         let mut ingests = Vec::new();
         let mut uploads = Vec::new();
         let mut lat = Vec::new();
         let mut disk = Vec::new();
         // CAIRN_BENCH_ONLY=ingest|upload|latency runs one phase (for profiling).
-        let only = std::env::var("CAIRN_BENCH_ONLY").ok();
+        let only = std::env::var("CAIRN_BENCH_ONLY").ok().filter(|o| !o.is_empty());
         let run = |phase: &str| only.as_deref().is_none_or(|o| o == phase);
         for round in 0..3 {
             let dir = b._dir.path().to_owned();
@@ -374,6 +387,28 @@ fn main() {
             });
             ingests.push(if run("ingest") { ingest(&b, round).await } else { 0.0 });
             uploads.push(if run("upload") { upload(&b, round).await } else { 0.0 });
+            if let Some(s3) = &s3
+                && run("ingest")
+            {
+                let events = ingest(s3, round).await;
+                println!(
+                    "round {round}: ingest into PostgreSQL {events:.0} events/s, SQLite {:.0} events/s: ratio {:.2}",
+                    ingests[ingests.len() - 1],
+                    events / ingests[ingests.len() - 1]
+                );
+                s3_ingests.push(events);
+            }
+            if let Some(s3) = &s3
+                && run("upload")
+            {
+                let mib = upload(s3, round).await;
+                println!(
+                    "round {round}: upload through S3 + PostgreSQL {mib:.0} MiB/s, local {:.0} MiB/s: ratio {:.2}",
+                    uploads[uploads.len() - 1],
+                    mib / uploads[uploads.len() - 1]
+                );
+                s3_uploads.push(mib);
+            }
             lat.push(if run("latency") { latency(&b).await } else { (0.0, 0.0, 0) });
             let (p50, p99, n) = lat[lat.len() - 1];
             println!(
@@ -385,11 +420,25 @@ fn main() {
         }
         println!(
             "median of 3: ingest {:.0} events/s (target >= 100000), upload {:.0} MiB/s (target >= 400; the disk alone: {:.0} MiB/s), whoami p50 {:.2} ms, p99 {:.2} ms (target < 5) at 64 clients",
-            median(ingests),
-            median(uploads),
+            median(ingests.clone()),
+            median(uploads.clone()),
             median(disk),
             median(lat.iter().map(|l| l.0).collect()),
             median(lat.iter().map(|l| l.1).collect()),
         );
+        if !s3_ingests.is_empty() {
+            let (local, shared) = (median(ingests.clone()), median(s3_ingests));
+            println!(
+                "median of 3: event ingest into PostgreSQL {shared:.0} events/s against SQLite {local:.0} events/s (ratio {:.2})",
+                shared / local
+            );
+        }
+        if !s3_uploads.is_empty() {
+            let (local, shared) = (median(uploads), median(s3_uploads));
+            println!(
+                "median of 3: block upload through S3 + PostgreSQL {shared:.0} MiB/s against the local store {local:.0} MiB/s (ratio {:.2})",
+                shared / local
+            );
+        }
     });
 }

@@ -11,7 +11,14 @@
 //! cargo run --release --example server -- escrow recover DATA --tenant T --user U --to X25519HEX --out FILE
 //! cargo run --release --example server -- rotate-storage-key DATA
 //! cargo run --release --example server -- audit DATA --tenant T
+//! cargo run --release --example server -- replicate DATA NEW_DATA
 //! ```
+//!
+//! Every command reads where metadata and segments live from the environment
+//! (`cairn_server::data::Backends::from_env`): `CAIRN_DATABASE_URL=postgres://…` for PostgreSQL,
+//! `CAIRN_S3_BUCKET`, `CAIRN_S3_ENDPOINT`, `CAIRN_S3_REGION`, `CAIRN_S3_PREFIX` and the usual
+//! `AWS_*` credentials for S3; unset, the embedded defaults. `replicate` makes the data
+//! directory of another instance of the same deployment (`docs/deploy.md`).
 //!
 //! `init` makes the data directory (`cairn_server::data`): the embedded PKI (agents pin
 //! `DATA/pki/ca.pem`), the token signing key, the escrow key pair, the storage key ring and the
@@ -299,6 +306,16 @@ fn main() -> ExitCode {
                 ),
         )
         .subcommand(
+            Command::new("replicate")
+                .about("make another instance's data directory: a copy of the certificates and keys")
+                .arg(data())
+                .arg(
+                    Arg::new("new")
+                        .required(true)
+                        .value_parser(clap::value_parser!(PathBuf)),
+                ),
+        )
+        .subcommand(
             Command::new("audit")
                 .about("print a tenant's audit log")
                 .arg(data())
@@ -307,6 +324,7 @@ fn main() -> ExitCode {
         .get_matches();
     let dir = |m: &clap::ArgMatches| {
         DataDir::at(m.get_one::<PathBuf>("data").cloned().unwrap_or_default())
+            .with_backends(cairn::server::data::Backends::from_env())
     };
     let result = match matches.subcommand() {
         Some(("init", m)) => {
@@ -347,6 +365,18 @@ fn main() -> ExitCode {
             _ => Err("unknown escrow command".into()),
         },
         Some(("audit", m)) => audit(&dir(m), m),
+        Some(("replicate", m)) => {
+            let new = m.get_one::<PathBuf>("new").cloned().unwrap_or_default();
+            dir(m)
+                .replicate(&new)
+                .map(|d| {
+                    println!(
+                        "{} is ready: start it with the same backends",
+                        d.root().display()
+                    )
+                })
+                .map_err(Into::into)
+        }
         _ => Err("unknown command".into()),
     };
     match result {

@@ -813,7 +813,7 @@ async fn tenant_state(app: &App, tenant: &str) -> String {
         ("audit", "tenant"),
     ] {
         let rows = sqlx::query(&format!(
-            "SELECT * FROM {table} WHERE {key} = $1 ORDER BY rowid"
+            "SELECT * FROM {table} WHERE {key} = $1 ORDER BY 1, 2, 3"
         ))
         .bind(tenant)
         .fetch_all(app.services.db.pool())
@@ -1036,17 +1036,26 @@ async fn s3_bola_within_a_tenant() {
         u1_state,
         "u1's calls changed tenant a"
     );
-    // The same sealed content in a and b: separate segment files under each tenant.
-    let a_files = {
+    // The same sealed content in a and b: separate segment files (or objects, in a shared
+    // store) under each tenant.
+    let files = |tenant: &str| -> Vec<String> {
+        if let Some(store) = app.data.backends().s3_store().unwrap() {
+            use futures_util::TryStreamExt;
+            let prefix = object_store::path::Path::from(format!("tenants/{tenant}/users/u1"));
+            let listed: Vec<object_store::ObjectMeta> = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(store.list(Some(&prefix)).try_collect())
+            })
+            .unwrap();
+            return listed.into_iter().map(|m| m.location.to_string()).collect();
+        }
         let mut v = Vec::new();
-        walk(&app.data.root().join("staging/a/u1"), &mut v);
-        v
+        walk(
+            &app.data.root().join(format!("staging/{tenant}/u1")),
+            &mut v,
+        );
+        v.into_iter().map(|p| p.display().to_string()).collect()
     };
-    let b_files = {
-        let mut v = Vec::new();
-        walk(&app.data.root().join("staging/b/u1"), &mut v);
-        v
-    };
+    let (a_files, b_files) = (files("a"), files("b"));
     assert!(!a_files.is_empty() && !b_files.is_empty());
 }
 

@@ -59,7 +59,9 @@ fn client(data: &DataDir) -> reqwest::Client {
 pub fn world() -> World {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::at(dir.path().join("server"));
+    // The embedded defaults, or PostgreSQL and S3 (CAIRN_TEST_BACKENDS=shared, scripts/test.sh).
+    let backends = rt.block_on(cairn_server::testenv::from_env()).unwrap();
+    let data = DataDir::at(dir.path().join("server")).with_backends(backends);
     let server = rt
         .block_on(Embedded::start_with(
             data.clone(),

@@ -176,7 +176,9 @@ pub async fn start_app_with(limits: Limits) -> App {
 
 pub async fn start_app_rates(limits: Limits, rates: RateConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::at(dir.path());
+    // The embedded defaults, or PostgreSQL and S3 (CAIRN_TEST_BACKENDS=shared, scripts/test.sh).
+    let backends = cairn_server::testenv::from_env().await.unwrap();
+    let data = DataDir::at(dir.path()).with_backends(backends);
     data.init(&["localhost".to_owned()], OffsetDateTime::now_utc())
         .await
         .unwrap();

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test: the workspace on the embedded defaults, then the server's and the agent's suites
+# again on real PostgreSQL and S3 servers (with the scale-out tests that need them). Starts those
+# servers on 127.0.0.1 (scripts/services.sh installs them if missing) and stops them at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+svc="$PWD/target/services/run"
+mkdir -p "$svc"
+trap 'bash scripts/services.sh stop "$svc"' EXIT
+eval "$(bash scripts/services.sh start "$svc")"
+
+cargo test --workspace --locked
+# The integration suites again, on PostgreSQL and S3; --include-ignored adds the tests that
+# need those servers (tests/scale_out.rs of both crates).
+CAIRN_TEST_BACKENDS=shared cargo test --locked -p cairn-server -p cairn-agent -- --include-ignored
