@@ -71,6 +71,8 @@ pub fn http_client(ca_pem: &[u8]) -> Result<reqwest::Client, AgentError> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
         .pool_idle_timeout(Duration::from_secs(60))
+        // The server records it as the device's agent version (the admin console shows it).
+        .user_agent(concat!("cairn-agent/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| AgentError::Transport(chain(&e)))
 }

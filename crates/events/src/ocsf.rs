@@ -190,7 +190,11 @@ fn type_name(a: Activity) -> &'static str {
     }
 }
 
-fn exposure_name(k: ExposureKind) -> &'static str {
+/// The name an exposure kind has in OCSF output (`unmapped.cairn_exposure.kind`) and in the
+/// server's `exposure` search filter: `removable_media`, `cloud_sync`, `browser_download`,
+/// `browser_upload`, `network_share`, `unspecified`.
+#[must_use]
+pub fn exposure_name(k: ExposureKind) -> &'static str {
     match k {
         ExposureKind::RemovableMedia => "removable_media",
         ExposureKind::CloudSync => "cloud_sync",

@@ -47,6 +47,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "event ids and archive leases",
         include_str!("../migrations/sqlite/0003_event_ids_and_leases.sql"),
     ),
+    (
+        4,
+        "console",
+        include_str!("../migrations/sqlite/0004_console.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -65,6 +70,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "event ids and archive leases",
         include_str!("../migrations/postgres/0003_event_ids_and_leases.sql"),
+    ),
+    (
+        4,
+        "console",
+        include_str!("../migrations/postgres/0004_console.sql"),
     ),
 ];
 
@@ -139,6 +149,42 @@ pub struct DeviceRow {
     /// BLAKE3 of the device secret, once enrolled.
     #[serde(skip)]
     pub secret_hash: Option<Vec<u8>>,
+    /// When it last called the server with its own credentials (Unix seconds).
+    pub last_seen_unix: Option<i64>,
+    /// The agent version it last reported (its `User-Agent`).
+    pub agent_version: Option<String>,
+    /// When it last stored a snapshot record (Unix seconds).
+    pub last_backup_unix: Option<i64>,
+    /// What its user's archive holds (bytes, as uploaded).
+    pub archive_bytes: Option<i64>,
+}
+
+/// One snapshot record as the server saw it arrive.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotRow {
+    /// Its id (64 hex digits).
+    pub id: String,
+    /// The device whose token stored it.
+    pub device: Option<String>,
+    /// The sealed record's size.
+    pub bytes: i64,
+    /// When it arrived (Unix seconds).
+    pub received_unix: i64,
+}
+
+/// One entry of a tenant's audit log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRow {
+    /// When (Unix seconds).
+    pub at_unix: i64,
+    /// Who (the token's user).
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// How it ended.
+    pub outcome: String,
 }
 
 /// A tenant's storage quota and use.
@@ -491,8 +537,11 @@ impl Db {
     /// [`DbError`].
     pub async fn device(&self, tenant: &str, device: &str) -> Result<Option<DeviceRow>, DbError> {
         let row = sqlx::query(
-            "SELECT id, user_id, name, state, enrollment_jti, secret_hash FROM devices
-             WHERE tenant = $1 AND id = $2",
+            "SELECT d.id, d.user_id, d.name, d.state, d.enrollment_jti, d.secret_hash,
+                    d.last_seen_unix, d.agent_version, d.last_backup_unix, a.stored_bytes
+               FROM devices d
+               LEFT JOIN archives a ON a.tenant = d.tenant AND a.user_id = d.user_id
+              WHERE d.tenant = $1 AND d.id = $2",
         )
         .bind(tenant)
         .bind(device)
@@ -507,8 +556,11 @@ impl Db {
     /// [`DbError`].
     pub async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, user_id, name, state, enrollment_jti, secret_hash FROM devices
-             WHERE tenant = $1 ORDER BY id",
+            "SELECT d.id, d.user_id, d.name, d.state, d.enrollment_jti, d.secret_hash,
+                    d.last_seen_unix, d.agent_version, d.last_backup_unix, a.stored_bytes
+               FROM devices d
+               LEFT JOIN archives a ON a.tenant = d.tenant AND a.user_id = d.user_id
+              WHERE d.tenant = $1 ORDER BY d.id",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
@@ -742,6 +794,144 @@ impl Db {
         Ok(())
     }
 
+    /// Records that the device called with its own credentials now, and (if it said) its agent
+    /// version.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn touch_device(
+        &self,
+        tenant: &str,
+        device: &str,
+        agent_version: Option<&str>,
+    ) -> Result<(), DbError> {
+        // At most one write a minute per device when nothing else changes: event ingest calls
+        // this for every batch.
+        let now = unix_now();
+        sqlx::query(
+            "UPDATE devices SET last_seen_unix = $1,
+                                agent_version = COALESCE($2, agent_version)
+              WHERE tenant = $3 AND id = $4
+                AND (last_seen_unix IS NULL OR last_seen_unix < $5
+                     OR ($2 IS NOT NULL AND (agent_version IS NULL OR agent_version <> $2)))",
+        )
+        .bind(now)
+        .bind(agent_version)
+        .bind(tenant)
+        .bind(device)
+        .bind(now - 60)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a snapshot record's arrival (once per id; the device, if a device stored it,
+    /// also gets its last backup time).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn record_snapshot(
+        &self,
+        tenant: &str,
+        user: &str,
+        id: &str,
+        device: Option<&str>,
+        bytes: i64,
+    ) -> Result<(), DbError> {
+        let now = unix_now();
+        sqlx::query(
+            "INSERT INTO snapshots (tenant, user_id, id, device, bytes, received_unix)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(id)
+        .bind(device)
+        .bind(bytes)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if let Some(device) = device {
+            sqlx::query(
+                "UPDATE devices SET last_backup_unix = $1, last_seen_unix = $1
+                  WHERE tenant = $2 AND id = $3",
+            )
+            .bind(now)
+            .bind(tenant)
+            .bind(device)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// What was recorded of the user's snapshot records' arrivals, by id.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn snapshot_rows(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Vec<SnapshotRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, device, bytes, received_unix FROM snapshots
+              WHERE tenant = $1 AND user_id = $2 ORDER BY received_unix, id",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SnapshotRow {
+                id: r.get(0),
+                device: r.get(1),
+                bytes: r.get(2),
+                received_unix: r.get(3),
+            })
+            .collect())
+    }
+
+    /// What the user's archive holds (bytes as uploaded), if it exists.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn stored_bytes(&self, tenant: &str, user: &str) -> Result<Option<i64>, DbError> {
+        Ok(
+            sqlx::query("SELECT stored_bytes FROM archives WHERE tenant = $1 AND user_id = $2")
+                .bind(tenant)
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0)),
+        )
+    }
+
+    /// The tenant's audit log with times, oldest first.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn audit_entries(&self, tenant: &str) -> Result<Vec<AuditRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT at_unix, actor, action, target, outcome FROM audit
+              WHERE tenant = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRow {
+                at_unix: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                target: r.get(3),
+                outcome: r.get(4),
+            })
+            .collect())
+    }
+
     /// The tenant's audit log, oldest first: (actor, action, target, outcome).
     ///
     /// # Errors
@@ -771,5 +961,9 @@ fn device_row(r: sqlx::any::AnyRow) -> DeviceRow {
         state: r.get(3),
         enrollment_jti: r.get(4),
         secret_hash: r.get(5),
+        last_seen_unix: r.get(6),
+        agent_version: r.get(7),
+        last_backup_unix: r.get(8),
+        archive_bytes: r.get(9),
     }
 }

@@ -9,7 +9,7 @@ use prost::Message;
 use sqlx::Row;
 
 use crate::atrest::{AtRestError, KeyRing};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Engine};
 
 /// Why ingest or search failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,9 @@ pub struct Query {
     pub activity: Option<i32>,
     /// Only paths that start with this.
     pub path_prefix: Option<String>,
+    /// Only events with this exposure kind (its OCSF name, `removable_media`…; see
+    /// `cairn_events::ocsf::exposure_name`).
+    pub exposure: Option<String>,
     /// Continue after this cursor (from the previous page).
     pub after: Option<String>,
     /// Most events to return (default and cap [`MAX_PAGE`]).
@@ -213,23 +216,30 @@ pub async fn ingest(
                                      observed_nanos, activity, key_id, sealed) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 10;
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10
-                ));
+                if db.engine() == Engine::Sqlite {
+                    // Anonymous parameters: SQLite looks a numbered one up by walking a list of
+                    // every name (sqlite3_bind_parameter_name), which made 5,000-value inserts
+                    // quadratic (86 % of ingest time in a profile; 9k events/s against 150k).
+                    sql.push_str("(?,?,?,?,?,?,?,?,?,?)");
+                } else {
+                    let b = i * 10;
+                    sql.push_str(&format!(
+                        "(${},${},${},${},${},${},${},${},${},${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9,
+                        b + 10
+                    ));
+                }
             }
             let mut insert = sqlx::query(&sql);
             for (index, observed, activity, key_id, sealed) in chunk {
@@ -388,12 +398,18 @@ pub async fn search(
                 let plain = ring.open(&key_id, &ctx, &sealed)?;
                 let stored =
                     StoredEvent::decode(plain.as_slice()).map_err(|_| EventsError::Damaged)?;
+                let event = stored.event.as_ref();
                 let wanted = query.path_prefix.as_ref().is_none_or(|prefix| {
-                    stored
-                        .event
-                        .as_ref()
+                    event
                         .and_then(|e| e.file.as_ref())
                         .is_some_and(|f| f.path.starts_with(prefix.as_str()))
+                }) && query.exposure.as_ref().is_none_or(|kind| {
+                    event.and_then(|e| e.exposure.as_ref()).is_some_and(|x| {
+                        cairn_events::ocsf::exposure_name(
+                            cairn_events::v1::ExposureKind::try_from(x.kind)
+                                .unwrap_or(cairn_events::v1::ExposureKind::Unspecified),
+                        ) == kind
+                    })
                 });
                 if wanted {
                     events.push(stored);

@@ -24,6 +24,7 @@
 
 pub mod archives;
 pub mod atrest;
+pub mod console;
 pub mod data;
 pub mod db;
 pub mod embedded;

@@ -8,7 +8,7 @@
 //! token not valid for the path's tenant always gets `401 unauthorized`, and a resource the
 //! token may not reach gets the same `404 not found` as one that does not exist (S-2, S-3).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
@@ -91,6 +91,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/tenants/{tenant}/whoami", Tenant, 0),
     route("GET", "/v1/tenants/{tenant}/quota", Cap(Admin), 0),
     route("GET", "/v1/tenants/{tenant}/users", Cap(Admin), 0),
+    route("GET", "/v1/tenants/{tenant}/audit", Cap(Admin), 0),
     route("POST", "/v1/tenants/{tenant}/users", Cap(Admin), SMALL_BODY),
     route("GET", "/v1/tenants/{tenant}/devices", Cap(Admin), 0),
     route(
@@ -138,6 +139,12 @@ pub const ROUTES: &[Route] = &[
     route(
         "GET",
         "/v1/tenants/{tenant}/users/{user}/snapshots",
+        Cap(BackupList),
+        0,
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/users/{user}/archive",
         Cap(BackupList),
         0,
     ),
@@ -456,6 +463,7 @@ fn handler(route: &Route) -> axum::routing::MethodRouter {
         ("GET", "/v1/tenants/{tenant}/whoami") => on(f, whoami),
         ("GET", "/v1/tenants/{tenant}/quota") => on(f, quota),
         ("GET", "/v1/tenants/{tenant}/users") => on(f, list_users),
+        ("GET", "/v1/tenants/{tenant}/audit") => on(f, audit_log),
         ("POST", "/v1/tenants/{tenant}/users") => on(f, add_user),
         ("GET", "/v1/tenants/{tenant}/devices") => on(f, list_devices),
         ("POST", "/v1/tenants/{tenant}/devices") => on(f, add_device),
@@ -466,6 +474,7 @@ fn handler(route: &Route) -> axum::routing::MethodRouter {
         ("POST", "/v1/tenants/{tenant}/users/{user}/blocks") => on(f, upload),
         ("POST", "/v1/tenants/{tenant}/users/{user}/blocks/fetch") => on(f, fetch),
         ("GET", "/v1/tenants/{tenant}/users/{user}/snapshots") => on(f, list_snapshots),
+        ("GET", "/v1/tenants/{tenant}/users/{user}/archive") => on(f, user_archive),
         ("PUT", "/v1/tenants/{tenant}/users/{user}/snapshots/{id}") => on(f, put_snapshot),
         ("GET", "/v1/tenants/{tenant}/users/{user}/snapshots/{id}") => on(f, get_snapshot),
         ("PUT", "/v1/tenants/{tenant}/users/{user}/escrow") => on(f, deposit),
@@ -520,7 +529,9 @@ where
         ));
         router = router.route(route.path, h);
     }
-    router.layer(Extension(Arc::clone(&state.services)))
+    router
+        .merge(crate::console::router())
+        .layer(Extension(Arc::clone(&state.services)))
 }
 
 /// Whether a path segment is canonical: `[a-z0-9-]{1,64}` (ids, and the fixed words of our
@@ -697,6 +708,65 @@ async fn quota(Extension(token): Token, Extension(svc): Svc) -> Result<Response,
     Ok(axum::Json(q).into_response())
 }
 
+async fn audit_log(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let log = svc.db.audit_entries(tenant_of(&token).as_str()).await?;
+    Ok(axum::Json(log).into_response())
+}
+
+/// A user's archive as the console shows it: its size, and each snapshot record with when it
+/// arrived and from which device (the server cannot read snapshots).
+#[derive(serde::Serialize)]
+struct ArchiveView {
+    user: String,
+    stored_bytes: i64,
+    snapshots: Vec<crate::db::SnapshotRow>,
+}
+
+async fn user_archive(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupList).await?;
+    let tenant = tenant_of(&token).as_str().to_owned();
+    let s = Arc::clone(&svc);
+    let (t, u) = (tenant.clone(), user.as_str().to_owned());
+    let ids = blocking(move || s.archives.snapshots(&t, &u)).await?;
+    let mut known: HashMap<String, crate::db::SnapshotRow> = svc
+        .db
+        .snapshot_rows(&tenant, user.as_str())
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    // The archive is the truth; the table adds what was seen of each record's arrival
+    // (records stored before it existed have none).
+    let mut snapshots: Vec<crate::db::SnapshotRow> = ids
+        .iter()
+        .map(|id| {
+            let id = hex::encode(id.as_bytes());
+            known.remove(&id).unwrap_or(crate::db::SnapshotRow {
+                id,
+                device: None,
+                bytes: 0,
+                received_unix: 0,
+            })
+        })
+        .collect();
+    snapshots.sort_by(|a, b| (a.received_unix, &a.id).cmp(&(b.received_unix, &b.id)));
+    Ok(axum::Json(ArchiveView {
+        user: user.as_str().to_owned(),
+        stored_bytes: svc
+            .db
+            .stored_bytes(&tenant, user.as_str())
+            .await?
+            .unwrap_or(0),
+        snapshots,
+    })
+    .into_response())
+}
+
 async fn list_users(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
     admin_scope(&token)?;
     let users = svc.db.users(tenant_of(&token).as_str()).await?;
@@ -844,6 +914,7 @@ async fn enroll(
     Extension(token): Token,
     Extension(svc): Svc,
     Path((_, device)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = token.claims();
     let tenant = tenant_of(&token);
@@ -871,6 +942,9 @@ async fn enroll(
         // Another enrollment won the race.
         return Err(ApiError::NotFound);
     }
+    svc.db
+        .touch_device(tenant.as_str(), &device, agent_version(&headers).as_deref())
+        .await?;
     svc.db
         .revoke_token(tenant.as_str(), claims.token_id.as_str())
         .await?;
@@ -907,6 +981,19 @@ async fn enroll(
 /// Exchanges a device's secret for a fresh access token. A wrong or missing secret, an unknown
 /// device, a pending one: the same 401. A deauthorized device: 410, so that the agent removes
 /// its key.
+/// The agent version a request reports: its `User-Agent` if that is `cairn-agent/VERSION`
+/// (printable, at most 64 bytes); anything else is not recorded.
+fn agent_version(headers: &axum::http::HeaderMap) -> Option<String> {
+    let ua = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    let version = ua.strip_prefix("cairn-agent/")?;
+    (!version.is_empty()
+        && version.len() <= 64
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)))
+    .then(|| version.to_owned())
+}
+
 async fn refresh(
     Extension(svc): Svc,
     Path((tenant, device)): Path<(String, String)>,
@@ -956,6 +1043,9 @@ async fn refresh(
         DEVICE_CAPABILITIES,
         DEVICE_TOKEN_LIFETIME_SECS,
     )?;
+    svc.db
+        .touch_device(&tenant, &device, agent_version(&headers).as_deref())
+        .await?;
     Ok(axum::Json(Credentials {
         device,
         token,
@@ -1078,11 +1168,24 @@ async fn put_snapshot(
     }
     let tenant = tenant_of(&token).as_str().to_owned();
     let s = Arc::clone(&svc);
-    let stored = blocking(move || {
-        s.archives
-            .put(&tenant, user.as_str(), KIND_SNAPSHOT, &[(id, &body[..])])
-    })
-    .await?;
+    let len = i64::try_from(body.len()).map_err(|_| ApiError::BadRequest)?;
+    let (t, u) = (tenant.clone(), user.as_str().to_owned());
+    let stored =
+        blocking(move || s.archives.put(&t, &u, KIND_SNAPSHOT, &[(id, &body[..])])).await?;
+    let device = token
+        .claims()
+        .device
+        .as_ref()
+        .map(|d| d.as_str().to_owned());
+    svc.db
+        .record_snapshot(
+            &tenant,
+            user.as_str(),
+            &hex::encode(id.as_bytes()),
+            device.as_deref(),
+            len,
+        )
+        .await?;
     Ok(axum::Json(stored).into_response())
 }
 
@@ -1182,6 +1285,9 @@ async fn ingest(
         user: claims.subject.as_str(),
         device: device.as_str(),
     };
+    svc.db
+        .touch_device(sender.tenant, sender.device, None)
+        .await?;
     let done = match events::ingest(&svc.db, &svc.ring, &sender, &body, unix_nanos()).await {
         Err(EventsError::Provenance) => {
             svc.metrics

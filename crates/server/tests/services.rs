@@ -811,6 +811,8 @@ async fn tenant_state(app: &App, tenant: &str) -> String {
         ("events", "tenant"),
         ("escrow", "tenant"),
         ("audit", "tenant"),
+        ("snapshots", "tenant"),
+        ("archive_leases", "tenant"),
     ] {
         let rows = sqlx::query(&format!(
             "SELECT * FROM {table} WHERE {key} = $1 ORDER BY 1, 2, 3"
