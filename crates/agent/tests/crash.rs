@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use cairn_agent::compare::compare;
@@ -19,7 +18,7 @@ use cairn_agent::{Agent, Enrollment, Escrow};
 use cairn_server::data::{DataDir, policy};
 use cairn_server::embedded::Embedded;
 use cairn_token::{Capabilities, Capability, Clock, Issuer, Role, TenantId, TokenRequest, UserId};
-use common::noise;
+use common::{free_addr, noise};
 
 const DATA_ENV: &str = "CAIRN_TEST_SERVER_DATA";
 const ADDR_ENV: &str = "CAIRN_TEST_SERVER_ADDR";
@@ -46,28 +45,13 @@ fn server_process() {
 }
 
 fn spawn_server(data: &Path, addr: SocketAddr) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "server_process", "--nocapture"])
-        .env(DATA_ENV, data)
-        .env(ADDR_ENV, addr.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the server process ended").unwrap();
-        if line.starts_with("ready ") {
-            break;
-        }
-    }
-    // Keep draining its output so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    common::spawn_test_process(
+        "server_process",
+        &[
+            (DATA_ENV, data.display().to_string()),
+            (ADDR_ENV, addr.to_string()),
+        ],
+    )
 }
 
 #[test]

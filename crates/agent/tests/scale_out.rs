@@ -9,10 +9,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use cairn_agent::compare::compare;
@@ -21,7 +20,7 @@ use cairn_agent::{Agent, AgentError, Enrollment, Escrow};
 use cairn_server::data::{Backends, DataDir, policy};
 use cairn_server::embedded::Embedded;
 use cairn_token::{Capabilities, Capability, Clock, Issuer, Role, TenantId, TokenRequest, UserId};
-use common::noise;
+use common::{free_addr, noise};
 
 const DATA_ENV: &str = "CAIRN_TEST_SERVER_DATA";
 const ADDR_ENV: &str = "CAIRN_TEST_SERVER_ADDR";
@@ -49,36 +48,17 @@ fn instance_process() {
 
 fn spawn_instance(data: &Path, addr: SocketAddr, backends: &Backends) -> Child {
     let s3 = backends.s3.as_ref().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "instance_process", "--nocapture"])
-        .env(DATA_ENV, data)
-        .env(ADDR_ENV, addr.to_string())
-        .env(
-            "CAIRN_DATABASE_URL",
-            backends.database_url.as_ref().unwrap(),
-        )
-        .env("CAIRN_S3_BUCKET", &s3.bucket)
-        .env("CAIRN_S3_ENDPOINT", s3.endpoint.as_ref().unwrap())
-        .env("CAIRN_S3_PREFIX", s3.prefix.as_ref().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the instance ended").unwrap();
-        if line.starts_with("ready ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    common::spawn_test_process(
+        "instance_process",
+        &[
+            (DATA_ENV, data.display().to_string()),
+            (ADDR_ENV, addr.to_string()),
+            ("CAIRN_DATABASE_URL", backends.database_url.clone().unwrap()),
+            ("CAIRN_S3_BUCKET", s3.bucket.clone()),
+            ("CAIRN_S3_ENDPOINT", s3.endpoint.clone().unwrap()),
+            ("CAIRN_S3_PREFIX", s3.prefix.clone().unwrap()),
+        ],
+    )
 }
 
 /// A TCP load balancer with fail-over: each connection goes to the first backend that accepts

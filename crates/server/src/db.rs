@@ -4,8 +4,10 @@
 //! database URL names one (`postgres://...`), which is what several server instances share.
 //!
 //! One set of queries serves both engines (sqlx's `Any` driver, `$N` placeholders, types both
-//! engines decode the same way: 64-bit integers, text, bytes); each engine has its own
-//! migrations (`migrations/sqlite`, `migrations/postgres`) with the same versions and meaning.
+//! engines decode the same way: 64-bit integers, text, bytes). Each engine has its own list of
+//! migrations with the same versions and meaning: the schema's creation differs
+//! (`migrations/{sqlite,postgres}/0001_init.sql`: BLOB or BYTEA, row ids); later migrations are
+//! SQL both engines accept (`migrations/portable/`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,17 +42,17 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "event indexes",
-        include_str!("../migrations/sqlite/0002_event_indexes.sql"),
+        include_str!("../migrations/portable/0002_event_indexes.sql"),
     ),
     (
         3,
         "event ids and archive leases",
-        include_str!("../migrations/sqlite/0003_event_ids_and_leases.sql"),
+        include_str!("../migrations/portable/0003_event_ids_and_leases.sql"),
     ),
     (
         4,
         "console",
-        include_str!("../migrations/sqlite/0004_console.sql"),
+        include_str!("../migrations/portable/0004_console.sql"),
     ),
 ];
 
@@ -64,17 +66,17 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "event indexes",
-        include_str!("../migrations/postgres/0002_event_indexes.sql"),
+        include_str!("../migrations/portable/0002_event_indexes.sql"),
     ),
     (
         3,
         "event ids and archive leases",
-        include_str!("../migrations/postgres/0003_event_ids_and_leases.sql"),
+        include_str!("../migrations/portable/0003_event_ids_and_leases.sql"),
     ),
     (
         4,
         "console",
-        include_str!("../migrations/postgres/0004_console.sql"),
+        include_str!("../migrations/portable/0004_console.sql"),
     ),
 ];
 

@@ -1123,10 +1123,12 @@ async fn migration_0002_indexes_events_stored_before_it() {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql(include_str!("../migrations/sqlite/0002_event_indexes.sql"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(include_str!(
+        "../migrations/portable/0002_event_indexes.sql"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
     let rows = sqlx::query(
         "SELECT device, user_id, first_event, last_event FROM event_batches ORDER BY device",
     )

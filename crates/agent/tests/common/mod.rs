@@ -361,3 +361,34 @@ impl Running {
         agent
     }
 }
+
+/// Starts this test binary again to run only the ignored test `name` (a server process of a
+/// crash or scale-out test), with `envs`; returns once it prints `ready …`, and keeps draining
+/// its output so that it never blocks on a full pipe.
+pub fn spawn_test_process(name: &str, envs: &[(&str, String)]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", name, "--nocapture"])
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the child process ended").unwrap();
+        if line.starts_with("ready ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+/// A loopback address no one listens on (yet).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
