@@ -90,7 +90,13 @@ struct SlotState {
     /// Requests of this instance using the archive now (shared mode gives the lease back when
     /// the last one ends).
     in_flight: usize,
+    /// Shared mode: the epoch of the lease this instance holds, and when it last renewed it.
+    lease: Option<(i64, std::time::Instant)>,
 }
+
+/// While requests are in flight, a lease renewed this recently is not renewed again (it has
+/// most of [`LEASE_TTL_MS`] left; the fence checks it at every commit anyway).
+const LEASE_RENEW_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 type Slot = Arc<Mutex<SlotState>>;
 
@@ -123,23 +129,9 @@ impl Drop for InFlight<'_> {
             return;
         };
         slot.in_flight = slot.in_flight.saturating_sub(1);
-        if slot.in_flight == 0
-            && let (Some(shared), Some(opened)) = (&self.archives.shared, &slot.opened)
-        {
+        if slot.in_flight == 0 {
             let (tenant, user) = &self.key;
-            if let Err(e) = self
-                .archives
-                .runtime
-                .block_on(self.archives.db.release_lease(
-                    tenant,
-                    user,
-                    &shared.holder,
-                    opened.epoch,
-                ))
-            {
-                // It expires by itself.
-                tracing::warn!(tenant, user, error = %e, "giving back an archive lease failed");
-            }
+            self.archives.release_lease(&mut slot, tenant, user);
         }
     }
 }
@@ -255,35 +247,70 @@ impl Archives {
         let slot = Arc::clone(lock(&self.open)?.entry(key.clone()).or_default());
         let mut state = lock(&slot)?;
         let epoch = match &self.shared {
-            Some(shared) => self.take_lease(tenant, user, &shared.holder)?,
             None => 0,
+            Some(_) if state.in_flight > 0 => match state.lease {
+                Some((epoch, renewed)) if renewed.elapsed() < LEASE_RENEW_AFTER => epoch,
+                _ => self.take_lease(tenant, user)?,
+            },
+            Some(_) => self.take_lease(tenant, user)?,
+        };
+        if self.shared.is_some() {
+            state.lease = Some((epoch, std::time::Instant::now()));
+        }
+        let log = match &state.opened {
+            Some(opened) if opened.epoch == epoch => Arc::clone(&opened.log),
+            // Not open yet; or another instance held the archive since this one opened it, so
+            // what is in memory is stale: open it (again) from the store.
+            _ => {
+                state.opened = None;
+                match self.open_archive(tenant, user, epoch) {
+                    Ok(log) => {
+                        state.opened = Some(Opened {
+                            log: Arc::clone(&log),
+                            epoch,
+                        });
+                        log
+                    }
+                    Err(e) => {
+                        if state.in_flight == 0 {
+                            self.release_lease(&mut state, tenant, user);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
         };
         state.in_flight += 1;
-        let in_flight = InFlight {
-            archives: self,
-            slot: Arc::clone(&slot),
-            key,
-        };
-        if let Some(opened) = &state.opened {
-            if opened.epoch == epoch {
-                return Ok((Arc::clone(&opened.log), in_flight));
-            }
-            // Another instance held the archive since this one opened it: what is in memory
-            // is stale; open it again from the store.
-            state.opened = None;
-        }
-        let log = self.open_archive(tenant, user, epoch)?;
-        state.opened = Some(Opened {
-            log: Arc::clone(&log),
-            epoch,
-        });
         drop(state);
-        Ok((log, in_flight))
+        // Created only now: its drop takes the slot's lock, which must not be held then.
+        Ok((
+            log,
+            InFlight {
+                archives: self,
+                slot,
+                key,
+            },
+        ))
+    }
+
+    /// Gives the lease back (shared mode; the slot's lock held, no request in flight).
+    fn release_lease(&self, state: &mut SlotState, tenant: &str, user: &str) {
+        let (Some(shared), Some((epoch, _))) = (&self.shared, state.lease.take()) else {
+            return;
+        };
+        if let Err(e) =
+            self.runtime
+                .block_on(self.db.release_lease(tenant, user, &shared.holder, epoch))
+        {
+            // It expires by itself.
+            tracing::warn!(tenant, user, error = %e, "giving back an archive lease failed");
+        }
     }
 
     /// Takes the archive's lease for this instance, waiting for another holder's to end or
     /// expire; returns its epoch.
-    fn take_lease(&self, tenant: &str, user: &str, holder: &str) -> Result<i64, StoreError> {
+    fn take_lease(&self, tenant: &str, user: &str) -> Result<i64, StoreError> {
+        let holder = self.holder().unwrap_or_default();
         let started = std::time::Instant::now();
         loop {
             let now = now_unix_ms();
@@ -614,6 +641,37 @@ mod tests {
         assert_eq!(staged, 1, "only the active segment stays staged");
         let head = rt.block_on(store().head(&published[0].location)).unwrap();
         assert!(head.size > 0);
+    }
+
+    /// An archive that fails to open answers with the error, again at the next request, and
+    /// leaves the slot usable (an earlier version deadlocked on its own slot lock here).
+    #[test]
+    fn a_failed_open_is_an_error_each_time() {
+        let (rt, dir, db) = fixture();
+        // The staging path is a file: the user's staging directory cannot be made.
+        let staging = dir.path().join("staging");
+        std::fs::write(&staging, b"not a directory").unwrap();
+        let archives = Archives::new_local(
+            db,
+            staging,
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("segments")).unwrap()),
+            rt.handle().clone(),
+        );
+        // On a thread of its own, so that a hang fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..2 {
+                let r = archives.missing("t", "u", &[BlockId::from_bytes([1; 32])]);
+                let _ = tx.send(r.is_err());
+            }
+        });
+        for _ in 0..2 {
+            let failed = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the request hung");
+            assert!(failed);
+        }
+        drop(rt);
     }
 
     /// Concurrent first requests for one archive: one opens it, the others wait for that open
