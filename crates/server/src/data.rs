@@ -143,6 +143,18 @@ impl Backends {
         let Some(s3) = &self.s3 else {
             return Ok(None);
         };
+        Self::s3_build(s3).map(Some)
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn s3_build(_: &S3) -> Result<Arc<dyn object_store::ObjectStore>, ServerError> {
+        Err(ServerError::Refused(
+            "S3 is configured, but this server was built without the `s3` feature".into(),
+        ))
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3_build(s3: &S3) -> Result<Arc<dyn object_store::ObjectStore>, ServerError> {
         let mut builder = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(&s3.bucket)
             // Create-only puts (If-None-Match) and compare-and-swap (If-Match).
@@ -166,13 +178,13 @@ impl Backends {
                 .build()
                 .map_err(|e| ServerError::Refused(format!("S3 configuration: {e}")))?,
         );
-        Ok(Some(match &s3.prefix {
+        Ok(match &s3.prefix {
             Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(
                 store,
                 prefix.as_str(),
             )),
             None => store,
-        }))
+        })
     }
 }
 
