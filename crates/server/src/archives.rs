@@ -643,6 +643,44 @@ mod tests {
         assert!(head.size > 0);
     }
 
+    /// A crash after a segment was published and before its active copy was removed leaves
+    /// `seg-X.active` staged beside the published `seg-X`: the archive opens, reads everything,
+    /// and the leftover copy is removed.
+    #[test]
+    fn a_published_segment_supersedes_its_staged_copy() {
+        let (rt, dir, db) = fixture();
+        let open = || {
+            Archives::new(
+                db.clone(),
+                dir.path().join("staging"),
+                Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("segments")).unwrap()),
+                rt.handle().clone(),
+            )
+            .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
+        };
+        let blocks: Vec<(BlockId, Vec<u8>)> = (0..40).map(sealed).collect();
+        let archives = open();
+        for chunk in blocks.chunks(5) {
+            let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
+            archives.put("t", "u", KIND_BLOCK, &refs).unwrap();
+        }
+        drop(archives);
+        let first = cairn_archive::segment_name(0, false);
+        let published = dir.path().join("segments/tenants/t/users/u").join(&first);
+        let leftover = dir
+            .path()
+            .join("staging/t/u")
+            .join(cairn_archive::segment_name(0, true));
+        std::fs::copy(&published, &leftover).unwrap();
+        let archives = open();
+        let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+        let got = archives.get("t", "u", KIND_BLOCK, &ids).unwrap();
+        for ((_, want), got) in blocks.iter().zip(&got) {
+            assert_eq!(want, got);
+        }
+        assert!(!leftover.exists(), "the superseded staged copy is removed");
+    }
+
     /// An archive that fails to open answers with the error, again at the next request, and
     /// leaves the slot usable (an earlier version deadlocked on its own slot lock here).
     #[test]

@@ -15,9 +15,9 @@
 //!   another instance has taken the archive meanwhile; if so the sync fails. An instance that takes
 //!   the lease lists the parts after taking it, so a part whose sync succeeded is one it sees.
 //! - Sealing puts the concatenated parts as the sealed object (create-only; an existing one must
-//!   hold the same bytes), then deletes the parts. Parts left beside a sealed object of the same
-//!   name (a crash between the two, or a fenced-off writer's late part) are ignored and removed
-//!   when the archive opens.
+//!   hold the same bytes), then deletes the parts. Parts of a segment already sealed
+//!   (`seg-X.active` beside `seg-X`: a crash between the two, or a fenced-off writer's late part)
+//!   are ignored and removed when the archive opens.
 //!
 //! Recovery never cuts inside a part (each part ends with a commit record): [`Storage::truncate`]
 //! removes whole parts past the cut and refuses a cut inside one.
@@ -42,6 +42,9 @@ pub type Fence = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 /// The part lengths of each active segment, by segment name.
 type Parts = BTreeMap<String, Vec<u64>>;
+
+/// Every part object listed: by segment name, then part number, its length.
+type Listed = BTreeMap<String, BTreeMap<usize, u64>>;
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
@@ -99,8 +102,8 @@ impl Inner {
         self.runtime.block_on(f)
     }
 
-    /// Sealed names and each active segment's parts, from a listing.
-    fn scan(&self) -> io::Result<(Vec<String>, Parts)> {
+    /// Sealed names and every part object found, by segment name and part number.
+    fn scan(&self) -> io::Result<(Vec<String>, Listed)> {
         let metas: Vec<object_store::ObjectMeta> = self
             .block_on(self.store.list(Some(&self.prefix)).try_collect())
             .map_err(store_error)?;
@@ -125,27 +128,39 @@ impl Inner {
                 _ => {}
             }
         }
+        Ok((sealed, parts))
+    }
+
+    /// The parts of active segments (names not sealed): numbered from 0 without gaps, since
+    /// each is put only after the one before it succeeded. A gap means a part is missing,
+    /// which recovery must not paper over.
+    fn active(sealed: &[String], parts: &Listed) -> io::Result<Parts> {
         let mut out = Parts::new();
         for (name, numbered) in parts {
-            // Parts are numbered from 0 without gaps (each is put only after the one before it
-            // succeeded); a gap means a part is missing, which recovery must not paper over.
+            if crate::segments::superseded(name, sealed) {
+                continue;
+            }
             if numbered.keys().copied().ne(0..numbered.len()) {
                 return Err(io::Error::other(format!(
                     "active segment {name}: parts are not numbered 0..n"
                 )));
             }
-            out.insert(name, numbered.into_values().collect());
+            out.insert(name.clone(), numbered.values().copied().collect());
         }
-        Ok((sealed, out))
+        Ok(out)
+    }
+
+    fn delete_part(&self, name: &str, n: usize) -> io::Result<()> {
+        match self.block_on(self.store.delete(&self.part(name, n))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     fn delete_parts(&self, name: &str, from: usize, count: usize) -> io::Result<()> {
         // Last first: an interrupted removal leaves parts numbered 0..k, never a gap.
         for n in (from..count).rev() {
-            match self.block_on(self.store.delete(&self.part(name, n))) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store_error(e)),
-            }
+            self.delete_part(name, n)?;
         }
         Ok(())
     }
@@ -179,13 +194,18 @@ impl PartSegments {
             fence,
             parts: Mutex::default(),
         };
-        let (sealed, mut parts) = inner.scan()?;
-        for name in &sealed {
-            if let Some(p) = parts.remove(name) {
-                inner.delete_parts(name, 0, p.len())?;
+        let (sealed, parts) = inner.scan()?;
+        // Parts of a segment already sealed (`seg-X.active` beside `seg-X`): an interrupted
+        // seal's, or a fenced-off writer's late part (any number, so removed by the numbers
+        // found, highest first).
+        for (name, numbered) in &parts {
+            if crate::segments::superseded(name, &sealed) {
+                for &n in numbered.keys().rev() {
+                    inner.delete_part(name, n)?;
+                }
             }
         }
-        *lock(&inner.parts)? = parts;
+        *lock(&inner.parts)? = Inner::active(&sealed, &parts)?;
         Ok(Self(Arc::new(inner)))
     }
 
@@ -333,6 +353,7 @@ impl Storage for PartSegments {
 
     fn list(&self) -> io::Result<Vec<String>> {
         let (mut names, _) = self.0.scan()?;
+        // Active names come from this handle's own view (parts it has seen or written).
         for (name, p) in lock(&self.0.parts)?.iter() {
             if !p.is_empty() && !names.contains(name) {
                 names.push(name.clone());

@@ -41,6 +41,14 @@ pub struct ObjectSegments {
     runtime: Handle,
 }
 
+/// Whether the active segment `name` (`seg-….active`) was already published under its sealed
+/// name (`seg-…`): a crash between the publishing and the removal of the active copy leaves
+/// both. (Also a name published as itself.)
+pub(crate) fn superseded(name: &str, published: &[String]) -> bool {
+    let sealed = name.strip_suffix(".active").unwrap_or(name);
+    published.iter().any(|p| p == sealed || p == name)
+}
+
 /// Makes a directory's entries durable.
 fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -75,7 +83,7 @@ impl ObjectSegments {
         };
         let published = this.published()?;
         for name in this.staging.list()? {
-            if published.contains(&name) {
+            if superseded(&name, &published) {
                 this.staging.remove(&name)?;
             }
         }
