@@ -19,8 +19,10 @@
 //!   (`seg-X.active` beside `seg-X`: a crash between the two, or a fenced-off writer's late part)
 //!   are ignored and removed when the archive opens.
 //!
-//! Recovery never cuts inside a part (each part ends with a commit record): [`Storage::truncate`]
-//! removes whole parts past the cut and refuses a cut inside one.
+//! Recovery may cut the active segment: past a torn tail, or before a footer that was written
+//! with the segment's last commit when a crash came before the seal. [`Storage::truncate`]
+//! deletes whole parts past the cut; a cut inside a part (parts are immutable) is recorded by a
+//! create-only marker `<part>.cut` holding the part's new length, which every read honours.
 //!
 //! The trait is synchronous: calls block on the runtime's handle, so use this from blocking
 //! threads only (like [`crate::segments::ObjectSegments`]).
@@ -80,6 +82,9 @@ fn lock(m: &Mutex<Parts>) -> io::Result<MutexGuard<'_, Parts>> {
         .map_err(|_| io::Error::other("segment parts lock poisoned"))
 }
 
+/// The suffix of a part's cut marker (`<part>.cut`, holding the part's length after a cut).
+const CUT: &str = ".cut";
+
 /// A part's object name: ten digits, so that names sort by number.
 fn part_name(n: usize) -> String {
     format!("{n:010}")
@@ -98,6 +103,14 @@ impl Inner {
             .join(part_name(n))
     }
 
+    fn cut(&self, name: &str, n: usize) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join("active")
+            .join(name)
+            .join(format!("{}{CUT}", part_name(n)))
+    }
+
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
     }
@@ -110,6 +123,7 @@ impl Inner {
         let depth = self.prefix.parts().count();
         let mut sealed = Vec::new();
         let mut parts: BTreeMap<String, BTreeMap<usize, u64>> = BTreeMap::new();
+        let mut cuts = Vec::new();
         for m in metas {
             let rest: Vec<String> = m
                 .location
@@ -120,12 +134,34 @@ impl Inner {
             match rest.as_slice() {
                 [name] => sealed.push(name.clone()),
                 [active, name, part] if active == "active" => {
-                    let n: usize = part
-                        .parse()
-                        .map_err(|_| io::Error::other(format!("unexpected part object {part}")))?;
-                    parts.entry(name.clone()).or_default().insert(n, m.size);
+                    let bad = || io::Error::other(format!("unexpected part object {part}"));
+                    if let Some(stem) = part.strip_suffix(CUT) {
+                        cuts.push((name.clone(), stem.parse::<usize>().map_err(|_| bad())?));
+                    } else {
+                        let n: usize = part.parse().map_err(|_| bad())?;
+                        parts.entry(name.clone()).or_default().insert(n, m.size);
+                    }
                 }
                 _ => {}
+            }
+        }
+        // A cut marker shortens its part (recovery cut a footer or an uncommitted tail inside
+        // it); it never lengthens one, and never names a missing part.
+        for (name, n) in cuts {
+            let text = self
+                .block_on(async { self.store.get(&self.cut(&name, n)).await?.bytes().await })
+                .map_err(store_error)?;
+            let len: u64 = std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .ok_or_else(|| io::Error::other(format!("{name}: unreadable cut marker {n}")))?;
+            match parts.get_mut(&name).and_then(|p| p.get_mut(&n)) {
+                Some(size) if len <= *size => *size = len,
+                _ => {
+                    return Err(io::Error::other(format!(
+                        "{name}: cut marker {n} does not fit its part"
+                    )));
+                }
             }
         }
         Ok((sealed, parts))
@@ -150,11 +186,16 @@ impl Inner {
         Ok(out)
     }
 
+    /// Deletes part `n` and its cut marker, if any (the marker first: a part without its
+    /// marker would read longer than it was cut to).
     fn delete_part(&self, name: &str, n: usize) -> io::Result<()> {
-        match self.block_on(self.store.delete(&self.part(name, n))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_error(e)),
+        for location in [self.cut(name, n), self.part(name, n)] {
+            match self.block_on(self.store.delete(&location)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(e)),
+            }
         }
+        Ok(())
     }
 
     fn delete_parts(&self, name: &str, from: usize, count: usize) -> io::Result<()> {
@@ -298,20 +339,44 @@ impl Storage for PartSegments {
         let p = parts
             .get_mut(name)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let mut end = 0u64;
+        // The part the cut falls in (`keep` whole parts stay before it), and how much of it stays.
+        let mut start = 0u64;
         let mut keep = 0usize;
-        while keep < p.len() && end < len {
-            end += p[keep];
+        while keep < p.len() && start + p[keep] <= len {
+            start += p[keep];
             keep += 1;
         }
-        if end != len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a cut inside a part (parts end with a commit)",
-            ));
+        let inside = len - start;
+        if keep == p.len() && inside > 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        self.0.delete_parts(name, keep, p.len())?;
-        p.truncate(keep);
+        // Whole parts past the cut go first (highest first: never a gap).
+        let last = if inside > 0 { keep + 1 } else { keep };
+        self.0.delete_parts(name, last, p.len())?;
+        p.truncate(last);
+        if inside > 0 {
+            // A cut inside part `keep` (a footer written with its last commit, then a crash
+            // before the seal): parts are immutable, so a create-only marker records the
+            // part's new length. Nothing acknowledged is ever deleted.
+            let marker = self.0.cut(name, keep);
+            let text = Bytes::from(inside.to_string());
+            match self.0.put_create(&marker, text.clone()) {
+                Ok(()) => {}
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let existing = self
+                        .0
+                        .block_on(async { self.0.store.get(&marker).await?.bytes().await })
+                        .map_err(store_error)?;
+                    if existing != text {
+                        return Err(io::Error::other(format!(
+                            "{name}: part {keep} was cut to another length before"
+                        )));
+                    }
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+            p[keep] = inside;
+        }
         Ok(())
     }
 
