@@ -4,8 +4,8 @@
 #   eval "$(bash scripts/services.sh start DIR)"   # prints the exports the tests read
 #   bash scripts/services.sh stop DIR              # stops both by their process ids
 #
-# PostgreSQL: Debian's package, a cluster made by initdb in DIR/pg (run as the `postgres` user
-# when started as root), listening on 127.0.0.1 only. S3: the moto server from PyPI at a pinned
+# PostgreSQL: Debian's package, a cluster made by initdb in a new folder under $TMPDIR (run as
+# the `postgres` user when started as root), listening on 127.0.0.1 only. S3: the moto server from PyPI at a pinned
 # version, in a virtual environment under DIR/../moto-venv (kept between runs), in memory.
 set -euo pipefail
 MOTO_VERSION="5.2.5"
@@ -16,9 +16,13 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 if [[ "$cmd" == stop ]]; then
     [[ -f "$dir/moto.pid" ]] && kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
-    if [[ -f "$dir/pg/postmaster.pid" ]]; then
-        kill -INT "$(head -n 1 "$dir/pg/postmaster.pid")" 2>/dev/null || true
+    pg=$(cat "$dir/pgdir" 2>/dev/null || true)
+    if [[ -n "$pg" && -f "$pg/postmaster.pid" ]]; then
+        pid=$(head -n 1 "$pg/postmaster.pid")
+        kill -INT "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
+    [[ -n "$pg" && "$pg" == */cairn-pg.* ]] && rm -rf "$pg"
     exit 0
 fi
 [[ "$cmd" == start ]] || { echo "unknown command $cmd" >&2; exit 2; }
@@ -32,16 +36,19 @@ if [[ -z "$pgbin" ]]; then
     pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 as_pg=()
+# The cluster lives in a folder of its own under the temporary directory (which every user can
+# reach), owned by the user that runs PostgreSQL: as root that is `postgres`, and DIR may sit
+# below a folder only root can enter.
+pg=$(mktemp -d "${TMPDIR:-/tmp}/cairn-pg.XXXXXX")
+echo "$pg" > "$dir/pgdir"
 if [[ $(id -u) == 0 ]]; then
     as_pg=(runuser -u postgres --)
-    chmod o+x "$dir" "$(dirname "$dir")" 2>/dev/null || true
+    chown postgres "$pg"
 fi
-rm -rf "$dir/pg"; mkdir -p "$dir/pg"
-[[ $(id -u) == 0 ]] && chown postgres "$dir/pg"
-"${as_pg[@]}" "$pgbin/initdb" -D "$dir/pg" -U cairn --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
+"${as_pg[@]}" "$pgbin/initdb" -D "$pg" -U cairn --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
 pg_port=$(free_port)
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $dir/pg -c fsync=on -c max_connections=200" start >&2
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pg" -l "$pg/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg -c fsync=on -c max_connections=200" start >&2
 "${as_pg[@]}" "$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U cairn cairn_test >&2
 
 # ---- S3 (moto) -----------------------------------------------------------------------------------
