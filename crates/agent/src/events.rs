@@ -119,10 +119,7 @@ pub struct Context<'a> {
 }
 
 fn file_key(kind: &EntryKind) -> Option<(u64, &[BlockId])> {
-    match kind {
-        EntryKind::File { size, chunks } if *size > 0 => Some((*size, chunks.as_slice())),
-        _ => None,
-    }
+    kind.content_key().filter(|(size, _)| *size > 0)
 }
 
 fn random_id() -> Result<Vec<u8>, AgentError> {
@@ -188,10 +185,7 @@ pub fn from_changes(
             (ChangeKind::Attributes, _) => v1::Activity::SetAttributes,
             (ChangeKind::Removed, _) => v1::Activity::Delete,
         };
-        let size = match &c.entry.kind {
-            EntryKind::File { size, .. } => *size,
-            _ => 0,
-        };
+        let size = c.entry.kind.file_size().unwrap_or(0);
         // The first time the watcher saw this path (or, for a rename, either name) change.
         let seen = [Some(&path), previous.as_ref()]
             .into_iter()
@@ -435,6 +429,54 @@ mod tests {
             kind,
             entry: e,
         }
+    }
+
+    /// Packed files pair by their own id, not by their pack: two files of one pack are not a
+    /// rename; a packed file and a one-chunk file with the same contents are.
+    #[test]
+    fn packed_files_pair_by_their_own_id() {
+        let folder = PathBuf::from("/home/ana");
+        let (hashes, observed) = (HashMap::new(), HashMap::new());
+        let ctx = Context {
+            folder: &folder,
+            archive: ArchiveId::from_bytes([1; 16]),
+            snapshot: BlockId::from_bytes([2; 32]),
+            seq: 1,
+            hashes: &hashes,
+            rules: &[],
+            observed: &observed,
+            now: 1,
+        };
+        let packed = |name: &str, id: u8, offset: u32| {
+            entry(
+                name,
+                EntryKind::Packed {
+                    size: 10,
+                    id: BlockId::from_bytes([id; 32]),
+                    pack: BlockId::from_bytes([9; 32]),
+                    offset,
+                },
+            )
+        };
+        let changes = vec![
+            change("a", ChangeKind::Removed, packed("a", 1, 0)),
+            change("b", ChangeKind::Added, packed("b", 2, 10)),
+            change("c", ChangeKind::Removed, packed("c", 3, 20)),
+            change("d", ChangeKind::Added, file("d", 10, 3)),
+        ];
+        let (events, _) = from_changes(&ctx, &changes).unwrap();
+        let summary: Vec<(i32, String)> = events
+            .iter()
+            .map(|e| (e.activity, e.file.as_ref().unwrap().path.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (v1::Activity::Delete as i32, "/home/ana/a".into()),
+                (v1::Activity::Create as i32, "/home/ana/b".into()),
+                (v1::Activity::Rename as i32, "/home/ana/d".into()),
+            ]
+        );
     }
 
     #[test]

@@ -108,12 +108,27 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
     );
     assert_eq!(link["file_version"], third.seq);
 
-    // A move is one rename event, found by contents.
+    // A move is one rename event, found by contents: for a chunked file, and for a small
+    // file stored in a pack (referenced there again, not re-sent).
     fs::rename(src.join("large.bin"), src.join("docs/moved.bin")).unwrap();
+    fs::rename(src.join("docs/many-lines.txt"), src.join("moved-lines.txt")).unwrap();
     let fourth = agent.backup(None).unwrap();
-    assert_eq!(fourth.changes, [1, 0, 0, 1]);
-    assert_eq!(fourth.events_queued, 1);
+    assert_eq!(fourth.changes, [2, 0, 0, 2]);
+    assert_eq!(fourth.events_queued, 2);
+    assert_eq!(fourth.summary.files_deduplicated, 1, "{:?}", fourth.summary);
+    assert_eq!(fourth.summary.files_packed, 0, "{:?}", fourth.summary);
     let events = w.events();
+    assert!(events.iter().any(|e| {
+        e["activity_id"] == 5
+            && e["file"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("/docs/many-lines.txt")
+            && e["file_result"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("/moved-lines.txt")
+    }));
     let rename = events
         .iter()
         .find(|e| e["activity_id"] == 5)

@@ -1,6 +1,6 @@
 //! The local file cache (incremental backups): for each file seen by the last backup, its
-//! device, inode, size, modification and change times, and its chunk ids. A file whose metadata
-//! is unchanged is not read again.
+//! device, inode, size, modification and change times, and where its bytes are (its chunk ids,
+//! or its place in a pack). A file whose metadata is unchanged is not read again.
 //!
 //! The cache is only trusted for the snapshot it was written with: `Repository::backup_incremental`
 //! ignores (and rewrites) it when the parent snapshot is a different one, so a cache can never
@@ -8,12 +8,17 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use cairn_seal::BlockId;
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::BackupError;
+use crate::tree::EntryKind;
 
-const FILES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("files-v1");
+const FILES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("files-v2");
+/// The table of version 1 (chunk ids only), dropped at the first update.
+const FILES_V1: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("files-v1");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta-v1");
 
 /// What the cache remembers of a file.
@@ -25,44 +30,73 @@ pub struct CachedFile {
     pub mtime_ns: i64,
     /// Status-change time, ns (catches metadata-preserving rewrites).
     pub ctime_ns: i64,
-    /// The chunk ids.
-    pub chunks: Vec<BlockId>,
+    /// Where its bytes are: [`EntryKind::File`] (chunk ids) or [`EntryKind::Packed`], with the
+    /// same size as `size`.
+    pub content: EntryKind,
+}
+
+/// Value tags: what follows the three integers.
+const TAG_CHUNKS: u8 = 1;
+const TAG_PACKED: u8 = 4;
+
+fn id_at(b: &[u8], at: usize) -> Option<BlockId> {
+    let bytes: [u8; 32] = b.get(at..at + 32)?.try_into().ok()?;
+    Some(BlockId::from_bytes(bytes))
 }
 
 impl CachedFile {
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(24 + 32 * self.chunks.len());
+        let blocks = self.content.data_blocks().len();
+        let mut v = Vec::with_capacity(25 + 32 * blocks + 36);
         v.extend_from_slice(&self.size.to_le_bytes());
         v.extend_from_slice(&self.mtime_ns.to_le_bytes());
         v.extend_from_slice(&self.ctime_ns.to_le_bytes());
-        for c in &self.chunks {
-            v.extend_from_slice(c.as_bytes());
+        match &self.content {
+            EntryKind::Packed {
+                id, pack, offset, ..
+            } => {
+                v.push(TAG_PACKED);
+                v.extend_from_slice(id.as_bytes());
+                v.extend_from_slice(pack.as_bytes());
+                v.extend_from_slice(&offset.to_le_bytes());
+            }
+            other => {
+                v.push(TAG_CHUNKS);
+                for c in other.data_blocks() {
+                    v.extend_from_slice(c.as_bytes());
+                }
+            }
         }
         v
     }
 
+    /// `None` for anything malformed: the file is then read again.
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() < 24 || !(b.len() - 24).is_multiple_of(32) {
-            return None;
-        }
-        let u = |i: usize| -> [u8; 8] {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[i..i + 8]);
-            x
+        let u = |i: usize| -> Option<[u8; 8]> { b.get(i..i + 8)?.try_into().ok() };
+        let size = u64::from_le_bytes(u(0)?);
+        let mtime_ns = i64::from_le_bytes(u(8)?);
+        let ctime_ns = i64::from_le_bytes(u(16)?);
+        let rest = b.get(25..)?;
+        let content = match *b.get(24)? {
+            TAG_CHUNKS if rest.len().is_multiple_of(32) => EntryKind::File {
+                size,
+                chunks: (0..rest.len() / 32)
+                    .map(|i| id_at(rest, 32 * i))
+                    .collect::<Option<_>>()?,
+            },
+            TAG_PACKED if rest.len() == 68 && size > 0 => EntryKind::Packed {
+                size,
+                id: id_at(rest, 0)?,
+                pack: id_at(rest, 32)?,
+                offset: u32::from_le_bytes(rest.get(64..68)?.try_into().ok()?),
+            },
+            _ => return None,
         };
-        let chunks = b[24..]
-            .chunks_exact(32)
-            .map(|c| {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(c);
-                BlockId::from_bytes(id)
-            })
-            .collect();
         Some(Self {
-            size: u64::from_le_bytes(u(0)),
-            mtime_ns: i64::from_le_bytes(u(8)),
-            ctime_ns: i64::from_le_bytes(u(16)),
-            chunks,
+            size,
+            mtime_ns,
+            ctime_ns,
+            content,
         })
     }
 }
@@ -124,6 +158,36 @@ impl FileCache {
         .collect()
     }
 
+    /// Every packed file the cache knows, by its own id: (pack, offset, size). A file whose
+    /// contents are already in a pack of the store (it was moved, copied or renamed) is
+    /// referenced there instead of being packed again.
+    pub(crate) fn packed(&self) -> Result<HashMap<BlockId, (BlockId, u32, u64)>, BackupError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(FILES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Err(e) => return Err(db_err(e)),
+        };
+        let mut out = HashMap::new();
+        for row in table.iter().map_err(db_err)? {
+            let (_, value) = row.map_err(db_err)?;
+            if let Some(CachedFile {
+                content:
+                    EntryKind::Packed {
+                        size,
+                        id,
+                        pack,
+                        offset,
+                    },
+                ..
+            }) = CachedFile::decode(value.value())
+            {
+                out.insert(id, (pack, offset, size));
+            }
+        }
+        Ok(out)
+    }
+
     /// Makes the cache hold exactly `files` (key, entry, whether the entry changed), written
     /// with `snapshot`, in one transaction. Only changed entries are written when nothing else
     /// needs to go; if the cache holds entries for files that are gone, it is rebuilt.
@@ -134,6 +198,10 @@ impl FileCache {
     ) -> Result<(), BackupError> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
+            match tx.delete_table(FILES_V1) {
+                Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(db_err(e)),
+            }
             let mut table = tx.open_table(FILES).map_err(db_err)?;
             for (k, v, _) in files.iter().filter(|(_, _, changed)| *changed) {
                 table
@@ -168,8 +236,52 @@ mod tests {
             size,
             mtime_ns: 1,
             ctime_ns: 2,
-            chunks: vec![BlockId::from_bytes([size.to_le_bytes()[0]; 32])],
+            content: EntryKind::File {
+                size,
+                chunks: vec![BlockId::from_bytes([size.to_le_bytes()[0]; 32])],
+            },
         }
+    }
+
+    /// Both forms of an entry survive the round trip; `packed` indexes the packed ones by
+    /// their own id; malformed values are read as absent (the file is read again).
+    #[test]
+    fn packed_entries_round_trip_and_are_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::open(&dir.path().join("c.redb")).unwrap();
+        let packed = CachedFile {
+            size: 10,
+            mtime_ns: -1,
+            ctime_ns: 3,
+            content: EntryKind::Packed {
+                size: 10,
+                id: BlockId::from_bytes([4; 32]),
+                pack: BlockId::from_bytes([5; 32]),
+                offset: 70_000,
+            },
+        };
+        assert_eq!(CachedFile::decode(&packed.encode()), Some(packed.clone()));
+        let mut bytes = packed.encode();
+        bytes.push(0);
+        assert_eq!(CachedFile::decode(&bytes), None);
+        bytes.truncate(24);
+        assert_eq!(CachedFile::decode(&bytes), None);
+        let s = BlockId::from_bytes([1; 32]);
+        cache
+            .update(
+                &[
+                    (b"p".to_vec(), packed, true),
+                    (b"c".to_vec(), entry(7), true),
+                ],
+                &s,
+            )
+            .unwrap();
+        let index = cache.packed().unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            index[&BlockId::from_bytes([4; 32])],
+            (BlockId::from_bytes([5; 32]), 70_000, 10)
+        );
     }
 
     fn count(cache: &FileCache) -> u64 {

@@ -46,20 +46,12 @@ fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Whether two entries hold the same contents: files by [`EntryKind::content_key`] (so a
+/// small file that moved into or between packs is unchanged), symlinks by target.
 fn same_contents(a: &EntryKind, b: &EntryKind) -> bool {
     match (a, b) {
-        (
-            EntryKind::File {
-                size: s1,
-                chunks: c1,
-            },
-            EntryKind::File {
-                size: s2,
-                chunks: c2,
-            },
-        ) => s1 == s2 && c1 == c2,
         (EntryKind::Symlink { target: t1 }, EntryKind::Symlink { target: t2 }) => t1 == t2,
-        _ => false,
+        _ => a.content_key().is_some() && a.content_key() == b.content_key(),
     }
 }
 
@@ -177,7 +169,11 @@ impl<B: BlockStore> Repository<B> {
                 self.removed(old, prefix, out)?;
                 self.added(new, prefix, out)
             }
-            (k1, k2) if std::mem::discriminant(k1) != std::mem::discriminant(k2) => {
+            // A file stays a file whether it is chunked or packed.
+            (k1, k2)
+                if !(k1.is_file() && k2.is_file())
+                    && std::mem::discriminant(k1) != std::mem::discriminant(k2) =>
+            {
                 self.removed(old, prefix, out)?;
                 self.added(new, prefix, out)
             }

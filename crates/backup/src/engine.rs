@@ -36,6 +36,12 @@ const RESTORE_GROUP_BYTES: u64 = 16 << 20;
 const GROUP_BYTES: u64 = 16 << 20;
 /// Files per group.
 const GROUP_FILES: usize = 512;
+/// Files shorter than this are packed: stored end to end with other small files of their group
+/// in one data block (`EntryKind::Packed`), compressed together.
+pub const PACK_BELOW: usize = 64 << 10;
+/// A pack is closed once it holds this many bytes (so it holds less than
+/// `PACK_TARGET + PACK_BELOW`).
+pub const PACK_TARGET: usize = 1 << 20;
 
 /// Whether a worker's pending blocks should go to the store now.
 fn full(pending: &[Identified]) -> bool {
@@ -77,12 +83,41 @@ impl Hashing {
 /// hashes on).
 type FileRead = (u64, Vec<BlockId>, Option<ContentHash>);
 
-/// What one group of files produced: (slot, size, chunk ids, content hashes) per file, and its
-/// counters.
-type GroupResult = (
-    Vec<(usize, u64, Vec<BlockId>, Option<ContentHash>)>,
-    BackupSummary,
-);
+/// What one group of files produced: (slot, where its bytes are, content hashes) per file, and
+/// its counters.
+type GroupResult = (Vec<(usize, EntryKind, Option<ContentHash>)>, BackupSummary);
+
+/// Packed files already in the store, by their own id: (pack, offset, size).
+type PackedIndex = std::collections::HashMap<BlockId, (BlockId, u32, u64)>;
+
+/// The pack id of a packed file whose pack is still open.
+const PLACEHOLDER: BlockId = BlockId::from_bytes([0; 32]);
+
+/// The pack a group of small files is filling: its bytes, and which of the group's files
+/// (indexes into the group's output) lie in it.
+#[derive(Default)]
+struct OpenPack {
+    bytes: Vec<u8>,
+    members: Vec<usize>,
+}
+
+/// Reads on from `file` onto `data` until the end or until `data` holds one byte more than the
+/// minimum chunk (then the file is cut as a stream): never more than that in memory, however
+/// much the file grew since the walk.
+fn read_head(
+    chunker: &Chunker,
+    path: &Path,
+    file: &mut File,
+    data: &mut Vec<u8>,
+) -> Result<(), BackupError> {
+    let limit = chunker.config().min() + 1;
+    let want = limit.saturating_sub(data.len()) as u64;
+    Read::by_ref(file)
+        .take(want)
+        .read_to_end(data)
+        .map_err(|e| BackupError::io(path, e))?;
+    Ok(())
+}
 
 /// A file to back up, as the walk found it.
 struct FileJob {
@@ -301,6 +336,11 @@ pub struct BackupSummary {
     pub skipped: u64,
     /// Files whose metadata matched the file cache, so they were not read.
     pub files_unchanged: u64,
+    /// Small files read and packed into a new pack.
+    pub files_packed: u64,
+    /// Small files read whose contents were already packed (in this backup, or in the store
+    /// according to the cache): referenced there, not packed again.
+    pub files_deduplicated: u64,
     /// With [`Repository::with_content_hashes`]: each file read by this backup (its path as
     /// walked) with the SHA-256 and BLAKE3 hashes of its contents, computed from the same read
     /// that chunked it. Files the cache vouched for were not read and are not listed.
@@ -331,6 +371,8 @@ struct Walk<'a> {
     /// Every file seen, for the cache's update: key, entry, and whether it differs from the
     /// cache's.
     seen: Vec<(Vec<u8>, CachedFile, bool)>,
+    /// The packed files the trusted cache knows (read once, when a small file is to be read).
+    packed: Option<PackedIndex>,
 }
 
 #[cfg(unix)]
@@ -594,6 +636,7 @@ impl<B: BlockStore> Repository<B> {
             chunker,
             cache: cache.filter(|_| trusted),
             seen: Vec::new(),
+            packed: None,
         };
         let root_tree = match roots {
             [root] => self.backup_dir(root, &mut summary, &mut ctx)?,
@@ -729,6 +772,39 @@ impl<B: BlockStore> Repository<B> {
         Ok(())
     }
 
+    /// Reads a small file (the walk saw fewer than [`PACK_BELOW`] bytes) onto the end of
+    /// `pack`. Returns `Ok(None)` if it was packed (its bytes are `pack[offset..]`, where
+    /// `offset` is the pack's length before the call), or what it became if it grew past the
+    /// packing size since the walk (then nothing was added to `pack`).
+    fn read_small(
+        &self,
+        chunker: &Chunker,
+        path: &Path,
+        pack: &mut Vec<u8>,
+        pending: &mut Vec<Identified>,
+        summary: &mut BackupSummary,
+    ) -> Result<Option<FileRead>, BackupError> {
+        let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
+        // A pack is read into once, never moved: room for the largest it can become.
+        if pack.capacity() == 0 {
+            pack.reserve_exact(PACK_TARGET + PACK_BELOW);
+        }
+        let offset = pack.len();
+        // At most PACK_BELOW bytes: one more than that means it grew.
+        (&mut file)
+            .take(PACK_BELOW as u64)
+            .read_to_end(pack)
+            .map_err(|e| BackupError::io(path, e))?;
+        if pack.len() - offset < PACK_BELOW {
+            summary.bytes_read += (pack.len() - offset) as u64;
+            return Ok(None);
+        }
+        let mut head = pack.split_off(offset);
+        read_head(chunker, path, &mut file, &mut head)?;
+        self.backup_read(chunker, path, head, file, pending, summary)
+            .map(Some)
+    }
+
     fn backup_file(
         &self,
         chunker: &Chunker,
@@ -738,28 +814,30 @@ impl<B: BlockStore> Repository<B> {
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
-        let mut ids = Vec::new();
-        let mut size = 0u64;
         // A file no longer than the minimum chunk is one chunk: read it whole, in one read
         // (plus the one that sees the end), without the streaming chunker's window.
         if expected_size <= chunker.config().min() as u64 {
             let mut data = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0) + 1);
-            file.read_to_end(&mut data)
-                .map_err(|e| BackupError::io(path, e))?;
-            if data.len() <= chunker.config().min() {
-                let hash = self.content_hashes.then(|| {
-                    let mut h = Hashing::default();
-                    h.update(&data);
-                    h.finish()
-                });
-                if !data.is_empty() {
-                    size = data.len() as u64;
-                    ids.push(self.queue(BlockKind::DATA, data, pending, summary)?);
-                }
-                summary.bytes_read += size;
-                return Ok((size, ids, hash));
-            }
-            // It grew since the walk: cut what was read and the rest as a stream.
+            read_head(chunker, path, &mut file, &mut data)?;
+            return self.backup_read(chunker, path, data, file, pending, summary);
+        }
+        self.backup_stream(chunker, path, file, pending, summary)
+    }
+
+    /// A file whose first bytes (`data`, as [`read_head`] left them) were read, the rest to
+    /// come from `file`: one chunk if it fits in the minimum chunk, cut as a stream otherwise.
+    fn backup_read(
+        &self,
+        chunker: &Chunker,
+        path: &Path,
+        data: Vec<u8>,
+        file: File,
+        pending: &mut Vec<Identified>,
+        summary: &mut BackupSummary,
+    ) -> Result<FileRead, BackupError> {
+        if data.len() > chunker.config().min() {
+            // Longer than one chunk (it grew since the walk): cut what was read and the rest
+            // as a stream.
             return self.backup_stream(
                 chunker,
                 path,
@@ -768,7 +846,152 @@ impl<B: BlockStore> Repository<B> {
                 summary,
             );
         }
-        self.backup_stream(chunker, path, file, pending, summary)
+        let hash = self.content_hashes.then(|| {
+            let mut h = Hashing::default();
+            h.update(&data);
+            h.finish()
+        });
+        let size = data.len() as u64;
+        let mut ids = Vec::new();
+        if !data.is_empty() {
+            ids.push(self.queue(BlockKind::DATA, data, pending, summary)?);
+        }
+        summary.bytes_read += size;
+        Ok((size, ids, hash))
+    }
+
+    /// Reads one group of files (on a pool worker): small files are packed together, the
+    /// others cut into chunks; the group's blocks the store lacks are sealed and sent.
+    fn backup_group(
+        &self,
+        chunker: &Chunker,
+        jobs: &[FileJob],
+        group: &[usize],
+        known: &PackedIndex,
+        meter: &Meter<'_>,
+    ) -> Result<GroupResult, BackupError> {
+        let mut part = BackupSummary::default();
+        let mut pending = Vec::new();
+        let mut out: Vec<(usize, EntryKind, Option<ContentHash>)> = Vec::with_capacity(group.len());
+        let mut pack = OpenPack::default();
+        // This group's packed files by id: a second copy is the first one's bytes.
+        let mut local: std::collections::HashMap<BlockId, usize> = std::collections::HashMap::new();
+        for &slot in group {
+            let job = &jobs[slot];
+            if job.size == 0 || job.size >= PACK_BELOW as u64 {
+                let (size, chunks, hash) =
+                    self.backup_file(chunker, &job.path, job.size, &mut pending, &mut part)?;
+                meter.add(1, size);
+                out.push((slot, EntryKind::File { size, chunks }, hash));
+                continue;
+            }
+            let offset = pack.bytes.len();
+            if let Some((size, chunks, hash)) =
+                self.read_small(chunker, &job.path, &mut pack.bytes, &mut pending, &mut part)?
+            {
+                meter.add(1, size);
+                out.push((slot, EntryKind::File { size, chunks }, hash));
+                continue;
+            }
+            let data = &pack.bytes[offset..];
+            let size = data.len() as u64;
+            meter.add(1, size);
+            let hash = self.content_hashes.then(|| {
+                let mut h = Hashing::default();
+                h.update(data);
+                h.finish()
+            });
+            if data.is_empty() {
+                // Emptied since the walk.
+                out.push((
+                    slot,
+                    EntryKind::File {
+                        size: 0,
+                        chunks: Vec::new(),
+                    },
+                    hash,
+                ));
+                continue;
+            }
+            let id = self.sealer.block_id(BlockKind::DATA, data);
+            let copy = match (known.get(&id), local.get(&id)) {
+                (Some(&(in_pack, at, len)), _) if len == size => Some(EntryKind::Packed {
+                    size,
+                    id,
+                    pack: in_pack,
+                    offset: at,
+                }),
+                (_, Some(&first)) => {
+                    if let EntryKind::Packed { pack: p, .. } = &out[first].1
+                        && *p == PLACEHOLDER
+                    {
+                        // In the open pack: resolved when it closes.
+                        pack.members.push(out.len());
+                    }
+                    Some(out[first].1.clone())
+                }
+                _ => None,
+            };
+            if let Some(kind) = copy {
+                pack.bytes.truncate(offset);
+                part.files_deduplicated += 1;
+                out.push((slot, kind, hash));
+                continue;
+            }
+            local.insert(id, out.len());
+            pack.members.push(out.len());
+            part.files_packed += 1;
+            let offset =
+                u32::try_from(offset).map_err(|_| BackupError::Engine("pack too large".into()))?;
+            out.push((
+                slot,
+                EntryKind::Packed {
+                    size,
+                    id,
+                    pack: PLACEHOLDER,
+                    offset,
+                },
+                hash,
+            ));
+            if pack.bytes.len() >= PACK_TARGET {
+                self.close_pack(&mut pack, &mut out, &mut pending, &mut part)?;
+            }
+        }
+        self.close_pack(&mut pack, &mut out, &mut pending, &mut part)?;
+        self.flush(&mut pending, &mut part)?;
+        Ok((out, part))
+    }
+
+    /// Queues a closed pack and records where its members are. A pack of one file is that
+    /// file's own block (its id is the file's id): it is recorded as a one-chunk file.
+    fn close_pack(
+        &self,
+        pack: &mut OpenPack,
+        out: &mut [(usize, EntryKind, Option<ContentHash>)],
+        pending: &mut Vec<Identified>,
+        summary: &mut BackupSummary,
+    ) -> Result<(), BackupError> {
+        if pack.members.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut pack.bytes);
+        let pack_id = self.queue(BlockKind::DATA, bytes, pending, summary)?;
+        for m in pack.members.drain(..) {
+            let kind = &mut out[m].1;
+            match kind {
+                EntryKind::Packed {
+                    size, id, offset, ..
+                } if *offset == 0 && *id == pack_id => {
+                    *kind = EntryKind::File {
+                        size: *size,
+                        chunks: vec![pack_id],
+                    };
+                }
+                EntryKind::Packed { pack, .. } => *pack = pack_id,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Cuts a file's bytes into blocks (identified, queued in `pending`, sent in batches).
@@ -825,7 +1048,7 @@ impl<B: BlockStore> Repository<B> {
             jobs.iter().map(|j| j.size).sum(),
         );
         // Files the cache vouches for are not read.
-        let mut results: Vec<Option<(u64, Vec<BlockId>)>> = vec![None; jobs.len()];
+        let mut results: Vec<Option<EntryKind>> = vec![None; jobs.len()];
         let mut to_read = Vec::new();
         // One read transaction for every lookup.
         let hits = match ctx.cache {
@@ -843,7 +1066,7 @@ impl<B: BlockStore> Repository<B> {
                 summary.files_unchanged += 1;
                 meter.add(1, hit.size);
                 unchanged[slot] = true;
-                results[slot] = Some((hit.size, hit.chunks));
+                results[slot] = Some(hit.content);
             } else if leaders[slot].is_some() {
                 // Another name of a file read once, through its first name.
                 followers.push(slot);
@@ -866,32 +1089,33 @@ impl<B: BlockStore> Repository<B> {
         if !current.is_empty() {
             groups.push(current);
         }
+        // Small files already packed in the store (moved, renamed or copied since) are
+        // referenced where they are; the trusted cache knows them.
+        if let (None, Some(cache)) = (&ctx.packed, ctx.cache)
+            && groups
+                .iter()
+                .flatten()
+                .any(|&slot| jobs[slot].size < PACK_BELOW as u64)
+        {
+            ctx.packed = Some(cache.packed()?);
+        }
+        let empty = PackedIndex::new();
+        let known = ctx.packed.as_ref().unwrap_or(&empty);
         use rayon::prelude::*;
         let chunker = ctx.chunker;
         let done: Vec<Result<GroupResult, BackupError>> = groups
             .par_iter()
-            .map(|group| {
-                let mut part = BackupSummary::default();
-                let mut pending = Vec::new();
-                let mut out = Vec::with_capacity(group.len());
-                for &slot in group {
-                    let job = &jobs[slot];
-                    let (size, chunks, hash) =
-                        self.backup_file(chunker, &job.path, job.size, &mut pending, &mut part)?;
-                    meter.add(1, size);
-                    out.push((slot, size, chunks, hash));
-                }
-                self.flush(&mut pending, &mut part)?;
-                Ok((out, part))
-            })
+            .map(|group| self.backup_group(chunker, &jobs, group, known, &meter))
             .collect();
         for d in done {
             let (out, part) = d?;
             summary.bytes_read += part.bytes_read;
             summary.blocks_sent += part.blocks_sent;
             summary.bytes_sent += part.bytes_sent;
-            for (slot, size, chunks, hash) in out {
-                results[slot] = Some((size, chunks));
+            summary.files_packed += part.files_packed;
+            summary.files_deduplicated += part.files_deduplicated;
+            for (slot, kind, hash) in out {
+                results[slot] = Some(kind);
                 if let Some(hash) = hash {
                     summary.content_hashes.push((jobs[slot].path.clone(), hash));
                 }
@@ -899,18 +1123,18 @@ impl<B: BlockStore> Repository<B> {
         }
         for slot in followers {
             let shared = leaders[slot].and_then(|leader| results[leader].clone());
-            if let Some((size, _)) = &shared {
-                meter.add(1, *size);
+            if let Some(size) = shared.as_ref().and_then(EntryKind::file_size) {
+                meter.add(1, size);
             }
             results[slot] = shared;
         }
         for (slot, job) in jobs.iter().enumerate() {
-            if let Some((size, chunks)) = &results[slot] {
+            if let Some(content) = &results[slot] {
                 let cached = CachedFile {
-                    size: *size,
+                    size: content.file_size().unwrap_or(0),
                     mtime_ns: job.mtime_ns,
                     ctime_ns: job.ctime_ns,
-                    chunks: chunks.clone(),
+                    content: content.clone(),
                 };
                 ctx.seen.push((job.key.clone(), cached, !unchanged[slot]));
             }
@@ -925,7 +1149,7 @@ impl<B: BlockStore> Repository<B> {
     fn build_tree(
         &self,
         node: DirNode,
-        results: &[Option<(u64, Vec<BlockId>)>],
+        results: &[Option<EntryKind>],
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
@@ -936,13 +1160,10 @@ impl<B: BlockStore> Repository<B> {
                 ScanKind::Dir(child) => EntryKind::Dir {
                     tree: self.build_tree(child, results, pending, summary)?,
                 },
-                ScanKind::File(slot) => {
-                    let (size, chunks) = results
-                        .get(slot)
-                        .and_then(Clone::clone)
-                        .ok_or(BackupError::Engine("file result missing".into()))?;
-                    EntryKind::File { size, chunks }
-                }
+                ScanKind::File(slot) => results
+                    .get(slot)
+                    .and_then(Clone::clone)
+                    .ok_or(BackupError::Engine("file result missing".into()))?,
                 ScanKind::NewFile(_) => {
                     return Err(BackupError::Engine("file not numbered".into()));
                 }
@@ -1115,10 +1336,7 @@ impl<B: BlockStore> Repository<B> {
         } = plan;
         let skipped = std::sync::atomic::AtomicU64::new(0);
         // 2. Files, in parallel on the CPU pool: fetch, authenticate, write.
-        let size_of = |e: &Entry| match e.kind {
-            EntryKind::File { size, .. } => size,
-            _ => 0,
-        };
+        let size_of = |e: &Entry| e.kind.file_size().unwrap_or(0);
         let meter = Meter::new(
             self.progress.as_deref(),
             Phase::Restore,
@@ -1126,22 +1344,31 @@ impl<B: BlockStore> Repository<B> {
             files.iter().map(|(_, e)| size_of(e)).sum(),
         );
         // Small files in groups, each group's blocks fetched together (one round trip for many
-        // files from a remote store); a file of many chunks alone, fetched a batch at a time.
+        // files from a remote store) and each pack opened once; a file of many chunks alone,
+        // fetched a batch at a time. A group holds at most RESTORE_GROUP_BYTES of blocks,
+        // counting a pack as the largest one backup writes.
         let mut groups: Vec<&[(std::path::PathBuf, Entry)]> = Vec::new();
         let (mut start, mut chunks, mut bytes) = (0, 0, 0u64);
+        let mut packs = std::collections::HashSet::new();
         for (i, (_, e)) in files.iter().enumerate() {
-            let n = match &e.kind {
-                EntryKind::File { chunks, .. } => chunks.len(),
-                _ => 0,
+            let (n, cost) = match &e.kind {
+                EntryKind::Packed { pack, .. } if packs.contains(pack) => (0, 0),
+                EntryKind::Packed { .. } => (1, (PACK_TARGET + PACK_BELOW) as u64),
+                other => (other.data_blocks().len(), size_of(e)),
             };
             if i > start
-                && (chunks + n > RESTORE_GROUP_CHUNKS || bytes + size_of(e) > RESTORE_GROUP_BYTES)
+                && (chunks + n > RESTORE_GROUP_CHUNKS || bytes + cost > RESTORE_GROUP_BYTES)
             {
                 groups.push(&files[start..i]);
                 (start, chunks, bytes) = (i, 0, 0);
+                packs.clear();
+            }
+            // (A file of a pack the group holds costs nothing, so never splits a group.)
+            if let EntryKind::Packed { pack, .. } = &e.kind {
+                packs.insert(*pack);
             }
             chunks += n;
-            bytes += size_of(e);
+            bytes += cost;
         }
         if start < files.len() {
             groups.push(&files[start..]);
@@ -1213,21 +1440,45 @@ impl<B: BlockStore> Repository<B> {
     /// Its extended attributes go on before its mode (a read-only mode would refuse them);
     /// returns how many were skipped.
     fn restore_file(&self, path: &Path, e: &Entry) -> Result<u64, BackupError> {
-        self.write_file(path, e, |ids| self.fetch_blocks(ids))
+        self.write_file(path, e, |ids| {
+            let sealed = self.fetch_blocks(ids)?;
+            if sealed.len() != ids.len() {
+                return Err(BackupError::Malformed(
+                    "store answered another number of blocks",
+                ));
+            }
+            ids.iter()
+                .zip(sealed)
+                .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, &bytes))
+                .collect()
+        })
     }
 
-    /// Restores several small files from one fetch of all their blocks.
+    /// Restores several small files from one fetch of all their blocks; each block (a pack
+    /// shared by many of them, too) is opened once.
     fn restore_group(&self, group: &[(std::path::PathBuf, Entry)]) -> Result<u64, BackupError> {
         let mut ids = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (_, e) in group {
-            if let EntryKind::File { chunks, .. } = &e.kind {
-                ids.extend(chunks.iter().filter(|id| seen.insert(**id)).copied());
-            }
+            ids.extend(
+                e.kind
+                    .data_blocks()
+                    .iter()
+                    .filter(|id| seen.insert(**id))
+                    .copied(),
+            );
         }
         let fetched = self.fetch_blocks(&ids)?;
-        let blocks: std::collections::HashMap<BlockId, Vec<u8>> =
-            ids.into_iter().zip(fetched).collect();
+        if fetched.len() != ids.len() {
+            return Err(BackupError::Malformed(
+                "store answered another number of blocks",
+            ));
+        }
+        let blocks: std::collections::HashMap<BlockId, Vec<u8>> = ids
+            .into_iter()
+            .zip(fetched)
+            .map(|(id, sealed)| Ok((id, self.unseal(BlockKind::DATA, &id, &sealed)?)))
+            .collect::<Result<_, BackupError>>()?;
         let mut skipped = 0;
         for (path, e) in group {
             skipped += self.write_file(path, e, |ids| {
@@ -1235,7 +1486,7 @@ impl<B: BlockStore> Repository<B> {
                     .map(|id| {
                         blocks
                             .get(id)
-                            .cloned()
+                            .map(Vec::as_slice)
                             .ok_or(BackupError::Malformed("block missing from its batch"))
                     })
                     .collect()
@@ -1244,41 +1495,63 @@ impl<B: BlockStore> Repository<B> {
         Ok(skipped)
     }
 
-    /// Writes one file from its blocks, `fetch`ed a batch at a time; every block is
-    /// authenticated (its id recomputed) before it is written.
-    fn write_file(
+    /// Writes one file from its blocks' plaintexts, `open`ed (fetched, authenticated, id
+    /// recomputed) a batch at a time: all of them in order for a chunked file, the slice of
+    /// its pack for a packed one.
+    fn write_file<D: AsRef<[u8]>>(
         &self,
         path: &Path,
         e: &Entry,
-        mut fetch: impl FnMut(&[BlockId]) -> Result<Vec<Vec<u8>>, BackupError>,
+        mut open: impl FnMut(&[BlockId]) -> Result<Vec<D>, BackupError>,
     ) -> Result<u64, BackupError> {
-        let EntryKind::File { size, chunks } = &e.kind else {
+        if !e.kind.is_file() {
             return Err(BackupError::Malformed("not a file"));
-        };
+        }
         let mut f = File::options()
             .write(true)
             .create_new(true)
             .open(path)
             .map_err(|err| BackupError::io(path, err))?;
-        let mut written = 0u64;
-        // A few chunks per request: one round trip for many blocks from a remote store, with
-        // memory bounded by RESTORE_BATCH chunks per worker.
-        for batch in chunks.chunks(RESTORE_BATCH) {
-            let sealed = fetch(batch)?;
-            if sealed.len() != batch.len() {
-                return Err(BackupError::Malformed(
-                    "store answered another number of blocks",
-                ));
-            }
-            for (id, bytes) in batch.iter().zip(sealed) {
-                let data = self.unseal(BlockKind::DATA, id, &bytes)?;
-                written += data.len() as u64;
-                f.write_all(&data)
+        match &e.kind {
+            EntryKind::Packed {
+                size, pack, offset, ..
+            } => {
+                let opened = open(std::slice::from_ref(pack))?;
+                let data = opened
+                    .first()
+                    .ok_or(BackupError::Malformed("pack missing"))?
+                    .as_ref();
+                let start = *offset as usize;
+                let bytes = usize::try_from(*size)
+                    .ok()
+                    .and_then(|n| data.get(start..start.checked_add(n)?))
+                    .ok_or(BackupError::Malformed("packed file outside its pack"))?;
+                f.write_all(bytes)
                     .map_err(|err| BackupError::io(path, err))?;
             }
-        }
-        if written != *size {
-            return Err(BackupError::Malformed("file size"));
+            EntryKind::File { size, chunks } => {
+                let mut written = 0u64;
+                // A few chunks per request: one round trip for many blocks from a remote
+                // store, with memory bounded by RESTORE_BATCH chunks per worker.
+                for batch in chunks.chunks(RESTORE_BATCH) {
+                    let opened = open(batch)?;
+                    if opened.len() != batch.len() {
+                        return Err(BackupError::Malformed(
+                            "store answered another number of blocks",
+                        ));
+                    }
+                    for data in opened {
+                        let data = data.as_ref();
+                        written += data.len() as u64;
+                        f.write_all(data)
+                            .map_err(|err| BackupError::io(path, err))?;
+                    }
+                }
+                if written != *size {
+                    return Err(BackupError::Malformed("file size"));
+                }
+            }
+            _ => return Err(BackupError::Malformed("not a file")),
         }
         let skipped = set_xattrs(path, &e.xattrs)?;
         f.set_modified(time_of(e.mtime_ns))
@@ -1308,6 +1581,8 @@ impl<B: BlockStore> Repository<B> {
         let mut report = CheckReport::default();
         let mut seen = std::collections::HashSet::new();
         let mut data = Vec::new();
+        // Packs: the end of the last file each one holds.
+        let mut ends: std::collections::HashMap<BlockId, u64> = std::collections::HashMap::new();
         let (own, foreign) = self.snapshots_and_foreign()?;
         report.foreign_snapshots = foreign;
         for (_, snapshot) in own {
@@ -1332,6 +1607,16 @@ impl<B: BlockStore> Repository<B> {
                         EntryKind::Dir { tree } => stack.push(tree),
                         EntryKind::File { chunks, .. } => {
                             data.extend(chunks.into_iter().filter(|id| seen.insert(*id)));
+                        }
+                        EntryKind::Packed {
+                            size, pack, offset, ..
+                        } => {
+                            // The pack must hold every byte its files claim.
+                            let end = ends.entry(pack).or_insert(0);
+                            *end = (*end).max(u64::from(offset) + size);
+                            if seen.insert(pack) {
+                                data.push(pack);
+                            }
                         }
                         EntryKind::Symlink { .. } => {}
                     }
@@ -1383,7 +1668,13 @@ impl<B: BlockStore> Repository<B> {
                     .zip(opened)
                     .filter_map(|(id, result)| {
                         meter.add(1, result.as_ref().map_or(0, |d| d.len() as u64));
-                        result.err().map(|err| format!("block {id}: {err}"))
+                        match result {
+                            Err(err) => Some(format!("block {id}: {err}")),
+                            Ok(d) if ends.get(id).is_some_and(|&end| end > d.len() as u64) => Some(
+                                format!("block {id}: shorter than the packed files it holds"),
+                            ),
+                            Ok(_) => None,
+                        }
                     })
                     .collect::<Vec<_>>()
             })
@@ -1430,14 +1721,14 @@ impl Plan {
                 make_symlink(target, &path)?;
                 self.symlink_xattrs_skipped += set_xattrs(&path, &e.xattrs)?;
             }
-            EntryKind::File { .. } if e.link_group != 0 => match self.groups.get(&e.link_group) {
+            k if k.is_file() && e.link_group != 0 => match self.groups.get(&e.link_group) {
                 Some(first) => self.links.push((path, first.clone())),
                 None => {
                     self.groups.insert(e.link_group, path.clone());
                     self.files.push((path, e));
                 }
             },
-            EntryKind::File { .. } => self.files.push((path, e)),
+            EntryKind::File { .. } | EntryKind::Packed { .. } => self.files.push((path, e)),
             EntryKind::Dir { .. } => return Err(BackupError::Malformed("directory as a file")),
         }
         Ok(())

@@ -68,7 +68,10 @@ mod tree;
 pub use cache::{CachedFile, FileCache};
 pub use chain::{ChainHead, check_chain};
 pub use diff::{Change, ChangeKind};
-pub use engine::{BackupSummary, CheckReport, ContentHash, DataCheck, Repository, RestoreSummary};
+pub use engine::{
+    BackupSummary, CheckReport, ContentHash, DataCheck, PACK_BELOW, PACK_TARGET, Repository,
+    RestoreSummary,
+};
 pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};
 pub use snapshot::{
@@ -78,5 +81,5 @@ pub use snapshot::{
 pub use store::{ArchiveStore, BlockStore, MemoryStore};
 pub use tree::{
     Entry, EntryKind, MAX_ENTRIES, MAX_NAME_LEN, MAX_XATTR_VALUE, MAX_XATTRS, TREE_MAGIC,
-    TREE_VERSION, Tree, Xattrs, is_safe_name,
+    TREE_VERSION, TREE_VERSION_MIN, Tree, Xattrs, is_safe_name,
 };

@@ -1,13 +1,15 @@
 //! Tree objects: one directory's entries, encoded canonically (`docs/format/backup.md`).
 
-use cairn_seal::BlockId;
+use cairn_seal::{BlockId, MAX_PLAINTEXT_LEN};
 
 use crate::error::BackupError;
 
 /// Tree object magic and version.
 pub const TREE_MAGIC: [u8; 4] = *b"CRNT";
-/// Tree format version.
-pub const TREE_VERSION: u8 = 2;
+/// Tree format version written (3: packed files). Version 2 trees (no packed files) are read.
+pub const TREE_VERSION: u8 = 3;
+/// The oldest tree version read.
+pub const TREE_VERSION_MIN: u8 = 2;
 /// Most extended attributes on one entry.
 pub const MAX_XATTRS: usize = 1024;
 /// Longest extended attribute value, in bytes (Linux's limit).
@@ -35,6 +37,19 @@ pub enum EntryKind {
         /// Chunk ids.
         chunks: Vec<BlockId>,
     },
+    /// A small regular file stored inside a pack: bytes `offset..offset + size` of the data
+    /// block `pack`, which holds several small files end to end (`docs/format/backup.md`).
+    Packed {
+        /// Size in bytes (at least 1).
+        size: u64,
+        /// The file's own id: the block id its contents would have as a data block of their
+        /// own. Equal contents have equal ids, packed or not (renames are recognised by it).
+        id: BlockId,
+        /// The pack's block id.
+        pack: BlockId,
+        /// Where the file starts in the pack's plaintext.
+        offset: u32,
+    },
     /// A directory: the id of its tree object.
     Dir {
         /// Subtree id.
@@ -45,6 +60,46 @@ pub enum EntryKind {
         /// Target bytes.
         target: Vec<u8>,
     },
+}
+
+impl EntryKind {
+    /// Whether this is a regular file (chunked or packed).
+    #[must_use]
+    pub const fn is_file(&self) -> bool {
+        matches!(self, Self::File { .. } | Self::Packed { .. })
+    }
+
+    /// A regular file's size; `None` for anything else.
+    #[must_use]
+    pub const fn file_size(&self) -> Option<u64> {
+        match self {
+            Self::File { size, .. } | Self::Packed { size, .. } => Some(*size),
+            _ => None,
+        }
+    }
+
+    /// The data blocks a regular file's bytes are read from: its chunks, or its pack; empty
+    /// for anything else.
+    #[must_use]
+    pub fn data_blocks(&self) -> &[BlockId] {
+        match self {
+            Self::File { chunks, .. } => chunks,
+            Self::Packed { pack, .. } => std::slice::from_ref(pack),
+            _ => &[],
+        }
+    }
+
+    /// What identifies a regular file's contents: its size and chunk ids, or, for a packed
+    /// file, its size and its own id. A one-chunk file and a packed file with the same
+    /// contents have the same key. `None` for anything else.
+    #[must_use]
+    pub fn content_key(&self) -> Option<(u64, &[BlockId])> {
+        match self {
+            Self::File { size, chunks } => Some((*size, chunks)),
+            Self::Packed { size, id, .. } => Some((*size, std::slice::from_ref(id))),
+            _ => None,
+        }
+    }
 }
 
 /// One directory entry.
@@ -143,6 +198,17 @@ impl Tree {
                         out.extend_from_slice(c.as_bytes());
                     }
                 }
+                EntryKind::Packed {
+                    size,
+                    id,
+                    pack,
+                    offset,
+                } => {
+                    out.extend_from_slice(&size.to_le_bytes());
+                    out.extend_from_slice(id.as_bytes());
+                    out.extend_from_slice(pack.as_bytes());
+                    out.extend_from_slice(&offset.to_le_bytes());
+                }
                 EntryKind::Dir { tree } => out.extend_from_slice(tree.as_bytes()),
                 EntryKind::Symlink { target } => {
                     let n = u16::try_from(target.len())
@@ -160,8 +226,12 @@ impl Tree {
     pub fn decode(bytes: &[u8]) -> Result<Self, BackupError> {
         let bad = |what| BackupError::Malformed(what);
         let mut r = Reader(bytes);
-        if r.take(4)? != TREE_MAGIC || r.u8()? != TREE_VERSION {
+        if r.take(4)? != TREE_MAGIC {
             return Err(bad("tree header"));
+        }
+        let version = r.u8()?;
+        if !(TREE_VERSION_MIN..=TREE_VERSION).contains(&version) {
+            return Err(bad("tree version"));
         }
         let count = r.u32()? as usize;
         if count > MAX_ENTRIES {
@@ -219,6 +289,12 @@ impl Tree {
                 2 => EntryKind::Dir {
                     tree: BlockId::from_bytes(r.array()?),
                 },
+                4 if version >= 3 => EntryKind::Packed {
+                    size: u64::from_le_bytes(r.array()?),
+                    id: BlockId::from_bytes(r.array()?),
+                    pack: BlockId::from_bytes(r.array()?),
+                    offset: r.u32()?,
+                },
                 3 => {
                     let n = usize::from(r.u16()?);
                     EntryKind::Symlink {
@@ -254,8 +330,13 @@ impl Tree {
             if i > 0 && self.entries[i - 1].name >= e.name {
                 return Err(BackupError::Malformed("entries not sorted and unique"));
             }
-            if e.link_group != 0 && !matches!(e.kind, EntryKind::File { .. }) {
+            if e.link_group != 0 && !e.kind.is_file() {
                 return Err(BackupError::Malformed("link group on a non-file"));
+            }
+            if let EntryKind::Packed { size, offset, .. } = e.kind
+                && (size == 0 || u64::from(offset) + size > MAX_PLAINTEXT_LEN as u64)
+            {
+                return Err(BackupError::Malformed("packed file range"));
             }
             if e.xattrs.len() > MAX_XATTRS {
                 return Err(BackupError::Malformed("xattr count"));
@@ -280,6 +361,7 @@ fn kind_tag(kind: &EntryKind) -> (u8, ()) {
     match kind {
         EntryKind::File { .. } => (1, ()),
         EntryKind::Dir { .. } => (2, ()),
+        EntryKind::Packed { .. } => (4, ()),
         EntryKind::Symlink { .. } => (3, ()),
     }
 }

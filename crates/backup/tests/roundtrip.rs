@@ -219,10 +219,10 @@ fn damaged_blocks_are_caught() {
         sealer.open(BlockKind::TREE, &snap.root, &sealed).unwrap()
     })
     .unwrap();
-    let some_file = root.entries.iter().find_map(|e| match &e.kind {
-        EntryKind::File { chunks, .. } if !chunks.is_empty() => Some(chunks[0]),
-        _ => None,
-    });
+    let some_file = root
+        .entries
+        .iter()
+        .find_map(|e| e.kind.data_blocks().first().copied());
     let data_id = some_file.unwrap();
     let data_bytes = repo.store().get_block(&data_id).unwrap();
     let tree_bytes = repo.store().get_block(&snap.root).unwrap();
@@ -342,6 +342,22 @@ fn hostile_trees_and_snapshots_are_refused() {
         },
         ..entry(name)
     };
+    let packed = |name: &[u8], size: u64, offset: u32| Entry {
+        kind: EntryKind::Packed {
+            size,
+            id: cairn_seal::BlockId::from_bytes([1; 32]),
+            pack: cairn_seal::BlockId::from_bytes([2; 32]),
+            offset,
+        },
+        ..entry(name)
+    };
+    assert!(
+        Tree {
+            entries: vec![packed(b"p", 64 << 20, 0)]
+        }
+        .encode()
+        .is_ok()
+    );
     let bad_entries = [
         Entry {
             link_group: 3,
@@ -363,6 +379,10 @@ fn hostile_trees_and_snapshots_are_refused() {
             xattrs: vec![(Vec::new(), vec![])],
             ..file(b"f")
         },
+        // A packed file is not empty and lies inside the largest block.
+        packed(b"p", 0, 0),
+        packed(b"p", 64 << 20, 1),
+        packed(b"p", 1, u32::MAX),
     ];
     for e in bad_entries {
         assert!(
@@ -842,10 +862,157 @@ fn fuzz_seeds_decode() {
     let decoded = Tree::decode(&tree[1..]).unwrap();
     assert_eq!(decoded.encode().unwrap(), &tree[1..]);
     assert!(!decoded.entries[0].xattrs.is_empty());
+    assert!(matches!(
+        decoded.entries[1].kind,
+        EntryKind::Packed { offset: 4096, .. }
+    ));
+    // A version 2 tree (before packs) still decodes; it re-encodes as the current version.
+    let v2 = fs::read(seeds.join("tree-v2")).unwrap();
+    assert_eq!(v2[5], 2);
+    let old = Tree::decode(&v2[1..]).unwrap();
+    let mut expected = v2[1..].to_vec();
+    expected[4] = TREE_VERSION;
+    assert_eq!(old.encode().unwrap(), expected);
+    // A packed entry in a version 2 tree is refused: version 2 has no such type.
+    let mut forged = tree[1..].to_vec();
+    forged[4] = 2;
+    assert!(Tree::decode(&forged).is_err());
     let snapshot = fs::read(seeds.join("snapshot-tagged")).unwrap();
     assert_eq!(snapshot[0], 3);
     let key = ArchiveKey::from_bytes([7; 32]).snapshot_key();
     let mut bytes = snapshot[1..].to_vec();
     bytes.extend_from_slice(blake3::keyed_hash(key.expose_secret(), &bytes).as_bytes());
     Snapshot::decode(&bytes, &key).unwrap();
+}
+
+/// The root tree of a snapshot, opened with the test key.
+fn root_tree(repo: &Repository<MemoryStore>, snap: &Snapshot) -> Tree {
+    let sealer = cairn_seal::Sealer::new(
+        &key(),
+        ArchiveId::from_bytes([3; 16]),
+        cairn_seal::SealConfig::default(),
+    );
+    let sealed = repo.store().get_block(&snap.root).unwrap();
+    Tree::decode(&sealer.open(BlockKind::TREE, &snap.root, &sealed).unwrap()).unwrap()
+}
+
+/// Small files are packed together (fewer, larger blocks), a copy is stored once, a moved file
+/// is referenced where its bytes already are, and everything restores and checks.
+#[test]
+fn small_files_are_packed_deduplicated_and_restored() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..200u64 {
+        let dir = src.path().join(format!("d{}", i % 4));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(format!("f{i:03}")),
+            bytes(i, 100 + (i as usize * 997) % 30_000),
+        )
+        .unwrap();
+    }
+    // Two copies of one file, and a file just at the packing limit (not packed).
+    fs::write(src.path().join("d0/copy-a"), bytes(5000, 12_345)).unwrap();
+    fs::write(src.path().join("d0/copy-b"), bytes(5000, 12_345)).unwrap();
+    fs::write(src.path().join("limit"), bytes(6000, PACK_BELOW)).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let cache = FileCache::open(&state.path().join("cache.redb")).unwrap();
+    let repo = repo(MemoryStore::new());
+    let first = repo
+        .backup_incremental(src.path(), "h", None, Some(&cache))
+        .unwrap();
+    assert_eq!(first.files_packed, 201, "{first:?}");
+    assert_eq!(first.files_deduplicated, 1, "{first:?}");
+    // 3 MiB of small files in a handful of packs, plus `limit`'s chunks and 5 trees.
+    assert!(first.blocks_sent < 30, "{first:?}");
+    let snap = first.record.clone().unwrap();
+    let d0 = root_tree(&repo, &snap);
+    assert!(matches!(
+        d0.entries.iter().find(|e| e.name == b"limit").unwrap().kind,
+        EntryKind::File { .. }
+    ));
+    let out = tempfile::tempdir().unwrap();
+    repo.restore(&snap, &out.path().join("r")).unwrap();
+    assert_same(src.path(), &out.path().join("r"));
+    assert!(repo.check(true).unwrap().errors.is_empty());
+
+    // A file moved to another folder is not read into a new pack: its entry points into the
+    // pack that already holds it, and the diff shows one removal and one addition with the
+    // same contents (what the agent reports as a rename).
+    fs::rename(src.path().join("d1/f001"), src.path().join("d2/moved")).unwrap();
+    let id = first.snapshot.unwrap();
+    let second = repo
+        .backup_incremental(src.path(), "h", Some((&id, &snap)), Some(&cache))
+        .unwrap();
+    assert_eq!(second.files_packed, 0, "{second:?}");
+    assert_eq!(second.files_deduplicated, 1, "{second:?}");
+    // Only trees: the root, d1 and d2.
+    assert_eq!(second.blocks_sent, 3, "{second:?}");
+    let snap2 = second.record.clone().unwrap();
+    let changes = repo.diff(Some(&snap), &snap2).unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(
+        changes[0].entry.kind.content_key(),
+        changes[1].entry.kind.content_key()
+    );
+    let out2 = tempfile::tempdir().unwrap();
+    repo.restore(&snap2, &out2.path().join("r")).unwrap();
+    assert_same(src.path(), &out2.path().join("r"));
+}
+
+/// A tree whose packed file claims bytes past the end of its pack: restore refuses it (nothing
+/// short is written as if whole), and check --read-data names the pack.
+#[test]
+fn a_packed_file_outside_its_pack_is_refused() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..3u64 {
+        fs::write(src.path().join(format!("f{i}")), bytes(i, 1000)).unwrap();
+    }
+    let repo = repo(MemoryStore::new());
+    let first = repo.backup(src.path(), "h", None).unwrap();
+    let snap = first.record.clone().unwrap();
+    let mut tree = root_tree(&repo, &snap);
+    let EntryKind::Packed { offset, pack, .. } = &mut tree.entries[2].kind else {
+        panic!("not packed: {tree:?}");
+    };
+    assert_eq!(*offset, 2000);
+    *offset = 2001;
+    let pack = *pack;
+    let sealer = cairn_seal::Sealer::new(
+        &key(),
+        ArchiveId::from_bytes([3; 16]),
+        cairn_seal::SealConfig::default(),
+    );
+    let sealed = sealer
+        .seal(BlockKind::TREE, &tree.encode().unwrap())
+        .unwrap();
+    repo.store()
+        .put_blocks(vec![(sealed.id(), sealed.as_bytes().to_vec())])
+        .unwrap();
+    let hostile = Snapshot {
+        seq: 1,
+        parent: first.snapshot,
+        root: sealed.id(),
+        ..snap
+    };
+    let out = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        repo.restore(&hostile, &out.path().join("r")),
+        Err(BackupError::Malformed("packed file outside its pack"))
+    ));
+    let record = sealer
+        .seal(
+            BlockKind::SNAPSHOT,
+            &hostile.encode(&key().snapshot_key()).unwrap(),
+        )
+        .unwrap();
+    repo.store()
+        .put_snapshot(&record.id(), record.as_bytes().to_vec())
+        .unwrap();
+    let report = repo.check(true).unwrap();
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(
+        report.errors[0].contains(&pack.to_string())
+            && report.errors[0].contains("shorter than the packed files"),
+        "{report:?}"
+    );
 }
