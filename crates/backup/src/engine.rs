@@ -400,6 +400,8 @@ pub struct Repository<B: BlockStore> {
     progress: Option<Arc<dyn Progress>>,
     content_hashes: bool,
     skip_foreign: bool,
+    /// Files shorter than this are packed ([`PACK_BELOW`], or 0: packing off).
+    pack_below: u64,
 }
 
 fn now_ns() -> i64 {
@@ -473,6 +475,7 @@ impl<B: BlockStore> Repository<B> {
             progress: None,
             content_hashes: false,
             skip_foreign: false,
+            pack_below: PACK_BELOW as u64,
         }
     }
 
@@ -488,6 +491,15 @@ impl<B: BlockStore> Repository<B> {
     #[must_use]
     pub fn with_content_hashes(mut self, on: bool) -> Self {
         self.content_hashes = on;
+        self
+    }
+
+    /// Packs small files (the default) or gives every file blocks of its own (`false`): for a
+    /// deployment that will not compress different files together
+    /// (`docs/design/0005-packed-small-files.md`). Either way, restore reads both.
+    #[must_use]
+    pub fn with_packing(mut self, on: bool) -> Self {
+        self.pack_below = if on { PACK_BELOW as u64 } else { 0 };
         self
     }
 
@@ -878,7 +890,7 @@ impl<B: BlockStore> Repository<B> {
         let mut local: std::collections::HashMap<BlockId, usize> = std::collections::HashMap::new();
         for &slot in group {
             let job = &jobs[slot];
-            if job.size == 0 || job.size >= PACK_BELOW as u64 {
+            if job.size == 0 || job.size >= self.pack_below {
                 let (size, chunks, hash) =
                     self.backup_file(chunker, &job.path, job.size, &mut pending, &mut part)?;
                 meter.add(1, size);
@@ -1095,7 +1107,7 @@ impl<B: BlockStore> Repository<B> {
             && groups
                 .iter()
                 .flatten()
-                .any(|&slot| jobs[slot].size < PACK_BELOW as u64)
+                .any(|&slot| jobs[slot].size < self.pack_below)
         {
             ctx.packed = Some(cache.packed()?);
         }

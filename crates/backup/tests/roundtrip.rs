@@ -957,6 +957,21 @@ fn small_files_are_packed_deduplicated_and_restored() {
     let out2 = tempfile::tempdir().unwrap();
     repo.restore(&snap2, &out2.path().join("r")).unwrap();
     assert_same(src.path(), &out2.path().join("r"));
+
+    // With packing off, every small file gets blocks of its own. A file of one chunk (here:
+    // at most the test chunker's 1 KiB minimum) keeps its id, so the diff against the packed
+    // snapshot shows only the files the small test chunker cut into several chunks.
+    let unpacked = repo.with_packing(false);
+    let third = unpacked.backup(src.path(), "h", None).unwrap();
+    assert_eq!(third.files_packed, 0, "{third:?}");
+    assert!(third.blocks_sent > 200, "{third:?}");
+    let d = unpacked.diff(Some(&snap2), &third.record.unwrap()).unwrap();
+    assert!(!d.is_empty());
+    assert!(
+        d.iter()
+            .all(|c| c.kind == ChangeKind::Modified && c.entry.kind.file_size().unwrap() > 1024),
+        "{d:?}"
+    );
 }
 
 /// A tree whose packed file claims bytes past the end of its pack: restore refuses it (nothing
