@@ -8,8 +8,6 @@
 
 use std::path::Path;
 
-use std::collections::HashMap;
-
 use cairn_seal::BlockId;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -101,6 +99,63 @@ impl CachedFile {
     }
 }
 
+/// A read transaction on the cache's table of files.
+struct CacheReader {
+    table: Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl CacheReader {
+    /// The entry of one file; `None` if absent or malformed (the file is then read).
+    fn get(&self, key: &[u8]) -> Result<Option<CachedFile>, BackupError> {
+        let Some(table) = &self.table else {
+            return Ok(None);
+        };
+        let value = table.get(key).map_err(db_err)?;
+        Ok(value.and_then(|v| CachedFile::decode(v.value())))
+    }
+
+    fn packed(&self) -> Result<PackedIndex, BackupError> {
+        let mut out = Vec::new();
+        if let Some(table) = &self.table {
+            for row in table.iter().map_err(db_err)? {
+                let (_, value) = row.map_err(db_err)?;
+                if let Some(CachedFile {
+                    content:
+                        EntryKind::Packed {
+                            size,
+                            id,
+                            pack,
+                            offset,
+                        },
+                    ..
+                }) = CachedFile::decode(value.value())
+                {
+                    out.push((id, pack, offset, size));
+                }
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Ok(PackedIndex(out))
+    }
+}
+
+/// Packed files already in the store: (file id, pack, offset, size), sorted by file id (a
+/// sorted list: about half the memory of a hash map for the same entries).
+#[derive(Default)]
+pub(crate) struct PackedIndex(Vec<(BlockId, BlockId, u32, u64)>);
+
+impl PackedIndex {
+    /// Where the file with this id and size is packed: (pack, offset).
+    pub(crate) fn get(&self, id: &BlockId, size: u64) -> Option<(BlockId, u32)> {
+        let at = self
+            .0
+            .binary_search_by(|e| e.0.as_bytes().cmp(id.as_bytes()))
+            .ok()?;
+        let (_, pack, offset, len) = self.0[at];
+        (len == size).then_some((pack, offset))
+    }
+}
+
 /// The cache key: device, inode, then the path.
 pub(crate) fn cache_key(dev: u64, ino: u64, path: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(16 + path.len());
@@ -140,52 +195,32 @@ impl FileCache {
             .map(BlockId::from_bytes))
     }
 
-    /// Looks files up, in one read transaction.
+    /// Looks files up, in one read transaction. (Measured: reading the whole table into a
+    /// map while the walk runs, or looking files up from the walk's threads, saved no time on
+    /// the peer corpus, and cost memory or CPU.)
     pub(crate) fn get_many<'k>(
         &self,
         keys: impl Iterator<Item = &'k [u8]>,
     ) -> Result<Vec<Option<CachedFile>>, BackupError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let table = match tx.open_table(FILES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(keys.map(|_| None).collect()),
-            Err(e) => return Err(db_err(e)),
-        };
-        keys.map(|key| {
-            let value = table.get(key).map_err(db_err)?;
-            Ok(value.and_then(|v| CachedFile::decode(v.value())))
-        })
-        .collect()
+        let reader = self.reader()?;
+        keys.map(|key| reader.get(key)).collect()
     }
 
-    /// Every packed file the cache knows, by its own id: (pack, offset, size). A file whose
+    /// Every packed file the cache knows, by its own id (see [`PackedIndex`]). A file whose
     /// contents are already in a pack of the store (it was moved, copied or renamed) is
     /// referenced there instead of being packed again.
-    pub(crate) fn packed(&self) -> Result<HashMap<BlockId, (BlockId, u32, u64)>, BackupError> {
+    pub(crate) fn packed(&self) -> Result<PackedIndex, BackupError> {
+        self.reader()?.packed()
+    }
+
+    fn reader(&self) -> Result<CacheReader, BackupError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let table = match tx.open_table(FILES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(db_err(e)),
         };
-        let mut out = HashMap::new();
-        for row in table.iter().map_err(db_err)? {
-            let (_, value) = row.map_err(db_err)?;
-            if let Some(CachedFile {
-                content:
-                    EntryKind::Packed {
-                        size,
-                        id,
-                        pack,
-                        offset,
-                    },
-                ..
-            }) = CachedFile::decode(value.value())
-            {
-                out.insert(id, (pack, offset, size));
-            }
-        }
-        Ok(out)
+        Ok(CacheReader { table })
     }
 
     /// Makes the cache hold exactly `files` (key, entry, whether the entry changed), written
@@ -277,11 +312,13 @@ mod tests {
             )
             .unwrap();
         let index = cache.packed().unwrap();
-        assert_eq!(index.len(), 1);
+        assert_eq!(index.0.len(), 1);
         assert_eq!(
-            index[&BlockId::from_bytes([4; 32])],
-            (BlockId::from_bytes([5; 32]), 70_000, 10)
+            index.get(&BlockId::from_bytes([4; 32]), 10),
+            Some((BlockId::from_bytes([5; 32]), 70_000))
         );
+        assert_eq!(index.get(&BlockId::from_bytes([4; 32]), 11), None);
+        assert_eq!(index.get(&BlockId::from_bytes([6; 32]), 10), None);
     }
 
     fn count(cache: &FileCache) -> u64 {

@@ -12,7 +12,7 @@ use cairn_seal::{ArchiveId, BlockId, BlockKind, Identified, SealConfig, Sealer};
 
 use std::sync::Arc;
 
-use crate::cache::{CachedFile, FileCache};
+use crate::cache::{CachedFile, FileCache, PackedIndex};
 use crate::error::BackupError;
 use crate::progress::{Meter, Phase, Progress};
 use crate::snapshot::{
@@ -87,9 +87,6 @@ type FileRead = (u64, Vec<BlockId>, Option<ContentHash>);
 /// its counters.
 type GroupResult = (Vec<(usize, EntryKind, Option<ContentHash>)>, BackupSummary);
 
-/// Packed files already in the store, by their own id: (pack, offset, size).
-type PackedIndex = std::collections::HashMap<BlockId, (BlockId, u32, u64)>;
-
 /// The pack id of a packed file whose pack is still open.
 const PLACEHOLDER: BlockId = BlockId::from_bytes([0; 32]);
 
@@ -158,18 +155,21 @@ enum ScanKind {
 
 /// Walks `dir` (metadata only): the entries of one directory one after another, its
 /// subdirectories in parallel on the CPU pool. Files are numbered afterwards by [`number_files`].
+/// Walks `dir` (metadata only; subfolders in parallel).
 fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
-    let mut names: Vec<(Vec<u8>, std::ffi::OsString)> = fs::read_dir(dir)
+    let mut names: Vec<(Vec<u8>, fs::DirEntry)> = fs::read_dir(dir)
         .map_err(|e| BackupError::io(dir, e))?
-        .map(|e| e.map(|e| (name_bytes(&e.file_name()), e.file_name())))
+        .map(|e| e.map(|e| (name_bytes(&e.file_name()), e)))
         .collect::<Result<_, _>>()
         .map_err(|e| BackupError::io(dir, e))?;
-    names.sort_unstable();
+    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut scanned = Scanned::default();
     let mut subdirs = Vec::new();
-    for (bytes, name) in names {
-        let path = dir.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(|e| BackupError::io(&path, e))?;
+    for (bytes, entry) in names {
+        let path = entry.path();
+        // Relative to the open directory (fstatat on Unix), without following a symlink and
+        // without resolving the whole path again.
+        let meta = entry.metadata().map_err(|e| BackupError::io(&path, e))?;
         let (mode, uid, gid) = owner(&meta);
         let xattrs = read_xattrs(&path)?;
         let kind = if meta.file_type().is_symlink() {
@@ -371,7 +371,7 @@ struct Walk<'a> {
     /// Every file seen, for the cache's update: key, entry, and whether it differs from the
     /// cache's.
     seen: Vec<(Vec<u8>, CachedFile, bool)>,
-    /// The packed files the trusted cache knows (read once, when a small file is to be read).
+    /// The packed files the trusted cache knows (indexed once, when a small file is to be read).
     packed: Option<PackedIndex>,
 }
 
@@ -926,8 +926,8 @@ impl<B: BlockStore> Repository<B> {
                 continue;
             }
             let id = self.sealer.block_id(BlockKind::DATA, data);
-            let copy = match (known.get(&id), local.get(&id)) {
-                (Some(&(in_pack, at, len)), _) if len == size => Some(EntryKind::Packed {
+            let copy = match (known.get(&id, size), local.get(&id)) {
+                (Some((in_pack, at)), _) => Some(EntryKind::Packed {
                     size,
                     id,
                     pack: in_pack,
@@ -1111,7 +1111,7 @@ impl<B: BlockStore> Repository<B> {
         {
             ctx.packed = Some(cache.packed()?);
         }
-        let empty = PackedIndex::new();
+        let empty = PackedIndex::default();
         let known = ctx.packed.as_ref().unwrap_or(&empty);
         use rayon::prelude::*;
         let chunker = ctx.chunker;
