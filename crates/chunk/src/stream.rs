@@ -6,9 +6,16 @@ use crate::{ChunkError, Chunker};
 
 /// Cuts a stream; returned by [`Chunker::stream`].
 ///
-/// Holds one buffer of `max + max(max, 64 KiB)` bytes, allocated at the first read (zeroed
-/// lazily by the allocator) and reused: reads go straight into its free space, as large as
-/// that space, and the unconsumed bytes move to its front only when the free space runs short.
+/// Holds one buffer, allocated at the first read (zeroed lazily by the allocator) and reused:
+/// reads go straight into its free space, as large as that space, and the unconsumed bytes move
+/// to its front only when the free space runs short. It looks ahead [`lookahead`] bytes
+/// (`2 × avg`, within `min + 1 ..= max`: 2 MiB by default), and only a chunk with no cut in that
+/// stretch makes it read on to `max`. A cut found inside the bytes buffered is final: every
+/// algorithm decides a cut at `k` from the bytes before `k` and from `k` itself (its distance to
+/// the chunk start), never from bytes after it, once at least `avg` bytes are seen. So the
+/// buffer holds `2 × lookahead` bytes (4 MiB by default), and `max + lookahead` only in a file
+/// that once had a chunk longer than the lookahead: a quarter of the `2 × max` a buffer of whole
+/// maximum chunks needs.
 /// Gives exactly the boundaries [`Chunker::chunks`] gives for the same bytes, whatever sizes the
 /// reader returns.
 ///
@@ -39,6 +46,14 @@ impl<R> core::fmt::Debug for StreamChunker<'_, R> {
     }
 }
 
+/// How far the stream looks ahead before cutting: `2 × avg`, at least `min + 1` (so `cut` sees
+/// beyond the minimum) and at most `max`. At least `avg`, so every algorithm's decisions inside
+/// the buffered bytes are those it makes on the whole stream (see [`StreamChunker`]).
+fn lookahead(chunker: &Chunker) -> usize {
+    let c = chunker.config();
+    c.avg().saturating_mul(2).max(c.min() + 1).min(c.max())
+}
+
 impl<'c, R: Read> StreamChunker<'c, R> {
     pub(crate) fn new(chunker: &'c Chunker, reader: R) -> Self {
         Self {
@@ -64,22 +79,25 @@ impl<'c, R: Read> StreamChunker<'c, R> {
         self.reader
     }
 
-    /// Fills the buffer until it holds `max` unconsumed bytes or the reader is exhausted.
+    /// Fills the buffer until it holds `want` unconsumed bytes or the reader is exhausted.
     ///
     /// Each read asks for all the free space after the bytes read so far; the unconsumed bytes
-    /// move to the front only when less than `max` bytes remain from them to the buffer's end,
-    /// so each input byte moves at most once.
-    fn fill(&mut self) -> Result<(), ChunkError> {
-        let max = self.chunker.config().max();
-        while self.end - self.pos < max && !self.eof {
+    /// move to the front only when less than `want` bytes remain from them to the buffer's end,
+    /// and the buffer is at least twice the usual `want`, so each input byte moves about once.
+    fn fill(&mut self, want: usize) -> Result<(), ChunkError> {
+        while self.end - self.pos < want && !self.eof {
             if self.buf.is_empty() {
-                self.buf = vec![0; max + max.max(1 << 16)];
+                self.buf = vec![0; 2 * lookahead(self.chunker).max(1 << 16)];
             }
-            // Keep room for a whole `max` after the unconsumed bytes.
-            if self.buf.len() - self.pos < max {
+            // Keep room for a whole `want` after the unconsumed bytes.
+            if self.buf.len() - self.pos < want {
                 self.buf.copy_within(self.pos..self.end, 0);
                 self.end -= self.pos;
                 self.pos = 0;
+                if self.buf.len() < want {
+                    // A chunk longer than the lookahead: room for `max` from now on.
+                    self.buf.resize(want + lookahead(self.chunker), 0);
+                }
             }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
@@ -100,15 +118,23 @@ impl<'c, R: Read> StreamChunker<'c, R> {
         if self.failed {
             return Ok(None);
         }
-        if let Err(e) = self.fill() {
+        let max = self.chunker.config().max();
+        if let Err(e) = self.fill(lookahead(self.chunker)) {
             self.failed = true;
             return Err(e);
         }
-        let rest = &self.buf[self.pos..self.end];
-        if rest.is_empty() {
+        let mut len = self.chunker.cut(&self.buf[self.pos..self.end]);
+        if len == self.end - self.pos && !self.eof && len < max {
+            // No cut in the lookahead, and more may follow: decide with `max` bytes in view.
+            if let Err(e) = self.fill(max) {
+                self.failed = true;
+                return Err(e);
+            }
+            len = self.chunker.cut(&self.buf[self.pos..self.end]);
+        }
+        if len == 0 {
             return Ok(None);
         }
-        let len = self.chunker.cut(rest);
         let start = self.pos;
         let offset = self.offset;
         self.pos += len;
@@ -138,5 +164,38 @@ impl<R: Read> Iterator for StreamChunker<'_, R> {
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use cairn_keys::ChunkerKey;
+
+    use crate::{Chunker, ChunkerConfig};
+
+    /// The buffer is `2 × lookahead` (4 MiB at the default sizes) while chunks are shorter than
+    /// the lookahead, and grows to `max + lookahead` only after a longer one.
+    #[test]
+    fn the_buffer_is_bounded_by_the_lookahead() {
+        let chunker = Chunker::new(&ChunkerKey::from_bytes([1; 32]), ChunkerConfig::DEFAULT);
+        let mut data = vec![0u8; 24 << 20];
+        blake3::Hasher::new().finalize_xof().fill(&mut data);
+        let mut stream = chunker.stream(&data[..]);
+        let mut longest = 0;
+        while let Some((_, c)) = stream.next_chunk().unwrap() {
+            longest = longest.max(c.len());
+            if longest <= 2 << 20 {
+                assert_eq!(stream.buf.len(), 4 << 20);
+            }
+        }
+        assert!(stream.buf.len() <= (8 << 20) + (2 << 20));
+        // A run with no cut: chunks of `max`, and a buffer of `max + lookahead`.
+        let zeros = vec![0u8; 20 << 20];
+        let mut stream = chunker.stream(&zeros[..]);
+        let (_, first) = stream.next_chunk().unwrap().unwrap();
+        assert_eq!(first.len(), 8 << 20);
+        assert_eq!(stream.buf.len(), (8 << 20) + (2 << 20));
     }
 }

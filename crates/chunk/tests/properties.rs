@@ -136,6 +136,57 @@ proptest! {
     }
 }
 
+/// The stream looks ahead only `2 × avg` bytes and reads on to `max` when no cut falls in that
+/// stretch; the boundaries are still the slice API's, for every algorithm, on data with many
+/// long chunks (a low-entropy run makes the keyed chunkers run to `max`) and jagged reads.
+#[test]
+fn long_chunks_stream_like_slices() {
+    let config = ChunkerConfig::new(4096, 8192, 65536).unwrap();
+    let mut data = random(b"long chunks", 400_000);
+    data[100_000..300_000].fill(7);
+    let mut chunkers: Vec<Chunker> = keyed_both(&ChunkerKey::from_bytes([5; 32]), config).into();
+    chunkers.push(Chunker::unkeyed_fastcdc2020(config).unwrap());
+    for chunker in &chunkers {
+        let want: Vec<(u64, usize)> = chunker
+            .chunks(&data)
+            .map(|c| (c.offset as u64, c.len))
+            .collect();
+        assert!(want.iter().any(|&(_, len)| len > 2 * 8192), "{want:?}");
+        for sizes in [vec![1 << 20], vec![3000, 17, 65536], vec![1]] {
+            let got = stream_lengths(
+                chunker,
+                Jagged {
+                    data: &data,
+                    sizes,
+                    call: 0,
+                },
+            );
+            assert_eq!(got, want);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The unkeyed mode streams like its slices too (its decisions depend on the distance to
+    /// `avg`, which the stream's lookahead always covers).
+    #[test]
+    fn unkeyed_stream_equals_slice(
+        (min, avg, max) in configs(),
+        data in prop::collection::vec(any::<u8>(), 0..40_000),
+        sizes in prop::collection::vec(0usize..5000, 1..8),
+    ) {
+        let Ok(chunker) = Chunker::unkeyed_fastcdc2020(ChunkerConfig::new(min, avg, max).unwrap()) else {
+            return Ok(());
+        };
+        let want: Vec<(u64, usize)> =
+            chunker.chunks(&data).map(|c| (c.offset as u64, c.len)).collect();
+        let jagged = Jagged { data: &data, sizes, call: 0 };
+        prop_assert_eq!(stream_lengths(&chunker, jagged), want);
+    }
+}
+
 /// One-byte reads: the slowest reader still gives the same boundaries.
 #[test]
 fn one_byte_reads() {
