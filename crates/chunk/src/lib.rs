@@ -281,7 +281,9 @@ impl Chunker {
         }
     }
 
-    /// Cuts a stream read from `reader`, buffering at most one maximum-size chunk.
+    /// Cuts a stream read from `reader`, with a buffer of twice the stream's lookahead
+    /// (`2 × avg`: 4 MiB at the default sizes), or `max` plus the lookahead after a chunk
+    /// longer than the lookahead (see [`StreamChunker`]).
     pub fn stream<R: std::io::Read>(&self, reader: R) -> StreamChunker<'_, R> {
         StreamChunker::new(self, reader)
     }

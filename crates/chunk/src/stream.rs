@@ -1,4 +1,5 @@
-//! The streaming API: [`StreamChunker`] over any [`Read`], memory bounded by the maximum chunk size.
+//! The streaming API: [`StreamChunker`] over any [`Read`], memory bounded by the lookahead
+//! (`2 × avg`) and, after a long chunk, the maximum chunk size.
 
 use std::io::Read;
 
