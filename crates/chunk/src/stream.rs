@@ -9,7 +9,7 @@ use crate::{ChunkError, Chunker};
 ///
 /// Holds one buffer, allocated at the first read (zeroed lazily by the allocator) and reused:
 /// reads go straight into its free space, as large as that space, and the unconsumed bytes move
-/// to its front only when the free space runs short. It looks ahead [`lookahead`] bytes
+/// to its front only when the free space runs short. It looks ahead a fixed stretch
 /// (`2 × avg`, within `min + 1 ..= max`: 2 MiB by default), and only a chunk with no cut in that
 /// stretch makes it read on to `max`. A cut found inside the bytes buffered is final: every
 /// algorithm decides a cut at `k` from the bytes before `k` and from `k` itself (its distance to
