@@ -82,6 +82,9 @@ repo_size() { # bytes the repository holds (caches kept elsewhere, or excluded)
 measure() { # measure TOOL STEP CMD...
     local tool="$1" step="$2"; shift 2
     local t="$WORK/time.$tool.$step"
+    # Write back what earlier steps left dirty (repositories, the edit), so that no step pays
+    # for another's writeback.
+    sync
     /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" >"$WORK/log.$tool.$step" 2>&1 || {
         echo "$tool $step failed:" >&2; tail -20 "$WORK/log.$tool.$step" >&2; exit 1; }
     read -r wall user sys rss <"$t"
