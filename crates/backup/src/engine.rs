@@ -1625,7 +1625,7 @@ impl<B: BlockStore> Repository<B> {
                         } => {
                             // The pack must hold every byte its files claim.
                             let end = ends.entry(pack).or_insert(0);
-                            *end = (*end).max(u64::from(offset) + size);
+                            *end = (*end).max(u64::from(offset).saturating_add(size));
                             if seen.insert(pack) {
                                 data.push(pack);
                             }

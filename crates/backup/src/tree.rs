@@ -334,7 +334,10 @@ impl Tree {
                 return Err(BackupError::Malformed("link group on a non-file"));
             }
             if let EntryKind::Packed { size, offset, .. } = e.kind
-                && (size == 0 || u64::from(offset) + size > MAX_PLAINTEXT_LEN as u64)
+                && (size == 0
+                    || u64::from(offset)
+                        .checked_add(size)
+                        .is_none_or(|end| end > MAX_PLAINTEXT_LEN as u64))
             {
                 return Err(BackupError::Malformed("packed file range"));
             }
