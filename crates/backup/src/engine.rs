@@ -71,6 +71,13 @@ impl Hashing {
         self.blake3.update(bytes);
     }
 
+    /// The hashes of one whole buffer.
+    fn of(data: &[u8]) -> ContentHash {
+        let mut h = Self::default();
+        h.update(data);
+        h.finish()
+    }
+
     fn finish(self) -> ContentHash {
         ContentHash {
             sha256: sha2::Digest::finalize(self.sha256).into(),
@@ -858,11 +865,7 @@ impl<B: BlockStore> Repository<B> {
                 summary,
             );
         }
-        let hash = self.content_hashes.then(|| {
-            let mut h = Hashing::default();
-            h.update(&data);
-            h.finish()
-        });
+        let hash = self.content_hashes.then(|| Hashing::of(&data));
         let size = data.len() as u64;
         let mut ids = Vec::new();
         if !data.is_empty() {
@@ -908,11 +911,7 @@ impl<B: BlockStore> Repository<B> {
             let data = &pack.bytes[offset..];
             let size = data.len() as u64;
             meter.add(1, size);
-            let hash = self.content_hashes.then(|| {
-                let mut h = Hashing::default();
-                h.update(data);
-                h.finish()
-            });
+            let hash = self.content_hashes.then(|| Hashing::of(data));
             if data.is_empty() {
                 // Emptied since the walk.
                 out.push((
@@ -1453,12 +1452,8 @@ impl<B: BlockStore> Repository<B> {
     /// returns how many were skipped.
     fn restore_file(&self, path: &Path, e: &Entry) -> Result<u64, BackupError> {
         self.write_file(path, e, |ids| {
+            // (`fetch_blocks` answers one block per id or fails.)
             let sealed = self.fetch_blocks(ids)?;
-            if sealed.len() != ids.len() {
-                return Err(BackupError::Malformed(
-                    "store answered another number of blocks",
-                ));
-            }
             ids.iter()
                 .zip(sealed)
                 .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, &bytes))
@@ -1481,11 +1476,6 @@ impl<B: BlockStore> Repository<B> {
             );
         }
         let fetched = self.fetch_blocks(&ids)?;
-        if fetched.len() != ids.len() {
-            return Err(BackupError::Malformed(
-                "store answered another number of blocks",
-            ));
-        }
         let blocks: std::collections::HashMap<BlockId, Vec<u8>> = ids
             .into_iter()
             .zip(fetched)
