@@ -214,6 +214,22 @@ impl Inner {
         ))
         .map(|_| ())
     }
+
+    /// A create-only put that an earlier put of the same object may have done already (a
+    /// crash after it, or another instance doing the same work): whether the object now holds
+    /// exactly `bytes`.
+    fn put_create_or_same(&self, location: &ObjectPath, bytes: Bytes) -> io::Result<bool> {
+        match self.put_create(location, bytes.clone()) {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = self
+                    .block_on(async { self.store.get(location).await?.bytes().await })
+                    .map_err(store_error)?;
+                Ok(existing == bytes)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
 }
 
 impl PartSegments {
@@ -359,21 +375,13 @@ impl Storage for PartSegments {
             // before the seal): parts are immutable, so a create-only marker records the
             // part's new length. Nothing acknowledged is ever deleted.
             let marker = self.0.cut(name, keep);
-            let text = Bytes::from(inside.to_string());
-            match self.0.put_create(&marker, text.clone()) {
-                Ok(()) => {}
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    let existing = self
-                        .0
-                        .block_on(async { self.0.store.get(&marker).await?.bytes().await })
-                        .map_err(store_error)?;
-                    if existing != text {
-                        return Err(io::Error::other(format!(
-                            "{name}: part {keep} was cut to another length before"
-                        )));
-                    }
-                }
-                Err(e) => return Err(store_error(e)),
+            if !self
+                .0
+                .put_create_or_same(&marker, Bytes::from(inside.to_string()))?
+            {
+                return Err(io::Error::other(format!(
+                    "{name}: part {keep} was cut to another length before"
+                )));
             }
             p[keep] = inside;
         }
@@ -385,21 +393,10 @@ impl Storage for PartSegments {
         let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
         self.read_at(from, 0, &mut bytes)?;
         let bytes = Bytes::from(bytes);
-        let location = self.0.sealed(to);
-        match self.0.put_create(&location, bytes.clone()) {
-            Ok(()) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                // Sealed already (a crash after the put, or another instance that recovered
-                // this segment): it must hold exactly these bytes.
-                let existing = self
-                    .0
-                    .block_on(async { self.0.store.get(&location).await?.bytes().await })
-                    .map_err(store_error)?;
-                if existing != bytes {
-                    return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-                }
-            }
-            Err(e) => return Err(store_error(e)),
+        // Sealed already (a crash after the put, or another instance that recovered this
+        // segment): it must hold exactly these bytes.
+        if !self.0.put_create_or_same(&self.0.sealed(to), bytes)? {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
         let count = lock(&self.0.parts)?.remove(from).map_or(0, |p| p.len());
         self.0.delete_parts(from, 0, count)
