@@ -541,6 +541,25 @@ mod tests {
     use object_store::ObjectStoreExt;
     use object_store::local::LocalFileSystem;
 
+    /// Puts `blocks` into user `u`'s archive, `per` at a time; every block is new, so stored.
+    fn put_in_batches(archives: &Archives, blocks: &[(BlockId, Vec<u8>)], per: usize) {
+        for chunk in blocks.chunks(per) {
+            let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
+            let stored = archives.put("t", "u", KIND_BLOCK, &refs).unwrap();
+            assert_eq!(stored.stored, chunk.len());
+        }
+    }
+
+    /// Every one of `blocks` reads back from user `u`'s archive as it was put.
+    fn assert_all_there(archives: &Archives, blocks: &[(BlockId, Vec<u8>)]) {
+        let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+        let got = archives.get("t", "u", KIND_BLOCK, &ids).unwrap();
+        assert_eq!(got.len(), blocks.len());
+        for ((_, want), got) in blocks.iter().zip(&got) {
+            assert_eq!(want, got);
+        }
+    }
+
     fn sealed(i: u32) -> (BlockId, Vec<u8>) {
         let root = cairn_keys::ArchiveKey::from_bytes([3; 32]);
         let sealer = cairn_seal::Sealer::new(
@@ -612,11 +631,7 @@ mod tests {
         };
         let blocks: Vec<(BlockId, Vec<u8>)> = (0..40).map(sealed).collect();
         let archives = open();
-        for chunk in blocks.chunks(5) {
-            let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
-            let stored = archives.put("t", "u", KIND_BLOCK, &refs).unwrap();
-            assert_eq!(stored.stored, 5);
-        }
+        put_in_batches(&archives, &blocks, 5);
         drop(archives);
         let published: Vec<object_store::ObjectMeta> = rt
             .block_on(async {
@@ -629,11 +644,8 @@ mod tests {
             .unwrap();
         assert!(published.len() >= 2, "{published:?}");
         let archives = open();
+        assert_all_there(&archives, &blocks);
         let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-        let got = archives.get("t", "u", KIND_BLOCK, &ids).unwrap();
-        for ((_, want), got) in blocks.iter().zip(&got) {
-            assert_eq!(want, got);
-        }
         assert!(archives.missing("t", "u", &ids).unwrap().is_empty());
         let staged = std::fs::read_dir(dir.path().join("staging/t/u"))
             .unwrap()
@@ -660,10 +672,7 @@ mod tests {
         };
         let blocks: Vec<(BlockId, Vec<u8>)> = (0..40).map(sealed).collect();
         let archives = open();
-        for chunk in blocks.chunks(5) {
-            let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
-            archives.put("t", "u", KIND_BLOCK, &refs).unwrap();
-        }
+        put_in_batches(&archives, &blocks, 5);
         drop(archives);
         let first = cairn_archive::segment_name(0, false);
         let published = dir.path().join("segments/tenants/t/users/u").join(&first);
@@ -672,12 +681,7 @@ mod tests {
             .join("staging/t/u")
             .join(cairn_archive::segment_name(0, true));
         std::fs::copy(&published, &leftover).unwrap();
-        let archives = open();
-        let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-        let got = archives.get("t", "u", KIND_BLOCK, &ids).unwrap();
-        for ((_, want), got) in blocks.iter().zip(&got) {
-            assert_eq!(want, got);
-        }
+        assert_all_there(&open(), &blocks);
         assert!(!leftover.exists(), "the superseded staged copy is removed");
     }
 
@@ -742,10 +746,6 @@ mod tests {
         });
         assert_eq!(lock(&archives.open).unwrap().len(), 1);
         drop(archives);
-        let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-        let got = open().get("t", "u", KIND_BLOCK, &ids).unwrap();
-        for ((_, want), got) in blocks.iter().zip(&got) {
-            assert_eq!(want, got);
-        }
+        assert_all_there(&open(), &blocks);
     }
 }
