@@ -22,14 +22,12 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta-v1");
 /// What the cache remembers of a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedFile {
-    /// Size in bytes.
-    pub size: u64,
     /// Modification time, ns.
     pub mtime_ns: i64,
     /// Status-change time, ns (catches metadata-preserving rewrites).
     pub ctime_ns: i64,
-    /// Where its bytes are: [`EntryKind::File`] (chunk ids) or [`EntryKind::Packed`], with the
-    /// same size as `size`.
+    /// Where its bytes are, and its size: [`EntryKind::File`] (chunk ids) or
+    /// [`EntryKind::Packed`].
     pub content: EntryKind,
 }
 
@@ -43,10 +41,16 @@ fn id_at(b: &[u8], at: usize) -> Option<BlockId> {
 }
 
 impl CachedFile {
+    /// Size in bytes (the content's).
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.content.file_size().unwrap_or(0)
+    }
+
     fn encode(&self) -> Vec<u8> {
         let blocks = self.content.data_blocks().len();
         let mut v = Vec::with_capacity(25 + 32 * blocks + 36);
-        v.extend_from_slice(&self.size.to_le_bytes());
+        v.extend_from_slice(&self.size().to_le_bytes());
         v.extend_from_slice(&self.mtime_ns.to_le_bytes());
         v.extend_from_slice(&self.ctime_ns.to_le_bytes());
         match &self.content {
@@ -91,7 +95,6 @@ impl CachedFile {
             _ => return None,
         };
         Some(Self {
-            size,
             mtime_ns,
             ctime_ns,
             content,
@@ -268,7 +271,6 @@ mod tests {
 
     fn entry(size: u64) -> CachedFile {
         CachedFile {
-            size,
             mtime_ns: 1,
             ctime_ns: 2,
             content: EntryKind::File {
@@ -285,7 +287,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = FileCache::open(&dir.path().join("c.redb")).unwrap();
         let packed = CachedFile {
-            size: 10,
             mtime_ns: -1,
             ctime_ns: 3,
             content: EntryKind::Packed {

@@ -1070,12 +1070,12 @@ impl<B: BlockStore> Repository<B> {
         let mut followers = Vec::new();
         for ((slot, job), hit) in jobs.iter().enumerate().zip(hits) {
             if let Some(hit) = hit
-                && hit.size == job.size
+                && hit.size() == job.size
                 && hit.mtime_ns == job.mtime_ns
                 && hit.ctime_ns == job.ctime_ns
             {
                 summary.files_unchanged += 1;
-                meter.add(1, hit.size);
+                meter.add(1, hit.size());
                 unchanged[slot] = true;
                 results[slot] = Some(hit.content);
             } else if leaders[slot].is_some() {
@@ -1142,7 +1142,6 @@ impl<B: BlockStore> Repository<B> {
         for (slot, job) in jobs.iter().enumerate() {
             if let Some(content) = &results[slot] {
                 let cached = CachedFile {
-                    size: content.file_size().unwrap_or(0),
                     mtime_ns: job.mtime_ns,
                     ctime_ns: job.ctime_ns,
                     content: content.clone(),
