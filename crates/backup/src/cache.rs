@@ -241,6 +241,11 @@ impl FileCache {
                 Err(e) => return Err(db_err(e)),
             }
             let mut table = tx.open_table(FILES).map_err(db_err)?;
+            // In key order: redb appends to its B-tree instead of splitting pages all over it
+            // (measured: 64-80 ms instead of 93-131 ms for the 34,500 files of the peer corpus,
+            // the serial end of a first backup).
+            let mut files: Vec<&(Vec<u8>, CachedFile, bool)> = files.iter().collect();
+            files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (k, v, _) in files.iter().filter(|(_, _, changed)| *changed) {
                 table
                     .insert(k.as_slice(), v.encode().as_slice())
