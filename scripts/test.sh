@@ -11,6 +11,9 @@ mkdir -p "$svc"
 trap 'bash scripts/services.sh stop "$svc"' EXIT
 eval "$(bash scripts/services.sh start "$svc")"
 
+# Every package of the lock file, for every platform: tests/architecture.rs reads the whole
+# dependency graph with `cargo metadata --offline` (a build fetches only this platform's).
+cargo fetch --locked
 cargo test --workspace --locked
 # The integration suites again, on PostgreSQL and S3; --include-ignored adds the tests that
 # need those servers (tests/scale_out.rs of both crates).
