@@ -610,6 +610,13 @@ impl<S: Storage> Archive<S> {
         Ok(())
     }
 
+    /// Bytes appended (records and their framing) since the last commit: what the next
+    /// [`Archive::commit`] makes durable. A writer that commits in groups uses it to bound how
+    /// much an interruption loses.
+    pub fn uncommitted_bytes(&self) -> u64 {
+        self.active.len - self.committed_len
+    }
+
     /// Makes every appended record durable (one commit record, one sync: group commit) and
     /// returns what a client should remember. Only after `Ok` is anything acknowledged. A
     /// failure poisons this handle: nothing more is appended or acknowledged until the archive

@@ -385,14 +385,112 @@ pub struct FileWriter {
     file: File,
     /// The directory to fsync at the first sync, for a file this writer created.
     new_in: Option<PathBuf>,
+    /// Starts the write-back of what was appended before the next sync asks for it.
+    behind: WriteBehind,
+}
+
+/// Bytes appended since the last request after which [`WriteBehind`] is asked to write them
+/// back.
+const WRITE_BEHIND_BYTES: u64 = 8 << 20;
+
+/// Write-behind: a thread that syncs the file, through a file description of its own, when asked
+/// (every [`WRITE_BEHIND_BYTES`] appended). The data of a long run of appends then reaches the
+/// disk while the writer goes on, and the writer's own [`SegmentWriter::sync`] (a commit) finds
+/// little left to wait for. It changes no durability rule: only the writer's `sync`
+/// acknowledges anything. A failure it sees is remembered and fails the writer's next `sync`
+/// (Linux also reports a write-back error to every description open when it happened, so the
+/// writer's own fdatasync sees it too).
+///
+/// The thread is started at the first request and ends after [`WRITE_BEHIND_IDLE`] without one,
+/// so a writer that commits small batches (the server's, one per request) never has one, and
+/// many open writers do not hold many idle threads.
+#[derive(Debug)]
+struct WriteBehind {
+    path: PathBuf,
+    kick: Option<std::sync::mpsc::SyncSender<()>>,
+    state: Arc<BehindState>,
+    since_kick: u64,
+}
+
+/// How long a write-behind thread waits for the next request before it ends.
+const WRITE_BEHIND_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct BehindState {
+    failed: std::sync::atomic::AtomicBool,
+    /// Syncs done, for tests.
+    syncs: std::sync::atomic::AtomicU64,
+    /// Threads started and ended, for tests.
+    started: std::sync::atomic::AtomicU64,
+    ended: std::sync::atomic::AtomicU64,
+}
+
+impl WriteBehind {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            kick: None,
+            state: Arc::default(),
+            since_kick: 0,
+        }
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.since_kick += n as u64;
+        if self.since_kick < WRITE_BEHIND_BYTES {
+            return;
+        }
+        self.since_kick = 0;
+        use std::sync::mpsc::TrySendError;
+        match self.kick.as_ref().map(|k| k.try_send(())) {
+            // Asked; or already asked, and that sync will cover these bytes too.
+            Some(Ok(()) | Err(TrySendError::Full(()))) => {}
+            // No thread, or it ended for idleness: start one. If it cannot be started, the
+            // commit does all the waiting, as without write-behind.
+            Some(Err(TrySendError::Disconnected(()))) | None => self.kick = self.spawn(),
+        }
+    }
+
+    /// A thread with one sync already asked of it.
+    fn spawn(&self) -> Option<std::sync::mpsc::SyncSender<()>> {
+        use std::sync::atomic::Ordering;
+        // Opened for writing (never written through) so that the sync works on every platform.
+        let file = OpenOptions::new().write(true).open(&self.path).ok()?;
+        let (kick, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        kick.try_send(()).ok()?;
+        let state = self.state.clone();
+        std::thread::Builder::new()
+            .name("cairn-write-behind".into())
+            .spawn(move || {
+                state.started.fetch_add(1, Ordering::Release);
+                // Ends when idle or when the writer (the only sender) is dropped. A request
+                // sent just as it ends for idleness is lost: one sync fewer, nothing more.
+                while asked.recv_timeout(WRITE_BEHIND_IDLE).is_ok() {
+                    if file.sync_data().is_err() {
+                        state.failed.store(true, Ordering::Release);
+                    }
+                    state.syncs.fetch_add(1, Ordering::Release);
+                }
+                state.ended.fetch_add(1, Ordering::Release);
+            })
+            .ok()?;
+        Some(kick)
+    }
+
+    fn failed(&self) -> bool {
+        self.state.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl SegmentWriter for FileWriter {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
+        self.file.write_all(buf)?;
+        self.behind.wrote(buf.len());
+        Ok(())
     }
 
     fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        self.behind.wrote(bufs.iter().map(|b| b.len()).sum());
         let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
@@ -409,6 +507,11 @@ impl SegmentWriter for FileWriter {
     fn sync(&mut self) -> io::Result<()> {
         // fdatasync: the data and the length; the inode's times need not be durable.
         self.file.sync_data()?;
+        if self.behind.failed() {
+            return Err(io::Error::other(
+                "an earlier write-back of this file failed",
+            ));
+        }
         // The first sync of a new file also makes its directory entry durable.
         if let Some(dir) = &self.new_in {
             sync_dir(dir)?;
@@ -422,24 +525,28 @@ impl Storage for DirStorage {
     type Writer = FileWriter;
 
     fn create(&self, name: &str) -> io::Result<FileWriter> {
+        let path = self.path(name)?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(self.path(name)?)?;
+            .open(&path)?;
         Ok(FileWriter {
             file,
             new_in: Some(self.dir.clone()),
+            behind: WriteBehind::new(path),
         })
     }
 
     fn append(&self, name: &str) -> io::Result<FileWriter> {
-        let mut file = OpenOptions::new().write(true).open(self.path(name)?)?;
+        let path = self.path(name)?;
+        let mut file = OpenOptions::new().write(true).open(&path)?;
         file.seek(SeekFrom::End(0))?;
         // A file found at recovery may have been created by a process that died before its
         // first sync: sync the directory too, once.
         Ok(FileWriter {
             file,
             new_in: Some(self.dir.clone()),
+            behind: WriteBehind::new(path),
         })
     }
 
@@ -493,6 +600,51 @@ impl Storage for DirStorage {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A directory writer syncs behind the writes after every `WRITE_BEHIND_BYTES`, on a
+    /// thread that ends when idle and comes back when needed; a failure of that background sync
+    /// fails the writer's next sync.
+    #[test]
+    fn files_are_written_behind_and_a_failure_there_fails_the_commit() {
+        use std::sync::atomic::Ordering;
+        // Liveness waits, not time bounds.
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let start = std::time::Instant::now();
+            while !done() {
+                assert!(start.elapsed().as_secs() < 60, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let storage = DirStorage::open(dir.path()).unwrap();
+        let mut w = storage.create("seg-0000000000000001.active").unwrap();
+        let state = w.behind.state.clone();
+        let block = vec![7u8; 1 << 20];
+        // Less than the threshold: no thread, nothing asked.
+        for _ in 0..7 {
+            w.write_all_vectored(&[&block]).unwrap();
+        }
+        assert!(w.behind.kick.is_none());
+        w.write_all(&block).unwrap();
+        wait_for("no write-behind sync", &|| {
+            state.syncs.load(Ordering::Acquire) == 1
+        });
+        w.sync().unwrap();
+        assert_eq!(storage.len("seg-0000000000000001.active").unwrap(), 8 << 20);
+        // Idle, the thread ends (its receiver goes); the next request starts another.
+        wait_for("idle thread still running", &|| {
+            state.ended.load(Ordering::Acquire) == 1
+        });
+        for _ in 0..8 {
+            w.write_all(&block).unwrap();
+        }
+        wait_for("no second write-behind sync", &|| {
+            state.syncs.load(Ordering::Acquire) >= 2
+        });
+        assert_eq!(state.started.load(Ordering::Acquire), 2);
+        state.failed.store(true, Ordering::Release);
+        assert!(w.sync().is_err());
+    }
 
     proptest! {
         /// The chunked in-memory file behaves exactly like one `Vec<u8>`.
