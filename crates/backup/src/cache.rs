@@ -29,11 +29,17 @@ pub struct CachedFile {
     /// Where its bytes are, and its size: [`EntryKind::File`] (chunk ids) or
     /// [`EntryKind::Packed`].
     pub content: EntryKind,
+    /// The file had no extended attributes at this size, mtime and ctime. Setting or removing
+    /// one changes the ctime, so a backup that finds all three unchanged need not list them.
+    /// `false` also for "not known" (entries written before the flag existed).
+    pub no_xattrs: bool,
 }
 
 /// Value tags: what follows the three integers.
 const TAG_CHUNKS: u8 = 1;
 const TAG_PACKED: u8 = 4;
+/// Or-ed into the tag: [`CachedFile::no_xattrs`].
+const FLAG_NO_XATTRS: u8 = 0x80;
 
 fn id_at(b: &[u8], at: usize) -> Option<BlockId> {
     let bytes: [u8; 32] = b.get(at..at + 32)?.try_into().ok()?;
@@ -53,17 +59,18 @@ impl CachedFile {
         v.extend_from_slice(&self.size().to_le_bytes());
         v.extend_from_slice(&self.mtime_ns.to_le_bytes());
         v.extend_from_slice(&self.ctime_ns.to_le_bytes());
+        let flags = if self.no_xattrs { FLAG_NO_XATTRS } else { 0 };
         match &self.content {
             EntryKind::Packed {
                 id, pack, offset, ..
             } => {
-                v.push(TAG_PACKED);
+                v.push(TAG_PACKED | flags);
                 v.extend_from_slice(id.as_bytes());
                 v.extend_from_slice(pack.as_bytes());
                 v.extend_from_slice(&offset.to_le_bytes());
             }
             other => {
-                v.push(TAG_CHUNKS);
+                v.push(TAG_CHUNKS | flags);
                 for c in other.data_blocks() {
                     v.extend_from_slice(c.as_bytes());
                 }
@@ -79,7 +86,8 @@ impl CachedFile {
         let mtime_ns = i64::from_le_bytes(u(8)?);
         let ctime_ns = i64::from_le_bytes(u(16)?);
         let rest = b.get(25..)?;
-        let content = match *b.get(24)? {
+        let tag = *b.get(24)?;
+        let content = match tag & !FLAG_NO_XATTRS {
             TAG_CHUNKS if rest.len().is_multiple_of(32) => EntryKind::File {
                 size,
                 chunks: (0..rest.len() / 32)
@@ -98,6 +106,7 @@ impl CachedFile {
             mtime_ns,
             ctime_ns,
             content,
+            no_xattrs: tag & FLAG_NO_XATTRS != 0,
         })
     }
 }
@@ -282,6 +291,7 @@ mod tests {
                 size,
                 chunks: vec![BlockId::from_bytes([size.to_le_bytes()[0]; 32])],
             },
+            no_xattrs: false,
         }
     }
 
@@ -300,8 +310,22 @@ mod tests {
                 pack: BlockId::from_bytes([5; 32]),
                 offset: 70_000,
             },
+            no_xattrs: true,
         };
         assert_eq!(CachedFile::decode(&packed.encode()), Some(packed.clone()));
+        // The flag is one bit of the tag, kept apart from the form.
+        let chunks = CachedFile {
+            no_xattrs: true,
+            ..entry(9)
+        };
+        let mut bytes = chunks.encode();
+        assert_eq!(bytes[24], TAG_CHUNKS | FLAG_NO_XATTRS);
+        assert_eq!(CachedFile::decode(&bytes), Some(chunks));
+        // An entry from before the flag: not known, so the walk lists them.
+        bytes[24] = TAG_CHUNKS;
+        assert!(!CachedFile::decode(&bytes).unwrap().no_xattrs);
+        bytes[24] = 2 | FLAG_NO_XATTRS;
+        assert_eq!(CachedFile::decode(&bytes), None);
         let mut bytes = packed.encode();
         bytes.push(0);
         assert_eq!(CachedFile::decode(&bytes), None);

@@ -161,8 +161,8 @@ enum ScanKind {
 }
 
 /// Walks `dir` (metadata only): the entries of one directory one after another, its
-/// subdirectories in parallel on the CPU pool. Files are numbered afterwards by [`number_files`].
-/// Walks `dir` (metadata only; subfolders in parallel).
+/// subdirectories in parallel on the CPU pool. Files are numbered afterwards by [`number_files`];
+/// their extended attributes are listed after the cache lookups ([`list_file_xattrs`]).
 fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
     let mut names: Vec<(Vec<u8>, fs::DirEntry)> = fs::read_dir(dir)
         .map_err(|e| BackupError::io(dir, e))?
@@ -178,7 +178,11 @@ fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
         // without resolving the whole path again.
         let meta = entry.metadata().map_err(|e| BackupError::io(&path, e))?;
         let (mode, uid, gid) = owner(&meta);
-        let xattrs = read_xattrs(&path)?;
+        let xattrs = if meta.is_file() {
+            Vec::new()
+        } else {
+            read_xattrs(&path)?
+        };
         let kind = if meta.file_type().is_symlink() {
             let target = fs::read_link(&path).map_err(|e| BackupError::io(&path, e))?;
             ScanKind::Symlink(name_bytes(target.as_os_str()))
@@ -268,6 +272,38 @@ fn link_groups(jobs: &[FileJob]) -> (Vec<u32>, Vec<Option<usize>>) {
     (groups, leader)
 }
 
+/// The extended attributes of each file, by slot; `None` for a file the cache vouches had none
+/// (`skip`), which is not asked again.
+fn list_file_xattrs(jobs: &[FileJob], skip: &[bool]) -> Result<Vec<Option<Xattrs>>, BackupError> {
+    use rayon::prelude::*;
+    jobs.par_iter()
+        .zip(skip)
+        .map(|(job, &skip)| {
+            if skip {
+                Ok(None)
+            } else {
+                read_xattrs(&job.path).map(Some)
+            }
+        })
+        .collect()
+}
+
+/// Moves each numbered file's extended attributes into its entry.
+fn set_file_xattrs(node: &mut DirNode, xattrs: &mut [Option<Xattrs>]) {
+    for entry in &mut node.entries {
+        match &mut entry.kind {
+            ScanKind::Dir(child) => set_file_xattrs(child, xattrs),
+            ScanKind::File(slot) => {
+                entry.xattrs = xattrs
+                    .get_mut(*slot)
+                    .and_then(Option::take)
+                    .unwrap_or_default();
+            }
+            ScanKind::NewFile(_) | ScanKind::Symlink(_) => {}
+        }
+    }
+}
+
 /// Sets each numbered file entry's link group.
 fn set_link_groups(node: &mut DirNode, groups: &[u32]) {
     for entry in &mut node.entries {
@@ -343,6 +379,8 @@ pub struct BackupSummary {
     pub skipped: u64,
     /// Files whose metadata matched the file cache, so they were not read.
     pub files_unchanged: u64,
+    /// Unchanged files the cache knew had no extended attributes, so they were not listed.
+    pub xattrs_not_listed: u64,
     /// Small files read and packed into a new pack.
     pub files_packed: u64,
     /// Small files read whose contents were already packed (in this backup, or in the store
@@ -1067,6 +1105,8 @@ impl<B: BlockStore> Repository<B> {
             None => vec![None; jobs.len()],
         };
         let mut unchanged = vec![false; jobs.len()];
+        // Unchanged (size, mtime, ctime) files that had no extended attributes still have none.
+        let mut no_xattrs = vec![false; jobs.len()];
         let mut followers = Vec::new();
         for ((slot, job), hit) in jobs.iter().enumerate().zip(hits) {
             if let Some(hit) = hit
@@ -1077,6 +1117,7 @@ impl<B: BlockStore> Repository<B> {
                 summary.files_unchanged += 1;
                 meter.add(1, hit.size());
                 unchanged[slot] = true;
+                no_xattrs[slot] = hit.no_xattrs;
                 results[slot] = Some(hit.content);
             } else if leaders[slot].is_some() {
                 // Another name of a file read once, through its first name.
@@ -1085,6 +1126,15 @@ impl<B: BlockStore> Repository<B> {
                 to_read.push(slot);
             }
         }
+        let mut listed = list_file_xattrs(&jobs, &no_xattrs)?;
+        summary.xattrs_not_listed += listed.iter().filter(|l| l.is_none()).count() as u64;
+        // What the cache will say: vouched for, or listed and found empty.
+        let none_now: Vec<bool> = listed
+            .iter()
+            .zip(&no_xattrs)
+            .map(|(l, &vouched)| vouched || l.as_ref().is_some_and(Vec::is_empty))
+            .collect();
+        set_file_xattrs(&mut node, &mut listed);
         // Group the files to read: about GROUP_BYTES of input per group, a big file alone.
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut current = Vec::new();
@@ -1145,8 +1195,12 @@ impl<B: BlockStore> Repository<B> {
                     mtime_ns: job.mtime_ns,
                     ctime_ns: job.ctime_ns,
                     content: content.clone(),
+                    no_xattrs: none_now[slot],
                 };
-                ctx.seen.push((job.key.clone(), cached, !unchanged[slot]));
+                // An unchanged file is written again only to record that it has no attributes
+                // (an entry from before that flag).
+                let write = !unchanged[slot] || none_now[slot] != no_xattrs[slot];
+                ctx.seen.push((job.key.clone(), cached, write));
             }
         }
         let mut pending = Vec::new();

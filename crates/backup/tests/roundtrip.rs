@@ -855,6 +855,64 @@ fn hard_links_and_xattrs_round_trip() {
     assert_eq!(fs::read(one.join("two")).unwrap(), bytes(5, 50_000));
 }
 
+/// An unchanged file the cache knows had no extended attributes is not asked for them again;
+/// one that had some is, and keeps them; one given an attribute since (which moves its ctime) is
+/// read again with it.
+#[cfg(unix)]
+#[test]
+fn unchanged_files_are_listed_for_xattrs_only_when_they_had_some() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path();
+    for name in ["plain", "tagged", "later"] {
+        fs::write(root.join(name), name.as_bytes()).unwrap();
+    }
+    if xattr::set(root.join("tagged"), "user.cairn.test", b"v1").is_err() {
+        eprintln!("this filesystem takes no user xattrs: not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = FileCache::open(&dir.path().join("cache.redb")).unwrap();
+    let repo = repo(MemoryStore::new());
+    let first = repo
+        .backup_incremental(root, "h", None, Some(&cache))
+        .unwrap();
+    let parent = |s: &BackupSummary| (s.snapshot.unwrap(), s.record.clone().unwrap());
+    assert_eq!(first.xattrs_not_listed, 0);
+    let xattrs_of = |summary: &BackupSummary, name: &str| {
+        let tree = root_tree(&repo, summary.record.as_ref().unwrap());
+        tree.entries
+            .iter()
+            .find(|e| e.name == name.as_bytes())
+            .unwrap()
+            .xattrs
+            .clone()
+    };
+    let tagged = vec![(b"user.cairn.test".to_vec(), b"v1".to_vec())];
+    assert_eq!(xattrs_of(&first, "tagged"), tagged);
+    // Nothing changed: "plain" and "later" are vouched for, "tagged" is listed again.
+    let (id, snap) = parent(&first);
+    let second = repo
+        .backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
+        .unwrap();
+    assert_eq!(second.files_unchanged, 3);
+    assert_eq!(second.xattrs_not_listed, 2);
+    assert_eq!(xattrs_of(&second, "tagged"), tagged);
+    assert!(xattrs_of(&second, "plain").is_empty());
+    // An attribute set since moves the ctime: the file is read, and listed.
+    xattr::set(root.join("later"), "user.cairn.new", b"n").unwrap();
+    let (id, snap) = parent(&second);
+    let third = repo
+        .backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
+        .unwrap();
+    assert_eq!(third.files_unchanged, 2);
+    assert_eq!(third.xattrs_not_listed, 1);
+    assert_eq!(
+        xattrs_of(&third, "later"),
+        vec![(b"user.cairn.new".to_vec(), b"n".to_vec())]
+    );
+    assert_eq!(xattrs_of(&third, "tagged"), tagged);
+}
+
 /// The fuzz target's seeds are valid objects, so fuzzing starts from inside the decoders.
 #[test]
 fn fuzz_seeds_decode() {
