@@ -876,7 +876,12 @@ fn unchanged_files_are_listed_for_xattrs_only_when_they_had_some() {
     let first = repo
         .backup_incremental(root, "h", None, Some(&cache))
         .unwrap();
-    let parent = |s: &BackupSummary| (s.snapshot.unwrap(), s.record.clone().unwrap());
+    // The next backup, with the previous one as its parent.
+    let after = |prev: &BackupSummary| {
+        let (id, snap) = (prev.snapshot.unwrap(), prev.record.clone().unwrap());
+        repo.backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
+            .unwrap()
+    };
     assert_eq!(first.xattrs_not_listed, 0);
     let xattrs_of = |summary: &BackupSummary, name: &str| {
         let tree = root_tree(&repo, summary.record.as_ref().unwrap());
@@ -890,20 +895,14 @@ fn unchanged_files_are_listed_for_xattrs_only_when_they_had_some() {
     let tagged = vec![(b"user.cairn.test".to_vec(), b"v1".to_vec())];
     assert_eq!(xattrs_of(&first, "tagged"), tagged);
     // Nothing changed: "plain" and "later" are vouched for, "tagged" is listed again.
-    let (id, snap) = parent(&first);
-    let second = repo
-        .backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
-        .unwrap();
+    let second = after(&first);
     assert_eq!(second.files_unchanged, 3);
     assert_eq!(second.xattrs_not_listed, 2);
     assert_eq!(xattrs_of(&second, "tagged"), tagged);
     assert!(xattrs_of(&second, "plain").is_empty());
     // An attribute set since moves the ctime: the file is read, and listed.
     xattr::set(root.join("later"), "user.cairn.new", b"n").unwrap();
-    let (id, snap) = parent(&second);
-    let third = repo
-        .backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
-        .unwrap();
+    let third = after(&second);
     assert_eq!(third.files_unchanged, 2);
     assert_eq!(third.xattrs_not_listed, 1);
     assert_eq!(
