@@ -490,7 +490,6 @@ impl SegmentWriter for FileWriter {
     }
 
     fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
-        self.behind.wrote(bufs.iter().map(|b| b.len()).sum());
         let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
@@ -501,6 +500,7 @@ impl SegmentWriter for FileWriter {
                 Err(e) => return Err(e),
             }
         }
+        self.behind.wrote(bufs.iter().map(|b| b.len()).sum());
         Ok(())
     }
 
