@@ -620,17 +620,13 @@ impl Sealer {
         if !bool::from(id_ok) {
             return Err(SealError::Open);
         }
-        let (head, rest) = sealed.split_at(HEADER_LEN);
-        let (body, tag) = rest.split_at(rest.len() - aead::TAG_LEN);
-        let tag: &[u8; aead::TAG_LEN] = tag.try_into().map_err(|_| SealError::Open)?;
+        let (head, body_and_tag) = sealed.split_at(HEADER_LEN);
         let aad = format::aad(head, &self.archive);
         let key = self.derive_block_key(&header.salt);
-        out.extend_from_slice(body);
+        out.extend_from_slice(body_and_tag);
         match header.algorithm {
-            Algorithm::Aes256Gcm => aead::aes256gcm_open_detached(&key, &[0; 12], &aad, out, tag),
-            Algorithm::XChaCha20Poly1305 => {
-                aead::xchacha_open_detached(&key, &[0; 24], &aad, out, tag)
-            }
+            Algorithm::Aes256Gcm => aead::aes256gcm_open_in_place(&key, &[0; 12], &aad, out),
+            Algorithm::XChaCha20Poly1305 => aead::xchacha_open_in_place(&key, &[0; 24], &aad, out),
         }
         .map_err(|_| SealError::Open)?;
         let (plain_len, payload) = format::parse_body(out).ok_or(SealError::Open)?;
