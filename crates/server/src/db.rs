@@ -341,10 +341,13 @@ impl Db {
             .bind(tenant)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| Quota {
-            quota_bytes: r.get(0),
-            used_bytes: r.get(1),
-        }))
+        row.map(|r| {
+            Ok(Quota {
+                quota_bytes: col(&r, 0)?,
+                used_bytes: col(&r, 1)?,
+            })
+        })
+        .transpose()
     }
 
     /// Every tenant's quota and use, by tenant id.
@@ -355,18 +358,17 @@ impl Db {
         let rows = sqlx::query("SELECT id, quota_bytes, used_bytes FROM tenants ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|r| {
-                (
-                    r.get(0),
+                Ok((
+                    col(&r, 0)?,
                     Quota {
-                        quota_bytes: r.get(1),
-                        used_bytes: r.get(2),
+                        quota_bytes: col(&r, 1)?,
+                        used_bytes: col(&r, 2)?,
                     },
-                )
+                ))
             })
-            .collect())
+            .collect()
     }
 
     /// Charges `bytes` to the tenant's quota and the user's stored total, in one transaction:
@@ -416,7 +418,8 @@ impl Db {
                 .bind(user)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.get(0));
+                .map(|r| col(&r, 0))
+                .transpose()?;
         let Some(stored) = stored else {
             return Ok(0);
         };
@@ -480,10 +483,13 @@ impl Db {
             .bind(user)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| UserRow {
-            id: r.get(0),
-            role: r.get(1),
-        }))
+        row.map(|r| {
+            Ok(UserRow {
+                id: col(&r, 0)?,
+                role: col(&r, 1)?,
+            })
+        })
+        .transpose()
     }
 
     /// Every user of the tenant.
@@ -495,13 +501,14 @@ impl Db {
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| UserRow {
-                id: r.get(0),
-                role: r.get(1),
+        rows.into_iter()
+            .map(|r| {
+                Ok(UserRow {
+                    id: col(&r, 0)?,
+                    role: col(&r, 1)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Adds a pending device with its enrollment token's id.
@@ -549,7 +556,7 @@ impl Db {
         .bind(device)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(device_row))
+        row.map(device_row).transpose()
     }
 
     /// Every device of the tenant.
@@ -567,7 +574,7 @@ impl Db {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(device_row).collect())
+        rows.into_iter().map(device_row).collect()
     }
 
     /// Moves a device from `from` to `to`; `false` if it was not in state `from`.
@@ -627,7 +634,9 @@ impl Db {
         let rows = sqlx::query("SELECT tenant, id FROM devices WHERE state = 'deauthorized'")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.into_iter()
+            .map(|r| Ok((col(&r, 0)?, col(&r, 1)?)))
+            .collect()
     }
 
     /// Records a revoked token id.
@@ -655,7 +664,9 @@ impl Db {
         let rows = sqlx::query("SELECT tenant, token_id FROM revoked_tokens")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        rows.into_iter()
+            .map(|r| Ok((col(&r, 0)?, col(&r, 1)?)))
+            .collect()
     }
 
     /// The user's archive id, made (16 random bytes) on first use.
@@ -679,7 +690,7 @@ impl Db {
             .bind(user)
             .fetch_one(&self.pool)
             .await?;
-        let id: Vec<u8> = row.get(0);
+        let id: Vec<u8> = col(&row, 0)?;
         <[u8; 16]>::try_from(id.as_slice()).map_err(|_| DbError::Invalid("archive id"))
     }
 
@@ -766,7 +777,7 @@ impl Db {
         .bind(user)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
     }
 
     /// Appends to the audit log.
@@ -884,15 +895,16 @@ impl Db {
         .bind(user)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SnapshotRow {
-                id: r.get(0),
-                device: r.get(1),
-                bytes: r.get(2),
-                received_unix: r.get(3),
+        rows.into_iter()
+            .map(|r| {
+                Ok(SnapshotRow {
+                    id: col(&r, 0)?,
+                    device: col(&r, 1)?,
+                    bytes: col(&r, 2)?,
+                    received_unix: col(&r, 3)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// What the user's archive holds (bytes as uploaded), if it exists.
@@ -900,14 +912,13 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn stored_bytes(&self, tenant: &str, user: &str) -> Result<Option<i64>, DbError> {
-        Ok(
-            sqlx::query("SELECT stored_bytes FROM archives WHERE tenant = $1 AND user_id = $2")
-                .bind(tenant)
-                .bind(user)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.get(0)),
-        )
+        sqlx::query("SELECT stored_bytes FROM archives WHERE tenant = $1 AND user_id = $2")
+            .bind(tenant)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| col(&r, 0))
+            .transpose()
     }
 
     /// The tenant's audit log with times, oldest first.
@@ -922,16 +933,17 @@ impl Db {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditRow {
-                at_unix: r.get(0),
-                actor: r.get(1),
-                action: r.get(2),
-                target: r.get(3),
-                outcome: r.get(4),
+        rows.into_iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    at_unix: col(&r, 0)?,
+                    actor: col(&r, 1)?,
+                    action: col(&r, 2)?,
+                    target: col(&r, 3)?,
+                    outcome: col(&r, 4)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The tenant's audit log, oldest first: (actor, action, target, outcome).
@@ -948,24 +960,68 @@ impl Db {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect())
+        rows.into_iter()
+            .map(|r| Ok((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?)))
+            .collect()
     }
 }
 
-fn device_row(r: sqlx::any::AnyRow) -> DeviceRow {
-    DeviceRow {
-        id: r.get(0),
-        user: r.get(1),
-        name: r.get(2),
-        state: r.get(3),
-        enrollment_jti: r.get(4),
-        secret_hash: r.get(5),
-        last_seen_unix: r.get(6),
-        agent_version: r.get(7),
-        last_backup_unix: r.get(8),
-        archive_bytes: r.get(9),
+fn device_row(r: sqlx::any::AnyRow) -> Result<DeviceRow, DbError> {
+    Ok(DeviceRow {
+        id: col(&r, 0)?,
+        user: col(&r, 1)?,
+        name: col(&r, 2)?,
+        state: col(&r, 3)?,
+        enrollment_jti: col(&r, 4)?,
+        secret_hash: col(&r, 5)?,
+        last_seen_unix: col(&r, 6)?,
+        agent_version: col(&r, 7)?,
+        last_backup_unix: col(&r, 8)?,
+        archive_bytes: col(&r, 9)?,
+    })
+}
+
+/// Column `i` of `row` as a `T`. A value of another type (SQLite keeps whatever a hand edit put
+/// in a column) or a missing column is a [`DbError`], never a panic as `Row::get` would make it.
+pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, i: usize) -> Result<T, DbError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    Ok(row.try_get(i)?)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a panic here is a test failure with a message, which is what we want.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// SQLite keeps any value in any column, so a hand-edited database can hold text where the
+    /// schema says integer. Reading such a row is a typed error, not a panic of the request.
+    #[test]
+    fn a_column_of_another_type_is_an_error() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let db = Db::open_sqlite(&dir.path().join("m.sqlite")).await.unwrap();
+            db.add_tenant("t", 1 << 30).await.unwrap();
+            db.add_user("t", "u", "user").await.unwrap();
+            assert_eq!(db.quota("t").await.unwrap().unwrap().quota_bytes, 1 << 30);
+            assert_eq!(db.users("t").await.unwrap().len(), 1);
+
+            sqlx::query("UPDATE tenants SET quota_bytes = 'a lot' WHERE id = 't'")
+                .execute(db.pool())
+                .await
+                .unwrap();
+            sqlx::query("UPDATE users SET role = x'00ff' WHERE id = 'u'")
+                .execute(db.pool())
+                .await
+                .unwrap();
+            assert!(matches!(db.quota("t").await, Err(DbError::Sql(_))));
+            assert!(matches!(db.quotas().await, Err(DbError::Sql(_))));
+            assert!(matches!(db.user("t", "u").await, Err(DbError::Sql(_))));
+            assert!(matches!(db.users("t").await, Err(DbError::Sql(_))));
+        });
     }
 }

@@ -8,9 +8,8 @@
 use cairn_escrow::{
     Envelope, EscrowAction, EscrowIdentity, EscrowPublicKey, EscrowRecipient, Mode, transition,
 };
-use sqlx::Row;
 
-use crate::db::{Db, DbError, unix_now};
+use crate::db::{Db, DbError, col, unix_now};
 
 /// Why a deposit or recovery was refused.
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +65,12 @@ pub async fn stored(
         .fetch_optional(db.pool())
         .await?;
     row.map(|r| {
-        let mode: i64 = r.get(0);
+        let mode: i64 = col(&r, 0)?;
         let mode = u8::try_from(mode)
             .ok()
             .and_then(Mode::from_byte)
             .ok_or(KeystoreError::Db(DbError::Invalid("escrow mode")))?;
-        Ok((mode, r.get(1)))
+        Ok((mode, col(&r, 1)?))
     })
     .transpose()
 }
@@ -100,7 +99,8 @@ pub async fn deposit(
             .bind(user)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| r.get(0));
+            .map(|r| col(&r, 0))
+            .transpose()?;
     let from = match current {
         Some(m) => u8::try_from(m)
             .ok()
