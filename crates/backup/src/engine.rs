@@ -1266,13 +1266,18 @@ impl<B: BlockStore> Repository<B> {
 
     /// Opens a block of `kind` named `id`: authenticated, and its id recomputed.
     pub(crate) fn open(&self, kind: BlockKind, id: &BlockId) -> Result<Vec<u8>, BackupError> {
-        self.unseal(kind, id, &self.store.get_block(id)?)
+        self.unseal(kind, id, self.store.get_block(id)?)
     }
 
     /// Opens the sealed bytes of a block of `kind` named `id`: authenticated, id recomputed.
-    fn unseal(&self, kind: BlockKind, id: &BlockId, sealed: &[u8]) -> Result<Vec<u8>, BackupError> {
+    fn unseal(
+        &self,
+        kind: BlockKind,
+        id: &BlockId,
+        sealed: Vec<u8>,
+    ) -> Result<Vec<u8>, BackupError> {
         self.sealer
-            .open(kind, id, sealed)
+            .open_owned(kind, id, sealed)
             .map_err(|_| BackupError::Block(id.to_string()))
     }
 
@@ -1294,7 +1299,7 @@ impl<B: BlockStore> Repository<B> {
     /// [`BackupError::Store`] (`NotFound` for an unknown id), [`BackupError::Block`] or
     /// [`BackupError::SnapshotAuth`] for one this key did not make.
     pub fn snapshot(&self, id: &BlockId) -> Result<Snapshot, BackupError> {
-        let plain = self.unseal(BlockKind::SNAPSHOT, id, &self.store.get_snapshot(id)?)?;
+        let plain = self.unseal(BlockKind::SNAPSHOT, id, self.store.get_snapshot(id)?)?;
         Snapshot::decode(&plain, &self.snapshot_key)
     }
 
@@ -1509,7 +1514,7 @@ impl<B: BlockStore> Repository<B> {
             let sealed = self.fetch_blocks(ids)?;
             ids.iter()
                 .zip(sealed)
-                .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, &bytes))
+                .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, bytes))
                 .collect()
         })
     }
@@ -1532,7 +1537,7 @@ impl<B: BlockStore> Repository<B> {
         let blocks: std::collections::HashMap<BlockId, Vec<u8>> = ids
             .into_iter()
             .zip(fetched)
-            .map(|(id, sealed)| Ok((id, self.unseal(BlockKind::DATA, &id, &sealed)?)))
+            .map(|(id, sealed)| Ok((id, self.unseal(BlockKind::DATA, &id, sealed)?)))
             .collect::<Result<_, BackupError>>()?;
         let mut skipped = 0;
         for (path, e) in group {
@@ -1711,7 +1716,7 @@ impl<B: BlockStore> Repository<B> {
                     Ok(sealed) => batch
                         .iter()
                         .zip(sealed)
-                        .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, &bytes))
+                        .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, bytes))
                         .collect(),
                     _ => batch
                         .iter()

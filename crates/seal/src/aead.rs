@@ -100,6 +100,36 @@ pub fn aes256gcm_open_in_place(
     finish_open(buf, opened)
 }
 
+/// AES-256-GCM within a buffer: `buf[start..]` holds ciphertext ‖ tag; on success the plaintext
+/// is moved to the front as it is decrypted (no separate copy) and `buf` truncated to it. On
+/// error `buf` is zeroized and emptied.
+///
+/// # Errors
+/// [`AeadError`] if `buf[start..]` is shorter than a tag or does not authenticate.
+pub fn aes256gcm_open_within(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+    start: usize,
+) -> Result<(), AeadError> {
+    let opened = aws_lc_key(key)
+        .filter(|_| start <= buf.len())
+        .ok_or(AeadError)
+        .and_then(|cipher| {
+            cipher
+                .open_within(
+                    aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
+                    aws_lc_rs::aead::Aad::from(aad),
+                    buf,
+                    start..,
+                )
+                .map(|plain| plain.len())
+                .map_err(|_| AeadError)
+        });
+    finish_open(buf, opened)
+}
+
 /// The AES-256-GCM key for `key` (AWS-LC; see `docs/design/0007-aes-gcm-on-aws-lc.md`). The
 /// expanded key lives in memory AWS-LC allocated, which it zeroizes when the key is dropped.
 fn aws_lc_key(key: &[u8; 32]) -> Option<aws_lc_rs::aead::LessSafeKey> {

@@ -49,6 +49,12 @@ proptest! {
 
         prop_assert_eq!(aead::aes256gcm_open(&key, &nonce, &aad, &theirs).unwrap(), msg.clone());
         prop_assert_eq!(rustcrypto_open(&key, &nonce, &aad, &ours), Some(msg.clone()));
+        // Within a buffer: ciphertext after a prefix, plaintext moved to the front.
+        let mut within = vec![0xAA; usize::from(seed % 80)];
+        let start = within.len();
+        within.extend_from_slice(&theirs);
+        aead::aes256gcm_open_within(&key, &nonce, &aad, &mut within, start).unwrap();
+        prop_assert_eq!(&within, &msg);
 
         // One changed bit anywhere (ciphertext or tag) is refused by both, and the in-place
         // open hands back nothing.
@@ -86,6 +92,12 @@ fn in_place_open_truncates_or_empties() {
     aead::xchacha_open_in_place(&key, &[1; 24], b"aad", &mut buf).unwrap();
     assert_eq!(buf, msg);
 
+    let mut past_end = vec![7u8; 40];
+    assert_eq!(
+        aead::aes256gcm_open_within(&key, &[1; 12], b"", &mut past_end, 41),
+        Err(AeadError)
+    );
+    assert!(past_end.is_empty());
     for len in 0..TAG_LEN {
         let mut short = vec![7u8; len];
         assert_eq!(

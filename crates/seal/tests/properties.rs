@@ -53,7 +53,9 @@ proptest! {
         prop_assert_eq!(header.id, sealed.id());
         prop_assert_eq!(header.algorithm, alg);
         prop_assert_eq!(header.id, s.block_id(BlockKind(kind), &data));
-        prop_assert_eq!(s.open(BlockKind(kind), &sealed.id(), sealed.as_bytes()).unwrap(), data);
+        prop_assert_eq!(s.open(BlockKind(kind), &sealed.id(), sealed.as_bytes()).unwrap(), data.clone());
+        // Opening the bytes handed over (decrypted where they lie) gives the same plaintext.
+        prop_assert_eq!(s.open_owned(BlockKind(kind), &sealed.id(), sealed.into_bytes()).unwrap(), data);
     }
 
     /// Any single-byte change anywhere in a sealed block makes it fail to open.
@@ -70,6 +72,7 @@ proptest! {
         let i = pos.index(bad.len());
         bad[i] ^= flip;
         prop_assert!(s.open(BlockKind::DATA, &sealed.id(), &bad).is_err());
+        prop_assert!(s.open_owned(BlockKind::DATA, &sealed.id(), bad).is_err());
     }
 }
 
@@ -89,6 +92,10 @@ fn every_bit_flip_fails() {
                     s.open(BlockKind::DATA, &sealed.id(), &bad).is_err(),
                     "byte {i} bit {bit}"
                 );
+                assert!(
+                    s.open_owned(BlockKind::DATA, &sealed.id(), bad).is_err(),
+                    "byte {i} bit {bit}, owned"
+                );
             }
         }
         // Truncation and extension fail too.
@@ -98,9 +105,14 @@ fn every_bit_flip_fails() {
                     .is_err()
             );
         }
+        for cut in 1..40 {
+            let short = bytes[..bytes.len() - cut].to_vec();
+            assert!(s.open_owned(BlockKind::DATA, &sealed.id(), short).is_err());
+        }
         let mut longer = bytes.to_vec();
         longer.push(0);
         assert!(s.open(BlockKind::DATA, &sealed.id(), &longer).is_err());
+        assert!(s.open_owned(BlockKind::DATA, &sealed.id(), longer).is_err());
     }
 }
 
