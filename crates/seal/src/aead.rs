@@ -87,17 +87,7 @@ pub fn aes256gcm_open_in_place(
     aad: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(), AeadError> {
-    let opened = aws_lc_key(key).ok_or(AeadError).and_then(|cipher| {
-        cipher
-            .open_in_place(
-                aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
-                aws_lc_rs::aead::Aad::from(aad),
-                buf,
-            )
-            .map(|plain| plain.len())
-            .map_err(|_| AeadError)
-    });
-    finish_open(buf, opened)
+    aes256gcm_open_within(key, nonce, aad, buf, 0)
 }
 
 /// AES-256-GCM within a buffer: `buf[start..]` holds ciphertext ‖ tag; on success the plaintext

@@ -637,14 +637,8 @@ impl Sealer {
         let header = Self::slot_checked(kind, expected, sealed)?;
         let (head, body_and_tag) = sealed.split_at(HEADER_LEN);
         let aad = format::aad(head, &self.archive);
-        let key = self.derive_block_key(&header.salt);
         out.extend_from_slice(body_and_tag);
-        match header.algorithm {
-            Algorithm::Aes256Gcm => aead::aes256gcm_open_in_place(&key, &[0; 12], &aad, out),
-            Algorithm::XChaCha20Poly1305 => aead::xchacha_open_in_place(&key, &[0; 24], &aad, out),
-        }
-        .map_err(|_| SealError::Open)?;
-        self.opened_body(kind, expected, &header, out)
+        self.open_at(kind, expected, &header, &aad, out, 0)
     }
 
     fn open_owned_inner(
@@ -655,18 +649,31 @@ impl Sealer {
     ) -> Result<(), SealError> {
         let header = Self::slot_checked(kind, expected, buf)?;
         let aad = format::aad(&buf[..HEADER_LEN], &self.archive);
+        self.open_at(kind, expected, &header, &aad, buf, HEADER_LEN)
+    }
+
+    /// Authenticates and decrypts `buf[start..]` (body ‖ tag), then checks what it holds.
+    /// AES-256-GCM moves the plaintext to the front as it decrypts; XChaCha20-Poly1305 has the
+    /// body moved there first (nothing to move when `start` is 0).
+    fn open_at(
+        &self,
+        kind: BlockKind,
+        expected: &BlockId,
+        header: &SealedHeader,
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), SealError> {
         let key = self.derive_block_key(&header.salt);
         match header.algorithm {
-            Algorithm::Aes256Gcm => {
-                aead::aes256gcm_open_within(&key, &[0; 12], &aad, buf, HEADER_LEN)
-            }
+            Algorithm::Aes256Gcm => aead::aes256gcm_open_within(&key, &[0; 12], aad, buf, start),
             Algorithm::XChaCha20Poly1305 => {
-                buf.drain(..HEADER_LEN);
-                aead::xchacha_open_in_place(&key, &[0; 24], &aad, buf)
+                buf.drain(..start);
+                aead::xchacha_open_in_place(&key, &[0; 24], aad, buf)
             }
         }
         .map_err(|_| SealError::Open)?;
-        self.opened_body(kind, expected, &header, buf)
+        self.opened_body(kind, expected, header, buf)
     }
 
     /// The key-less checks, then the slot check: a valid block of this archive stored under
