@@ -5,12 +5,19 @@
 //! id). No walk, no reads, no store: what a backup of that folder cannot go below, in CPU
 //! seconds.
 //!
-//! `cargo run --locked --release --example kernel_floor -- DIR`
+//! Then the same work again, split over every core (`--threads N` to choose), still from memory:
+//! its wall time is the floor for that many cores on this machine, measured rather than divided,
+//! because two busy cores here each run slower than one alone (shared caches, memory bandwidth,
+//! a hypervisor's scheduling). `benches/peers/run.sh` reports it beside the tools.
+//!
+//! `cargo run --locked --release --example kernel_floor -- DIR [--threads N]`
 
 // A binary: printing is its job; bad arguments end it with a message.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 #![allow(clippy::cast_precision_loss)]
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use cairn::backup::{PACK_BELOW, PACK_TARGET};
@@ -30,10 +37,109 @@ fn files(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
     }
 }
 
+fn usage() -> ! {
+    eprintln!("usage: kernel_floor DIR [--threads N]");
+    std::process::exit(2);
+}
+
+/// Runs `work(i)` for every `i` in `0..n` on `threads` threads (each takes the next index) and
+/// returns the seconds the threads were busy, summed.
+fn for_each_parallel(threads: usize, n: usize, work: impl Fn(usize) + Sync) -> f64 {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let t = Instant::now();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        work(i);
+                    }
+                    t.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    })
+}
+
+/// The single-threaded pass's work on `threads` threads: small files named and packed (runs of
+/// consecutive files per pack, as the walk hands them out), large files chunked, then every block
+/// named and sealed. Returns (wall seconds, busy thread-seconds, blocks).
+fn parallel(
+    threads: usize,
+    data: &[Vec<u8>],
+    chunker: &Chunker,
+    sealer: &Sealer,
+) -> (f64, f64, usize) {
+    let start = Instant::now();
+    let small: Vec<&[u8]> = data
+        .iter()
+        .filter(|f| !f.is_empty() && f.len() < PACK_BELOW)
+        .map(Vec::as_slice)
+        .collect();
+    let large: Vec<&[u8]> = data
+        .iter()
+        .filter(|f| f.len() >= PACK_BELOW)
+        .map(Vec::as_slice)
+        .collect();
+
+    // Packs: each task takes the files that fill one pack.
+    let mut runs = Vec::new();
+    let (mut first, mut filled) = (0, 0);
+    for (i, f) in small.iter().enumerate() {
+        filled += f.len();
+        if filled >= PACK_TARGET {
+            runs.push(first..i + 1);
+            (first, filled) = (i + 1, 0);
+        }
+    }
+    if first < small.len() {
+        runs.push(first..small.len());
+    }
+    let packs = Mutex::new(vec![Vec::new(); runs.len()]);
+    let mut busy = for_each_parallel(threads, runs.len(), |r| {
+        let mut pack = Vec::with_capacity(PACK_TARGET + PACK_BELOW);
+        for file in &small[runs[r].clone()] {
+            std::hint::black_box(sealer.block_id(BlockKind::DATA, file));
+            pack.extend_from_slice(file);
+        }
+        packs.lock().unwrap()[r] = pack;
+    });
+    let packs = packs.into_inner().unwrap();
+
+    let cuts = Mutex::new(Vec::new());
+    busy += for_each_parallel(threads, large.len(), |f| {
+        let file = large[f];
+        let mine: Vec<&[u8]> = chunker
+            .chunks(file)
+            .map(|c| &file[c.offset..c.offset + c.len])
+            .collect();
+        cuts.lock().unwrap().extend(mine);
+    });
+    let mut blocks: Vec<&[u8]> = packs.iter().map(Vec::as_slice).collect();
+    blocks.extend(cuts.into_inner().unwrap());
+
+    busy += for_each_parallel(threads, blocks.len(), |b| {
+        let block = sealer.identify(BlockKind::DATA, blocks[b].to_vec());
+        std::hint::black_box(sealer.seal_identified(&block).unwrap());
+    });
+    (start.elapsed().as_secs_f64(), busy, blocks.len())
+}
+
 fn main() {
-    let Some(dir) = std::env::args().nth(1) else {
-        eprintln!("usage: kernel_floor DIR");
-        std::process::exit(2);
+    let mut args = std::env::args().skip(1);
+    let Some(dir) = args.next() else { usage() };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match (args.next().as_deref(), args.next()) {
+        (None, _) => cores,
+        (Some("--threads"), Some(n)) => {
+            n.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| usage())
+        }
+        _ => usage(),
     };
     let mut data = Vec::new();
     files(std::path::Path::new(&dir), &mut data);
@@ -101,9 +207,14 @@ fn main() {
     println!(
         "one thread: pack {pack_s:.2} s (file ids {file_id_s:.2} s), chunk {chunk_s:.2} s, id (+ copy) {id_s:.2} s, seal (zstd-3 + pad + AES-256-GCM) {seal_s:.2} s"
     );
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "floor: {sum:.2} CPU-s; {:.2} s of wall time on {cores} cores if perfectly parallel",
         sum / cores as f64
+    );
+    let (wall, busy, parallel_blocks) = parallel(threads, &data, &chunker, &sealer);
+    assert_eq!(parallel_blocks, blocks, "both passes cut the same blocks");
+    println!(
+        "{threads} threads: wall {wall:.2} s, busy {busy:.2} thread-s ({:.2}x the one-thread pass)",
+        busy / sum
     );
 }

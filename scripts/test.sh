@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test: the workspace on the embedded defaults, then the server's and the agent's suites
-# again on real PostgreSQL and S3 servers (with the scale-out tests that need them), then the
+# Every test: the workspace on the embedded defaults, then again with the server's and the agent's
+# backends on real PostgreSQL and S3 servers, adding the scale-out tests that need them and the
 # console in headless Chromium. Starts those servers on 127.0.0.1 (scripts/services.sh installs
 # them if missing) and stops them at the end; installs Debian's chromium and chromium-driver if
 # missing.
@@ -15,12 +15,16 @@ eval "$(bash scripts/services.sh start "$svc")"
 # dependency graph with `cargo metadata --offline` (a build fetches only this platform's).
 cargo fetch --locked
 cargo test --workspace --locked
-# The integration suites again, on PostgreSQL and S3; --include-ignored adds the tests that
-# need those servers (tests/scale_out.rs of both crates).
-CAIRN_TEST_BACKENDS=shared cargo test --locked -p cairn-server -p cairn-agent -- --include-ignored
 
-# The console in a real browser (tests/console.rs): Debian's Chromium through ChromeDriver.
+# Every suite again with the server's and the agent's backends on PostgreSQL and S3, and with the
+# ignored tests: the scale-out tests that need those servers (tests/scale_out.rs of both crates)
+# and the console in a real browser (tests/console.rs: Debian's Chromium through ChromeDriver).
+# The whole workspace rather than `-p cairn-server -p cairn-agent`: the same selection reuses the
+# build above, where the two-package one rebuilt the workspace's crates and, in CI, about 80 of
+# their dependencies (2.5 minutes there). `write_upload_seed` is not a test but a tool that
+# rewrites a committed fuzz seed.
 if ! command -v chromedriver >/dev/null || ! [[ -x /usr/bin/chromium ]]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >&2
 fi
-cargo test --locked --test console -- --include-ignored
+CAIRN_TEST_BACKENDS=shared cargo test --workspace --locked --lib --tests -- \
+    --include-ignored --skip write_upload_seed
