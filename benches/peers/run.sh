@@ -152,6 +152,7 @@ if [[ " $TOOLS " == *" cairn "* ]]; then
         echo "kernel_floor failed:" >&2; tail -20 "$WORK/log.kernels.first" >&2; exit 1; }
     awk '/ threads: wall / { printf "kernels\tfirst\t%.2f\t%.2f\t0\t0\n", $4, $7 }' \
         "$WORK/log.kernels.first" >>"$RESULTS"
+    grep -q '^kernels' "$RESULTS" || { echo "kernel_floor printed no 'threads: wall' line" >&2; exit 1; }
     tail -1 "$RESULTS"
 fi
 
