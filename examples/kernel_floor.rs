@@ -16,6 +16,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 #![allow(clippy::cast_precision_loss)]
 
+use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -66,28 +67,24 @@ fn for_each_parallel(threads: usize, n: usize, work: impl Fn(usize) + Sync) -> f
     })
 }
 
-/// The single-threaded pass's work on `threads` threads: small files named and packed (runs of
-/// consecutive files per pack, as the walk hands them out), large files chunked, then every block
-/// named and sealed. Returns (wall seconds, busy thread-seconds, blocks).
-fn parallel(
-    threads: usize,
-    data: &[Vec<u8>],
-    chunker: &Chunker,
-    sealer: &Sealer,
-) -> (f64, f64, usize) {
-    let start = Instant::now();
-    let small: Vec<&[u8]> = data
+/// The files a backup packs (not empty, shorter than `PACK_BELOW`), and those it chunks.
+fn split(data: &[Vec<u8>]) -> (Vec<&[u8]>, Vec<&[u8]>) {
+    let small = data
         .iter()
         .filter(|f| !f.is_empty() && f.len() < PACK_BELOW)
         .map(Vec::as_slice)
         .collect();
-    let large: Vec<&[u8]> = data
+    let large = data
         .iter()
         .filter(|f| f.len() >= PACK_BELOW)
         .map(Vec::as_slice)
         .collect();
+    (small, large)
+}
 
-    // Packs: each task takes the files that fill one pack.
+/// The runs of consecutive small files that make one pack each: a pack closes once it holds
+/// `PACK_TARGET` bytes, as the backup closes them.
+fn pack_runs(small: &[&[u8]]) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let (mut first, mut filled) = (0, 0);
     for (i, f) in small.iter().enumerate() {
@@ -100,6 +97,20 @@ fn parallel(
     if first < small.len() {
         runs.push(first..small.len());
     }
+    runs
+}
+
+/// The single-threaded pass's work on `threads` threads: small files named and packed (one
+/// pack per task), large files chunked, then every block named and sealed. Returns (wall
+/// seconds, busy thread-seconds, blocks).
+fn parallel(
+    threads: usize,
+    (small, large): (&[&[u8]], &[&[u8]]),
+    runs: &[Range<usize>],
+    chunker: &Chunker,
+    sealer: &Sealer,
+) -> (f64, f64, usize) {
+    let start = Instant::now();
     let packs = Mutex::new(vec![Vec::new(); runs.len()]);
     let mut busy = for_each_parallel(threads, runs.len(), |r| {
         let mut pack = Vec::with_capacity(PACK_TARGET + PACK_BELOW);
@@ -149,31 +160,26 @@ fn main() {
     let sealer = Sealer::new(&key, ArchiveId::from_bytes([2; 16]), SealConfig::default());
 
     // Small files into packs, in walk order, each named as the backup names it.
+    let (small, large) = split(&data);
+    let runs = pack_runs(&small);
     let t = Instant::now();
-    let new_pack = || Vec::with_capacity(PACK_TARGET + PACK_BELOW);
-    let (mut packs, mut open, mut packed) = (Vec::new(), new_pack(), 0usize);
+    let mut packs = Vec::with_capacity(runs.len());
     let mut file_id_s = 0.0;
-    for file in data
-        .iter()
-        .filter(|f| !f.is_empty() && f.len() < PACK_BELOW)
-    {
-        let t = Instant::now();
-        std::hint::black_box(sealer.block_id(BlockKind::DATA, file));
-        file_id_s += t.elapsed().as_secs_f64();
-        open.extend_from_slice(file);
-        packed += 1;
-        if open.len() >= PACK_TARGET {
-            packs.push(std::mem::replace(&mut open, new_pack()));
+    for run in &runs {
+        let mut pack = Vec::with_capacity(PACK_TARGET + PACK_BELOW);
+        for file in &small[run.clone()] {
+            let t = Instant::now();
+            std::hint::black_box(sealer.block_id(BlockKind::DATA, file));
+            file_id_s += t.elapsed().as_secs_f64();
+            pack.extend_from_slice(file);
         }
-    }
-    if !open.is_empty() {
-        packs.push(open);
+        packs.push(pack);
     }
     let pack_s = t.elapsed().as_secs_f64();
 
     let mut chunks: Vec<&[u8]> = packs.iter().map(Vec::as_slice).collect();
     let t = Instant::now();
-    for file in data.iter().filter(|f| f.len() >= PACK_BELOW) {
+    for file in &large {
         chunks.extend(
             chunker
                 .chunks(file)
@@ -197,8 +203,9 @@ fn main() {
 
     let sum = pack_s + chunk_s + id_s + seal_s;
     println!(
-        "{} files ({packed} packed into {} packs), {:.0} MiB, {} blocks, sealed {:.0} MiB",
+        "{} files ({} packed into {} packs), {:.0} MiB, {} blocks, sealed {:.0} MiB",
         data.len(),
+        small.len(),
         packs.len(),
         total as f64 / 1048576.0,
         blocks,
@@ -211,7 +218,8 @@ fn main() {
         "floor: {sum:.2} CPU-s; {:.2} s of wall time on {cores} cores if perfectly parallel",
         sum / cores as f64
     );
-    let (wall, busy, parallel_blocks) = parallel(threads, &data, &chunker, &sealer);
+    let (wall, busy, parallel_blocks) =
+        parallel(threads, (&small, &large), &runs, &chunker, &sealer);
     assert_eq!(parallel_blocks, blocks, "both passes cut the same blocks");
     println!(
         "{threads} threads: wall {wall:.2} s, busy {busy:.2} thread-s ({:.2}x the one-thread pass)",
