@@ -25,7 +25,11 @@ use crate::tree::{Entry, EntryKind, Tree, Xattrs, is_safe_name};
 const BATCH: usize = 256;
 /// Plaintext bytes a worker holds before asking the store what it lacks and sending (the
 /// memory bound per worker), and the most blocks it holds (small files: one round trip, and
-/// one commit, per batch rather than per 16 blocks).
+/// one commit, per batch rather than per 16 blocks), for a store behind a round trip. A store
+/// that [answers locally](BlockStore::answers_locally) is asked about each block at once, and
+/// the block sealed while it is still in the worker's cache: measured on the peer benchmark's
+/// corpus, about 5 % less CPU time for a first backup than batches of 4 MiB
+/// (`docs/design/0008-seal-while-hot.md`).
 const PENDING_BYTES: usize = 4 << 20;
 /// Chunks fetched per store request when restoring a file.
 const RESTORE_BATCH: usize = 16;
@@ -43,9 +47,11 @@ pub const PACK_BELOW: usize = 64 << 10;
 /// `PACK_TARGET + PACK_BELOW`).
 pub const PACK_TARGET: usize = 1 << 20;
 
-/// Whether a worker's pending blocks should go to the store now.
-fn full(pending: &[Identified]) -> bool {
-    pending.len() >= BATCH
+/// Whether a worker's pending blocks should go to the store now: at once if the store answers
+/// locally, else once they are [`PENDING_BYTES`] or [`BATCH`] blocks.
+fn full(pending: &[Identified], answers_locally: bool) -> bool {
+    answers_locally
+        || pending.len() >= BATCH
         || pending.iter().map(|b| b.plaintext().len()).sum::<usize>() >= PENDING_BYTES
 }
 
@@ -797,15 +803,39 @@ impl<B: BlockStore> Repository<B> {
         pending: &mut Vec<Identified>,
         summary: &mut BackupSummary,
     ) -> Result<(), BackupError> {
-        if pending.is_empty() {
+        self.send(std::mem::take(pending), summary)
+    }
+
+    /// Names a block and sends it at once if the store lacks it, sealed straight from `plaintext`
+    /// (no copy): for a store that [answers locally](BlockStore::answers_locally), where a
+    /// question costs no round trip. Returns the block's id.
+    fn send_now(
+        &self,
+        kind: BlockKind,
+        plaintext: &[u8],
+        summary: &mut BackupSummary,
+    ) -> Result<BlockId, BackupError> {
+        let block = self.sealer.identify_borrowed(kind, plaintext);
+        let id = block.id();
+        self.send(vec![block], summary)?;
+        Ok(id)
+    }
+
+    /// Seals and sends the blocks the store lacks (each once).
+    fn send<P: AsRef<[u8]> + Sync>(
+        &self,
+        blocks: Vec<Identified<P>>,
+        summary: &mut BackupSummary,
+    ) -> Result<(), BackupError> {
+        if blocks.is_empty() {
             return Ok(());
         }
-        let ids: Vec<BlockId> = pending.iter().map(Identified::id).collect();
+        let ids: Vec<BlockId> = blocks.iter().map(Identified::id).collect();
         let missing: std::collections::HashSet<BlockId> =
             self.store.missing(&ids)?.into_iter().collect();
         let mut sent = std::collections::HashSet::new();
-        let to_seal: Vec<Identified> = pending
-            .drain(..)
+        let to_seal: Vec<Identified<P>> = blocks
+            .into_iter()
             .filter(|b| missing.contains(&b.id()) && sent.insert(b.id()))
             .collect();
         // Compress and encrypt on the pool: a big file's blocks are sealed by every core, not
@@ -1056,6 +1086,7 @@ impl<B: BlockStore> Repository<B> {
         let mut ids = Vec::new();
         let mut size = 0u64;
         let mut hasher = self.content_hashes.then(Hashing::default);
+        let local = self.store.answers_locally();
         while let Some((_, chunk)) = stream
             .next_chunk()
             .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
@@ -1064,7 +1095,11 @@ impl<B: BlockStore> Repository<B> {
             if let Some(h) = hasher.as_mut() {
                 h.update(chunk);
             }
-            ids.push(self.queue(BlockKind::DATA, chunk.to_vec(), pending, summary)?);
+            ids.push(if local {
+                self.send_now(BlockKind::DATA, chunk, summary)?
+            } else {
+                self.queue(BlockKind::DATA, chunk.to_vec(), pending, summary)?
+            });
         }
         summary.bytes_read += size;
         Ok((size, ids, hasher.map(Hashing::finish)))
@@ -1258,7 +1293,7 @@ impl<B: BlockStore> Repository<B> {
         let block = self.sealer.identify(kind, plaintext);
         let id = block.id();
         pending.push(block);
-        if full(pending) {
+        if full(pending, self.store.answers_locally()) {
             self.flush(pending, summary)?;
         }
         Ok(id)

@@ -32,6 +32,13 @@ pub trait BlockStore: Send + Sync {
     fn list_snapshots(&self) -> Result<Vec<BlockId>, StoreError>;
     /// A sealed snapshot's bytes.
     fn get_snapshot(&self, id: &BlockId) -> Result<Vec<u8>, StoreError>;
+    /// Whether [`missing`](Self::missing) answers from memory in this process, with no round
+    /// trip. The engine then asks about each block as soon as it is named and seals it at once,
+    /// while its bytes are still in the worker's cache; otherwise (the default) it batches the
+    /// questions, a few MiB of blocks per worker and round trip.
+    fn answers_locally(&self) -> bool {
+        false
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -72,6 +79,10 @@ impl MemoryStore {
 }
 
 impl BlockStore for MemoryStore {
+    fn answers_locally(&self) -> bool {
+        true
+    }
+
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
         let blocks = self.blocks.lock().map_err(|_| poisoned())?;
         Ok(ids
@@ -163,6 +174,10 @@ impl<S: Storage> ArchiveStore<S> {
 }
 
 impl<S: Storage> BlockStore for ArchiveStore<S> {
+    fn answers_locally(&self) -> bool {
+        true
+    }
+
     fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, StoreError> {
         let log = self.log.read().map_err(|_| poisoned())?;
         let known = self.known.lock().map_err(|_| poisoned())?;

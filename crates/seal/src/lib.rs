@@ -296,16 +296,18 @@ pub fn random_salt() -> Result<[u8; SALT_LEN], SealError> {
     Ok(salt)
 }
 
-/// A plaintext named by [`Sealer::identify`], ready for [`Sealer::seal_identified`].
+/// A plaintext named by [`Sealer::identify`] (owned) or [`Sealer::identify_borrowed`] (`P` a
+/// borrowed `&[u8]`: a pipeline that asks its store right away seals straight from its read
+/// buffer, without copying the block), ready for [`Sealer::seal_identified`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Identified {
+pub struct Identified<P = Vec<u8>> {
     id: BlockId,
     kind: BlockKind,
-    plaintext: Vec<u8>,
+    plaintext: P,
     id_key_tag: [u8; 16],
 }
 
-impl Identified {
+impl<P: AsRef<[u8]>> Identified<P> {
     /// The block's id.
     #[must_use]
     pub fn id(&self) -> BlockId {
@@ -321,16 +323,16 @@ impl Identified {
     /// The plaintext.
     #[must_use]
     pub fn plaintext(&self) -> &[u8] {
-        &self.plaintext
+        self.plaintext.as_ref()
     }
 }
 
-impl fmt::Debug for Identified {
+impl<P: AsRef<[u8]>> fmt::Debug for Identified<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identified")
             .field("id", &self.id)
             .field("kind", &self.kind)
-            .field("len", &self.plaintext.len())
+            .field("len", &self.plaintext.as_ref().len())
             .finish_non_exhaustive()
     }
 }
@@ -499,16 +501,35 @@ impl Sealer {
         }
     }
 
+    /// Names a borrowed plaintext without sealing or copying it: as [`identify`](Self::identify).
+    #[must_use]
+    pub fn identify_borrowed<'a>(
+        &self,
+        kind: BlockKind,
+        plaintext: &'a [u8],
+    ) -> Identified<&'a [u8]> {
+        Identified {
+            id: self.block_id(kind, plaintext),
+            kind,
+            plaintext,
+            id_key_tag: self.id_key_tag,
+        }
+    }
+
     /// Seals an [`Identified`] plaintext (made by this sealer) with a fresh random salt.
     ///
     /// # Errors
     /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`]; [`SealError::Rng`] if the OS RNG fails;
     /// [`SealError::WrongSealer`] if `block` was identified by a sealer with another id key (its
     /// id would not match the plaintext under this one).
-    pub fn seal_identified(&self, block: &Identified) -> Result<SealedBlock, SealError> {
-        if block.plaintext.len() > MAX_PLAINTEXT_LEN {
+    pub fn seal_identified<P: AsRef<[u8]>>(
+        &self,
+        block: &Identified<P>,
+    ) -> Result<SealedBlock, SealError> {
+        let plaintext = block.plaintext.as_ref();
+        if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(SealError::TooLarge {
-                len: block.plaintext.len(),
+                len: plaintext.len(),
                 max: MAX_PLAINTEXT_LEN,
             });
         }
@@ -516,13 +537,7 @@ impl Sealer {
             return Err(SealError::WrongSealer);
         }
         let mut bytes = Vec::new();
-        self.seal_known(
-            block.kind,
-            &block.plaintext,
-            block.id,
-            random_salt()?,
-            &mut bytes,
-        );
+        self.seal_known(block.kind, plaintext, block.id, random_salt()?, &mut bytes);
         Ok(SealedBlock {
             id: block.id,
             bytes,
@@ -538,25 +553,31 @@ impl Sealer {
         salt: [u8; format::SALT_LEN],
         out: &mut Vec<u8>,
     ) {
-        let compressed = compress::compress(plaintext, self.config.zstd_level);
-        let payload: &[u8] = compressed.as_deref().unwrap_or(plaintext);
+        // Body: plaintext length ‖ payload length ‖ payload ‖ zeros up to a Padmé size. The
+        // buffer is sized once for the largest body (the plaintext stored as it is: a kept
+        // frame is shorter), and the frame is compressed straight into it.
+        out.clear();
+        out.reserve(HEADER_LEN + format::body_len(plaintext.len()) + aead::TAG_LEN);
+        out.resize(HEADER_LEN + INNER_HEADER_LEN, 0);
+        let compressed = compress::compress_into(plaintext, self.config.zstd_level, out);
+        if !compressed {
+            out.extend_from_slice(plaintext);
+        }
+        let payload_len = out.len() - HEADER_LEN - INNER_HEADER_LEN;
         let header = SealedHeader {
             version: FORMAT_VERSION,
             algorithm: self.config.algorithm,
             kind,
-            compressed: compressed.is_some(),
+            compressed,
             salt,
             id,
         };
-        // Body: plaintext length ‖ payload length ‖ payload ‖ zeros up to a Padmé size.
-        let inner_len = format::body_len(payload.len());
-        out.clear();
-        out.reserve(HEADER_LEN + inner_len + aead::TAG_LEN);
-        out.extend_from_slice(&header.encode());
-        out.extend_from_slice(&format::len_u32(plaintext.len()).to_le_bytes());
-        out.extend_from_slice(&format::len_u32(payload.len()).to_le_bytes());
-        out.extend_from_slice(payload);
-        out.resize(HEADER_LEN + inner_len, 0);
+        out[..HEADER_LEN].copy_from_slice(&header.encode());
+        out[HEADER_LEN..HEADER_LEN + 4]
+            .copy_from_slice(&format::len_u32(plaintext.len()).to_le_bytes());
+        out[HEADER_LEN + 4..HEADER_LEN + INNER_HEADER_LEN]
+            .copy_from_slice(&format::len_u32(payload_len).to_le_bytes());
+        out.resize(HEADER_LEN + format::body_len(payload_len), 0);
 
         let (head, body) = out.split_at_mut(HEADER_LEN);
         let aad = format::aad(head, &self.archive);
