@@ -1627,8 +1627,14 @@ impl<B: BlockStore> Repository<B> {
             EntryKind::File { size, chunks } => {
                 let mut written = 0u64;
                 // A few chunks per request: one round trip for many blocks from a remote
-                // store, with memory bounded by RESTORE_BATCH chunks per worker.
-                for batch in chunks.chunks(RESTORE_BATCH) {
+                // store, with memory bounded by RESTORE_BATCH chunks per worker. From a store
+                // that answers locally, one at a time: each written while still in the cache.
+                let per_request = if self.store.answers_locally() {
+                    1
+                } else {
+                    RESTORE_BATCH
+                };
+                for batch in chunks.chunks(per_request) {
                     let opened = open(batch)?;
                     if opened.len() != batch.len() {
                         return Err(BackupError::Malformed(
