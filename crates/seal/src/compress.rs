@@ -155,6 +155,29 @@ mod tests {
     }
 
     #[test]
+    fn compress_into_appends_after_what_is_there_or_leaves_it_alone() {
+        let prefix = b"header and lengths".to_vec();
+        // Compressible: the frame follows the prefix, which is kept.
+        let text = b"a line of text that repeats, and repeats again. ".repeat(2_000);
+        let mut out = prefix.clone();
+        assert!(compress_into(&text, 3, &mut out));
+        assert_eq!(&out[..prefix.len()], prefix.as_slice());
+        let frame = &out[prefix.len()..];
+        assert!(frame.len() < text.len() - text.len() / 32);
+        assert_eq!(decompress_bounded(frame, text.len()).unwrap(), text);
+        // Short random bytes (too short for the probe) are tried and not kept: `out` unchanged.
+        let mut random = vec![0u8; 20_000];
+        blake3::Hasher::new().finalize_xof().fill(&mut random);
+        let mut out = prefix.clone();
+        out.reserve(random.len() * 2);
+        assert!(!compress_into(&random, 3, &mut out));
+        assert_eq!(out, prefix);
+        // Nothing to compress.
+        assert!(!compress_into(&[], 3, &mut out));
+        assert_eq!(out, prefix);
+    }
+
+    #[test]
     fn bounded_decompression_rejects_wrong_sizes() {
         let data = vec![0u8; 100_000];
         let frame = zstd::bulk::compress(&data, 3).unwrap();
