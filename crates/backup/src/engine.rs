@@ -11,6 +11,7 @@ use cairn_keys::{ArchiveKey, ChunkerKey, SnapshotKey};
 use cairn_seal::{ArchiveId, BlockId, BlockKind, Identified, SealConfig, Sealer};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cache::{CachedFile, FileCache, PackedIndex};
 use crate::error::BackupError;
@@ -26,11 +27,15 @@ const BATCH: usize = 256;
 /// Plaintext bytes a worker holds before asking the store what it lacks and sending (the
 /// memory bound per worker), and the most blocks it holds (small files: one round trip, and
 /// one commit, per batch rather than per 16 blocks), for a store behind a round trip. A store
-/// that [answers locally](BlockStore::answers_locally) is asked about each block at once, and
-/// the block sealed while it is still in the worker's cache: measured on the peer benchmark's
-/// corpus, about 5 % less CPU time for a first backup than batches of 4 MiB
-/// (`docs/design/0008-seal-while-hot.md`).
+/// that [answers locally](BlockStore::answers_locally) is asked about each block at once while
+/// every worker has files of its own ([`Outbox`]), and the block sealed while it is still in the
+/// worker's cache: measured on the peer benchmark's corpus, about 5 % less CPU time for a
+/// first backup than batches of 4 MiB (`docs/design/0008-seal-while-hot.md`).
 const PENDING_BYTES: usize = 4 << 20;
+/// Batches of a big file's blocks handed to the pool at most, per worker, once some workers
+/// have no files left ([`Repository::backup_stream`]): about `HANDED * 4 MiB` of blocks per core
+/// waiting to be sealed, at most.
+const HANDED: usize = 1;
 /// Chunks fetched per store request when restoring a file.
 const RESTORE_BATCH: usize = 16;
 /// Most chunks, and bytes, of one group of small files restored from one fetch.
@@ -47,12 +52,61 @@ pub const PACK_BELOW: usize = 64 << 10;
 /// `PACK_TARGET + PACK_BELOW`).
 pub const PACK_TARGET: usize = 1 << 20;
 
-/// Whether a worker's pending blocks should go to the store now: at once if the store answers
-/// locally, else once they are [`PENDING_BYTES`] or [`BATCH`] blocks.
-fn full(pending: &[Identified], answers_locally: bool) -> bool {
-    answers_locally
-        || pending.len() >= BATCH
-        || pending.iter().map(|b| b.plaintext().len()).sum::<usize>() >= PENDING_BYTES
+/// The file phase's shared counters: groups of files no worker has started yet, and batches of
+/// blocks handed from one worker to the others.
+struct FilePhase {
+    waiting: AtomicUsize,
+    handed: AtomicUsize,
+}
+
+/// A worker's named blocks not yet sent, and whether its blocks are sealed one by one instead.
+///
+/// For a store that [answers locally](BlockStore::answers_locally), a block is best sealed as
+/// soon as it is named, by the worker that named it, while it is still in that core's cache
+/// (`docs/design/0008-seal-while-hot.md`), but only while every worker has files of its own:
+/// once no group of files is waiting for a worker, blocks are batched again, and a big file's
+/// batches are handed to the workers left without files ([`Repository::backup_stream`]), so that a
+/// big file read last, or alone, is sealed on every core.
+struct Outbox<'w> {
+    blocks: Vec<Identified>,
+    /// The file phase's counters; `None` outside it (trees): batched, and never handed on.
+    phase: Option<&'w FilePhase>,
+}
+
+impl<'w> Outbox<'w> {
+    /// An outbox for trees and anything else outside the file phase: always batched.
+    fn batched() -> Self {
+        Outbox {
+            blocks: Vec::new(),
+            phase: None,
+        }
+    }
+
+    /// An outbox for a worker of the file phase.
+    fn for_files(phase: &'w FilePhase) -> Self {
+        Outbox {
+            blocks: Vec::new(),
+            phase: Some(phase),
+        }
+    }
+
+    /// Whether every worker has files of its own: some group is still waiting for one.
+    fn workers_busy(&self) -> bool {
+        self.phase
+            .is_some_and(|p| p.waiting.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Whether the blocks should go to the store now: once they are [`PENDING_BYTES`] or
+    /// [`BATCH`] blocks.
+    fn full(&self) -> bool {
+        self.blocks.len() >= BATCH
+            || self
+                .blocks
+                .iter()
+                .map(|b| b.plaintext().len())
+                .sum::<usize>()
+                >= PENDING_BYTES
+    }
 }
 
 /// A file's contents hashed two ways, for file events: SHA-256 (what threat intelligence and
@@ -747,7 +801,7 @@ impl<B: BlockStore> Repository<B> {
         mut trees: BTreeMap<PathBuf, BlockId>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
-        let mut pending = Vec::new();
+        let mut outbox = Outbox::batched();
         // Deepest first, so that a directory's children are done before it.
         let mut dirs: Vec<PathBuf> = trees
             .keys()
@@ -787,23 +841,30 @@ impl<B: BlockStore> Repository<B> {
                 });
             }
             tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
-            let id = self.queue(BlockKind::TREE, tree.encode()?, &mut pending, summary)?;
+            let id = self.queue(BlockKind::TREE, tree.encode()?, &mut outbox, summary)?;
             trees.insert(dir, id);
         }
-        self.flush(&mut pending, summary)?;
+        self.flush(&mut outbox, summary)?;
         trees
             .get(Path::new("/"))
             .copied()
             .ok_or_else(|| BackupError::Usage("several folders must be absolute".into()))
     }
 
-    /// Sends the blocks of `pending` the store lacks.
+    /// Whether a block named into `outbox` is sealed and sent at once, on the worker that named
+    /// it: for a store that [answers locally](BlockStore::answers_locally) (a question costs no
+    /// round trip), while every worker has files of its own ([`Outbox`]).
+    fn at_once(&self, outbox: &Outbox<'_>) -> bool {
+        self.store.answers_locally() && outbox.workers_busy()
+    }
+
+    /// Sends the blocks of `outbox` the store lacks.
     fn flush(
         &self,
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<(), BackupError> {
-        self.send(std::mem::take(pending), summary)
+        self.send(std::mem::take(&mut outbox.blocks), summary)
     }
 
     /// Names a block and sends it at once if the store lacks it, sealed straight from `plaintext`
@@ -868,7 +929,7 @@ impl<B: BlockStore> Repository<B> {
         chunker: &Chunker,
         path: &Path,
         pack: &mut Vec<u8>,
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<Option<FileRead>, BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
@@ -888,7 +949,7 @@ impl<B: BlockStore> Repository<B> {
         }
         let mut head = pack.split_off(offset);
         read_head(chunker, path, &mut file, &mut head)?;
-        self.backup_read(chunker, path, head, file, pending, summary)
+        self.backup_read(chunker, path, head, file, outbox, summary)
             .map(Some)
     }
 
@@ -897,7 +958,7 @@ impl<B: BlockStore> Repository<B> {
         chunker: &Chunker,
         path: &Path,
         expected_size: u64,
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
         let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
@@ -906,9 +967,9 @@ impl<B: BlockStore> Repository<B> {
         if expected_size <= chunker.config().min() as u64 {
             let mut data = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0) + 1);
             read_head(chunker, path, &mut file, &mut data)?;
-            return self.backup_read(chunker, path, data, file, pending, summary);
+            return self.backup_read(chunker, path, data, file, outbox, summary);
         }
-        self.backup_stream(chunker, path, file, pending, summary)
+        self.backup_stream(chunker, path, file, outbox, summary)
     }
 
     /// A file whose first bytes (`data`, as [`read_head`] left them) were read, the rest to
@@ -919,7 +980,7 @@ impl<B: BlockStore> Repository<B> {
         path: &Path,
         data: Vec<u8>,
         file: File,
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
         if data.len() > chunker.config().min() {
@@ -929,7 +990,7 @@ impl<B: BlockStore> Repository<B> {
                 chunker,
                 path,
                 std::io::Cursor::new(data).chain(file),
-                pending,
+                outbox,
                 summary,
             );
         }
@@ -937,7 +998,7 @@ impl<B: BlockStore> Repository<B> {
         let size = data.len() as u64;
         let mut ids = Vec::new();
         if !data.is_empty() {
-            ids.push(self.queue(BlockKind::DATA, data, pending, summary)?);
+            ids.push(self.queue(BlockKind::DATA, data, outbox, summary)?);
         }
         summary.bytes_read += size;
         Ok((size, ids, hash))
@@ -952,9 +1013,11 @@ impl<B: BlockStore> Repository<B> {
         group: &[usize],
         known: &PackedIndex,
         meter: &Meter<'_>,
+        phase: &FilePhase,
     ) -> Result<GroupResult, BackupError> {
+        phase.waiting.fetch_sub(1, Ordering::Relaxed);
         let mut part = BackupSummary::default();
-        let mut pending = Vec::new();
+        let mut outbox = Outbox::for_files(phase);
         let mut out: Vec<(usize, EntryKind, Option<ContentHash>)> = Vec::with_capacity(group.len());
         let mut pack = OpenPack::default();
         // This group's packed files by id: a second copy is the first one's bytes.
@@ -963,14 +1026,14 @@ impl<B: BlockStore> Repository<B> {
             let job = &jobs[slot];
             if job.size == 0 || job.size >= self.pack_below {
                 let (size, chunks, hash) =
-                    self.backup_file(chunker, &job.path, job.size, &mut pending, &mut part)?;
+                    self.backup_file(chunker, &job.path, job.size, &mut outbox, &mut part)?;
                 meter.add(1, size);
                 out.push((slot, EntryKind::File { size, chunks }, hash));
                 continue;
             }
             let offset = pack.bytes.len();
             if let Some((size, chunks, hash)) =
-                self.read_small(chunker, &job.path, &mut pack.bytes, &mut pending, &mut part)?
+                self.read_small(chunker, &job.path, &mut pack.bytes, &mut outbox, &mut part)?
             {
                 meter.add(1, size);
                 out.push((slot, EntryKind::File { size, chunks }, hash));
@@ -1033,11 +1096,11 @@ impl<B: BlockStore> Repository<B> {
                 hash,
             ));
             if pack.bytes.len() >= PACK_TARGET {
-                self.close_pack(&mut pack, &mut out, &mut pending, &mut part)?;
+                self.close_pack(&mut pack, &mut out, &mut outbox, &mut part)?;
             }
         }
-        self.close_pack(&mut pack, &mut out, &mut pending, &mut part)?;
-        self.flush(&mut pending, &mut part)?;
+        self.close_pack(&mut pack, &mut out, &mut outbox, &mut part)?;
+        self.flush(&mut outbox, &mut part)?;
         Ok((out, part))
     }
 
@@ -1047,14 +1110,14 @@ impl<B: BlockStore> Repository<B> {
         &self,
         pack: &mut OpenPack,
         out: &mut [(usize, EntryKind, Option<ContentHash>)],
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<(), BackupError> {
         if pack.members.is_empty() {
             return Ok(());
         }
         let bytes = std::mem::take(&mut pack.bytes);
-        let pack_id = self.queue(BlockKind::DATA, bytes, pending, summary)?;
+        let pack_id = self.queue(BlockKind::DATA, bytes, outbox, summary)?;
         for m in pack.members.drain(..) {
             let kind = &mut out[m].1;
             match kind {
@@ -1073,34 +1136,79 @@ impl<B: BlockStore> Repository<B> {
         Ok(())
     }
 
-    /// Cuts a file's bytes into blocks (identified, queued in `pending`, sent in batches).
+    /// Cuts a file's bytes into blocks. While [`Repository::at_once`], each is sealed and sent as
+    /// soon as it is cut, straight from the read buffer. Otherwise they are queued in `outbox`
+    /// and sent in batches; a full batch is handed to the pool while fewer than [`HANDED`] per
+    /// worker are, so that idle workers seal it while this one reads and cuts on, and sent by
+    /// this worker itself when the others are that far behind.
     fn backup_stream<R: Read>(
         &self,
         chunker: &Chunker,
         path: &Path,
         reader: R,
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
         let mut stream = chunker.stream(reader);
         let mut ids = Vec::new();
         let mut size = 0u64;
         let mut hasher = self.content_hashes.then(Hashing::default);
-        let local = self.store.answers_locally();
-        while let Some((_, chunk)) = stream
-            .next_chunk()
-            .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
-        {
-            size += chunk.len() as u64;
-            if let Some(h) = hasher.as_mut() {
-                h.update(chunk);
+        let most_handed = HANDED * rayon::current_num_threads();
+        // What the handed batches sent (sealed bytes, blocks), or the first error one met.
+        let handed_out: std::sync::Mutex<Result<(u64, u64), BackupError>> =
+            std::sync::Mutex::new(Ok((0, 0)));
+        rayon::in_place_scope(|scope| -> Result<(), BackupError> {
+            while let Some((_, chunk)) = stream
+                .next_chunk()
+                .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
+            {
+                size += chunk.len() as u64;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(chunk);
+                }
+                if self.at_once(outbox) {
+                    ids.push(self.send_now(BlockKind::DATA, chunk, summary)?);
+                    continue;
+                }
+                let block = self.sealer.identify(BlockKind::DATA, chunk.to_vec());
+                ids.push(block.id());
+                outbox.blocks.push(block);
+                if !outbox.full() {
+                    continue;
+                }
+                let batch = std::mem::take(&mut outbox.blocks);
+                let Some(phase) = outbox
+                    .phase
+                    .filter(|p| p.handed.load(Ordering::Relaxed) < most_handed)
+                else {
+                    self.send(batch, summary)?;
+                    continue;
+                };
+                phase.handed.fetch_add(1, Ordering::Relaxed);
+                let handed_out = &handed_out;
+                scope.spawn(move |_| {
+                    let mut part = BackupSummary::default();
+                    let sent = self.send(batch, &mut part);
+                    if let Ok(mut out) = handed_out.lock() {
+                        match (&mut *out, sent) {
+                            (Ok((bytes, blocks)), Ok(())) => {
+                                *bytes += part.bytes_sent;
+                                *blocks += part.blocks_sent;
+                            }
+                            (Ok(_), Err(e)) => *out = Err(e),
+                            (Err(_), _) => {}
+                        }
+                    }
+                    phase.handed.fetch_sub(1, Ordering::Relaxed);
+                });
             }
-            ids.push(if local {
-                self.send_now(BlockKind::DATA, chunk, summary)?
-            } else {
-                self.queue(BlockKind::DATA, chunk.to_vec(), pending, summary)?
-            });
-        }
+            Ok(())
+        })?;
+        let (bytes, blocks) = handed_out
+            .into_inner()
+            .map_err(|_| BackupError::Engine("a worker panicked".into()))??;
+        summary.bytes_sent += bytes;
+        summary.blocks_sent += blocks;
         summary.bytes_read += size;
         Ok((size, ids, hasher.map(Hashing::finish)))
     }
@@ -1199,9 +1307,13 @@ impl<B: BlockStore> Repository<B> {
         let known = ctx.packed.as_ref().unwrap_or(&empty);
         use rayon::prelude::*;
         let chunker = ctx.chunker;
+        let phase = FilePhase {
+            waiting: AtomicUsize::new(groups.len()),
+            handed: AtomicUsize::new(0),
+        };
         let done: Vec<Result<GroupResult, BackupError>> = groups
             .par_iter()
-            .map(|group| self.backup_group(chunker, &jobs, group, known, &meter))
+            .map(|group| self.backup_group(chunker, &jobs, group, known, &meter, &phase))
             .collect();
         for d in done {
             let (out, part) = d?;
@@ -1238,9 +1350,9 @@ impl<B: BlockStore> Repository<B> {
                 ctx.seen.push((job.key.clone(), cached, write));
             }
         }
-        let mut pending = Vec::new();
-        let id = self.build_tree(node, &results, &mut pending, summary)?;
-        self.flush(&mut pending, summary)?;
+        let mut outbox = Outbox::batched();
+        let id = self.build_tree(node, &results, &mut outbox, summary)?;
+        self.flush(&mut outbox, summary)?;
         Ok(id)
     }
 
@@ -1249,7 +1361,7 @@ impl<B: BlockStore> Repository<B> {
         &self,
         node: DirNode,
         results: &[Option<EntryKind>],
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
         let mut tree = Tree::default();
@@ -1257,7 +1369,7 @@ impl<B: BlockStore> Repository<B> {
             let kind = match e.kind {
                 ScanKind::Symlink(target) => EntryKind::Symlink { target },
                 ScanKind::Dir(child) => EntryKind::Dir {
-                    tree: self.build_tree(child, results, pending, summary)?,
+                    tree: self.build_tree(child, results, outbox, summary)?,
                 },
                 ScanKind::File(slot) => results
                     .get(slot)
@@ -1278,23 +1390,23 @@ impl<B: BlockStore> Repository<B> {
                 kind,
             });
         }
-        self.queue(BlockKind::TREE, tree.encode()?, pending, summary)
+        self.queue(BlockKind::TREE, tree.encode()?, outbox, summary)
     }
 
-    /// Names a plaintext and queues it in `pending`, sending the queue once it is [`full`];
-    /// returns the block's id.
+    /// Names a plaintext and queues it in `outbox`, sending the queue at once while
+    /// [`Repository::at_once`], else once it is [full](Outbox::full); returns the block's id.
     fn queue(
         &self,
         kind: BlockKind,
         plaintext: Vec<u8>,
-        pending: &mut Vec<Identified>,
+        outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
         let block = self.sealer.identify(kind, plaintext);
         let id = block.id();
-        pending.push(block);
-        if full(pending, self.store.answers_locally()) {
-            self.flush(pending, summary)?;
+        outbox.blocks.push(block);
+        if self.at_once(outbox) || outbox.full() {
+            self.flush(outbox, summary)?;
         }
         Ok(id)
     }

@@ -259,32 +259,144 @@ fn round_trip_with_batched_questions() {
     round_trip(Asked::new(false));
 }
 
+/// Files to fill three groups (512 files each at most) of one-block files: with two workers, a
+/// group still waits for a worker while the first ones are read.
+fn three_groups(root: &Path) {
+    for f in 0..1100u64 {
+        fs::write(root.join(format!("f{f:04}")), bytes(f, 2000)).unwrap();
+    }
+}
+
+/// Backs `src` up into a fresh repository on a pool of two workers (packing off: one block per
+/// small file): the repository and the summary.
+fn on_two_workers(src: &Path, local: bool) -> (Repository<Asked>, BackupSummary) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let repo = repo(Asked::new(local)).with_packing(false);
+    let summary = pool.install(|| repo.backup(src, "h", None)).unwrap();
+    (repo, summary)
+}
+
 #[test]
 fn both_ways_of_asking_store_the_same_blocks() {
     let src = tempfile::tempdir().unwrap();
     make_tree(src.path());
+    three_groups(src.path());
     let mut roots = Vec::new();
     for local in [true, false] {
-        let repo = repo(Asked::new(local));
-        let summary = repo.backup(src.path(), "h", None).unwrap();
+        let (repo, summary) = on_two_workers(src.path(), local);
         let (_, snap) = repo.snapshots().unwrap().remove(0);
+        let questions = repo.store().questions.lock().unwrap().clone();
         if local {
-            // Each block asked about as soon as it is named, and sealed from the read buffer.
-            assert_eq!(repo.store().largest_question(), 1);
+            // While a group waits for a worker, each block is asked about as soon as it is
+            // named and sealed at once; after that (the last groups, the trees) in batches.
+            assert!(questions.iter().filter(|&&n| n == 1).count() >= 500);
         } else {
-            assert!(repo.store().largest_question() > 1);
+            assert!(questions.iter().filter(|&&n| n == 1).count() < 10);
         }
+        assert!(repo.store().largest_question() > 1);
         let out = tempfile::tempdir().unwrap();
         repo.restore(&snap, out.path()).unwrap();
         assert_same(src.path(), out.path());
         roots.push((
             snap.root,
             summary.blocks_sent,
+            summary.bytes_sent,
             repo.store().inner.block_count(),
         ));
     }
     // The same key and archive name the same blocks: the same trees, and the same blocks sent.
     assert_eq!(roots[0], roots[1]);
+}
+
+/// A big file read when no other file waits is cut by one worker and its batches are sealed by
+/// the others: what those batches sent is counted, and the file restores.
+#[test]
+fn a_big_file_alone_is_handed_out_in_batches() {
+    let src = tempfile::tempdir().unwrap();
+    // About 6 MiB in chunks of 1-16 KiB: batches of 256 blocks, several handed to the pool.
+    let data: Vec<u8> = (0..6u64 << 20)
+        .map(|i| {
+            if i % 3000 < 1500 {
+                b"abcdefgh"[(i % 8) as usize]
+            } else {
+                ((i * 2_654_435_761) >> 13) as u8
+            }
+        })
+        .collect();
+    fs::write(src.path().join("big.bin"), &data).unwrap();
+    for local in [true, false] {
+        let (repo, summary) = on_two_workers(src.path(), local);
+        let stored = repo.store().inner.block_count() as u64;
+        assert!(stored > 3 * 256, "{stored}");
+        // Every block is new: each one sent is counted once, whichever worker sealed it.
+        assert_eq!(summary.blocks_sent, stored);
+        assert!(repo.store().largest_question() > 1);
+        let (_, snap) = repo.snapshots().unwrap().remove(0);
+        let out = tempfile::tempdir().unwrap();
+        repo.restore(&snap, out.path()).unwrap();
+        assert_eq!(fs::read(out.path().join("big.bin")).unwrap(), data);
+    }
+}
+
+/// A store that fails every full batch (256 blocks): a big file whose only full batches are
+/// handed to the pool fails the backup with that error, though its worker sent the rest itself.
+#[test]
+fn a_handed_batch_that_fails_fails_the_backup() {
+    struct Failing(MemoryStore);
+    impl BlockStore for Failing {
+        fn missing(
+            &self,
+            ids: &[cairn_seal::BlockId],
+        ) -> Result<Vec<cairn_seal::BlockId>, StoreError> {
+            self.0.missing(ids)
+        }
+        fn put_blocks(
+            &self,
+            blocks: Vec<(cairn_seal::BlockId, Vec<u8>)>,
+        ) -> Result<(), StoreError> {
+            if blocks.len() >= 256 {
+                return Err(StoreError::Other("disk full".into()));
+            }
+            self.0.put_blocks(blocks)
+        }
+        fn get_block(&self, id: &cairn_seal::BlockId) -> Result<Vec<u8>, StoreError> {
+            self.0.get_block(id)
+        }
+        fn put_snapshot(
+            &self,
+            id: &cairn_seal::BlockId,
+            sealed: Vec<u8>,
+        ) -> Result<(), StoreError> {
+            self.0.put_snapshot(id, sealed)
+        }
+        fn list_snapshots(&self) -> Result<Vec<cairn_seal::BlockId>, StoreError> {
+            self.0.list_snapshots()
+        }
+        fn get_snapshot(&self, id: &cairn_seal::BlockId) -> Result<Vec<u8>, StoreError> {
+            self.0.get_snapshot(id)
+        }
+        fn answers_locally(&self) -> bool {
+            true
+        }
+    }
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("big.bin"), bytes(7, 2_300_000)).unwrap();
+    // Two full batches and less than a third: both handed (two may be, on two workers).
+    let (fine, _) = on_two_workers(src.path(), true);
+    assert!((512..768).contains(&fine.store().inner.block_count()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let repo = repo(Failing(MemoryStore::new()));
+    let err = pool
+        .install(|| repo.backup(src.path(), "h", None))
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(repo.store().0.list_snapshots().unwrap().is_empty());
 }
 
 #[test]
