@@ -1590,11 +1590,14 @@ impl<B: BlockStore> Repository<B> {
             groups.push(&files[start..]);
         }
         use rayon::prelude::*;
+        // Groups no worker has started yet: while some wait, every worker has files of its own.
+        let waiting = AtomicUsize::new(groups.len());
         groups
             .par_iter()
             .map(|group| {
+                waiting.fetch_sub(1, Ordering::Relaxed);
                 let n = match group {
-                    [(path, entry)] => self.restore_file(path, entry)?,
+                    [(path, entry)] => self.restore_file(path, entry, &waiting)?,
                     _ => self.restore_group(group)?,
                 };
                 skipped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -1655,11 +1658,28 @@ impl<B: BlockStore> Repository<B> {
     /// Writes one file: every chunk authenticated (its id recomputed) before it is written.
     /// Its extended attributes go on before its mode (a read-only mode would refuse them);
     /// returns how many were skipped.
-    fn restore_file(&self, path: &Path, e: &Entry) -> Result<u64, BackupError> {
-        self.write_file(path, e, |ids| {
+    ///
+    /// Chunks are fetched a few per request ([`RESTORE_BATCH`]: one round trip for many
+    /// blocks from a remote store, memory bounded by that many chunks per worker) and opened on
+    /// the pool, so that workers without files of their own (no group `waiting`) open a big
+    /// file's chunks too. From a store that answers locally while other files wait, one at a
+    /// time instead: each written while it is still in this worker's cache.
+    fn restore_file(
+        &self,
+        path: &Path,
+        e: &Entry,
+        waiting: &AtomicUsize,
+    ) -> Result<u64, BackupError> {
+        let per_request = if self.store.answers_locally() && waiting.load(Ordering::Relaxed) > 0 {
+            1
+        } else {
+            RESTORE_BATCH
+        };
+        self.write_file(path, e, per_request, |ids| {
             // (`fetch_blocks` answers one block per id or fails.)
             let sealed = self.fetch_blocks(ids)?;
-            ids.iter()
+            use rayon::prelude::*;
+            ids.par_iter()
                 .zip(sealed)
                 .map(|(id, bytes)| self.unseal(BlockKind::DATA, id, bytes))
                 .collect()
@@ -1688,7 +1708,7 @@ impl<B: BlockStore> Repository<B> {
             .collect::<Result<_, BackupError>>()?;
         let mut skipped = 0;
         for (path, e) in group {
-            skipped += self.write_file(path, e, |ids| {
+            skipped += self.write_file(path, e, RESTORE_BATCH, |ids| {
                 ids.iter()
                     .map(|id| {
                         blocks
@@ -1703,13 +1723,14 @@ impl<B: BlockStore> Repository<B> {
     }
 
     /// Writes one file from its blocks' plaintexts, `open`ed (fetched, authenticated, id
-    /// recomputed) a batch at a time: all of them in order for a chunked file, the slice of
-    /// its pack for a packed one.
-    fn write_file<D: AsRef<[u8]>>(
+    /// recomputed) `per_request` at a time: all of them in order for a chunked file, the slice
+    /// of its pack for a packed one.
+    fn write_file<D: AsRef<[u8]> + Send + Sync>(
         &self,
         path: &Path,
         e: &Entry,
-        mut open: impl FnMut(&[BlockId]) -> Result<Vec<D>, BackupError>,
+        per_request: usize,
+        mut open: impl FnMut(&[BlockId]) -> Result<Vec<D>, BackupError> + Send,
     ) -> Result<u64, BackupError> {
         if !e.kind.is_file() {
             return Err(BackupError::Malformed("not a file"));
@@ -1738,27 +1759,38 @@ impl<B: BlockStore> Repository<B> {
             }
             EntryKind::File { size, chunks } => {
                 let mut written = 0u64;
-                // A few chunks per request: one round trip for many blocks from a remote
-                // store, with memory bounded by RESTORE_BATCH chunks per worker. From a store
-                // that answers locally, one at a time: each written while still in the cache.
-                let per_request = if self.store.answers_locally() {
-                    1
-                } else {
-                    RESTORE_BATCH
+                let mut batches = chunks.chunks(per_request.max(1));
+                let mut opened = match batches.next() {
+                    Some(batch) => Some((batch.len(), open(batch)?)),
+                    None => None,
                 };
-                for batch in chunks.chunks(per_request) {
-                    let opened = open(batch)?;
-                    if opened.len() != batch.len() {
+                while let Some((asked, blocks)) = opened.take() {
+                    if blocks.len() != asked {
                         return Err(BackupError::Malformed(
                             "store answered another number of blocks",
                         ));
                     }
-                    for data in opened {
-                        let data = data.as_ref();
-                        written += data.len() as u64;
-                        f.write_all(data)
-                            .map_err(|err| BackupError::io(path, err))?;
-                    }
+                    // This batch is written while the next one is opened, by another worker
+                    // if one is idle (else by this one, right after).
+                    let next = batches.next();
+                    let (wrote, next) = rayon::join(
+                        || -> Result<u64, BackupError> {
+                            let mut n = 0;
+                            for data in &blocks {
+                                let data = data.as_ref();
+                                n += data.len() as u64;
+                                f.write_all(data)
+                                    .map_err(|err| BackupError::io(path, err))?;
+                            }
+                            Ok(n)
+                        },
+                        || {
+                            next.map(|batch| open(batch).map(|o| (batch.len(), o)))
+                                .transpose()
+                        },
+                    );
+                    written += wrote?;
+                    opened = next?;
                 }
                 if written != *size {
                     return Err(BackupError::Malformed("file size"));
