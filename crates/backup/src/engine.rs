@@ -52,10 +52,30 @@ pub const PACK_BELOW: usize = 64 << 10;
 /// `PACK_TARGET + PACK_BELOW`).
 pub const PACK_TARGET: usize = 1 << 20;
 
+/// Groups of files (to back up or restore) that no worker has started yet. While some wait,
+/// every worker has files of its own.
+struct Waiting(AtomicUsize);
+
+impl Waiting {
+    fn new(groups: usize) -> Self {
+        Waiting(AtomicUsize::new(groups))
+    }
+
+    /// A worker starts a group.
+    fn start_one(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether some group still waits for a worker.
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
 /// The file phase's shared counters: groups of files no worker has started yet, and batches of
 /// blocks handed from one worker to the others.
 struct FilePhase {
-    waiting: AtomicUsize,
+    waiting: Waiting,
     handed: AtomicUsize,
 }
 
@@ -88,12 +108,6 @@ impl<'w> Outbox<'w> {
             blocks: Vec::new(),
             phase: Some(phase),
         }
-    }
-
-    /// Whether every worker has files of its own: some group is still waiting for one.
-    fn workers_busy(&self) -> bool {
-        self.phase
-            .is_some_and(|p| p.waiting.load(Ordering::Relaxed) > 0)
     }
 
     /// Whether the blocks should go to the store now: once they are [`PENDING_BYTES`] or
@@ -851,11 +865,18 @@ impl<B: BlockStore> Repository<B> {
             .ok_or_else(|| BackupError::Usage("several folders must be absolute".into()))
     }
 
-    /// Whether a block named into `outbox` is sealed and sent at once, on the worker that named
-    /// it: for a store that [answers locally](BlockStore::answers_locally) (a question costs no
-    /// round trip), while every worker has files of its own ([`Outbox`]).
+    /// Whether blocks go one at a time, each handled by the worker that has it while it is in
+    /// that core's cache (sealed at once in a backup, written at once in a restore): for a store
+    /// that [answers locally](BlockStore::answers_locally) (a question costs no round trip),
+    /// while every worker has files of its own (some group is `waiting`). Otherwise in batches,
+    /// which idle workers share.
+    fn one_at_a_time(&self, waiting: Option<&Waiting>) -> bool {
+        self.store.answers_locally() && waiting.is_some_and(Waiting::any)
+    }
+
+    /// Whether a block named into `outbox` is sealed and sent at once ([`Outbox`]).
     fn at_once(&self, outbox: &Outbox<'_>) -> bool {
-        self.store.answers_locally() && outbox.workers_busy()
+        self.one_at_a_time(outbox.phase.map(|p| &p.waiting))
     }
 
     /// Sends the blocks of `outbox` the store lacks.
@@ -1015,7 +1036,7 @@ impl<B: BlockStore> Repository<B> {
         meter: &Meter<'_>,
         phase: &FilePhase,
     ) -> Result<GroupResult, BackupError> {
-        phase.waiting.fetch_sub(1, Ordering::Relaxed);
+        phase.waiting.start_one();
         let mut part = BackupSummary::default();
         let mut outbox = Outbox::for_files(phase);
         let mut out: Vec<(usize, EntryKind, Option<ContentHash>)> = Vec::with_capacity(group.len());
@@ -1308,7 +1329,7 @@ impl<B: BlockStore> Repository<B> {
         use rayon::prelude::*;
         let chunker = ctx.chunker;
         let phase = FilePhase {
-            waiting: AtomicUsize::new(groups.len()),
+            waiting: Waiting::new(groups.len()),
             handed: AtomicUsize::new(0),
         };
         let done: Vec<Result<GroupResult, BackupError>> = groups
@@ -1591,11 +1612,11 @@ impl<B: BlockStore> Repository<B> {
         }
         use rayon::prelude::*;
         // Groups no worker has started yet: while some wait, every worker has files of its own.
-        let waiting = AtomicUsize::new(groups.len());
+        let waiting = Waiting::new(groups.len());
         groups
             .par_iter()
             .map(|group| {
-                waiting.fetch_sub(1, Ordering::Relaxed);
+                waiting.start_one();
                 let n = match group {
                     [(path, entry)] => self.restore_file(path, entry, &waiting)?,
                     _ => self.restore_group(group)?,
@@ -1664,13 +1685,8 @@ impl<B: BlockStore> Repository<B> {
     /// the pool, so that workers without files of their own (no group `waiting`) open a big
     /// file's chunks too. From a store that answers locally while other files wait, one at a
     /// time instead: each written while it is still in this worker's cache.
-    fn restore_file(
-        &self,
-        path: &Path,
-        e: &Entry,
-        waiting: &AtomicUsize,
-    ) -> Result<u64, BackupError> {
-        let per_request = if self.store.answers_locally() && waiting.load(Ordering::Relaxed) > 0 {
+    fn restore_file(&self, path: &Path, e: &Entry, waiting: &Waiting) -> Result<u64, BackupError> {
+        let per_request = if self.one_at_a_time(Some(waiting)) {
             1
         } else {
             RESTORE_BATCH
@@ -1760,10 +1776,15 @@ impl<B: BlockStore> Repository<B> {
             EntryKind::File { size, chunks } => {
                 let mut written = 0u64;
                 let mut batches = chunks.chunks(per_request.max(1));
-                let mut opened = match batches.next() {
-                    Some(batch) => Some((batch.len(), open(batch)?)),
-                    None => None,
+                // The next batch opened, with how many blocks were asked for; `None` after the
+                // last.
+                let mut open_next = || {
+                    batches
+                        .next()
+                        .map(|batch| open(batch).map(|o| (batch.len(), o)))
+                        .transpose()
                 };
+                let mut opened = open_next()?;
                 while let Some((asked, blocks)) = opened.take() {
                     if blocks.len() != asked {
                         return Err(BackupError::Malformed(
@@ -1772,7 +1793,6 @@ impl<B: BlockStore> Repository<B> {
                     }
                     // This batch is written while the next one is opened, by another worker
                     // if one is idle (else by this one, right after).
-                    let next = batches.next();
                     let (wrote, next) = rayon::join(
                         || -> Result<u64, BackupError> {
                             let mut n = 0;
@@ -1784,10 +1804,7 @@ impl<B: BlockStore> Repository<B> {
                             }
                             Ok(n)
                         },
-                        || {
-                            next.map(|batch| open(batch).map(|o| (batch.len(), o)))
-                                .transpose()
-                        },
+                        &mut open_next,
                     );
                     written += wrote?;
                     opened = next?;

@@ -33,9 +33,11 @@ pub trait BlockStore: Send + Sync {
     /// A sealed snapshot's bytes.
     fn get_snapshot(&self, id: &BlockId) -> Result<Vec<u8>, StoreError>;
     /// Whether [`missing`](Self::missing) answers from memory in this process, with no round
-    /// trip. The engine then asks about each block as soon as it is named and seals it at once,
-    /// while its bytes are still in the worker's cache; otherwise (the default) it batches the
-    /// questions, a few MiB of blocks per worker and round trip.
+    /// trip. While every worker has files of its own, the engine then asks about each block as
+    /// soon as it is named and seals it at once, while its bytes are still in the worker's cache
+    /// (and a restore writes each chunk as soon as it is opened); otherwise (the default, and
+    /// once workers run out of files) it batches the questions, a few MiB of blocks per worker
+    /// and round trip.
     fn answers_locally(&self) -> bool {
         false
     }
