@@ -1,0 +1,184 @@
+//! What differs between platforms: file identity, owners and modes, times, names as bytes,
+//! extended attributes and symlinks. Everything else in the engine is portable.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::BackupError;
+use crate::tree::{Entry, EntryKind, Xattrs};
+
+/// Extended attributes of `path` (not following a symlink), sorted by name. A filesystem
+/// without them gives none.
+#[cfg(unix)]
+pub(super) fn read_xattrs(path: &Path) -> Result<Xattrs, BackupError> {
+    use std::os::unix::ffi::OsStrExt;
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
+        Err(e) => return Err(BackupError::io(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        // A value removed since the listing is skipped; any other failure is reported.
+        if let Some(value) = xattr::get(path, &name).map_err(|e| BackupError::io(path, e))? {
+            out.push((name.as_bytes().to_vec(), value));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+#[cfg(not(unix))]
+pub(super) fn read_xattrs(_path: &Path) -> Result<Xattrs, BackupError> {
+    Ok(Vec::new())
+}
+
+#[cfg(unix)]
+pub(super) fn links(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink()
+}
+
+#[cfg(not(unix))]
+pub(super) fn links(_meta: &fs::Metadata) -> u64 {
+    1
+}
+
+#[cfg(unix)]
+pub(super) fn identity(meta: &fs::Metadata) -> (u64, u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = meta
+        .ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec());
+    (meta.dev(), meta.ino(), ctime)
+}
+
+#[cfg(not(unix))]
+pub(super) fn identity(meta: &fs::Metadata) -> (u64, u64, i64) {
+    (0, 0, mtime_ns(meta))
+}
+
+pub(super) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
+}
+
+pub(super) fn mtime_ns(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .map(|t| match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(unix)]
+pub(super) fn owner(meta: &fs::Metadata) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.mode(), meta.uid(), meta.gid())
+}
+
+#[cfg(not(unix))]
+pub(super) fn owner(meta: &fs::Metadata) -> (u32, u32, u32) {
+    (
+        if meta.permissions().readonly() {
+            0o444
+        } else {
+            0o644
+        },
+        0,
+        0,
+    )
+}
+
+#[cfg(unix)]
+pub(super) fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+pub(super) fn name_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    name.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+pub(super) fn name_os(name: &[u8]) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(name).to_owned()
+}
+
+#[cfg(not(unix))]
+pub(super) fn name_os(name: &[u8]) -> std::ffi::OsString {
+    String::from_utf8_lossy(name).into_owned().into()
+}
+
+/// Sets extended attributes on `path` (not following a symlink). Returns how many were skipped
+/// because this process lacks the privilege for their namespace (see [`RestoreSummary`]).
+#[cfg(unix)]
+pub(super) fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, BackupError> {
+    let mut skipped = 0;
+    for (name, value) in xattrs {
+        let os_name = name_os(name);
+        if let Err(e) = xattr::set(path, &os_name, value) {
+            let privileged = !name.starts_with(b"user.");
+            // EPERM, EACCES, EOPNOTSUPP: the namespace needs privileges (or the target
+            // filesystem or file type does not take it).
+            let refused = matches!(e.raw_os_error(), Some(1 | 13 | 95));
+            if privileged && refused {
+                skipped += 1;
+            } else {
+                return Err(BackupError::io(path, e));
+            }
+        }
+    }
+    Ok(skipped)
+}
+
+#[cfg(not(unix))]
+pub(super) fn set_xattrs(_path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, BackupError> {
+    Ok(xattrs.len() as u64)
+}
+
+pub(super) fn time_of(ns: i64) -> SystemTime {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+#[cfg(unix)]
+pub(super) fn make_symlink(target: &[u8], path: &Path) -> Result<(), BackupError> {
+    std::os::unix::fs::symlink(name_os(target), path).map_err(|e| BackupError::io(path, e))
+}
+
+#[cfg(not(unix))]
+pub(super) fn make_symlink(_target: &[u8], path: &Path) -> Result<(), BackupError> {
+    Err(BackupError::io(
+        path,
+        std::io::Error::other("symlinks are not restored on this platform"),
+    ))
+}
+
+#[cfg(unix)]
+pub(super) fn set_mode(path: &Path, e: &Entry) -> Result<(), BackupError> {
+    use std::os::unix::fs::PermissionsExt;
+    if matches!(e.kind, EntryKind::Symlink { .. }) {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(e.mode & 0o7777))
+        .map_err(|err| BackupError::io(path, err))
+}
+
+#[cfg(not(unix))]
+pub(super) fn set_mode(_path: &Path, _e: &Entry) -> Result<(), BackupError> {
+    Ok(())
+}
