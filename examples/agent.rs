@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn::agent::state::AgentDir;
-use cairn::agent::{Agent, BackupReport, Enrollment, Escrow, RunOptions};
+use cairn::agent::{Agent, AgentError, BackupReport, Enrollment, Escrow, RunOptions};
 use cairn::escrow::Password;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -433,12 +433,29 @@ async fn stopped() {
     }
 }
 
+/// Exit codes (`docs/format/agent.md`, §7): 0 done, 1 failed, 2 usage (clap's), 4 the server's
+/// history of the archive cannot be trusted (shorter than or different from this agent's chain
+/// head).
+mod exit {
+    pub(crate) const FAILED: u8 = 1;
+    pub(crate) const HISTORY: u8 = 4;
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agent: {e}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<AgentError>() {
+                Some(AgentError::History(_)) => {
+                    eprintln!(
+                        "agent: nothing was read or written; the server's operator must look at this archive \
+                         (its data may have been cut, deleted, or put back from an older copy)"
+                    );
+                    ExitCode::from(exit::HISTORY)
+                }
+                _ => ExitCode::from(exit::FAILED),
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release --example server -- init DATA [--host NAME]...
 //! cargo run --release --example server -- serve DATA [--listen 127.0.0.1:8443] [--host NAME]
-//!     [--metrics 127.0.0.1:9464]
+//!     [--metrics [ADDR]] [--metrics-tenants]
 //! cargo run --release --example server -- tenant add DATA --tenant T [--quota BYTES]
 //! cargo run --release --example server -- user add DATA --tenant T --user U [--role user|admin|service]
 //! cargo run --release --example server -- token DATA --tenant T --user U [--device D]
@@ -11,6 +11,8 @@
 //! cargo run --release --example server -- escrow recover DATA --tenant T --user U --to X25519HEX --out FILE
 //! cargo run --release --example server -- rotate-storage-key DATA
 //! cargo run --release --example server -- audit DATA --tenant T
+//! cargo run --release --example server -- archive health DATA --tenant T
+//! cargo run --release --example server -- archive clear-damage DATA --tenant T --user U
 //! cargo run --release --example server -- replicate DATA NEW_DATA
 //! ```
 //!
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 use cairn::server::data::{DataDir, policy};
 use cairn::server::listener::{Limits, serve};
+use cairn::server::metrics::{DEFAULT_METRICS_ADDR, MetricsOptions};
 use cairn::server::pki::CA_CERT;
 use cairn::server::routes::{AppState, SystemClock, router};
 use cairn::server::tls::server_config;
@@ -66,7 +69,13 @@ fn init(data: &DataDir, hosts: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn serve_command(data: &DataDir, listen: &str, host: &str, metrics: Option<&str>) -> Result<()> {
+fn serve_command(
+    data: &DataDir,
+    listen: &str,
+    host: &str,
+    metrics: Option<&str>,
+    metrics_options: MetricsOptions,
+) -> Result<()> {
     // Structured logs on stderr; RUST_LOG filters them (default: info).
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,11 +90,20 @@ fn serve_command(data: &DataDir, listen: &str, host: &str, metrics: Option<&str>
         let services = data.services().await?;
         let verifier = data.verifier(SystemClock, services.revoked.clone())?;
         if let Some(addr) = metrics {
-            let metrics = tokio::net::TcpListener::bind(addr).await?;
-            println!("metrics on http://{}/metrics", metrics.local_addr()?);
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding the metrics port {addr}: {e}"))?;
+            let bound = metrics.local_addr()?;
+            println!("metrics on http://{bound}/metrics");
+            if !bound.ip().is_loopback() {
+                eprintln!(
+                    "warning: the metrics port {bound} is plain HTTP beyond loopback: keep it on a private network"
+                );
+            }
             tokio::spawn(cairn::server::metrics::serve_metrics(
                 metrics,
                 std::sync::Arc::clone(&services),
+                metrics_options,
                 std::future::pending(),
             ));
         }
@@ -226,6 +244,64 @@ fn audit(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     Ok(())
 }
 
+/// `archive health`: each archive marked damaged (an opening found acknowledged data missing);
+/// `archive clear-damage`: clears one mark once the operator has looked into it.
+fn archive_command(data: &DataDir, sub: &clap::ArgMatches) -> Result<()> {
+    let arg =
+        |m: &clap::ArgMatches, name: &str| m.get_one::<String>(name).cloned().unwrap_or_default();
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        match sub.subcommand() {
+            Some(("health", m)) => {
+                let tenant = TenantId::new(&arg(m, "tenant"))?;
+                let mut damaged = 0;
+                for user in db.users(tenant.as_str()).await? {
+                    if let Some(d) = db.damage(tenant.as_str(), &user.id).await? {
+                        damaged += 1;
+                        println!(
+                            "{}\tdamaged since {}\t{} acknowledged records lost\t{}",
+                            user.id, d.since_unix, d.lost_records, d.detail
+                        );
+                    }
+                }
+                if damaged == 0 {
+                    println!("no archive of {} is marked damaged", tenant.as_str());
+                }
+                Ok(())
+            }
+            Some(("clear-damage", m)) => {
+                let (tenant, user) = (
+                    TenantId::new(&arg(m, "tenant"))?,
+                    UserId::new(&arg(m, "user"))?,
+                );
+                if !db.clear_damage(tenant.as_str(), user.as_str()).await? {
+                    return Err(format!(
+                        "the archive of {}/{} is not marked damaged",
+                        tenant.as_str(),
+                        user.as_str()
+                    )
+                    .into());
+                }
+                db.audit(
+                    tenant.as_str(),
+                    "operator",
+                    "archive.damage-cleared",
+                    user.as_str(),
+                    "ok",
+                )
+                .await?;
+                println!(
+                    "cleared the damage mark of {}/{}",
+                    tenant.as_str(),
+                    user.as_str()
+                );
+                Ok(())
+            }
+            _ => Err("unknown archive command".into()),
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let data = || {
         Arg::new("data")
@@ -248,7 +324,18 @@ fn main() -> ExitCode {
                 .arg(data())
                 .arg(opt("listen"))
                 .arg(opt("host"))
-                .arg(opt("metrics").help("serve Prometheus /metrics on this address (plain HTTP; keep it private)")),
+                .arg(
+                    opt("metrics")
+                        .num_args(0..=1)
+                        .default_missing_value(DEFAULT_METRICS_ADDR)
+                        .value_name("ADDR")
+                        .help("serve Prometheus /metrics (plain HTTP) on ADDR; without ADDR on loopback, 127.0.0.1:9464"),
+                )
+                .arg(
+                    opt("metrics-tenants")
+                        .action(ArgAction::SetTrue)
+                        .help("label quota figures with tenant ids in /metrics (off: tenant names stay off the metrics port)"),
+                ),
         )
         .subcommand(
             Command::new("tenant")
@@ -321,6 +408,24 @@ fn main() -> ExitCode {
                 .arg(data())
                 .arg(opt("tenant").required(true)),
         )
+        .subcommand(
+            Command::new("archive")
+                .about("archives' integrity: what was found damaged, and clearing a mark")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("health")
+                        .about("list a tenant's archives marked damaged (acknowledged data found missing)")
+                        .arg(data())
+                        .arg(opt("tenant").required(true)),
+                )
+                .subcommand(
+                    Command::new("clear-damage")
+                        .about("clear an archive's damage mark once you have looked into it (audited)")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user").required(true)),
+                ),
+        )
         .get_matches();
     let dir = |m: &clap::ArgMatches| {
         DataDir::at(m.get_one::<PathBuf>("data").cloned().unwrap_or_default())
@@ -344,6 +449,9 @@ fn main() -> ExitCode {
             m.get_one::<String>("host")
                 .map_or("localhost", String::as_str),
             m.get_one::<String>("metrics").map(String::as_str),
+            MetricsOptions {
+                per_tenant: m.get_flag("metrics-tenants"),
+            },
         ),
         Some(("tenant", sub)) => match sub.subcommand() {
             Some(("add", m)) => tenant_add(&dir(m), m),
@@ -365,6 +473,10 @@ fn main() -> ExitCode {
             _ => Err("unknown escrow command".into()),
         },
         Some(("audit", m)) => audit(&dir(m), m),
+        Some(("archive", sub)) => match sub.subcommand() {
+            Some((_, m)) => archive_command(&dir(m), sub),
+            None => Err("unknown archive command".into()),
+        },
         Some(("replicate", m)) => {
             let new = m.get_one::<PathBuf>("new").cloned().unwrap_or_default();
             dir(m)

@@ -197,9 +197,9 @@ impl Agent {
                 dir.root().display()
             )));
         }
+        let server = &client::server_url(req.server)?;
         let runtime = runtime()?;
         let http = client::http_client(req.ca_pem)?;
-        let server = req.server.trim_end_matches('/');
         let enrolled = runtime.block_on(client::enroll(
             &http, server, req.tenant, req.device, req.token,
         ))?;
@@ -243,6 +243,8 @@ impl Agent {
     /// missing, foreign or unsafe file (a key file others can read).
     pub fn open(dir: &AgentDir) -> Result<Self, AgentError> {
         let config = dir.config()?;
+        // A configuration edited to a plain-HTTP server is refused before any request.
+        client::server_url(&config.server)?;
         events::check_rules(&config.exposure)?;
         let (key, archive) = dir.key()?;
         let secret = dir.secret()?;
@@ -344,12 +346,19 @@ impl Agent {
         self.dir.save_config(&self.config)
     }
 
-    /// The snapshots this key made, oldest first.
+    /// The snapshots this key made, oldest first, checked against the chain head this agent
+    /// trusts (B-8): every command that reads the archive (`snapshots`, `restore`, `check`)
+    /// goes through here, so none of them reads a history that the server shortened (a cut,
+    /// a deleted or withheld snapshot, an older copy of its data put back) or replaced.
     ///
     /// # Errors
-    /// [`AgentError`].
+    /// [`AgentError::History`] when the server's history is shorter than, or different from,
+    /// what this agent wrote; [`AgentError`] otherwise.
     pub fn snapshots(&self) -> Result<Vec<(BlockId, Snapshot)>, AgentError> {
-        self.guard(self.repo.snapshots().map_err(AgentError::from))
+        let listed = self.guard(self.repo.snapshots().map_err(AgentError::from))?;
+        let head = self.dir.head()?;
+        check_chain(&listed, head.as_ref()).map_err(AgentError::history)?;
+        Ok(listed)
     }
 
     /// Backs up `folder` (or the folders of earlier backups) as a new snapshot, queues one
@@ -358,7 +367,7 @@ impl Agent {
     ///
     /// # Errors
     /// [`AgentError::Usage`] for a folder other than those of earlier backups;
-    /// [`AgentError::Backup`] (a rolled-back or forked server, B-8, among others);
+    /// [`AgentError::History`] (a rolled-back or forked server, B-8); [`AgentError::Backup`];
     /// [`AgentError::Deauthorized`].
     pub fn backup(&mut self, folder: Option<&Path>) -> Result<BackupReport, AgentError> {
         let folders: Vec<PathBuf> = folder.map(Path::to_path_buf).into_iter().collect();
@@ -594,7 +603,7 @@ impl Agent {
         let (requests, bytes_up, _) = self.traffic();
         let snapshots = self.repo.snapshots()?;
         let head = self.dir.head()?;
-        let parent = check_chain(&snapshots, head.as_ref())?;
+        let parent = check_chain(&snapshots, head.as_ref()).map_err(AgentError::history)?;
         let cache = FileCache::open(&self.dir.path(names::FILES))?;
         let summary = self.repo.backup_folders(
             folders,
@@ -735,7 +744,8 @@ impl Agent {
     /// inside it, into `to` (which must not exist or be empty). Every block is authenticated.
     ///
     /// # Errors
-    /// [`AgentError::Usage`] for an unknown snapshot; [`AgentError::Backup`].
+    /// [`AgentError::History`] (as [`Agent::snapshots`]); [`AgentError::Usage`] for an unknown
+    /// snapshot; [`AgentError::Backup`].
     pub fn restore(
         &self,
         snapshot: &str,
@@ -753,8 +763,12 @@ impl Agent {
     /// Checks every snapshot's structure and, with `read_data`, opens every data block.
     ///
     /// # Errors
-    /// [`AgentError`] if the check could not run (problems found are in the report).
+    /// [`AgentError::History`] for a server whose history is shorter than or different from
+    /// this agent's chain head; [`AgentError`] if the check could not run (problems found are
+    /// in the report).
     pub fn check(&self, read_data: bool) -> Result<CheckReport, AgentError> {
+        // The history first: a check of what is left after a cut would find "no problem".
+        self.snapshots()?;
         self.guard(self.repo.check(read_data).map_err(AgentError::from))
     }
 

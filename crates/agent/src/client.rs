@@ -60,7 +60,40 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A `reqwest` client that trusts only the pinned CA.
+/// The server's base URL as the agent stores and calls it (no trailing `/`), if it is an
+/// `https://` URL with a host: the agent sends bearer tokens and its device secret on every
+/// request, so it never speaks plain HTTP, whatever the configuration says.
+///
+/// # Errors
+/// [`AgentError::Usage`] naming the URL: another scheme (`http://` among them), no host, a
+/// path, query or fragment, or text that is not a URL.
+pub fn server_url(server: &str) -> Result<String, AgentError> {
+    let trimmed = server.trim_end_matches('/');
+    let refuse = |why: &str| {
+        AgentError::Usage(format!(
+            "server URL {server:?}: {why}; give https://HOST:PORT"
+        ))
+    };
+    let url = reqwest::Url::parse(trimmed).map_err(|e| refuse(&e.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(refuse(&format!(
+            "the scheme is {}, and the agent speaks only HTTPS (its token would travel in clear)",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(refuse("no host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(refuse("a path, query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refuse("credentials in the URL"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A `reqwest` client that trusts only the pinned CA, and refuses any URL but `https://`.
 ///
 /// # Errors
 /// [`AgentError::State`] for a CA that does not parse, [`AgentError::Transport`] if the client
@@ -68,6 +101,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub fn http_client(ca_pem: &[u8]) -> Result<reqwest::Client, AgentError> {
     reqwest::Client::builder()
         .use_preconfigured_tls(tls::client_config(ca_pem)?)
+        .https_only(true)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
         .pool_idle_timeout(Duration::from_secs(60))

@@ -39,6 +39,12 @@ pub enum AgentError {
     /// The device was deauthorized: the agent has removed its key and state and stopped.
     #[error("this device was deauthorized by an administrator: its key and state were removed")]
     Deauthorized,
+    /// The server's history of this device's archive is shorter than, or different from,
+    /// the chain head this agent wrote last (B-8): snapshots were cut, withheld or deleted, an
+    /// older copy of the server's data was put back, or the history was replaced. Nothing is
+    /// read from (or written to) such an archive; an operator must look at the server.
+    #[error("the server's history of this archive cannot be trusted: {0}")]
+    History(cairn_backup::BackupError),
     /// The backup engine failed.
     #[error(transparent)]
     Backup(#[from] cairn_backup::BackupError),
@@ -54,6 +60,16 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// [`AgentError::History`] for the engine's rollback and fork errors; any other error as
+    /// [`AgentError::Backup`].
+    pub(crate) fn history(e: cairn_backup::BackupError) -> Self {
+        use cairn_backup::BackupError::{Fork, Rollback};
+        match e {
+            e @ (Rollback { .. } | Fork { .. }) => Self::History(e),
+            other => Self::Backup(other),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

@@ -330,7 +330,13 @@
     if (!pick.value) return;
     try {
       const a = await api("GET", `/users/${encodeURIComponent(pick.value)}/archive`);
+      const health = a.health === "damaged"
+        ? el("p", { class: "error", id: "archive-health" },
+          `Damaged since ${fmtTime(a.damage.since_unix * 1000)}: ${a.damage.detail}. ` +
+          `${a.damage.lost_records} acknowledged records lost in all. Its devices refuse a history shorter than the one they wrote; an operator should look into it (server archive clear-damage).`)
+        : el("p", { id: "archive-health" }, "Health: no acknowledged data found missing.");
       body.replaceChildren(
+        health,
         el("p", {}, `Stored: ${fmtBytes(a.stored_bytes)} (sealed, as uploaded; the server cannot read it).`),
         el("table", { id: "snapshots" },
           el("thead", {}, el("tr", {}, ["Snapshot", "Received", "From device", "Record size"].map((h) => el("th", {}, h)))),

@@ -155,6 +155,10 @@ pub struct Archives {
     /// Set when instances share the database and the store: archives are leased, their
     /// active segments live in the store as parts.
     shared: Option<Shared>,
+    /// Acknowledged data records found missing on opening, since start.
+    lost_records: std::sync::atomic::AtomicU64,
+    /// Openings that found acknowledged history shortened or replaced, since start.
+    damaged_openings: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Archives {
@@ -183,6 +187,8 @@ impl Archives {
             segment_target: cairn_archive::DEFAULT_SEGMENT_TARGET,
             open: Mutex::default(),
             shared: None,
+            lost_records: std::sync::atomic::AtomicU64::new(0),
+            damaged_openings: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -370,7 +376,21 @@ impl Archives {
         let config = Config::new(archive_id)
             .with_index_cache(true)
             .with_segment_target(self.segment_target)?;
-        let (log, _recovery) = Archive::open(segments, config)?;
+        let (log, recovery) = Archive::open(segments, config)?;
+        if recovery != cairn_archive::Recovery::default() {
+            // A tail written but never committed (so never acknowledged) is the normal trace of
+            // a crash; what was acknowledged is checked against the witness next.
+            tracing::warn!(
+                tenant,
+                user,
+                truncated_bytes = recovery.truncated_bytes,
+                uncommitted_records = recovery.dropped_records,
+                rescanned_segments = recovery.rescanned_segments.len(),
+                damaged_headers = recovery.damaged_headers.len(),
+                "archive recovered on opening"
+            );
+        }
+        self.check_witness(tenant, user, &log.last_commit(), &recovery)?;
         // Opening: make the user's charged total what the log holds (a crash between a
         // charge and its append leaves a charge for nothing). Under the slot's lock (and in
         // shared mode the lease), so that no upload to this archive runs meanwhile.
@@ -395,6 +415,81 @@ impl Archives {
             );
         }
         Ok(Arc::new(Mutex::new(log)))
+    }
+
+    /// Compares what an archive holds on opening with what the server acknowledged of it
+    /// (`Db::witness`): fewer data records, or as many under another chain head, is a loss of
+    /// acknowledged data. It is never passed over: logged as an error, counted
+    /// ([`Archives::lost_records`]), audited, and the archive marked damaged in the database
+    /// (the archive view shows it) until an operator clears the mark. The archive is still
+    /// served, so that what is left can be restored and new backups made.
+    fn check_witness(
+        &self,
+        tenant: &str,
+        user: &str,
+        now: &cairn_archive::Commit,
+        recovery: &cairn_archive::Recovery,
+    ) -> Result<(), StoreError> {
+        let Some((acked, acked_chain)) = self.runtime.block_on(self.db.witness(tenant, user))?
+        else {
+            return Ok(());
+        };
+        let held = i64::try_from(now.data_records).map_err(|_| StoreError::Quota)?;
+        let chain = hex::encode(now.chain_head);
+        let detail = if held < acked {
+            format!(
+                "the archive opened with {held} data records where {acked} were acknowledged \
+                 ({} lost; recovery cut {} bytes)",
+                acked - held,
+                recovery.truncated_bytes
+            )
+        } else if held == acked && acked_chain.as_deref().is_some_and(|c| c != chain) {
+            format!(
+                "the archive opened with the {held} data records acknowledged, under another \
+                 chain head: its history was replaced"
+            )
+        } else {
+            return Ok(());
+        };
+        let lost = acked.saturating_sub(held);
+        self.lost_records.fetch_add(
+            u64::try_from(lost).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.damaged_openings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(
+            tenant,
+            user,
+            acknowledged = acked,
+            held,
+            lost,
+            "archive lost acknowledged data: {detail}"
+        );
+        self.runtime.block_on(async {
+            self.db
+                .mark_damaged(tenant, user, lost, &detail, held, &chain)
+                .await?;
+            self.db
+                .audit(tenant, "server", "archive.damaged", user, &detail)
+                .await
+        })?;
+        Ok(())
+    }
+
+    /// Acknowledged data records found missing since this process started, over every archive
+    /// (a metric; [`Archives::check_witness`]).
+    #[must_use]
+    pub fn lost_records(&self) -> u64 {
+        self.lost_records.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Openings that found an archive's acknowledged history shortened or replaced since this
+    /// process started (a metric).
+    #[must_use]
+    pub fn damaged_openings(&self) -> u64 {
+        self.damaged_openings
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Which of `ids` the user's archive lacks, in the order asked.
@@ -473,20 +568,32 @@ impl Archives {
             }
             log.commit()
         })();
-        if let Err(e) = appended {
-            // Nothing acknowledged: give the reservation back (the handle is poisoned and the
-            // uncommitted tail is cut at the next open).
-            let _ = self.runtime.block_on(self.db.release(tenant, user, charge));
-            // The next request reopens it (recovery cuts the uncommitted tail); this handle is
-            // poisoned and writes nothing more.
-            let slot = lock(&self.open)?
-                .get(&(tenant.to_owned(), user.to_owned()))
-                .cloned();
-            if let Some(slot) = slot {
-                lock(&slot)?.opened = None;
+        let commit = match appended {
+            Ok(commit) => commit,
+            Err(e) => {
+                // Nothing acknowledged: give the reservation back (the handle is poisoned and the
+                // uncommitted tail is cut at the next open).
+                let _ = self.runtime.block_on(self.db.release(tenant, user, charge));
+                // The next request reopens it (recovery cuts the uncommitted tail); this handle is
+                // poisoned and writes nothing more.
+                let slot = lock(&self.open)?
+                    .get(&(tenant.to_owned(), user.to_owned()))
+                    .cloned();
+                if let Some(slot) = slot {
+                    lock(&slot)?.opened = None;
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
+        };
+        // The witness moves before the answer acknowledges the commit: an opening that finds
+        // less than this lost acknowledged data (`check_witness`).
+        let records = i64::try_from(commit.data_records).map_err(|_| StoreError::Quota)?;
+        self.runtime.block_on(self.db.acknowledge(
+            tenant,
+            user,
+            records,
+            &hex::encode(commit.chain_head),
+        ))?;
         result.stored = fresh.len();
         result.bytes = bytes;
         Ok(result)
@@ -587,6 +694,109 @@ mod tests {
         rt.block_on(db.add_user("t", "u", "user")).unwrap();
         std::fs::create_dir_all(dir.path().join("segments")).unwrap();
         (rt, dir, db)
+    }
+
+    /// Log lines written while `f` runs on this thread, at every level.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    /// Issue 27, item 1: an opening that finds fewer data records than were acknowledged
+    /// (the active segment cut back past a commit the server answered) is an error: logged at
+    /// ERROR, counted, audited and marked on the archive, never one WARN line. A cut of what
+    /// was never committed (a crash mid-write) is only a warning and marks nothing.
+    #[test]
+    fn a_cut_of_acknowledged_records_is_an_error_and_marks_the_archive() {
+        let (rt, dir, db) = fixture();
+        let open = || {
+            Archives::new(
+                db.clone(),
+                dir.path().join("staging"),
+                Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("segments")).unwrap()),
+                rt.handle().clone(),
+            )
+        };
+        let blocks: Vec<(BlockId, Vec<u8>)> = (0..4).map(sealed).collect();
+        let archives = open();
+        put_in_batches(&archives, &blocks, 1);
+        drop(archives);
+        let active = dir
+            .path()
+            .join("staging/t/u")
+            .join(cairn_archive::segment_name(0, true));
+        let committed = std::fs::read(&active).unwrap();
+        // Garbage after the last commit (never acknowledged): a warning, no damage.
+        let mut torn = committed.clone();
+        torn.extend_from_slice(&[0xAB; 100]);
+        std::fs::write(&active, &torn).unwrap();
+        let archives = open();
+        let ((), log) = logged(|| assert_all_there(&archives, &blocks));
+        assert!(
+            log.contains("WARN") && log.contains("archive recovered"),
+            "{log}"
+        );
+        assert!(!log.contains("ERROR"), "{log}");
+        assert_eq!(rt.block_on(db.damage("t", "u")).unwrap(), None);
+        assert_eq!(archives.lost_records(), 0);
+        drop(archives);
+        // The last acknowledged commit's record cut off: one block lost.
+        let record = 48 + blocks[3].1.len() + 4;
+        let commit = 48 + 8 + 4;
+        std::fs::write(&active, &committed[..committed.len() - record - commit]).unwrap();
+        let archives = open();
+        let (missing, log) = logged(|| {
+            let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+            archives.missing("t", "u", &ids).unwrap()
+        });
+        assert_eq!(missing, [blocks[3].0]);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("ERROR") && l.contains("lost acknowledged data")),
+            "{log}"
+        );
+        assert_eq!(archives.lost_records(), 1);
+        assert_eq!(archives.damaged_openings(), 1);
+        let damage = rt.block_on(db.damage("t", "u")).unwrap().unwrap();
+        assert_eq!(damage.lost_records, 1);
+        assert!(
+            damage.detail.contains("3 data records where 4"),
+            "{damage:?}"
+        );
+        let audit = rt.block_on(db.audit_entries("t")).unwrap();
+        assert!(
+            audit.iter().any(|a| a.action == "archive.damaged"),
+            "{audit:?}"
+        );
+        // Backing up again works and is checked from what is there now; the mark stays
+        // until an operator clears it.
+        put_in_batches(&archives, &blocks[3..], 1);
+        drop(archives);
+        let archives = open();
+        assert_all_there(&archives, &blocks);
+        assert_eq!(archives.lost_records(), 0, "nothing more lost");
+        assert!(rt.block_on(db.damage("t", "u")).unwrap().is_some());
+        assert!(rt.block_on(db.clear_damage("t", "u")).unwrap());
+        assert_eq!(rt.block_on(db.damage("t", "u")).unwrap(), None);
     }
 
     /// Segments seal into the object store, and a reopened service (a restart) reads every

@@ -54,6 +54,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "console",
         include_str!("../migrations/portable/0004_console.sql"),
     ),
+    (
+        5,
+        "archive witness",
+        include_str!("../migrations/portable/0005_archive_witness.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -77,6 +82,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "console",
         include_str!("../migrations/portable/0004_console.sql"),
+    ),
+    (
+        5,
+        "archive witness",
+        include_str!("../migrations/portable/0005_archive_witness.sql"),
     ),
 ];
 
@@ -132,6 +142,17 @@ pub struct UserRow {
     pub id: String,
     /// `user`, `admin` or `service`.
     pub role: String,
+}
+
+/// Why an archive is marked damaged ([`Db::damage`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// When the server found it (Unix seconds).
+    pub since_unix: i64,
+    /// Acknowledged data records found missing, over every opening that found some.
+    pub lost_records: i64,
+    /// What was found, for the operator.
+    pub detail: String,
 }
 
 /// A device row.
@@ -692,6 +713,143 @@ impl Db {
             .await?;
         let id: Vec<u8> = col(&row, 0)?;
         <[u8; 16]>::try_from(id.as_slice()).map_err(|_| DbError::Invalid("archive id"))
+    }
+
+    /// Closes every connection and waits until they are closed (an SQLite database's files
+    /// are then at rest: a copy of the data directory taken afterwards is consistent). Every
+    /// clone of this handle is closed with it.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records that the user's archive acknowledged a commit leaving `records` data records
+    /// and chain head `chain` (the witness an opening is checked against). Never moves the
+    /// witness back: a slower instance's older commit changes nothing.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn acknowledge(
+        &self,
+        tenant: &str,
+        user: &str,
+        records: i64,
+        chain: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE archives SET acked_records = $1, acked_chain = $2
+              WHERE tenant = $3 AND user_id = $4 AND acked_records <= $1",
+        )
+        .bind(records)
+        .bind(chain)
+        .bind(tenant)
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// What the user's archive acknowledged last: data records and chain head (none before the
+    /// first acknowledged commit).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn witness(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<Option<(i64, Option<String>)>, DbError> {
+        let row = sqlx::query(
+            "SELECT acked_records, acked_chain FROM archives WHERE tenant = $1 AND user_id = $2",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
+    }
+
+    /// Marks the user's archive damaged: `lost` more acknowledged records are gone, for the
+    /// reason `detail`; the witness becomes what the archive holds now (`records`, `chain`), so
+    /// that later commits are checked from there. The mark stays until
+    /// [`Db::clear_damage`].
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn mark_damaged(
+        &self,
+        tenant: &str,
+        user: &str,
+        lost: i64,
+        detail: &str,
+        records: i64,
+        chain: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE archives SET lost_records = lost_records + $1, damaged_unix = $2, damage = $3,
+                                 acked_records = $4, acked_chain = $5
+              WHERE tenant = $6 AND user_id = $7",
+        )
+        .bind(lost)
+        .bind(unix_now())
+        .bind(detail)
+        .bind(records)
+        .bind(chain)
+        .bind(tenant)
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user's archive's health: `None` for an archive never found damaged (or not made).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn damage(&self, tenant: &str, user: &str) -> Result<Option<Damage>, DbError> {
+        let row = sqlx::query(
+            "SELECT damaged_unix, lost_records, damage FROM archives
+              WHERE tenant = $1 AND user_id = $2 AND damaged_unix IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Damage {
+                since_unix: col(&r, 0)?,
+                lost_records: col(&r, 1)?,
+                detail: col::<Option<String>>(&r, 2)?.unwrap_or_default(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Archives marked damaged, over every tenant.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn damaged_archives(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM archives WHERE damaged_unix IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        col(&row, 0)
+    }
+
+    /// Clears the damage mark of the user's archive (an operator looked into it); `false` if
+    /// it had none. The lost-record count stays, as history.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn clear_damage(&self, tenant: &str, user: &str) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE archives SET damaged_unix = NULL, damage = NULL
+              WHERE tenant = $1 AND user_id = $2 AND damaged_unix IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(user)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Takes (or renews) the lease on a user's archive for `holder` until `expires_unix_ms`:

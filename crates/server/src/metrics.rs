@@ -1,12 +1,14 @@
 //! Counters, and their Prometheus text exposition (format 0.0.4) for the operator's metrics
 //! listener. The metrics listener is separate from the public API (`serve_metrics`): it binds
-//! to loopback by default and carries per-tenant figures the public port never shows.
+//! to loopback by default ([`DEFAULT_METRICS_ADDR`]), and names tenants only when asked to
+//! ([`MetricsOptions::per_tenant`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::archives::Archives;
 use crate::db::Db;
 
 /// The server's counters.
@@ -32,11 +34,17 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the tenants' quota use read from `db`.
+    /// The Prometheus text exposition: these counters, the archives' integrity figures, and
+    /// (with `options.per_tenant`) each tenant's quota use read from `db`.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn render(&self, db: &Db) -> Result<String, crate::db::DbError> {
+    pub async fn render(
+        &self,
+        db: &Db,
+        archives: &Archives,
+        options: MetricsOptions,
+    ) -> Result<String, crate::db::DbError> {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -78,6 +86,36 @@ impl Metrics {
                 );
             }
         }
+        let gauge = |out: &mut String, kind: &str, name: &str, help: &str, v: i64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        gauge(
+            &mut out,
+            "counter",
+            "cairn_archive_lost_records_total",
+            "Acknowledged data records found missing when an archive was opened (since start).",
+            i64::try_from(archives.lost_records()).unwrap_or(i64::MAX),
+        );
+        gauge(
+            &mut out,
+            "counter",
+            "cairn_archive_damaged_openings_total",
+            "Archive openings that found acknowledged history shortened or replaced (since start).",
+            i64::try_from(archives.damaged_openings()).unwrap_or(i64::MAX),
+        );
+        gauge(
+            &mut out,
+            "gauge",
+            "cairn_archives_damaged",
+            "Archives marked damaged and not yet cleared by an operator.",
+            db.damaged_archives().await?,
+        );
+        if !options.per_tenant {
+            return Ok(out);
+        }
         let _ = writeln!(
             out,
             "# HELP cairn_quota_bytes A tenant's storage quota.\n# TYPE cairn_quota_bytes gauge\n# HELP cairn_quota_used_bytes A tenant's stored bytes.\n# TYPE cairn_quota_used_bytes gauge"
@@ -99,14 +137,27 @@ impl Metrics {
     }
 }
 
+/// What the metrics exposition includes beyond the server-wide figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsOptions {
+    /// Each tenant's quota and use, labelled with the tenant's id (off by default: tenant
+    /// names are the operator's customers, and whoever reaches the metrics port reads them).
+    pub per_tenant: bool,
+}
+
+/// The metrics port's default address: loopback only.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
 /// Serves `GET /metrics` (plain HTTP) on `listener` until `shutdown`: the operator's port, to
-/// bind to loopback or a private network, never the public one.
+/// bind to loopback (the default, [`DEFAULT_METRICS_ADDR`]) or a private network, never the
+/// public one.
 ///
 /// # Errors
 /// The listener failed.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     services: std::sync::Arc<crate::routes::Services>,
+    options: MetricsOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::ServerError> {
     use axum::response::IntoResponse;
@@ -115,7 +166,11 @@ pub async fn serve_metrics(
         axum::routing::get(move || {
             let services = std::sync::Arc::clone(&services);
             async move {
-                match services.metrics.render(&services.db).await {
+                match services
+                    .metrics
+                    .render(&services.db, &services.archives, options)
+                    .await
+                {
                     Ok(text) => (
                         [(
                             axum::http::header::CONTENT_TYPE,

@@ -720,6 +720,10 @@ async fn audit_log(Extension(token): Token, Extension(svc): Svc) -> Result<Respo
 struct ArchiveView {
     user: String,
     stored_bytes: i64,
+    /// `healthy`, or `damaged` once an opening found acknowledged data missing
+    /// (`Archives::check_witness`), with `damage` saying what and since when.
+    health: &'static str,
+    damage: Option<crate::db::Damage>,
     snapshots: Vec<crate::db::SnapshotRow>,
 }
 
@@ -755,7 +759,15 @@ async fn user_archive(
         })
         .collect();
     snapshots.sort_by(|a, b| (a.received_unix, &a.id).cmp(&(b.received_unix, &b.id)));
+    // Read after the archive was opened above: an opening that found damage has marked it.
+    let damage = svc.db.damage(&tenant, user.as_str()).await?;
     Ok(axum::Json(ArchiveView {
+        health: if damage.is_some() {
+            "damaged"
+        } else {
+            "healthy"
+        },
+        damage,
         user: user.as_str().to_owned(),
         stored_bytes: svc
             .db

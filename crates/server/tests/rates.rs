@@ -7,6 +7,7 @@
 mod common;
 
 use cairn_server::listener::Limits;
+use cairn_server::metrics::MetricsOptions;
 use cairn_server::ratelimit::RateConfig;
 use cairn_token::{Capability, Role};
 use common::start_app_rates;
@@ -127,9 +128,19 @@ async fn metrics_count_requests_failures_and_quota() {
     tokio::spawn(cairn_server::metrics::serve_metrics(
         listener,
         app.services.clone(),
+        MetricsOptions::default(),
         async move {
             let _ = stopped.await;
         },
+    ));
+    // Tenant figures only when asked for, on a second port.
+    let tenants_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tenants_addr = tenants_listener.local_addr().unwrap();
+    tokio::spawn(cairn_server::metrics::serve_metrics(
+        tenants_listener,
+        app.services.clone(),
+        MetricsOptions { per_tenant: true },
+        std::future::pending(),
     ));
     let t = app.token("acme", "ana", None, Role::User, &[]);
     for _ in 0..3 {
@@ -159,6 +170,27 @@ async fn metrics_count_requests_failures_and_quota() {
         "cairn_http_requests_total{method=\"GET\",route=\"/v1/tenants/{tenant}/whoami\",status=\"200\"} 3",
         "cairn_http_requests_total{method=\"GET\",route=\"/v1/tenants/{tenant}/whoami\",status=\"401\"} 1",
         "cairn_auth_failures_total 1",
+        "cairn_archive_lost_records_total 0",
+        "cairn_archives_damaged 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // No token, secret or key material: only routes and numbers; no tenant names by default.
+    assert!(!text.contains("v4.public"));
+    assert!(!text.contains("acme"), "a tenant name by default:\n{text}");
+    let text = app
+        .http
+        .get(format!("http://{tenants_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
         "cairn_quota_bytes{tenant=\"acme\"} 1000000",
         "cairn_quota_used_bytes{tenant=\"acme\"} 0",
     ] {
@@ -167,7 +199,5 @@ async fn metrics_count_requests_failures_and_quota() {
             "missing {line:?} in\n{text}"
         );
     }
-    // No token, secret or key material: only names, routes and numbers.
-    assert!(!text.contains("v4.public"));
     let _ = stop.send(());
 }

@@ -57,10 +57,22 @@ fn client(data: &DataDir) -> reqwest::Client {
 }
 
 pub fn world() -> World {
+    // The embedded defaults, or PostgreSQL and S3 (CAIRN_TEST_BACKENDS=shared, scripts/test.sh).
+    world_on(|rt| rt.block_on(cairn_server::testenv::from_env()).unwrap())
+}
+
+/// A world on the embedded defaults whatever the environment asks: for tests that reach into
+/// the server's data directory (its segments on local disk, its SQLite database).
+pub fn world_embedded() -> World {
+    world_on(|_| cairn_server::data::Backends::default())
+}
+
+fn world_on(
+    backends: impl FnOnce(&tokio::runtime::Runtime) -> cairn_server::data::Backends,
+) -> World {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    // The embedded defaults, or PostgreSQL and S3 (CAIRN_TEST_BACKENDS=shared, scripts/test.sh).
-    let backends = rt.block_on(cairn_server::testenv::from_env()).unwrap();
+    let backends = backends(&rt);
     let data = DataDir::at(dir.path().join("server")).with_backends(backends);
     let server = rt
         .block_on(Embedded::start_with(
@@ -179,6 +191,20 @@ impl World {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
         }
+    }
+
+    /// Stops the server cleanly: the accept loop ends, the database closes, the runtime and
+    /// every task with it are gone, so the data directory is at rest (a copy is consistent).
+    pub fn stop(&mut self) {
+        let server = self.server.take().expect("the server is running");
+        let services = std::sync::Arc::clone(server.services());
+        let rt = self.rt.take().expect("the server is running");
+        rt.block_on(async {
+            server.shutdown().await.unwrap();
+            services.db.close().await;
+        });
+        drop(services);
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
     }
 
     /// Starts the server again on the same address and data directory.
