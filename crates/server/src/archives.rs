@@ -478,7 +478,7 @@ impl Archives {
     }
 
     /// Acknowledged data records found missing since this process started, over every archive
-    /// (a metric; [`Archives::check_witness`]).
+    /// (a metric; see `Archives::open_archive`).
     #[must_use]
     pub fn lost_records(&self) -> u64 {
         self.lost_records.load(std::sync::atomic::Ordering::Relaxed)

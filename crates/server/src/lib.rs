@@ -12,7 +12,7 @@
 //! | [`events`] | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
 //! | [`keystore`] | escrowed keys: one-way modes enforced server side, audited recovery re-wrapped to the admin's key |
 //! | [`db::Db`] | metadata in SQLite through sqlx (PostgreSQL-ready SQL), migrations |
-//! | [`ratelimit`], [`metrics`] | GCRA limits per token, tenant and failing address; Prometheus text on the operator's port |
+//! | [`ratelimit`], [`admission`], [`metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port |
 //! | [`tls`], [`pki`], [`listener`] | the TLS policy, the embedded certificates, the accept loop with its limits |
 //!
 //! Decisions: `docs/design/0002-tls-policy.md`, `docs/design/0003-server-storage-and-credentials.md`.
@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod archives;
 pub mod atrest;
 pub mod console;

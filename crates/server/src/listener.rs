@@ -1,5 +1,6 @@
 //! The accept loop: TLS with a handshake deadline, a cap on open connections, HTTP/1.1 and
-//! HTTP/2 with a header-read deadline (S-10, S-11).
+//! HTTP/2 with a header-read deadline, request bodies with idle and total deadlines, and idle
+//! connections closed (S-10, S-11; [`crate::admission`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ServerError;
+use crate::admission::{BodyTimedOut, Connection, TimedBody};
 
 /// Connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,8 +23,20 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a client has to finish the TLS handshake (S-10: a stalled handshake is dropped).
     pub handshake_timeout: Duration,
-    /// Time a client has to send a request's headers (S-10: slowloris).
+    /// Time a client has to send a request's headers (S-10: slowloris); also how long a
+    /// connection may stay open before a request on it authenticates.
     pub header_read_timeout: Duration,
+    /// Longest pause between two pieces of a request body; a body that stalls longer is cut
+    /// off and answered `408` (S-10: headers sent, body never).
+    pub body_idle_timeout: Duration,
+    /// Longest time a whole request body may take, from its headers (the agent's own request
+    /// timeout is the same 300 s: a 64 MiB upload needs about 1.8 Mbit/s).
+    pub body_total_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// After a connection is told to close, how long its last answer may take to be written
+    /// before the connection is dropped (a client that does not read its answer).
+    pub close_grace: Duration,
     /// HTTP/2 streams at once per connection (S-13).
     pub max_concurrent_streams: u32,
     /// Header lines per request; more get 431 (S-9).
@@ -42,6 +56,10 @@ impl Default for Limits {
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            body_total_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(90),
+            close_grace: Duration::from_secs(30),
             max_concurrent_streams: 64,
             max_headers: 100,
             max_header_bytes: 16 << 10,
@@ -55,11 +73,33 @@ pub fn base_router() -> axum::Router {
     axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }))
 }
 
-/// The layers every router gets (S-7, S-8): a handler that panics answers a bare 500 and the
-/// server keeps serving; bodies are limited to `limits.max_body_bytes`.
+/// The layers every router gets (S-7, S-8, S-10): a handler that panics answers a bare 500 and
+/// the server keeps serving; bodies are limited to `limits.max_body_bytes`; a request is in
+/// flight on its connection (which is not idle meanwhile) until its answer is made; a body
+/// that ran past its deadline is answered `408` and its connection closed.
 pub fn harden(app: axum::Router, limits: &Limits) -> axum::Router {
     app.layer(tower_http::limit::RequestBodyLimitLayer::new(
         limits.max_body_bytes,
+    ))
+    .layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            let _in_flight = req
+                .extensions()
+                .get::<Arc<Connection>>()
+                .map(Connection::start);
+            let timed_out = req.extensions().get::<BodyTimedOut>().cloned();
+            let response = next.run(req).await;
+            if timed_out.is_some_and(|t| t.0.load(std::sync::atomic::Ordering::SeqCst)) {
+                use axum::response::IntoResponse;
+                return (
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    [(axum::http::header::CONNECTION, "close")],
+                    "request body too slow\n",
+                )
+                    .into_response();
+            }
+            response
+        },
     ))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(
         |_panic: Box<dyn std::any::Any + Send>| {
@@ -133,20 +173,39 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(limits.max_concurrent_streams)
                 .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-            // The socket's peer, for per-address limits (never a client-written header).
+            // The socket's peer, for per-address limits (never a client-written header); the
+            // connection, for its principal's caps and its idle deadline; the body's deadlines.
+            let connection = Arc::new(Connection::default());
+            let conn = Arc::clone(&connection);
             let app = tower::ServiceExt::map_request(
                 app,
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let timed_out = BodyTimedOut::default();
+                    let mut req = req.map(|body| {
+                        axum::body::Body::new(TimedBody::new(
+                            body,
+                            limits.body_idle_timeout,
+                            limits.body_total_timeout,
+                            timed_out.clone(),
+                        ))
+                    });
                     req.extensions_mut()
                         .insert(crate::ratelimit::PeerAddr(peer));
+                    req.extensions_mut().insert(Arc::clone(&conn));
+                    req.extensions_mut().insert(timed_out);
                     req
                 },
             );
             let service = TowerToHyperService::new(app);
+            let served = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(served);
             // A client that goes away mid-request is its own problem.
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            tokio::select! {
+                _ = served.as_mut() => return,
+                () = connection.idle_expired(limits.header_read_timeout, limits.idle_timeout) => {}
+            }
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.close_grace, served).await;
         });
     }
 }

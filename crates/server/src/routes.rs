@@ -499,8 +499,12 @@ where
     for route in ROUTES {
         let access = route.access;
         let limit = route.max_body;
+        // The route's limit is one `RequestBodyLimitLayer` (413 for a `Content-Length` over it
+        // before the body is read, 413 for a chunked body that grows past it). axum's own
+        // `DefaultBodyLimit` is off: its extra wrapping of the body hid the length error from
+        // the extractors, and a chunked body over the limit was answered 400.
         let mut h = handler(route)
-            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit))
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::disable())
             .layer::<_, std::convert::Infallible>(tower_http::limit::RequestBodyLimitLayer::new(
                 limit,
             ));
@@ -564,23 +568,28 @@ async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     else {
         return ApiError::BadRequest.into_response();
     };
-    // S-12: an address that spent its failed-authentication budget is refused unverified.
+    // S-12: failures are counted per socket address; an address over its budget gets 429 for
+    // every request that fails authentication, never for one that passes (many clients share
+    // an address behind a NAT or a TCP pass-through balancer).
     let peer = req
         .extensions()
         .get::<crate::ratelimit::PeerAddr>()
         .map(|p| p.0.ip());
     let limits = &state.services.limits;
-    if let Some(secs) = peer.and_then(|ip| limits.blocked(ip)) {
-        return ApiError::TooMany(secs).into_response();
-    }
+    let connection = req
+        .extensions()
+        .get::<Arc<crate::admission::Connection>>()
+        .cloned();
     if access == Access::DeviceSecret {
         // The handler checks the secret against the path's device; a failure counts against
         // the address like a bad token.
         let response = next.run(req).await;
-        if response.status() == StatusCode::UNAUTHORIZED
-            && let Some(secs) = peer.and_then(|ip| limits.failed(ip))
-        {
-            return ApiError::TooMany(secs).into_response();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let over = peer.and_then(|ip| limits.failed(ip));
+            let blocked = peer.and_then(|ip| limits.blocked(ip));
+            if let Some(secs) = over.or(blocked) {
+                return ApiError::TooMany(secs).into_response();
+            }
         }
         return response;
     }
@@ -592,24 +601,57 @@ async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     let metrics = &state.services.metrics;
     let refuse = || {
         metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-        match peer.and_then(|ip| limits.failed(ip)) {
+        let over = peer.and_then(|ip| limits.failed(ip));
+        match over.or_else(|| peer.and_then(|ip| limits.blocked(ip))) {
             Some(secs) => ApiError::TooMany(secs).into_response(),
             None => ApiError::Unauthorized.into_response(),
         }
     };
     let Some(token) = token else {
+        tracing::info!(
+            tenant = tenant.as_str(),
+            step = "no bearer token",
+            "token refused"
+        );
         return refuse();
     };
     let verified = match state.verifier.verify(token, &tenant) {
         Ok(v) => v,
-        Err(reason) => {
-            tracing::info!(tenant = tenant.as_str(), %reason, "token refused");
+        Err(refused) => {
+            // The step that failed (never any part of the token).
+            tracing::info!(tenant = tenant.as_str(), step = ?refused.reason(), "token refused");
             return refuse();
         }
     };
-    if let Some(secs) = limits.admit(tenant.as_str(), verified.claims().token_id.as_str()) {
-        return ApiError::TooMany(secs).into_response();
-    }
+    // Budgets and caps are the principal's: the device of a device token (whatever token it
+    // refreshed to), else the user.
+    let claims = verified.claims();
+    let principal = (
+        tenant.as_str().to_owned(),
+        claims.device.as_ref().map_or_else(
+            || format!("user:{}", claims.subject.as_str()),
+            |d| format!("device:{}", d.as_str()),
+        ),
+    );
+    let _admitted = match limits.admit(&principal, connection.as_deref()) {
+        Ok(admitted) => admitted,
+        Err(crate::ratelimit::Refusal::Rate(secs)) => {
+            return ApiError::TooMany(secs).into_response();
+        }
+        Err(crate::ratelimit::Refusal::InFlight) => return ApiError::TooMany(1).into_response(),
+        Err(crate::ratelimit::Refusal::Connections) => {
+            tracing::info!(
+                tenant = tenant.as_str(),
+                principal = principal.1.as_str(),
+                "connection refused: the principal or its tenant holds as many as it may"
+            );
+            let mut response = ApiError::TooMany(1).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
     if let Some(device) = &verified.claims().device
         && state
             .services
@@ -1045,6 +1087,11 @@ async fn refresh(
     }
     if row.state != "active" {
         return Err(fail());
+    }
+    // Each refresh is a new token: without this budget, refreshing would be a way around
+    // every per-principal limit, and a cheap way to make the server sign.
+    if let Some(secs) = svc.limits.refresh(&tenant, &device) {
+        return Err(ApiError::TooMany(secs));
     }
     let user = UserId::new(&row.user).map_err(|e| internal("stored user id", &e))?;
     let (_, token) = issue(

@@ -112,3 +112,47 @@ async fn s9_headers_are_limited() {
     let r = raw(&s, &with_headers(20, 1024)).await;
     assert_eq!(status(&r), 431, "{r}");
 }
+
+/// S-8 on the real upload route: a chunked body that grows past the route's 64 MiB gets the
+/// documented 413, as a declared length over it does (it was a 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_a_chunked_upload_over_the_route_limit_is_413() {
+    let app = common::start_app().await;
+    let token = app.token(
+        "acme",
+        "ana",
+        Some("laptop"),
+        cairn_token::Role::User,
+        &[cairn_token::Capability::BackupPut],
+    );
+    let limit = cairn_server::routes::ROUTES
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/v1/tenants/{tenant}/users/{user}/blocks")
+        .unwrap()
+        .max_body;
+    let mut tls = connect(app.server.addr, client(&app.server.ca, None, ALL_VERSIONS))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/tenants/acme/users/ana/blocks HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {token}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let piece = vec![b'z'; 1 << 20];
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        // One MiB more than the limit; the server may stop reading (and close) before the end.
+        for _ in 0..=(limit >> 20) {
+            let frame = [b"100000\r\n".as_slice(), &piece, b"\r\n"].concat();
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.write_all(b"0\r\n\r\n").await;
+    });
+    let mut out = Vec::new();
+    let _ = rd.read_to_end(&mut out).await;
+    writer.await.unwrap();
+    let r = String::from_utf8_lossy(&out);
+    assert_eq!(status(&r), 413, "{r}");
+}

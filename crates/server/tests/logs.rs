@@ -189,6 +189,18 @@ async fn x4_no_secret_in_any_log_line() {
         text.contains("token refused"),
         "the session logged nothing useful:\n{text}"
     );
+    // Each refusal names the step that failed (the used enrollment token is revoked, the
+    // garbled token's last part is not canonical base64), never the token.
+    for line in text.lines().filter(|l| l.contains("token refused")) {
+        assert!(line.contains("step="), "{line}");
+    }
+    for step in ["step=Revoked", "step=Encoding"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("token refused") && l.contains(step)),
+            "no refusal names {step}:\n{text}"
+        );
+    }
     assert!(text.contains("event batch names another device"), "{text}");
     for s in &secrets {
         // Any 16-character window of a secret would be a leak.

@@ -20,6 +20,7 @@ fn slow(per_token_burst: u32, auth_failure_burst: u32) -> RateConfig {
         per_tenant_burst: 1_000,
         auth_failures_per_minute: 1,
         auth_failure_burst,
+        ..RateConfig::default()
     }
 }
 
@@ -100,12 +101,6 @@ async fn s12_failed_authentication_is_limited_per_address_not_per_header() {
         codes.push(r.status().as_u16());
     }
     assert_eq!(codes, [401, 401, 401, 429, 429, 429]);
-    // While the address is over its budget, even a valid token waits (nothing is verified).
-    let good = app.token("acme", "ana", None, Role::User, &[]);
-    let r = app
-        .call("GET", "/v1/tenants/acme/whoami", Some(&good), None)
-        .await;
-    assert_eq!(r.status, 429);
     // Device-secret failures count the same way.
     let r = app
         .call(
@@ -116,6 +111,120 @@ async fn s12_failed_authentication_is_limited_per_address_not_per_header() {
         )
         .await;
     assert_eq!(r.status, 429);
+}
+
+/// Issue 27, item 3: behind one address (a NAT, the TCP pass-through balancer of
+/// docs/deploy.md) a client that keeps failing authentication does not lock out the valid
+/// clients beside it: its failures get 429, their valid tokens are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_tokens_are_not_limited_by_other_clients_failures_at_one_address() {
+    let app = start_app_rates(Limits::default(), slow(1_000, 3)).await;
+    let good = app.token("acme", "ana", None, Role::User, &[]);
+    let (mut served, mut bad_codes) = (0, Vec::new());
+    for _ in 0..40 {
+        // The bad client and the valid one take turns from the same address.
+        let bad = app
+            .call(
+                "GET",
+                "/v1/tenants/acme/whoami",
+                Some("v4.public.forged"),
+                None,
+            )
+            .await;
+        bad_codes.push(bad.status);
+        let ok = app
+            .call("GET", "/v1/tenants/acme/whoami", Some(&good), None)
+            .await;
+        assert_eq!(ok.status, 200, "a valid token was refused: {}", ok.text());
+        served += 1;
+    }
+    assert_eq!(served, 40);
+    // The failing client itself is still limited: past its burst, 429.
+    assert_eq!(&bad_codes[..3], [401, 401, 401]);
+    assert!(bad_codes[3..].iter().all(|&c| c == 429), "{bad_codes:?}");
+}
+
+/// Issue 27, item 2: a device's budget is the device's, not its token's: a token refreshed
+/// (a new token id) brings no fresh budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_tokens_share_one_budget() {
+    let app = start_app_rates(Limits::default(), slow(5, 100)).await;
+    let device = "0123456789abcdef0123456789abcdef";
+    let first = app.token("acme", "ana", Some(device), Role::User, &[]);
+    for _ in 0..5 {
+        let r = app
+            .call("GET", "/v1/tenants/acme/whoami", Some(&first), None)
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let fresh = app.token("acme", "ana", Some(device), Role::User, &[]);
+    assert_ne!(first, fresh);
+    let r = app
+        .call("GET", "/v1/tenants/acme/whoami", Some(&fresh), None)
+        .await;
+    assert_eq!(
+        r.status, 429,
+        "a fresh token of the same device got a fresh budget"
+    );
+    // Another device of the same user has its own.
+    let other = app.token("acme", "ana", Some(&"f".repeat(32)), Role::User, &[]);
+    let r = app
+        .call("GET", "/v1/tenants/acme/whoami", Some(&other), None)
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+/// Issue 27, item 2: token refresh is limited per device: 300 refreshes in a row no longer
+/// each get a new token (and with it, before, a new budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refresh_is_limited_per_device() {
+    let rates = RateConfig {
+        refreshes_per_minute: 1,
+        refresh_burst: 5,
+        ..RateConfig::default()
+    };
+    let app = start_app_rates(Limits::default(), rates).await;
+    let db = &app.services.db;
+    db.add_tenant("acme", 1 << 30).await.unwrap();
+    db.add_user("acme", "ana", "user").await.unwrap();
+    let admin = app.admin("acme");
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/devices",
+            Some(&admin),
+            Some(br#"{"user":"ana","name":"laptop"}"#.to_vec()),
+        )
+        .await;
+    let j = r.json();
+    let device = j["device"].as_str().unwrap().to_owned();
+    let enrollment = j["token"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/acme/devices/{device}/enroll"),
+            Some(&enrollment),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let mut codes = Vec::new();
+    for _ in 0..300 {
+        let r = app
+            .http
+            .post(app.url(&format!("/v1/tenants/acme/devices/{device}/token")))
+            .header("authorization", format!("Device {secret}"))
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert!(codes[..5].iter().all(|&c| c == 200), "{:?}", &codes[..5]);
+    assert!(
+        codes[5..].iter().all(|&c| c == 429),
+        "refreshes past the burst: {codes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
