@@ -187,9 +187,27 @@ fn print_backup(r: &BackupReport, json: bool) {
         "changes: {} added, {} modified, {} attributes, {} removed; events: {} queued, {} sent",
         r.changes[0], r.changes[1], r.changes[2], r.changes[3], r.events_queued, r.events_sent
     );
+    // Everything the backup could not record as it found it, on stderr (special files left
+    // out are noted, not warnings).
+    for w in &r.warnings {
+        let label = if w.kind == "special-file" {
+            "note"
+        } else {
+            "warning"
+        };
+        eprintln!("{label}: {}: {} ({})", w.path, w.kind, w.detail);
+    }
+    if r.completed_with_warnings {
+        eprintln!(
+            "completed with warnings: the snapshot was written without the entries above (exit {})",
+            exit::WARNINGS
+        );
+    }
 }
 
-fn run() -> Result<()> {
+/// Runs the command: its exit status when it did its work (0, or [`exit::WARNINGS`]).
+fn run() -> Result<u8> {
+    let mut status = 0;
     let m = cli().get_matches();
     let json = m.get_flag("json");
     let bars = !m.get_flag("quiet") && !json && std::io::stderr().is_terminal();
@@ -243,6 +261,9 @@ fn run() -> Result<()> {
             let mut agent = open(s, bars)?;
             let report = agent.backup_folders(&folders(s))?;
             print_backup(&report, json);
+            if report.completed_with_warnings {
+                status = exit::WARNINGS;
+            }
         }
         Some(("run", s)) => {
             let mut agent = open(s, bars)?;
@@ -407,7 +428,7 @@ fn run() -> Result<()> {
         }
         _ => unreachable!("clap requires a subcommand"),
     }
-    Ok(())
+    Ok(status)
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
@@ -433,17 +454,19 @@ async fn stopped() {
     }
 }
 
-/// Exit codes (`docs/format/agent.md`, §7): 0 done, 1 failed, 2 usage (clap's), 4 the server's
-/// history of the archive cannot be trusted (shorter than or different from this agent's chain
-/// head).
+/// Exit codes (`docs/format/agent.md`, §7): 0 done, 1 failed, 2 usage (clap's), 3 a backup
+/// completed with warnings (its snapshot was written without entries it could not read, or with
+/// a file that kept changing), 4 the server's history of the archive cannot be trusted (shorter
+/// than or different from this agent's chain head).
 mod exit {
     pub(crate) const FAILED: u8 = 1;
+    pub(crate) const WARNINGS: u8 = 3;
     pub(crate) const HISTORY: u8 = 4;
 }
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             eprintln!("agent: {e}");
             match e.downcast_ref::<AgentError>() {

@@ -97,6 +97,33 @@ pub struct BackupReport {
     pub bytes_up: u64,
     /// How long the backup took, events included, in seconds.
     pub seconds: f64,
+    /// Whether it completed with warnings: an entry could not be read (it is not in the
+    /// snapshot) or a file kept changing while it was read (`agent backup` exits 3).
+    pub completed_with_warnings: bool,
+    /// Every entry the backup could not record as it found it, special files left out
+    /// included (the snapshot record keeps the first 1,000).
+    pub warnings: Vec<WarningReport>,
+}
+
+/// One warning of a backup, as `--json` prints it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WarningReport {
+    /// `unreadable`, `changed-while-read`, `special-file` or `other`.
+    pub kind: &'static str,
+    /// The entry's path (lossily UTF-8).
+    pub path: String,
+    /// The cause.
+    pub detail: String,
+}
+
+impl From<&cairn_backup::Warning> for WarningReport {
+    fn from(w: &cairn_backup::Warning) -> Self {
+        Self {
+            kind: w.kind.name(),
+            path: w.path.to_string_lossy().into_owned(),
+            detail: w.detail.clone(),
+        }
+    }
 }
 
 /// How [`Agent::run`] paces itself.
@@ -662,10 +689,19 @@ impl Agent {
         self.spool.push_observed(events, started_ns)?;
         // Events that cannot be sent now stay queued; the backup itself succeeded.
         let sent = self.send_what_can_be_sent()?;
+        for w in &summary.warnings {
+            if w.kind.is_warning() {
+                tracing::warn!(path = %w.path.display(), kind = w.kind.name(), detail = %w.detail, "not backed up as found");
+            } else {
+                tracing::info!(path = %w.path.display(), detail = %w.detail, "left out");
+            }
+        }
         Ok(BackupReport {
             folders: folders.to_vec(),
             snapshot: id.to_string(),
             seq: snapshot.seq,
+            completed_with_warnings: summary.completed_with_warnings(),
+            warnings: summary.warnings.iter().map(WarningReport::from).collect(),
             summary,
             changes: counts,
             events_queued: queued,

@@ -1,6 +1,7 @@
 //! What the agent refuses to do for its own safety: speak plain HTTP, or read an archive whose
 //! history is shorter than, or different from, the chain head it trusts (issue 27, items 1
-//! and 6).
+//! and 6); and what it does with entries it cannot back up as found (items 4, 5, 8): the
+//! snapshot is written without them and the report lists them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -253,4 +254,77 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
             std::fs::set_permissions(&target, mode).unwrap();
         }
     }
+}
+
+/// Item 4: an unreadable file and folder (mode 000, an agent without override rights) do not
+/// abort the backup: the snapshot is written without them, the report (`--json`) lists them
+/// and says "completed with warnings" (`agent backup` exits 3); a FIFO is noted.
+#[cfg(unix)]
+#[test]
+fn an_unreadable_entry_is_left_out_and_reported_and_the_snapshot_written() {
+    common::unprivileged(
+        "an_unreadable_entry_is_left_out_and_reported_and_the_snapshot_written",
+        || {
+            use std::os::unix::fs::PermissionsExt;
+            let w = common::world_embedded();
+            let dir = tempfile::tempdir().unwrap();
+            let folder = dir.path().join("home");
+            std::fs::create_dir_all(folder.join("locked")).unwrap();
+            std::fs::write(folder.join("kept.txt"), b"kept").unwrap();
+            std::fs::write(folder.join("secret.txt"), b"secret").unwrap();
+            std::fs::write(folder.join("locked/inside.txt"), b"inside").unwrap();
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                folder.join("pipe"),
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+            let none = std::fs::Permissions::from_mode(0o000);
+            std::fs::set_permissions(folder.join("secret.txt"), none.clone()).unwrap();
+            std::fs::set_permissions(folder.join("locked"), none).unwrap();
+            assert!(std::fs::File::open(folder.join("secret.txt")).is_err());
+
+            let mut agent = w.enroll("ana", &dir.path().join("agent"));
+            let report = agent.backup(Some(&folder)).unwrap();
+            assert!(report.completed_with_warnings);
+            let json = serde_json::to_value(&report).unwrap();
+            assert_eq!(json["completed_with_warnings"], true);
+            let mut listed: Vec<(String, String)> = json["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    let path = std::path::PathBuf::from(w["path"].as_str().unwrap());
+                    (
+                        path.file_name().unwrap().to_string_lossy().into_owned(),
+                        w["kind"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            listed.sort();
+            assert_eq!(
+                listed,
+                [
+                    ("locked".to_owned(), "unreadable".to_owned()),
+                    ("pipe".to_owned(), "special-file".to_owned()),
+                    ("secret.txt".to_owned(), "unreadable".to_owned()),
+                ]
+            );
+            // The snapshot is on the server, and it says what it lacks.
+            let snaps = agent.snapshots().unwrap();
+            assert_eq!(snaps.len(), 1);
+            assert_eq!(snaps[0].1.warnings_total, 3);
+            let out = dir.path().join("out");
+            agent.restore("latest", None, &out).unwrap();
+            assert_eq!(std::fs::read(out.join("kept.txt")).unwrap(), b"kept");
+            assert!(!out.join("secret.txt").exists() && !out.join("locked").exists());
+            std::fs::set_permissions(
+                folder.join("locked"),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
+        },
+    );
 }

@@ -64,6 +64,7 @@ mod progress;
 mod snapshot;
 mod store;
 mod tree;
+mod warning;
 
 pub use cache::{CachedFile, FileCache};
 pub use chain::{ChainHead, check_chain};
@@ -76,10 +77,11 @@ pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};
 pub use snapshot::{
     CHUNKER_KEYED_V1, CHUNKER_KEYED_V2, CHUNKER_UNKEYED_FASTCDC2020, ChunkerRecord, SNAPSHOT_MAGIC,
-    SNAPSHOT_VERSION, Snapshot, TAG_LEN,
+    SNAPSHOT_VERSION, SNAPSHOT_VERSION_MIN, Snapshot, TAG_LEN,
 };
 pub use store::{ArchiveStore, BlockStore, MemoryStore};
 pub use tree::{
     Entry, EntryKind, MAX_ENTRIES, MAX_NAME_LEN, MAX_XATTR_VALUE, MAX_XATTRS, TREE_MAGIC,
     TREE_VERSION, TREE_VERSION_MIN, Tree, Xattrs, is_safe_name,
 };
+pub use warning::{MAX_RECORDED_WARNINGS, READ_ATTEMPTS, Warning, WarningKind};

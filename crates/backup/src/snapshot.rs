@@ -6,11 +6,14 @@ use subtle::ConstantTimeEq;
 
 use crate::error::BackupError;
 use crate::tree::ObjectReader;
+use crate::warning::{MAX_RECORDED_WARNINGS, Warning, WarningKind};
 
 /// Snapshot magic.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"CRNS";
-/// Snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// Snapshot format version written: 3 adds the backup's warnings.
+pub const SNAPSHOT_VERSION: u8 = 3;
+/// The oldest snapshot version read (2: no warnings field).
+pub const SNAPSHOT_VERSION_MIN: u8 = 2;
 /// Length of the authentication tag.
 pub const TAG_LEN: usize = 32;
 
@@ -34,6 +37,11 @@ pub struct Snapshot {
     /// How the files were cut into blocks: deduplication works only between snapshots cut by
     /// the same algorithm with the same sizes, so a client continues with its parent's.
     pub chunker: ChunkerRecord,
+    /// How many warnings the backup had ([`crate::Warning`]: entries skipped, files that
+    /// changed while read, special files), exact.
+    pub warnings_total: u64,
+    /// The first [`MAX_RECORDED_WARNINGS`] of them.
+    pub warnings: Vec<Warning>,
 }
 
 /// The chunker a snapshot's files were cut with.
@@ -70,7 +78,55 @@ fn push_list(out: &mut Vec<u8>, list: &[String]) -> Result<(), BackupError> {
     list.iter().try_for_each(|s| push_str(out, s))
 }
 
+fn push_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BackupError> {
+    let n = u16::try_from(b.len()).map_err(|_| BackupError::Malformed("snapshot string"))?;
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn path_bytes(p: &std::path::Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: &std::path::Path) -> Vec<u8> {
+    p.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn path_of(b: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(b).into()
+}
+
+#[cfg(not(unix))]
+fn path_of(b: &[u8]) -> std::path::PathBuf {
+    String::from_utf8_lossy(b).into_owned().into()
+}
+
+/// A detail cut to at most `max` bytes on a character boundary (a person's text, not data).
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Longest detail text a record keeps of one warning.
+const MAX_DETAIL: usize = 512;
+
 impl Snapshot {
+    /// Whether the backup completed with warnings (anything but special files noted).
+    #[must_use]
+    pub fn has_warnings(&self) -> bool {
+        self.warnings.iter().any(|w| w.kind.is_warning())
+            || self.warnings_total > self.warnings.len() as u64
+    }
+
     /// The encoding followed by `BLAKE3-keyed(snapshot key, encoding)`.
     pub fn encode(&self, key: &SnapshotKey) -> Result<Vec<u8>, BackupError> {
         let mut out = Vec::with_capacity(256);
@@ -93,6 +149,18 @@ impl Snapshot {
         push_str(&mut out, &self.host)?;
         push_list(&mut out, &self.paths)?;
         push_list(&mut out, &self.tags)?;
+        let listed = u16::try_from(self.warnings.len())
+            .ok()
+            .filter(|&n| usize::from(n) <= MAX_RECORDED_WARNINGS)
+            .filter(|&n| self.warnings_total >= u64::from(n))
+            .ok_or(BackupError::Malformed("snapshot warnings"))?;
+        out.extend_from_slice(&self.warnings_total.to_le_bytes());
+        out.extend_from_slice(&listed.to_le_bytes());
+        for w in &self.warnings {
+            out.push(w.kind.code());
+            push_bytes(&mut out, &path_bytes(&w.path))?;
+            push_str(&mut out, cut(&w.detail, MAX_DETAIL))?;
+        }
         let tag = blake3::keyed_hash(key.expose_secret(), &out);
         out.extend_from_slice(tag.as_bytes());
         Ok(out)
@@ -111,8 +179,12 @@ impl Snapshot {
         }
         let bad = BackupError::Malformed;
         let mut r = ObjectReader(body);
-        if r.take(4)? != SNAPSHOT_MAGIC || r.u8()? != SNAPSHOT_VERSION {
+        if r.take(4)? != SNAPSHOT_MAGIC {
             return Err(bad("snapshot header"));
+        }
+        let version = r.u8()?;
+        if !(SNAPSHOT_VERSION_MIN..=SNAPSHOT_VERSION).contains(&version) {
+            return Err(bad("snapshot version"));
         }
         let seq = u64::from_le_bytes(r.array()?);
         let parent = match r.u8()? {
@@ -139,6 +211,21 @@ impl Snapshot {
         };
         let paths = list(&mut r)?;
         let tags = list(&mut r)?;
+        let (mut warnings_total, mut warnings) = (0, Vec::new());
+        if version >= 3 {
+            warnings_total = u64::from_le_bytes(r.array()?);
+            let n = usize::from(r.u16()?);
+            if n > MAX_RECORDED_WARNINGS || warnings_total < n as u64 {
+                return Err(bad("snapshot warnings"));
+            }
+            for _ in 0..n {
+                let kind = WarningKind::from_code(r.u8()?);
+                let len = usize::from(r.u16()?);
+                let path = path_of(r.take(len)?);
+                let detail = string(&mut r)?;
+                warnings.push(Warning { kind, path, detail });
+            }
+        }
         if !r.0.is_empty() {
             return Err(bad("trailing bytes"));
         }
@@ -151,6 +238,125 @@ impl Snapshot {
             paths,
             tags,
             chunker,
+            warnings_total,
+            warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key() -> SnapshotKey {
+        cairn_keys::ArchiveKey::from_bytes([7; 32]).snapshot_key()
+    }
+
+    fn record(warnings: Vec<Warning>, total: u64) -> Snapshot {
+        Snapshot {
+            seq: 4,
+            parent: Some(BlockId::from_bytes([1; 32])),
+            root: BlockId::from_bytes([2; 32]),
+            time_ns: 1_700_000_000_000_000_000,
+            host: "h".into(),
+            paths: vec!["/home/ana".into()],
+            tags: vec![],
+            chunker: ChunkerRecord {
+                algorithm: CHUNKER_KEYED_V1,
+                min: 1024,
+                avg: 4096,
+                max: 16384,
+            },
+            warnings_total: total,
+            warnings,
+        }
+    }
+
+    /// Re-tags `body` (a record without its tag) under `key()`.
+    fn tagged(mut body: Vec<u8>) -> Vec<u8> {
+        let tag = blake3::keyed_hash(key().expose_secret(), &body);
+        body.extend_from_slice(tag.as_bytes());
+        body
+    }
+
+    #[test]
+    fn warnings_round_trip_with_any_path_bytes_and_unknown_kinds() {
+        #[cfg(unix)]
+        let odd: std::path::PathBuf = {
+            use std::os::unix::ffi::OsStrExt;
+            std::ffi::OsStr::from_bytes(b"/home/ana/\xff\xfe.bin").into()
+        };
+        #[cfg(not(unix))]
+        let odd = std::path::PathBuf::from("/home/ana/odd.bin");
+        let warnings = vec![
+            Warning::new(
+                WarningKind::Unreadable,
+                odd,
+                "Permission denied (os error 13)",
+            ),
+            Warning::new(WarningKind::ChangedWhileRead, "/home/ana/log", "changed"),
+            Warning::new(
+                WarningKind::SpecialFile,
+                "/home/ana/fifo",
+                "FIFO: not backed up",
+            ),
+            Warning::new(WarningKind::Other(200), "/x", ""),
+        ];
+        let snap = record(warnings, 1_000_000);
+        let back = Snapshot::decode(&snap.encode(&key()).unwrap(), &key()).unwrap();
+        assert_eq!(back, snap);
+        assert!(back.has_warnings());
+        // A long detail is cut on a character boundary, not refused.
+        let long = record(
+            vec![Warning::new(
+                WarningKind::Unreadable,
+                "/a",
+                "é".repeat(1000),
+            )],
+            1,
+        );
+        let back = Snapshot::decode(&long.encode(&key()).unwrap(), &key()).unwrap();
+        assert_eq!(back.warnings[0].detail, "é".repeat(256));
+    }
+
+    #[test]
+    fn a_version_2_record_reads_as_one_without_warnings() {
+        let snap = record(Vec::new(), 0);
+        let mut body = snap.encode(&key()).unwrap();
+        body.truncate(body.len() - TAG_LEN);
+        // Version 3 adds total u64 | count u16 after the tags.
+        body.truncate(body.len() - 10);
+        body[4] = 2;
+        let back = Snapshot::decode(&tagged(body.clone()), &key()).unwrap();
+        assert_eq!(back, snap);
+        assert!(!back.has_warnings());
+        for version in [1, 4] {
+            body[4] = version;
+            assert!(matches!(
+                Snapshot::decode(&tagged(body.clone()), &key()),
+                Err(BackupError::Malformed("snapshot version"))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_warning_count_above_the_total_or_the_limit_is_refused() {
+        let one = || Warning::new(WarningKind::Unreadable, "/a", "x");
+        assert!(record(vec![one()], 0).encode(&key()).is_err());
+        assert!(
+            record(vec![one(); MAX_RECORDED_WARNINGS + 1], u64::MAX)
+                .encode(&key())
+                .is_err()
+        );
+        // Written by hand: count 1 over a total of 0.
+        let mut body = record(vec![one()], 1).encode(&key()).unwrap();
+        body.truncate(body.len() - TAG_LEN);
+        let at = body.len() - (1 + 2 + 2 + 2 + 1) - 10;
+        body[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert!(matches!(
+            Snapshot::decode(&tagged(body), &key()),
+            Err(BackupError::Malformed("snapshot warnings"))
+        ));
     }
 }

@@ -684,6 +684,8 @@ fn hostile_trees_and_snapshots_are_refused() {
             avg: 2,
             max: 3,
         },
+        warnings_total: 0,
+        warnings: vec![],
     };
     let enc = s.encode(&key().snapshot_key()).unwrap();
     assert_eq!(Snapshot::decode(&enc, &key().snapshot_key()).unwrap(), s);

@@ -16,13 +16,14 @@ use crate::progress::{Meter, Phase};
 use crate::snapshot::Snapshot;
 use crate::store::BlockStore;
 use crate::tree::{Entry, EntryKind, Tree};
+use crate::warning::{MAX_RECORDED_WARNINGS, READ_ATTEMPTS, Warning, WarningKind};
 
 use super::Repository;
-use super::platform::{name_bytes, now_ns, owner};
+use super::platform::{identity, mtime_ns, name_bytes, now_ns, owner};
 use super::schedule::{FilePhase, HANDED, Outbox, Waiting};
 use super::walk::{
-    DirNode, FileJob, ScanKind, Scanned, link_groups, list_file_xattrs, number_files, scan_dir,
-    set_file_xattrs, set_link_groups,
+    DirNode, FileJob, Listed, ScanKind, Scanned, link_groups, list_file_xattrs, number_files,
+    scan_dir, set_file_xattrs, set_link_groups,
 };
 
 /// Input bytes per group of small files handled by one worker.
@@ -77,9 +78,33 @@ impl Hashing {
 /// hashes on).
 pub(super) type FileRead = (u64, Vec<BlockId>, Option<ContentHash>);
 
-/// What one group of files produced: (slot, where its bytes are, content hashes) per file, and
-/// its counters.
-pub(super) type GroupResult = (Vec<(usize, EntryKind, Option<ContentHash>)>, BackupSummary);
+/// What one group of files produced.
+pub(super) struct GroupResult {
+    /// (slot, where its bytes are, content hashes) per file read.
+    files: Vec<(usize, EntryKind, Option<ContentHash>)>,
+    /// Its counters and warnings.
+    part: BackupSummary,
+    /// Files that could not be read (left out of the snapshot).
+    skipped: Vec<usize>,
+    /// Files stored as last read while they kept changing: not vouched for by the cache.
+    changed: Vec<usize>,
+}
+
+/// A file's read, checked against the file's own metadata before and after it.
+enum Checked {
+    /// Read (`None`: packed onto the group's pack), `changed` if it kept changing.
+    Read {
+        read: Option<FileRead>,
+        changed: bool,
+    },
+    /// Could not be read; the warning is recorded.
+    Skipped,
+}
+
+/// What says a file changed: its size, modification and change times (of the open file).
+fn stamp(meta: &fs::Metadata) -> (u64, i64, i64) {
+    (meta.len(), mtime_ns(meta), identity(meta).2)
+}
 
 /// The pack id of a packed file whose pack is still open.
 pub(super) const PLACEHOLDER: BlockId = BlockId::from_bytes([0; 32]);
@@ -98,13 +123,12 @@ pub(super) struct OpenPack {
 pub(super) fn read_head(
     chunker: &Chunker,
     path: &Path,
-    file: &mut File,
+    file: &File,
     data: &mut Vec<u8>,
 ) -> Result<(), BackupError> {
     let limit = chunker.config().min() + 1;
     let want = limit.saturating_sub(data.len()) as u64;
-    Read::by_ref(file)
-        .take(want)
+    Read::take(file, want)
         .read_to_end(data)
         .map_err(|e| BackupError::io(path, e))?;
     Ok(())
@@ -125,7 +149,8 @@ pub struct BackupSummary {
     pub blocks_sent: u64,
     /// Sealed bytes sent.
     pub bytes_sent: u64,
-    /// Entries skipped (sockets, devices, fifos).
+    /// Entries left out: special files (sockets, devices, FIFOs) and entries that could not be
+    /// read; each is in [`BackupSummary::warnings`].
     pub skipped: u64,
     /// Files whose metadata matched the file cache, so they were not read.
     pub files_unchanged: u64,
@@ -140,6 +165,18 @@ pub struct BackupSummary {
     /// walked) with the SHA-256 and BLAKE3 hashes of its contents, computed from the same read
     /// that chunked it. Files the cache vouched for were not read and are not listed.
     pub content_hashes: Vec<(std::path::PathBuf, ContentHash)>,
+    /// Everything the backup could not record as it found it, in walk order within each folder
+    /// (the snapshot record keeps the first [`MAX_RECORDED_WARNINGS`] and the count).
+    pub warnings: Vec<Warning>,
+}
+
+impl BackupSummary {
+    /// Whether the backup completed with warnings: an entry could not be read, or a file kept
+    /// changing while it was read (special files left out do not count).
+    #[must_use]
+    pub fn completed_with_warnings(&self) -> bool {
+        self.warnings.iter().any(|w| w.kind.is_warning())
+    }
 }
 
 /// State carried through one backup's walk.
@@ -257,6 +294,14 @@ impl<B: BlockStore> Repository<B> {
                 .collect(),
             tags: Vec::new(),
             chunker: Self::chunker_record(chunker)?,
+            warnings_total: summary.warnings.len() as u64,
+            warnings: summary
+                .warnings
+                .iter()
+                .filter(|w| w.path.as_os_str().len() <= usize::from(u16::MAX))
+                .take(MAX_RECORDED_WARNINGS)
+                .cloned()
+                .collect(),
         };
         let plain = snapshot.encode(&self.snapshot_key)?;
         let sealed = self
@@ -339,19 +384,18 @@ impl<B: BlockStore> Repository<B> {
         &self,
         chunker: &Chunker,
         path: &Path,
+        file: &File,
         pack: &mut Vec<u8>,
         outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<Option<FileRead>, BackupError> {
-        let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
         // A pack is read into once, never moved: room for the largest it can become.
         if pack.capacity() == 0 {
             pack.reserve_exact(PACK_TARGET + PACK_BELOW);
         }
         let offset = pack.len();
         // At most PACK_BELOW bytes: one more than that means it grew.
-        (&mut file)
-            .take(PACK_BELOW as u64)
+        Read::take(file, PACK_BELOW as u64)
             .read_to_end(pack)
             .map_err(|e| BackupError::io(path, e))?;
         if pack.len() - offset < PACK_BELOW {
@@ -359,7 +403,7 @@ impl<B: BlockStore> Repository<B> {
             return Ok(None);
         }
         let mut head = pack.split_off(offset);
-        read_head(chunker, path, &mut file, &mut head)?;
+        read_head(chunker, path, file, &mut head)?;
         self.backup_read(chunker, path, head, file, outbox, summary)
             .map(Some)
     }
@@ -368,16 +412,16 @@ impl<B: BlockStore> Repository<B> {
         &self,
         chunker: &Chunker,
         path: &Path,
+        file: &File,
         expected_size: u64,
         outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
-        let mut file = File::open(path).map_err(|e| BackupError::io(path, e))?;
         // A file no longer than the minimum chunk is one chunk: read it whole, in one read
         // (plus the one that sees the end), without the streaming chunker's window.
         if expected_size <= chunker.config().min() as u64 {
             let mut data = Vec::with_capacity(usize::try_from(expected_size).unwrap_or(0) + 1);
-            read_head(chunker, path, &mut file, &mut data)?;
+            read_head(chunker, path, file, &mut data)?;
             return self.backup_read(chunker, path, data, file, outbox, summary);
         }
         self.backup_stream(chunker, path, file, outbox, summary)
@@ -390,7 +434,7 @@ impl<B: BlockStore> Repository<B> {
         chunker: &Chunker,
         path: &Path,
         data: Vec<u8>,
-        file: File,
+        file: &File,
         outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<FileRead, BackupError> {
@@ -415,6 +459,82 @@ impl<B: BlockStore> Repository<B> {
         Ok((size, ids, hash))
     }
 
+    /// Reads one file of a group: a small one onto the end of `pack` (`Read { read: None }`:
+    /// its bytes are `pack[offset..]` for the `offset` on entry), another cut into chunks. The
+    /// open file's size, modification and change times are compared before and after the
+    /// read: a file that changed is read again, up to [`READ_ATTEMPTS`] reads, then stored as
+    /// last read with a [`WarningKind::ChangedWhileRead`] warning. A file that cannot be opened
+    /// or read is left out with a [`WarningKind::Unreadable`] warning (its blocks already sent
+    /// are unreferenced, nothing else changed). Store errors are errors.
+    fn read_checked(
+        &self,
+        chunker: &Chunker,
+        job: &FileJob,
+        pack: &mut Vec<u8>,
+        outbox: &mut Outbox<'_>,
+        summary: &mut BackupSummary,
+    ) -> Result<Checked, BackupError> {
+        let small = job.size != 0 && job.size < self.pack_below;
+        let offset = pack.len();
+        let path = job.path.as_path();
+        let unreadable = |pack: &mut Vec<u8>, e: std::io::Error, summary: &mut BackupSummary| {
+            pack.truncate(offset);
+            summary
+                .warnings
+                .push(Warning::new(WarningKind::Unreadable, path, e));
+            Ok(Checked::Skipped)
+        };
+        let mut attempt = 1;
+        loop {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => return unreadable(pack, e, summary),
+            };
+            let before = match file.metadata() {
+                Ok(m) => stamp(&m),
+                Err(e) => return unreadable(pack, e, summary),
+            };
+            let read = if small {
+                self.read_small(chunker, path, &file, pack, outbox, summary)
+            } else {
+                self.backup_file(chunker, path, &file, job.size, outbox, summary)
+                    .map(Some)
+            };
+            let read = match read {
+                Ok(r) => r,
+                Err(BackupError::Io { path: at, source }) if at == path => {
+                    return unreadable(pack, source, summary);
+                }
+                Err(e) => return Err(e),
+            };
+            let after = match file.metadata() {
+                Ok(m) => stamp(&m),
+                Err(e) => return unreadable(pack, e, summary),
+            };
+            if before == after {
+                return Ok(Checked::Read {
+                    read,
+                    changed: false,
+                });
+            }
+            if attempt >= READ_ATTEMPTS {
+                summary.warnings.push(Warning::new(
+                    WarningKind::ChangedWhileRead,
+                    path,
+                    format_args!(
+                        "changed during each of {READ_ATTEMPTS} reads; stored as last read"
+                    ),
+                ));
+                return Ok(Checked::Read {
+                    read,
+                    changed: true,
+                });
+            }
+            attempt += 1;
+            pack.truncate(offset);
+        }
+    }
+
     /// Reads one group of files (on a pool worker): small files are packed together, the
     /// others cut into chunks; the group's blocks the store lacks are sealed and sent.
     fn backup_group(
@@ -433,22 +553,26 @@ impl<B: BlockStore> Repository<B> {
         let mut pack = OpenPack::default();
         // This group's packed files by id: a second copy is the first one's bytes.
         let mut local: std::collections::HashMap<BlockId, usize> = std::collections::HashMap::new();
+        let (mut skipped, mut changed) = (Vec::new(), Vec::new());
         for &slot in group {
             let job = &jobs[slot];
-            if job.size == 0 || job.size >= self.pack_below {
-                let (size, chunks, hash) =
-                    self.backup_file(chunker, &job.path, job.size, &mut outbox, &mut part)?;
-                meter.add(1, size);
-                out.push((slot, EntryKind::File { size, chunks }, hash));
-                continue;
-            }
             let offset = pack.bytes.len();
-            if let Some((size, chunks, hash)) =
-                self.read_small(chunker, &job.path, &mut pack.bytes, &mut outbox, &mut part)?
-            {
-                meter.add(1, size);
-                out.push((slot, EntryKind::File { size, chunks }, hash));
-                continue;
+            match self.read_checked(chunker, job, &mut pack.bytes, &mut outbox, &mut part)? {
+                Checked::Skipped => {
+                    meter.add(1, 0);
+                    skipped.push(slot);
+                    continue;
+                }
+                Checked::Read { read, changed: c } => {
+                    if c {
+                        changed.push(slot);
+                    }
+                    if let Some((size, chunks, hash)) = read {
+                        meter.add(1, size);
+                        out.push((slot, EntryKind::File { size, chunks }, hash));
+                        continue;
+                    }
+                }
             }
             let data = &pack.bytes[offset..];
             let size = data.len() as u64;
@@ -512,7 +636,12 @@ impl<B: BlockStore> Repository<B> {
         }
         self.close_pack(&mut pack, &mut out, &mut outbox, &mut part)?;
         self.flush(&mut outbox, &mut part)?;
-        Ok((out, part))
+        Ok(GroupResult {
+            files: out,
+            part,
+            skipped,
+            changed,
+        })
     }
 
     /// Queues a closed pack and records where its members are. A pack of one file is that
@@ -637,9 +766,11 @@ impl<B: BlockStore> Repository<B> {
             mut node,
             entries,
             skipped,
+            warnings,
         } = scan_dir(dir)?;
         summary.entries += entries;
         summary.skipped += skipped;
+        summary.warnings.extend(warnings);
         let mut jobs = Vec::new();
         number_files(&mut node, &mut jobs);
         let (groups, leaders) = link_groups(&jobs);
@@ -680,7 +811,17 @@ impl<B: BlockStore> Repository<B> {
                 to_read.push(slot);
             }
         }
-        let mut listed = list_file_xattrs(&jobs, &no_xattrs)?;
+        let Listed {
+            xattrs: mut listed,
+            failed: unlisted,
+        } = list_file_xattrs(&jobs, &no_xattrs)?;
+        // Recorded without their attributes, and not vouched for by the cache (so that the
+        // next backup lists them again).
+        let mut uncacheable = vec![false; jobs.len()];
+        for (slot, warning) in unlisted {
+            uncacheable[slot] = true;
+            summary.warnings.push(warning);
+        }
         summary.xattrs_not_listed += listed.iter().filter(|l| l.is_none()).count() as u64;
         // What the cache will say: vouched for, or listed and found empty.
         let none_now: Vec<bool> = listed
@@ -726,8 +867,21 @@ impl<B: BlockStore> Repository<B> {
             .par_iter()
             .map(|group| self.backup_group(chunker, &jobs, group, known, &meter, &phase))
             .collect();
+        let mut left_out = vec![false; jobs.len()];
         for d in done {
-            let (out, part) = d?;
+            let GroupResult {
+                files: out,
+                part,
+                skipped,
+                changed,
+            } = d?;
+            for slot in skipped {
+                left_out[slot] = true;
+            }
+            for slot in changed {
+                uncacheable[slot] = true;
+            }
+            summary.warnings.extend(part.warnings);
             summary.bytes_read += part.bytes_read;
             summary.blocks_sent += part.blocks_sent;
             summary.bytes_sent += part.bytes_sent;
@@ -741,13 +895,36 @@ impl<B: BlockStore> Repository<B> {
             }
         }
         for slot in followers {
-            let shared = leaders[slot].and_then(|leader| results[leader].clone());
+            let Some(leader) = leaders[slot] else {
+                continue;
+            };
+            if left_out[leader] {
+                meter.add(1, 0);
+                left_out[slot] = true;
+                summary.warnings.push(Warning::new(
+                    WarningKind::Unreadable,
+                    &jobs[slot].path,
+                    format_args!(
+                        "another name of {}, which could not be read",
+                        jobs[leader].path.display()
+                    ),
+                ));
+                continue;
+            }
+            uncacheable[slot] |= uncacheable[leader];
+            let shared = results[leader].clone();
             if let Some(size) = shared.as_ref().and_then(EntryKind::file_size) {
                 meter.add(1, size);
             }
             results[slot] = shared;
         }
+        let dropped = left_out.iter().filter(|&&l| l).count() as u64;
+        summary.entries = summary.entries.saturating_sub(dropped);
+        summary.skipped += dropped;
         for (slot, job) in jobs.iter().enumerate() {
+            if uncacheable[slot] {
+                continue;
+            }
             if let Some(content) = &results[slot] {
                 let cached = CachedFile {
                     mtime_ns: job.mtime_ns,
@@ -762,7 +939,7 @@ impl<B: BlockStore> Repository<B> {
             }
         }
         let mut outbox = Outbox::batched();
-        let id = self.build_tree(node, &results, &mut outbox, summary)?;
+        let id = self.build_tree(node, &results, &left_out, &mut outbox, summary)?;
         self.flush(&mut outbox, summary)?;
         Ok(id)
     }
@@ -772,6 +949,7 @@ impl<B: BlockStore> Repository<B> {
         &self,
         node: DirNode,
         results: &[Option<EntryKind>],
+        left_out: &[bool],
         outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
@@ -780,8 +958,10 @@ impl<B: BlockStore> Repository<B> {
             let kind = match e.kind {
                 ScanKind::Symlink(target) => EntryKind::Symlink { target },
                 ScanKind::Dir(child) => EntryKind::Dir {
-                    tree: self.build_tree(child, results, outbox, summary)?,
+                    tree: self.build_tree(child, results, left_out, outbox, summary)?,
                 },
+                // Could not be read: not in the snapshot (its warning says so).
+                ScanKind::File(slot) if left_out.get(slot) == Some(&true) => continue,
                 ScanKind::File(slot) => results
                     .get(slot)
                     .and_then(Clone::clone)

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::BackupError;
 use crate::tree::Xattrs;
+use crate::warning::{Warning, WarningKind};
 
 use super::platform::{identity, links, mtime_ns, name_bytes, owner, read_xattrs};
 
@@ -49,6 +50,11 @@ pub(super) enum ScanKind {
 /// Walks `dir` (metadata only): the entries of one directory one after another, its
 /// subdirectories in parallel on the CPU pool. Files are numbered afterwards by [`number_files`];
 /// their extended attributes are listed after the cache lookups ([`list_file_xattrs`]).
+///
+/// Only `dir` itself not being readable is an error. Below it, an entry that cannot be read
+/// (its metadata, a symlink's target, a subdirectory's listing) is left out with a
+/// [`WarningKind::Unreadable`] warning, a directory's or symlink's extended attributes that
+/// cannot be read are left out with one, and special files are noted and left out.
 pub(super) fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
     let mut names: Vec<(Vec<u8>, fs::DirEntry)> = fs::read_dir(dir)
         .map_err(|e| BackupError::io(dir, e))?
@@ -62,16 +68,38 @@ pub(super) fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
         let path = entry.path();
         // Relative to the open directory (fstatat on Unix), without following a symlink and
         // without resolving the whole path again.
-        let meta = entry.metadata().map_err(|e| BackupError::io(&path, e))?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) => {
+                scanned.skip(Warning::new(WarningKind::Unreadable, path, e));
+                continue;
+            }
+        };
         let (mode, uid, gid) = owner(&meta);
         let xattrs = if meta.is_file() {
             Vec::new()
         } else {
-            read_xattrs(&path)?
+            match read_xattrs(&path) {
+                Ok(x) => x,
+                Err(BackupError::Io { source, .. }) => {
+                    scanned.warnings.push(Warning::new(
+                        WarningKind::Unreadable,
+                        &path,
+                        format_args!("extended attributes not recorded: {source}"),
+                    ));
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            }
         };
         let kind = if meta.file_type().is_symlink() {
-            let target = fs::read_link(&path).map_err(|e| BackupError::io(&path, e))?;
-            ScanKind::Symlink(name_bytes(target.as_os_str()))
+            match fs::read_link(&path) {
+                Ok(target) => ScanKind::Symlink(name_bytes(target.as_os_str())),
+                Err(e) => {
+                    scanned.skip(Warning::new(WarningKind::Unreadable, path, e));
+                    continue;
+                }
+            }
         } else if meta.is_dir() {
             subdirs.push((scanned.node.entries.len(), path));
             ScanKind::Dir(DirNode::default())
@@ -86,7 +114,12 @@ pub(super) fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
                 inode: (links(&meta) > 1).then_some((dev, ino)),
             }))
         } else {
-            scanned.skipped += 1;
+            let what = special_kind(&meta);
+            scanned.skip(Warning::new(
+                WarningKind::SpecialFile,
+                path,
+                format_args!("{what}: not backed up"),
+            ));
             continue;
         };
         scanned.entries += 1;
@@ -104,13 +137,55 @@ pub(super) fn scan_dir(dir: &Path) -> Result<Scanned, BackupError> {
     use rayon::prelude::*;
     let children: Vec<Result<Scanned, BackupError>> =
         subdirs.par_iter().map(|(_, path)| scan_dir(path)).collect();
-    for ((at, _), child) in subdirs.into_iter().zip(children) {
-        let child = child?;
-        scanned.entries += child.entries;
-        scanned.skipped += child.skipped;
-        scanned.node.entries[at].kind = ScanKind::Dir(child.node);
+    // Subdirectories that could not be listed are left out (highest slot first, so that the
+    // slots still to remove do not move).
+    let mut unlisted = Vec::new();
+    for ((at, path), child) in subdirs.into_iter().zip(children) {
+        match child {
+            Ok(child) => {
+                scanned.entries += child.entries;
+                scanned.skipped += child.skipped;
+                scanned.warnings.extend(child.warnings);
+                scanned.node.entries[at].kind = ScanKind::Dir(child.node);
+            }
+            Err(BackupError::Io {
+                path: failed,
+                source,
+            }) if failed == path => {
+                unlisted.push(at);
+                scanned.entries -= 1;
+                scanned.skip(Warning::new(WarningKind::Unreadable, path, source));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for at in unlisted.into_iter().rev() {
+        scanned.node.entries.remove(at);
     }
     Ok(scanned)
+}
+
+/// What a special file is, for its note.
+#[cfg(unix)]
+fn special_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_meta: &fs::Metadata) -> &'static str {
+    "special file"
 }
 
 /// Moves the files of a scanned tree into `jobs`, in walk order, leaving their slots.
@@ -159,13 +234,12 @@ pub(super) fn link_groups(jobs: &[FileJob]) -> (Vec<u32>, Vec<Option<usize>>) {
 }
 
 /// The extended attributes of each file, by slot; `None` for a file the cache vouches had none
-/// (`skip`), which is not asked again.
-pub(super) fn list_file_xattrs(
-    jobs: &[FileJob],
-    skip: &[bool],
-) -> Result<Vec<Option<Xattrs>>, BackupError> {
+/// (`skip`), which is not asked again, or whose attributes could not be read (then its slot is
+/// in the warnings returned: the file is recorded without them).
+pub(super) fn list_file_xattrs(jobs: &[FileJob], skip: &[bool]) -> Result<Listed, BackupError> {
     use rayon::prelude::*;
-    jobs.par_iter()
+    let listed: Vec<Result<Option<Xattrs>, BackupError>> = jobs
+        .par_iter()
         .zip(skip)
         .map(|(job, &skip)| {
             if skip {
@@ -174,7 +248,38 @@ pub(super) fn list_file_xattrs(
                 read_xattrs(&job.path).map(Some)
             }
         })
-        .collect()
+        .collect();
+    let mut out = Vec::with_capacity(listed.len());
+    let mut failed = Vec::new();
+    for (slot, l) in listed.into_iter().enumerate() {
+        match l {
+            Ok(l) => out.push(l),
+            Err(BackupError::Io { path, source }) => {
+                failed.push((
+                    slot,
+                    Warning::new(
+                        WarningKind::Unreadable,
+                        path,
+                        format_args!("extended attributes not recorded: {source}"),
+                    ),
+                ));
+                out.push(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Listed {
+        xattrs: out,
+        failed,
+    })
+}
+
+/// What [`list_file_xattrs`] found.
+pub(super) struct Listed {
+    /// Each file's extended attributes, by slot (`None`: not listed).
+    pub(super) xattrs: Vec<Option<Xattrs>>,
+    /// The files whose attributes could not be read, and why.
+    pub(super) failed: Vec<(usize, Warning)>,
 }
 
 /// Moves each numbered file's extended attributes into its entry.
@@ -210,4 +315,14 @@ pub(super) struct Scanned {
     pub(super) node: DirNode,
     pub(super) entries: u64,
     pub(super) skipped: u64,
+    /// What the walk could not record as it found it.
+    pub(super) warnings: Vec<Warning>,
+}
+
+impl Scanned {
+    /// An entry left out, and why.
+    fn skip(&mut self, warning: Warning) {
+        self.skipped += 1;
+        self.warnings.push(warning);
+    }
 }
