@@ -328,3 +328,54 @@ fn an_unreadable_entry_is_left_out_and_reported_and_the_snapshot_written() {
         },
     );
 }
+
+/// Item 8: nothing the server keeps is readable by other local users: its data directory and
+/// every directory in it are 0700, every file 0600 (certificates and the escrow public key,
+/// public by design, may be 0644), segment files and the database included.
+#[cfg(unix)]
+#[test]
+fn the_servers_files_are_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = common::world_embedded();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("home");
+    common::make_tree(&folder, "private", 3 << 20);
+    let mut agent = w.enroll("ana", &dir.path().join("agent"));
+    agent.backup(Some(&folder)).unwrap();
+    let root = w.data.root().to_path_buf();
+    let mut seen = (0, 0);
+    let mut open_to_others = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            open_to_others.push(format!("{} {mode:o}", d.display()));
+        }
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            let mode = meta.permissions().mode() & 0o777;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let public = ["ca.pem", "server.pem", "escrow.pub"].contains(&name.as_str());
+            if e.path().starts_with(root.join("segments"))
+                || e.path().starts_with(root.join("staging"))
+            {
+                seen.0 += 1;
+            }
+            seen.1 += 1;
+            if mode & 0o077 != 0 && !public {
+                open_to_others.push(format!("{} {mode:o}", e.path().display()));
+            }
+        }
+    }
+    // The precondition: segment files were written (and more files beside them).
+    assert!(seen.0 > 0 && seen.1 > seen.0, "{seen:?}");
+    assert!(
+        open_to_others.is_empty(),
+        "readable by others: {open_to_others:#?}"
+    );
+}

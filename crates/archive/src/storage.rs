@@ -310,7 +310,13 @@ impl DirStorage {
     pub fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.exists() {
-            fs::create_dir_all(&dir)?;
+            // Private to this user, as the files in it (segments are ciphertext, but their
+            // sizes and times are not for other local users).
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(&dir)?;
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
             }
@@ -526,10 +532,11 @@ impl Storage for DirStorage {
 
     fn create(&self, name: &str) -> io::Result<FileWriter> {
         let path = self.path(name)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
         Ok(FileWriter {
             file,
             new_in: Some(self.dir.clone()),

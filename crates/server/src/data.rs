@@ -262,7 +262,7 @@ impl DataDir {
     /// # Errors
     /// [`ServerError`]; an existing key file is never replaced.
     pub async fn init(&self, hosts: &[String], now: OffsetDateTime) -> Result<(), ServerError> {
-        std::fs::create_dir_all(&self.root)
+        private_dir(&self.root)
             .map_err(|e| ServerError::io(format!("creating {}", self.root.display()), e))?;
         self.pki().init(
             hosts,
@@ -318,7 +318,7 @@ impl DataDir {
             write_new(to, &bytes, private)
         };
         let pki_to = other.pki().dir().to_path_buf();
-        std::fs::create_dir_all(&pki_to)
+        private_dir(&pki_to)
             .map_err(|e| ServerError::io(format!("creating {}", pki_to.display()), e))?;
         let pki_from = self.pki().dir().to_path_buf();
         let entries = std::fs::read_dir(&pki_from)
@@ -447,8 +447,10 @@ impl DataDir {
                 .map_err(|e| ServerError::Refused(e.to_string()))?
         } else {
             let segments = self.root.join("segments");
-            std::fs::create_dir_all(&segments)
-                .map_err(|e| ServerError::io(format!("creating {}", segments.display()), e))?;
+            for dir in [&self.root, &segments, &self.root.join("staging")] {
+                private_dir(dir)
+                    .map_err(|e| ServerError::io(format!("creating {}", dir.display()), e))?;
+            }
             let store = Arc::new(
                 LocalFileSystem::new_with_prefix(&segments)
                     .map_err(|e| ServerError::Refused(e.to_string()))?
@@ -475,4 +477,24 @@ impl DataDir {
             limits: RateLimits::new(rates),
         }))
     }
+}
+
+/// Creates `dir` (and its missing parents) readable by this user only (0700 on Unix), and
+/// makes an existing one so: the server's data is not for other local users (segments are
+/// ciphertext, but their names, sizes and times say who backs up how much, and when).
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700).create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
 }

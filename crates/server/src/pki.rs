@@ -92,7 +92,7 @@ impl Pki {
         let issuer = Issuer::new(ca, ca_key);
         let server_cert = server.signed_by(&server_key, &issuer)?;
 
-        fs::create_dir_all(&self.dir)
+        crate::data::private_dir(&self.dir)
             .map_err(|e| ServerError::io(format!("creating {}", self.dir.display()), e))?;
         write_new(&self.dir.join(CA_CERT), ca_cert.pem().as_bytes(), false)?;
         write_new(

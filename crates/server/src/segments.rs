@@ -109,7 +109,7 @@ impl ObjectSegments {
             .parent()
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         if !parent.exists() {
-            std::fs::create_dir_all(parent)?;
+            crate::data::private_dir(parent)?;
             // The new directories' own entries, up to the store's root.
             let root = local.path_to_filesystem(&ObjectPath::default()).ok();
             for dir in parent.ancestors().skip(1) {
