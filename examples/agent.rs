@@ -213,7 +213,7 @@ fn run() -> Result<u8> {
     let bars = !m.get_flag("quiet") && !json && std::io::stderr().is_terminal();
     match m.subcommand() {
         Some(("enroll", s)) => {
-            let ca = std::fs::read(get(s, "ca").unwrap_or_default())?;
+            let ca = cairn::agent::tls::read_ca(get(s, "ca").unwrap_or_default().as_ref())?;
             let escrow = match get(s, "mode").unwrap_or("standard") {
                 "standard" => Escrow::Standard,
                 "archive-password" => Escrow::ArchivePassword(password()?),

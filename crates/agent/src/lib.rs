@@ -23,7 +23,7 @@
 //! let dir = AgentDir::at("/var/lib/cairn-agent");
 //! let mut agent = Agent::enroll(&dir, Enrollment {
 //!     server: "https://backup.example.com:8443",
-//!     ca_pem: &std::fs::read("ca.pem").map_err(|e| cairn_agent::AgentError::Usage(e.to_string()))?,
+//!     ca_pem: &cairn_agent::tls::read_ca("ca.pem".as_ref())?,
 //!     tenant: "acme",
 //!     device: "f571e2e1fa63c3cc8c8868e912a61dd9",
 //!     token: "v4.public.…",

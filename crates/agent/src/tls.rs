@@ -31,6 +31,27 @@ pub fn parse_ca(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, AgentError> 
     Ok(certs)
 }
 
+/// Reads the CA certificate to pin from the file at `path` (what `agent enroll --ca` names)
+/// and checks that it holds one.
+///
+/// # Errors
+/// [`AgentError::Usage`] naming `path` when it cannot be read or holds no PEM certificate.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, AgentError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        AgentError::Usage(format!(
+            "cannot read the CA certificate {}: {e}",
+            path.display()
+        ))
+    })?;
+    parse_ca(&pem).map_err(|e| {
+        AgentError::Usage(format!(
+            "the CA certificate {} is not usable: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(pem)
+}
+
 /// A client configuration that trusts only `ca` (PEM), with ALPN `h2` then `http/1.1`.
 ///
 /// # Errors

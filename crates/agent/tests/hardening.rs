@@ -379,3 +379,32 @@ fn the_servers_files_are_private_to_its_user() {
         "readable by others: {open_to_others:#?}"
     );
 }
+
+/// Item 8: `agent enroll --ca FILE` with a missing or unusable file says which file.
+#[test]
+fn a_missing_or_unusable_ca_file_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    match cairn_agent::tls::read_ca(&missing) {
+        Err(AgentError::Usage(msg)) => {
+            assert!(msg.contains(&missing.display().to_string()), "{msg}");
+        }
+        other => panic!("expected a usage error naming the file, got {other:?}"),
+    }
+    let not_pem = dir.path().join("ca.txt");
+    std::fs::write(&not_pem, b"not a certificate").unwrap();
+    match cairn_agent::tls::read_ca(&not_pem) {
+        Err(AgentError::Usage(msg)) => {
+            assert!(msg.contains(&not_pem.display().to_string()), "{msg}");
+            assert!(msg.contains("no certificate"), "{msg}");
+        }
+        other => panic!("expected a usage error naming the file, got {other:?}"),
+    }
+    let w = common::world();
+    let good = w.data.pki().dir().join("ca.pem");
+    assert!(
+        cairn_agent::tls::read_ca(&good)
+            .unwrap()
+            .starts_with(b"-----BEGIN")
+    );
+}

@@ -168,6 +168,97 @@ pub(super) fn make_symlink(_target: &[u8], path: &Path) -> Result<(), BackupErro
     ))
 }
 
+/// Sets the owner and group of `path` (not following a symlink) to the entry's, when this
+/// process runs as root (as restic and tar do); otherwise it cannot give a file away and the
+/// restored entries belong to the user restoring. Goes before [`set_mode`]: a change of owner
+/// clears the set-user-id and set-group-id bits.
+#[cfg(unix)]
+pub(super) fn set_owner(path: &Path, e: &Entry) -> Result<(), BackupError> {
+    use rustix::fs::{AtFlags, CWD, Gid, Uid, chownat};
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    chownat(
+        CWD,
+        path,
+        Some(Uid::from_raw(e.uid)),
+        Some(Gid::from_raw(e.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|err| BackupError::io(path, err.into()))
+}
+
+#[cfg(not(unix))]
+pub(super) fn set_owner(_path: &Path, _e: &Entry) -> Result<(), BackupError> {
+    Ok(())
+}
+
+/// Sets a symlink's own modification time (its access time is left as it is).
+#[cfg(unix)]
+pub(super) fn set_symlink_time(path: &Path, mtime_ns: i64) -> Result<(), BackupError> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: mtime_ns.div_euclid(1_000_000_000),
+            tv_nsec: mtime_ns.rem_euclid(1_000_000_000),
+        },
+    };
+    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|err| BackupError::io(path, err.into()))
+}
+
+#[cfg(not(unix))]
+pub(super) fn set_symlink_time(_path: &Path, _mtime_ns: i64) -> Result<(), BackupError> {
+    Ok(())
+}
+
+/// Writes `data` at `offset` of a new `file`, leaving its zeros unwritten a page (4 KiB,
+/// aligned in the file) or a page's part at a time: what is not written of a new file reads as
+/// zeros, and a page no write touched stays a hole where the file system supports them. The
+/// caller sets the file's length at the end (zeros at the end are not written either).
+#[cfg(unix)]
+pub(super) fn write_sparse(file: &fs::File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const PAGE_BYTES: usize = 4096;
+    const PAGE: u64 = PAGE_BYTES as u64;
+    static ZEROS: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
+    let end = offset + data.len() as u64;
+    // The run of bytes to write, as [start, at) in the file.
+    let mut start = offset;
+    let mut at = offset;
+    while at < end {
+        let next = ((at / PAGE + 1) * PAGE).min(end);
+        let lo = usize::try_from(at - offset).unwrap_or(usize::MAX);
+        let hi = usize::try_from(next - offset).unwrap_or(usize::MAX);
+        let page = &data[lo..hi];
+        if page == &ZEROS[..page.len()] {
+            if start < at {
+                let s = usize::try_from(start - offset).unwrap_or(usize::MAX);
+                file.write_all_at(&data[s..lo], start)?;
+            }
+            start = next;
+        }
+        at = next;
+    }
+    if start < end {
+        let s = usize::try_from(start - offset).unwrap_or(usize::MAX);
+        file.write_all_at(&data[s..], start)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(super) fn write_sparse(file: &fs::File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = file;
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(data)
+}
+
 #[cfg(unix)]
 pub(super) fn set_mode(path: &Path, e: &Entry) -> Result<(), BackupError> {
     use std::os::unix::fs::PermissionsExt;

@@ -16,7 +16,9 @@ use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
 
 use super::Repository;
 use super::backup::{PACK_BELOW, PACK_TARGET};
-use super::platform::{make_symlink, name_os, set_mode, set_xattrs, time_of};
+use super::platform::{
+    make_symlink, name_os, set_mode, set_owner, set_symlink_time, set_xattrs, time_of, write_sparse,
+};
 use super::schedule::Waiting;
 
 /// Chunks fetched per store request when restoring a file.
@@ -162,6 +164,7 @@ impl<B: BlockStore> Repository<B> {
         let mut xattrs_skipped = skipped.into_inner();
         for (path, entry) in dirs.iter().rev() {
             xattrs_skipped += set_xattrs(path, &entry.xattrs)?;
+            set_owner(path, entry)?;
             set_mode(path, entry)?;
             let f = File::open(path).map_err(|err| BackupError::io(path, err))?;
             f.set_modified(time_of(entry.mtime_ns))
@@ -264,22 +267,56 @@ impl<B: BlockStore> Repository<B> {
 
     /// Writes one file from its blocks' plaintexts, `open`ed (fetched, authenticated, id
     /// recomputed) `per_request` at a time: all of them in order for a chunked file, the slice
-    /// of its pack for a packed one.
+    /// of its pack for a packed one. The file is written under a temporary name in its
+    /// directory and renamed to its own once complete (contents, attributes, owner, mode,
+    /// time): a restore that fails leaves no partial file under a real name, and removes the
+    /// temporary one.
     fn write_file<D: AsRef<[u8]> + Send + Sync>(
         &self,
         path: &Path,
         e: &Entry,
         per_request: usize,
-        mut open: impl FnMut(&[BlockId]) -> Result<Vec<D>, BackupError> + Send,
+        open: impl FnMut(&[BlockId]) -> Result<Vec<D>, BackupError> + Send,
     ) -> Result<u64, BackupError> {
         if !e.kind.is_file() {
             return Err(BackupError::Malformed("not a file"));
         }
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|err| BackupError::io(path, err))?;
+        let (partial, f) = create_partial(path)?;
+        let written = self
+            .write_contents(&partial, f, e, per_request, open)
+            .and_then(|skipped| {
+                // `rename` would replace: the name must still be free (restore writes into an
+                // empty directory, and a tree's names are unique).
+                if path.symlink_metadata().is_ok() {
+                    return Err(BackupError::io(
+                        path,
+                        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+                    ));
+                }
+                fs::rename(&partial, path).map_err(|err| BackupError::io(path, err))?;
+                Ok(skipped)
+            });
+        written.map_err(|err| {
+            let _ = fs::remove_file(&partial);
+            // Errors name the file restored, not its temporary name.
+            match err {
+                BackupError::Io { path: at, source } if at == partial => {
+                    BackupError::io(path, source)
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// [`Repository::write_file`]'s contents and metadata, into the open file at `path`.
+    fn write_contents<D: AsRef<[u8]> + Send + Sync>(
+        &self,
+        path: &Path,
+        mut f: File,
+        e: &Entry,
+        per_request: usize,
+        mut open: impl FnMut(&[BlockId]) -> Result<Vec<D>, BackupError> + Send,
+    ) -> Result<u64, BackupError> {
         match &e.kind {
             EntryKind::Packed {
                 size, pack, offset, ..
@@ -316,15 +353,18 @@ impl<B: BlockStore> Repository<B> {
                         ));
                     }
                     // This batch is written while the next one is opened, by another worker
-                    // if one is idle (else by this one, right after).
+                    // if one is idle (else by this one, right after). Pages of zeros are
+                    // left as holes (a sparse file restores sparse).
+                    let at = written;
+                    let file = &f;
                     let (wrote, next) = rayon::join(
                         || -> Result<u64, BackupError> {
                             let mut n = 0;
                             for data in &blocks {
                                 let data = data.as_ref();
-                                n += data.len() as u64;
-                                f.write_all(data)
+                                write_sparse(file, at + n, data)
                                     .map_err(|err| BackupError::io(path, err))?;
+                                n += data.len() as u64;
                             }
                             Ok(n)
                         },
@@ -336,14 +376,39 @@ impl<B: BlockStore> Repository<B> {
                 if written != *size {
                     return Err(BackupError::Malformed("file size"));
                 }
+                // A hole at the end was not written.
+                f.set_len(written)
+                    .map_err(|err| BackupError::io(path, err))?;
             }
             _ => return Err(BackupError::Malformed("not a file")),
         }
         let skipped = set_xattrs(path, &e.xattrs)?;
         f.set_modified(time_of(e.mtime_ns))
             .map_err(|err| BackupError::io(path, err))?;
+        set_owner(path, e)?;
         set_mode(path, e)?;
         Ok(skipped)
+    }
+}
+
+/// A new file beside `path` for its contents until they are complete: `.cairn-partial-N` in
+/// the same directory (the first `N` free), created owner-only.
+fn create_partial(path: &Path) -> Result<(std::path::PathBuf, File), BackupError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let partial = dir.join(format!(".cairn-partial-{n}"));
+        let mut options = File::options();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&partial) {
+            Ok(f) => return Ok((partial, f)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(BackupError::io(path, err)),
+        }
     }
 }
 
@@ -382,6 +447,9 @@ impl Plan {
             EntryKind::Symlink { target } => {
                 make_symlink(target, &path)?;
                 self.symlink_xattrs_skipped += set_xattrs(&path, &e.xattrs)?;
+                set_owner(&path, &e)?;
+                // Nothing changes a symlink after this: its time is set now.
+                set_symlink_time(&path, e.mtime_ns)?;
             }
             k if k.is_file() && e.link_group != 0 => match self.groups.get(&e.link_group) {
                 Some(first) => self.links.push((path, first.clone())),
