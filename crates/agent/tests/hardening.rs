@@ -262,7 +262,7 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 #[cfg(unix)]
 #[test]
 fn an_unreadable_entry_is_left_out_and_reported_and_the_snapshot_written() {
-    common::unprivileged(
+    common::unix::unprivileged(
         "an_unreadable_entry_is_left_out_and_reported_and_the_snapshot_written",
         || {
             use std::os::unix::fs::PermissionsExt;
@@ -273,14 +273,7 @@ fn an_unreadable_entry_is_left_out_and_reported_and_the_snapshot_written() {
             std::fs::write(folder.join("kept.txt"), b"kept").unwrap();
             std::fs::write(folder.join("secret.txt"), b"secret").unwrap();
             std::fs::write(folder.join("locked/inside.txt"), b"inside").unwrap();
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                folder.join("pipe"),
-                rustix::fs::FileType::Fifo,
-                rustix::fs::Mode::from_raw_mode(0o600),
-                0,
-            )
-            .unwrap();
+            common::unix::make_fifo(&folder.join("pipe"));
             let none = std::fs::Permissions::from_mode(0o000);
             std::fs::set_permissions(folder.join("secret.txt"), none.clone()).unwrap();
             std::fs::set_permissions(folder.join("locked"), none).unwrap();

@@ -66,10 +66,7 @@ pub const CHUNKER_KEYED_V2: u8 = 2;
 pub const CHUNKER_UNKEYED_FASTCDC2020: u8 = 0xF0;
 
 fn push_str(out: &mut Vec<u8>, s: &str) -> Result<(), BackupError> {
-    let n = u16::try_from(s.len()).map_err(|_| BackupError::Malformed("snapshot string"))?;
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
+    push_bytes(out, s.as_bytes())
 }
 
 fn push_list(out: &mut Vec<u8>, list: &[String]) -> Result<(), BackupError> {

@@ -8,29 +8,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use cairn_backup::*;
-use cairn_chunk::ChunkerConfig;
-use cairn_keys::ArchiveKey;
 use cairn_seal::ArchiveId;
 
-fn repo() -> Repository<MemoryStore> {
-    Repository::with_chunker(
-        MemoryStore::new(),
-        &ArchiveKey::from_bytes([9; 32]),
-        ArchiveId::from_bytes([3; 16]),
-        ChunkerConfig::new(1024, 4096, 16384).unwrap(),
-    )
-}
+mod common;
+use common::{bytes, key};
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
+fn repo() -> Repository<MemoryStore> {
+    common::repo(MemoryStore::new())
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -59,7 +43,7 @@ fn a_failed_restore_leaves_no_partial_file_under_a_real_name() {
     // Damage one block of the big file, far from its start: the restore has written part of
     // it when the damage is found.
     let sealer = cairn_seal::Sealer::new(
-        &ArchiveKey::from_bytes([9; 32]),
+        &key(),
         ArchiveId::from_bytes([3; 16]),
         cairn_seal::SealConfig::default(),
     );

@@ -11,26 +11,11 @@ use std::path::Path;
 
 use cairn_archive::{Config, DirStorage};
 use cairn_backup::*;
-use cairn_chunk::ChunkerConfig;
 use cairn_keys::ArchiveKey;
 use cairn_seal::{ArchiveId, BlockKind};
 
-fn key() -> ArchiveKey {
-    ArchiveKey::from_bytes([9; 32])
-}
-
-fn small_chunks() -> ChunkerConfig {
-    ChunkerConfig::new(1024, 4096, 16384).unwrap()
-}
-
-fn repo<B: BlockStore>(store: B) -> Repository<B> {
-    Repository::with_chunker(
-        store,
-        &key(),
-        ArchiveId::from_bytes([3; 16]),
-        small_chunks(),
-    )
-}
+mod common;
+use common::{bytes, key, repo, small_chunks};
 
 /// `make_tree` in a temporary folder, backed up once into a memory store: (the source folder,
 /// the repository, its snapshot).
@@ -41,18 +26,6 @@ fn backed_up() -> (tempfile::TempDir, Repository<MemoryStore>, Snapshot) {
     repo.backup(src.path(), "h", None).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     (src, repo, snap)
-}
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A small tree: nested dirs, an empty dir, an empty file, a big file, a symlink, modes.

@@ -11,30 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cairn_backup::*;
-use cairn_chunk::ChunkerConfig;
-use cairn_keys::ArchiveKey;
-use cairn_seal::{ArchiveId, BlockId};
+use cairn_seal::BlockId;
 
-fn repo<B: BlockStore>(store: B) -> Repository<B> {
-    Repository::with_chunker(
-        store,
-        &ArchiveKey::from_bytes([9; 32]),
-        ArchiveId::from_bytes([3; 16]),
-        ChunkerConfig::new(1024, 4096, 16384).unwrap(),
-    )
-}
-
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
+mod common;
+use common::unix::{make_fifo, unprivileged};
+use common::{bytes, repo};
 
 /// The kinds and paths (relative to `root`) of `warnings`, sorted.
 fn listed(root: &Path, warnings: &[Warning]) -> Vec<(WarningKind, PathBuf)> {
@@ -44,39 +25,6 @@ fn listed(root: &Path, warnings: &[Warning]) -> Vec<(WarningKind, PathBuf)> {
         .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
     out
-}
-
-/// The set-up to run `body` without the rights that let root read any file: as root, the test
-/// binary runs itself (copied where any user can execute it) as `nobody` (65534) with only this
-/// test selected and `UNPRIVILEGED` set, and this passes when that run passed exactly one
-/// test. Not as root, `body` runs here.
-fn unprivileged(test: &str, body: impl FnOnce()) {
-    const MARK: &str = "CAIRN_TEST_UNPRIVILEGED";
-    if std::env::var_os(MARK).is_some() || !rustix::process::geteuid().is_root() {
-        body();
-        return;
-    }
-    use std::os::unix::process::CommandExt;
-    let bin = tempfile::tempdir().unwrap();
-    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = bin.path().join("warnings-test");
-    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(MARK, "1")
-        .env("TMPDIR", "/tmp")
-        .current_dir("/tmp")
-        .gid(65534)
-        .uid(65534)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "the unprivileged run failed:\n{stdout}\n{stderr}"
-    );
 }
 
 #[test]
@@ -153,14 +101,7 @@ fn special_files_are_noted_and_left_out() {
     let root = src.path();
     fs::write(root.join("plain.txt"), b"plain").unwrap();
     let _listener = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        root.join("fifo"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    make_fifo(&root.join("fifo"));
     let repo = repo(MemoryStore::new());
     let summary = repo.backup(root, "h", None).unwrap();
     let expected = vec![

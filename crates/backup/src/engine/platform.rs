@@ -223,30 +223,29 @@ pub(super) fn set_symlink_time(_path: &Path, _mtime_ns: i64) -> Result<(), Backu
 #[cfg(unix)]
 pub(super) fn write_sparse(file: &fs::File, offset: u64, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    const PAGE_BYTES: usize = 4096;
-    const PAGE: u64 = PAGE_BYTES as u64;
-    static ZEROS: [u8; PAGE_BYTES] = [0; PAGE_BYTES];
-    let end = offset + data.len() as u64;
-    // The run of bytes to write, as [start, at) in the file.
-    let mut start = offset;
-    let mut at = offset;
-    while at < end {
-        let next = ((at / PAGE + 1) * PAGE).min(end);
-        let lo = usize::try_from(at - offset).unwrap_or(usize::MAX);
-        let hi = usize::try_from(next - offset).unwrap_or(usize::MAX);
-        let page = &data[lo..hi];
-        if page == &ZEROS[..page.len()] {
-            if start < at {
-                let s = usize::try_from(start - offset).unwrap_or(usize::MAX);
-                file.write_all_at(&data[s..lo], start)?;
+    const PAGE: usize = 4096;
+    static ZEROS: [u8; PAGE] = [0; PAGE];
+    // Pieces of `data` that end on the file's page boundaries: the first up to the boundary
+    // after `offset`, then whole pages.
+    let into_page = usize::try_from(offset % PAGE as u64).unwrap_or(0);
+    let mut piece = PAGE - into_page;
+    // The start (in `data`) of the bytes still to write, if any.
+    let mut run = None;
+    let mut lo = 0;
+    while lo < data.len() {
+        let hi = (lo + piece).min(data.len());
+        if data[lo..hi] == ZEROS[..hi - lo] {
+            if let Some(start) = run.take() {
+                file.write_all_at(&data[start..lo], offset + start as u64)?;
             }
-            start = next;
+        } else if run.is_none() {
+            run = Some(lo);
         }
-        at = next;
+        lo = hi;
+        piece = PAGE;
     }
-    if start < end {
-        let s = usize::try_from(start - offset).unwrap_or(usize::MAX);
-        file.write_all_at(&data[s..], start)?;
+    if let Some(start) = run {
+        file.write_all_at(&data[start..], offset + start as u64)?;
     }
     Ok(())
 }
