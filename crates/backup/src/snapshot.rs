@@ -220,6 +220,10 @@ impl Snapshot {
                 let len = usize::from(r.u16()?);
                 let path = path_of(r.take(len)?);
                 let detail = string(&mut r)?;
+                if detail.len() > MAX_DETAIL {
+                    // The encoder cuts details there: a longer one has no canonical encoding.
+                    return Err(bad("snapshot warnings"));
+                }
                 warnings.push(Warning { kind, path, detail });
             }
         }
@@ -351,6 +355,24 @@ mod tests {
         body.truncate(body.len() - TAG_LEN);
         let at = body.len() - (1 + 2 + 2 + 2 + 1) - 10;
         body[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert!(matches!(
+            Snapshot::decode(&tagged(body), &key()),
+            Err(BackupError::Malformed("snapshot warnings"))
+        ));
+    }
+
+    #[test]
+    fn a_detail_longer_than_the_encoder_writes_is_refused() {
+        // Found by the backup_objects fuzz target's canonical-encoding check: the encoder cuts a
+        // detail to MAX_DETAIL bytes, so a longer one decoded would re-encode differently.
+        let snap = record(vec![Warning::new(WarningKind::Unreadable, "/a", "x")], 1);
+        let mut body = snap.encode(&key()).unwrap();
+        body.truncate(body.len() - TAG_LEN);
+        // The record ends with the detail: length u16, then its bytes.
+        body.truncate(body.len() - 3);
+        let long = MAX_DETAIL + 1;
+        body.extend_from_slice(&u16::try_from(long).unwrap().to_le_bytes());
+        body.extend(std::iter::repeat_n(b'x', long));
         assert!(matches!(
             Snapshot::decode(&tagged(body), &key()),
             Err(BackupError::Malformed("snapshot warnings"))
