@@ -46,7 +46,6 @@ struct Metadata<'a> {
     product: Product,
     tenant_uid: &'a str,
     uid: String,
-    original_uid: String,
     logged_time: i64,
 }
 
@@ -72,8 +71,8 @@ struct User<'a> {
 
 #[derive(Debug, Serialize, PartialEq)]
 struct Process<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<u32>,
+    pid: i32,
+    #[serde(skip_serializing_if = "str::is_empty")]
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<ProcessFile<'a>>,
@@ -102,7 +101,7 @@ struct File<'a> {
     #[serde(rename = "type")]
     type_name: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<u64>,
+    size: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     modified_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,9 +125,22 @@ struct Fingerprint {
 #[derive(Debug, Serialize, PartialEq)]
 struct Unmapped<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    cairn_event_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cairn_process: Option<ProcessOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cairn_exposure: Option<ExposureOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cairn_backup: Option<BackupOut>,
+}
+
+/// A process the agent knows without a pid: OCSF 1.1.0's `process` needs `pid` or `uid`.
+#[derive(Debug, Serialize, PartialEq)]
+struct ProcessOut<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    path: &'a str,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -226,7 +238,8 @@ fn file_object<'a>(path: &'a str, f: &'a crate::v1::File, with_details: bool) ->
         path,
         type_id: 1,
         type_name: "Regular File",
-        size: with_details.then_some(f.size),
+        // `long_t` is signed: a size past i64::MAX (no real file) is left out, not wrapped.
+        size: i64::try_from(f.size).ok().filter(|_| with_details),
         modified_time: (with_details && f.modified_unix_nanos != 0)
             .then(|| millis(f.modified_unix_nanos)),
         owner: (with_details && !f.owner.is_empty()).then_some(Owner { name: &f.owner }),
@@ -270,19 +283,28 @@ pub fn to_ocsf<'a>(
     } else {
         (file_object(&f.path, f, true), None)
     };
-    let process = event.actor.as_ref().and_then(|a| {
-        (a.process_id != 0 || !a.process_name.is_empty() || !a.executable.is_empty()).then(|| {
-            Process {
-                pid: (a.process_id != 0).then_some(a.process_id),
-                name: &a.process_name,
-                file: (!a.executable.is_empty()).then(|| ProcessFile {
-                    path: &a.executable,
-                    name: basename(&a.executable),
-                    type_id: 1,
-                }),
-            }
-        })
+    // OCSF's `process` needs a pid (`integer_t`, 32 bits) or a uid; the agent gives no process
+    // uid, so a process known only by name or executable goes to `unmapped.cairn_process`.
+    let actor = event.actor.as_ref();
+    let pid = actor
+        .and_then(|a| i32::try_from(a.process_id).ok())
+        .filter(|&pid| pid > 0);
+    let process = actor.zip(pid).map(|(a, pid)| Process {
+        pid,
+        name: &a.process_name,
+        file: (!a.executable.is_empty()).then(|| ProcessFile {
+            path: &a.executable,
+            name: basename(&a.executable),
+            type_id: 1,
+        }),
     });
+    let unmapped_process = actor
+        .filter(|a| pid.is_none() && !(a.process_name.is_empty() && a.executable.is_empty()))
+        .map(|a| ProcessOut {
+            name: &a.process_name,
+            path: &a.executable,
+        });
+    let event_uid = (!event.event_id.is_empty()).then(|| hex(&event.event_id));
     let exposure = event.exposure.as_ref().map(|x| ExposureOut {
         kind: exposure_name(ExposureKind::try_from(x.kind).unwrap_or(ExposureKind::Unspecified)),
         destination: &x.destination,
@@ -292,7 +314,13 @@ pub fn to_ocsf<'a>(
         snapshot_id: hex(&b.snapshot_id),
         file_version: b.file_version,
     });
-    let unmapped = (exposure.is_some() || backup.is_some()).then_some(Unmapped {
+    let unmapped = (event_uid.is_some()
+        || unmapped_process.is_some()
+        || exposure.is_some()
+        || backup.is_some())
+    .then_some(Unmapped {
+        cairn_event_uid: event_uid,
+        cairn_process: unmapped_process,
         cairn_exposure: exposure,
         cairn_backup: backup,
     });
@@ -319,7 +347,6 @@ pub fn to_ocsf<'a>(
             },
             tenant_uid: &env.tenant_id,
             uid: hex(&env.server_event_id),
-            original_uid: hex(&event.event_id),
             logged_time: millis(env.received_unix_nanos),
         },
         actor: Actor {

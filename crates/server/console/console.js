@@ -119,6 +119,14 @@
     while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
     return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
   };
+  // A process with a pid is OCSF's actor.process; one known only by name or path is
+  // unmapped.cairn_process (OCSF 1.1.0's process needs a pid or uid).
+  const processOf = (e) => {
+    const p = e.actor.process;
+    if (p) return `${p.name || (p.file ? p.file.name : "?")} (pid ${p.pid})`;
+    const u = e.unmapped && e.unmapped.cairn_process;
+    return u ? (u.name || u.path) : "—";
+  };
   const exposureOf = (e) => (e.unmapped && e.unmapped.cairn_exposure ? e.unmapped.cairn_exposure : null);
   const backupOf = (e) => (e.unmapped && e.unmapped.cairn_backup ? e.unmapped.cairn_backup : null);
 
@@ -250,7 +258,7 @@
       ["Modified", fmtTime(e.file.modified_time)],
       ["Owner", e.file.owner ? e.file.owner.name : "—"],
       ["User", e.actor.user.uid],
-      ["Process", e.actor.process ? `${e.actor.process.name} (${e.actor.process.pid || "?"})` : "—"],
+      ["Process", processOf(e)],
       ["Device", e.device.uid],
       ["Tenant", e.metadata.tenant_uid],
     ];
