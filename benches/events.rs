@@ -64,6 +64,7 @@ fn events(c: &mut Criterion) {
                 device_id: vec![1; 16],
                 received_unix_nanos: NOW,
                 server_event_id: vec![2; 16],
+                hash_keying: cairn::events::v1::HashKeying::TenantV1 as i32,
             }),
             event: Some(e.clone()),
         })

@@ -16,6 +16,12 @@
 //! cargo run --release --example server -- replicate DATA NEW_DATA
 //! ```
 //!
+//! Every command takes `--kek-file PATH` (or `CAIRN_KEK_FILE`): the key-encryption key, kept
+//! outside the data directory, that seals the data directory's secret files (storage key ring,
+//! escrow secret, token signing key; `cairn_server::kek`). `init` makes the file if it does not
+//! exist; a plain data directory given a KEK is sealed in place. Without one, the secrets are
+//! plain and `serve` logs a warning: a copy of the data directory then reads every event.
+//!
 //! Every command reads where metadata and segments live from the environment
 //! (`cairn_server::data::Backends::from_env`): `CAIRN_DATABASE_URL=postgres://…` for PostgreSQL,
 //! `CAIRN_S3_BUCKET`, `CAIRN_S3_ENDPOINT`, `CAIRN_S3_REGION`, `CAIRN_S3_PREFIX` and the usual
@@ -312,6 +318,14 @@ fn main() -> ExitCode {
     let matches = Command::new("server")
         .about("Cairn's multi-tenant HTTPS server")
         .subcommand_required(true)
+        .arg(
+            Arg::new("kek-file")
+                .long("kek-file")
+                .global(true)
+                .value_name("PATH")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("key-encryption key file, outside the data directory, that seals its secret files (default: $CAIRN_KEK_FILE; unset: secrets are plain). init makes it if missing"),
+        )
         .subcommand(
             Command::new("init")
                 .about("create a data directory: PKI, keys, storage key ring, database")
@@ -428,8 +442,17 @@ fn main() -> ExitCode {
         )
         .get_matches();
     let dir = |m: &clap::ArgMatches| {
-        DataDir::at(m.get_one::<PathBuf>("data").cloned().unwrap_or_default())
-            .with_backends(cairn::server::data::Backends::from_env())
+        let data = DataDir::at(m.get_one::<PathBuf>("data").cloned().unwrap_or_default())
+            .with_backends(cairn::server::data::Backends::from_env());
+        let kek = m.get_one::<PathBuf>("kek-file").cloned().or_else(|| {
+            std::env::var_os("CAIRN_KEK_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        match kek {
+            Some(path) => data.with_kek_file(path),
+            None => data,
+        }
     };
     let result = match matches.subcommand() {
         Some(("init", m)) => {
@@ -464,7 +487,7 @@ fn main() -> ExitCode {
         Some(("token", m)) => token_command(&dir(m), m),
         Some(("rotate-storage-key", m)) => {
             let data = dir(m);
-            cairn::server::atrest::KeyRing::rotate(&data.storage_keys())
+            data.rotate_storage_key()
                 .map(|id| println!("storage key {id} added; restart the server to seal with it"))
                 .map_err(Into::into)
         }

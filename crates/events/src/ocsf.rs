@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::v1::{Activity, ExposureKind, StoredEvent};
+use crate::v1::{Activity, ExposureKind, HashKeying, StoredEvent};
 
 /// The OCSF schema version the export follows.
 pub const OCSF_VERSION: &str = "1.1.0";
@@ -217,19 +217,38 @@ pub fn exposure_name(k: ExposureKind) -> &'static str {
     }
 }
 
-fn file_object<'a>(path: &'a str, f: &'a crate::v1::File, with_details: bool) -> File<'a> {
+/// The `algorithm` of a SHA-256 the server stored keyed per tenant (OCSF `algorithm_id` 99).
+pub const TENANT_KEYED_SHA256: &str = "cairn-tenant-keyed-sha256-v1";
+/// The `algorithm` of a BLAKE3 the server stored keyed per tenant (OCSF `algorithm_id` 99).
+pub const TENANT_KEYED_BLAKE3: &str = "cairn-tenant-keyed-blake3-v1";
+
+fn file_object<'a>(
+    path: &'a str,
+    f: &'a crate::v1::File,
+    with_details: bool,
+    keying: HashKeying,
+) -> File<'a> {
+    let keyed = keying == HashKeying::TenantV1;
     let mut hashes = Vec::new();
     if with_details && f.sha256.len() == 32 {
-        hashes.push(Fingerprint {
-            algorithm_id: 3,
-            algorithm: "SHA-256",
-            value: hex(&f.sha256),
+        hashes.push(if keyed {
+            Fingerprint {
+                algorithm_id: 99,
+                algorithm: TENANT_KEYED_SHA256,
+                value: hex(&f.sha256),
+            }
+        } else {
+            Fingerprint {
+                algorithm_id: 3,
+                algorithm: "SHA-256",
+                value: hex(&f.sha256),
+            }
         });
     }
     if with_details && f.blake3.len() == 32 {
         hashes.push(Fingerprint {
             algorithm_id: 99,
-            algorithm: "BLAKE3",
+            algorithm: if keyed { TENANT_KEYED_BLAKE3 } else { "BLAKE3" },
             value: hex(&f.blake3),
         });
     }
@@ -275,13 +294,14 @@ pub fn to_ocsf<'a>(
     } else {
         activity as i32
     };
+    let keying = HashKeying::try_from(env.hash_keying).unwrap_or(HashKeying::None);
     let (file, file_result) = if activity == Activity::Rename {
         (
-            file_object(&f.previous_path, f, false),
-            Some(file_object(&f.path, f, true)),
+            file_object(&f.previous_path, f, false, keying),
+            Some(file_object(&f.path, f, true, keying)),
         )
     } else {
-        (file_object(&f.path, f, true), None)
+        (file_object(&f.path, f, true, keying), None)
     };
     // OCSF's `process` needs a pid (`integer_t`, 32 bits) or a uid; the agent gives no process
     // uid, so a process known only by name or executable goes to `unmapped.cairn_process`.

@@ -9,7 +9,7 @@
 )]
 
 use cairn_events::v1::{
-    Activity, Actor, BackupLink, EventBatch, Exposure, ExposureKind, File, FileEvent,
+    Activity, Actor, BackupLink, EventBatch, Exposure, ExposureKind, File, FileEvent, HashKeying,
     ServerEnvelope, StoredEvent,
 };
 use cairn_events::{EventError, Limits, ocsf, validate_batch};
@@ -143,6 +143,7 @@ fn stored_examples() -> Vec<StoredEvent> {
         device_id: vec![1; 16],
         received_unix_nanos: NOW,
         server_event_id: vec![0xEE; 16],
+        hash_keying: HashKeying::None as i32,
     };
     let mut rename = event(1);
     rename.activity = Activity::Rename as i32;
@@ -155,13 +156,22 @@ fn stored_examples() -> Vec<StoredEvent> {
         destination: "USB-STICK".into(),
     });
     exfil.backup = None;
-    [event(0), rename, exfil]
+    let mut stored: Vec<StoredEvent> = [event(0), rename, exfil]
         .into_iter()
         .map(|e| StoredEvent {
             envelope: Some(envelope.clone()),
             event: Some(e),
         })
-        .collect()
+        .collect();
+    // As the server stores events now: hashes keyed per tenant.
+    stored.push(StoredEvent {
+        envelope: Some(ServerEnvelope {
+            hash_keying: HashKeying::TenantV1 as i32,
+            ..envelope
+        }),
+        event: Some(event(3)),
+    });
+    stored
 }
 
 /// Golden OCSF NDJSON: the export mapping must not drift.
@@ -170,7 +180,7 @@ fn golden_ocsf() {
     let path = format!("{GOLDEN}/ocsf-v1.ndjson");
     let mut out = Vec::new();
     let n = ocsf::write_ndjson(&stored_examples(), "0.1.0", &mut out).unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     if std::env::var_os("CAIRN_REGENERATE_VECTORS").is_some() {
         std::fs::write(&path, &out).unwrap();
     }
@@ -189,6 +199,19 @@ fn golden_ocsf() {
     assert_eq!(first["type_uid"], 100103);
     assert_eq!(first["metadata"]["tenant_uid"], "acme");
     assert_eq!(first["file"]["hashes"][0]["algorithm_id"], 3);
+    let keyed: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .nth(3)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(keyed["file"]["hashes"][0]["algorithm_id"], 99);
+    assert_eq!(
+        keyed["file"]["hashes"][0]["algorithm"],
+        ocsf::TENANT_KEYED_SHA256
+    );
 }
 
 #[test]

@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 
 use cairn_events::ocsf;
 use cairn_events::v1::{
-    Activity, Actor, BackupLink, Exposure, ExposureKind, File, FileEvent, ServerEnvelope,
-    StoredEvent,
+    Activity, Actor, BackupLink, Exposure, ExposureKind, File, FileEvent, HashKeying,
+    ServerEnvelope, StoredEvent,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -261,6 +261,7 @@ fn envelope() -> ServerEnvelope {
         device_id: vec![1; 16],
         received_unix_nanos: 1_800_000_000_000_000_000,
         server_event_id: vec![0xEE; 16],
+        hash_keying: 0,
     }
 }
 
@@ -334,9 +335,15 @@ fn examples() -> Vec<StoredEvent> {
     }
     let mut stored: Vec<StoredEvent> = events
         .into_iter()
-        .map(|e| StoredEvent {
-            envelope: Some(envelope()),
-            event: Some(e),
+        .flat_map(|e| {
+            // As the agent sent the hashes, and keyed per tenant as the server stores them.
+            [0, HashKeying::TenantV1 as i32].map(|hash_keying| StoredEvent {
+                envelope: Some(ServerEnvelope {
+                    hash_keying,
+                    ..envelope()
+                }),
+                event: Some(e.clone()),
+            })
         })
         .collect();
     // What the store could hand back damaged: no envelope, no event at all.
@@ -432,9 +439,10 @@ prop_compose! {
         actor in prop::option::of(("[a-z]{0,8}", any::<u32>(), "[a-z]{0,8}", "(/[a-z]{1,20})?")),
         exposure in prop::option::of((0i32..=5, "[a-zA-Z0-9.]{0,40}")),
         backup in any::<bool>(),
+        hash_keying in 0i32..=2,
     ) -> StoredEvent {
         StoredEvent {
-            envelope: Some(envelope()),
+            envelope: Some(ServerEnvelope { hash_keying, ..envelope() }),
             event: Some(FileEvent {
                 event_id: vec![1; 16],
                 observed_unix_nanos: observed,

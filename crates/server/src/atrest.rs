@@ -3,11 +3,14 @@
 //! per record; every record names the id of the key that sealed it, the newest key seals, and
 //! older keys stay for reading until the records they sealed are gone.
 //!
-//! On disk (`DATA/storage-keys`, mode 0600): one key per line, `<id> <64 hex digits>`, oldest
-//! first; ids are `k1`, `k2`, ... Rotation appends a line.
+//! On disk (`DATA/storage-keys`, mode 0600; sealed by the KEK when one is configured,
+//! [`crate::kek`]): one key per line, `<id> <64 hex digits>`, oldest first; ids are `k1`, `k2`,
+//! ... Rotation adds a line ([`crate::data::DataDir::rotate_storage_key`]).
+//!
+//! The ring also keys the file hashes in stored events per tenant ([`KeyRing::tenant_hash`]):
+//! its root is derived from the first key (`k1`), which is why `k1` is never removed.
 
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -36,6 +39,8 @@ pub enum AtRestError {
 /// The ring of storage keys.
 pub struct KeyRing {
     keys: Vec<(String, Aes256Gcm)>,
+    /// BLAKE3 derive_key("cairn 2026-12-07 event hash root v1", k1).
+    hash_root: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -53,46 +58,28 @@ fn random32() -> Result<Zeroizing<[u8; 32]>, ServerError> {
 }
 
 impl KeyRing {
-    /// Appends a fresh key to the ring file (creating it, 0600); returns the new key's id.
+    /// A fresh key line for a ring that holds `existing` keys: `k<existing + 1> <hex>\n`.
     ///
     /// # Errors
-    /// [`ServerError::Io`].
-    pub fn rotate(path: &Path) -> Result<String, ServerError> {
-        let existing = if path.exists() {
-            Self::load(path)?.keys.len()
-        } else {
-            0
-        };
-        let id = format!("k{}", existing + 1);
+    /// [`ServerError::Io`] if the random source fails.
+    pub fn new_line(existing: usize) -> Result<Zeroizing<String>, ServerError> {
         let key = random32()?;
-        let line = Zeroizing::new(format!("{id} {}\n", hex::encode(*key)));
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options
-            .open(path)
-            .map_err(|e| ServerError::io(format!("opening {}", path.display()), e))?;
-        f.write_all(line.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| ServerError::io(format!("writing {}", path.display()), e))?;
-        Ok(id)
+        Ok(Zeroizing::new(format!(
+            "k{} {}\n",
+            existing + 1,
+            hex::encode(*key)
+        )))
     }
 
-    /// Reads the ring file.
+    /// Reads a ring from its text (`origin` names it in errors).
     ///
     /// # Errors
-    /// [`ServerError::Io`] or [`ServerError::Refused`] (a malformed line, no key, a file
-    /// readable by others).
-    pub fn load(path: &Path) -> Result<Self, ServerError> {
-        crate::pki::check_private(path)?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
-        );
+    /// [`ServerError::Refused`] (a malformed line, no key).
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ServerError> {
         let mut keys = Vec::new();
+        let mut hash_root = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let bad = || ServerError::Refused(format!("{}: malformed key line", path.display()));
+            let bad = || ServerError::Refused(format!("{}: malformed key line", origin.display()));
             let (id, hexkey) = line.split_once(' ').ok_or_else(bad)?;
             let mut key = Zeroizing::new([0u8; 32]);
             hex::decode_to_slice(hexkey.trim(), &mut *key).map_err(|_| bad())?;
@@ -100,12 +87,45 @@ impl KeyRing {
                 return Err(bad());
             }
             let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| bad())?;
+            if hash_root.is_none() {
+                hash_root = Some(Zeroizing::new(blake3::derive_key(
+                    "cairn 2026-12-07 event hash root v1",
+                    &*key,
+                )));
+            }
             keys.push((id.to_owned(), cipher));
         }
-        if keys.is_empty() {
-            return Err(ServerError::Refused(format!("{}: no key", path.display())));
-        }
-        Ok(Self { keys })
+        let hash_root = hash_root
+            .ok_or_else(|| ServerError::Refused(format!("{}: no key", origin.display())))?;
+        Ok(Self { keys, hash_root })
+    }
+
+    /// How many keys the ring holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the ring holds no key (never, once parsed).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The tenant-keyed form of a file digest: BLAKE3-keyed(tenant key, algorithm ‖ 0 ‖
+    /// digest), the tenant key being BLAKE3-keyed(hash root, tenant). Stored events carry this
+    /// instead of the digest the agent sent, so that no one without the ring (a disk holder,
+    /// another tenant, a recipient of another tenant's export) can test a known file against
+    /// them; the server computes it again to search by a digest an analyst supplies.
+    #[must_use]
+    pub fn tenant_hash(&self, tenant: &str, algorithm: &str, digest: &[u8]) -> [u8; 32] {
+        let tenant_key =
+            Zeroizing::new(*blake3::keyed_hash(&self.hash_root, tenant.as_bytes()).as_bytes());
+        let mut h = blake3::Hasher::new_keyed(&tenant_key);
+        h.update(algorithm.as_bytes());
+        h.update(&[0]);
+        h.update(digest);
+        *h.finalize().as_bytes()
     }
 
     /// The id of the key that seals new records.
@@ -203,18 +223,25 @@ impl KeyRing {
 mod tests {
     use super::*;
 
+    fn ring(lines: usize) -> (String, KeyRing) {
+        let mut text = String::new();
+        for i in 0..lines {
+            text.push_str(&KeyRing::new_line(i).unwrap());
+        }
+        let ring = KeyRing::parse(&text, Path::new("storage-keys")).unwrap();
+        (text, ring)
+    }
+
     #[test]
     fn rotation_keeps_old_keys_for_reading() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("storage-keys");
-        assert_eq!(KeyRing::rotate(&path).unwrap(), "k1");
-        let ring = KeyRing::load(&path).unwrap();
+        let (text, ring) = ring(1);
         let (id, sealed) = ring.seal(b"row 1", b"event").unwrap();
         assert_eq!(id, "k1");
         let sealed = sealed.clone();
-        assert_eq!(KeyRing::rotate(&path).unwrap(), "k2");
-        let ring = KeyRing::load(&path).unwrap();
+        let text = format!("{text}{}", &*KeyRing::new_line(1).unwrap());
+        let ring = KeyRing::parse(&text, Path::new("storage-keys")).unwrap();
         assert_eq!(ring.active_id(), "k2");
+        assert_eq!(ring.len(), 2);
         assert_eq!(ring.open("k1", b"row 1", &sealed).unwrap(), b"event");
         assert_eq!(
             ring.open("k1", b"row 2", &sealed),
@@ -229,5 +256,20 @@ mod tests {
             Err(AtRestError::Damaged)
         );
         assert!(!format!("{ring:?}").contains(&hex::encode(&sealed[..4])));
+    }
+
+    #[test]
+    fn tenant_hashes_differ_per_tenant_and_algorithm_and_survive_rotation() {
+        let (text, ring1) = ring(1);
+        let digest = [0xAB; 32];
+        let a = ring1.tenant_hash("acme", "sha256", &digest);
+        assert_ne!(a, digest);
+        assert_ne!(a, ring1.tenant_hash("globex", "sha256", &digest));
+        assert_ne!(a, ring1.tenant_hash("acme", "blake3", &digest));
+        let rotated = format!("{text}{}", &*KeyRing::new_line(1).unwrap());
+        let ring2 = KeyRing::parse(&rotated, Path::new("storage-keys")).unwrap();
+        assert_eq!(ring2.tenant_hash("acme", "sha256", &digest), a);
+        let (_, other) = ring(1);
+        assert_ne!(other.tenant_hash("acme", "sha256", &digest), a);
     }
 }

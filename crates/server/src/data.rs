@@ -7,6 +7,11 @@
 //! | `token-signing.key` | the token signing key: Ed25519 seed (hex) and when it was made (Unix seconds), 0600 |
 //! | `escrow.key`, `escrow.pub` | the escrow authority's X25519 key pair (hex; the secret 0600) |
 //! | `storage-keys` | the storage key ring for events at rest ([`KeyRing`]), 0600 |
+//!
+//! The three secret files (`token-signing.key`, `escrow.key`, `storage-keys`) are sealed by the
+//! key-encryption key when one is configured ([`DataDir::with_kek_file`], [`crate::kek`]): a
+//! copy of the directory then holds no usable key. Without one they are plain, and `serve`
+//! says so in its log.
 //! | `meta.sqlite` | the metadata database ([`Db`]) |
 //! | `segments/` | sealed archive segments (the local object store) |
 //! | `staging/` | each user's active segment |
@@ -24,6 +29,7 @@ use crate::ServerError;
 use crate::archives::Archives;
 use crate::atrest::KeyRing;
 use crate::db::Db;
+use crate::kek::{Kek, sealed_by};
 use crate::pki::{Pki, check_private, write_new};
 use crate::ratelimit::{RateConfig, RateLimits};
 use crate::routes::{Metrics, RevocationList, Services, SystemClock};
@@ -193,6 +199,7 @@ impl Backends {
 pub struct DataDir {
     root: PathBuf,
     backends: Backends,
+    kek_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -200,6 +207,7 @@ impl std::fmt::Debug for DataDir {
         f.debug_struct("DataDir")
             .field("root", &self.root)
             .field("backends", &self.backends)
+            .field("kek_file", &self.kek_file)
             .finish()
     }
 }
@@ -209,6 +217,13 @@ fn read_hex32(path: &Path) -> Result<(Zeroizing<[u8; 32]>, Option<String>), Serv
         std::fs::read_to_string(path)
             .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
     );
+    parse_hex32(&text, path)
+}
+
+fn parse_hex32(
+    text: &str,
+    path: &Path,
+) -> Result<(Zeroizing<[u8; 32]>, Option<String>), ServerError> {
     let mut lines = text.lines();
     let mut out = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(lines.next().unwrap_or_default().trim(), &mut *out)
@@ -222,7 +237,122 @@ impl DataDir {
         Self {
             root: root.into(),
             backends: Backends::default(),
+            kek_file: None,
         }
+    }
+
+    /// The same directory with its secret files sealed by the key-encryption key in the file
+    /// at `path`, which must be outside the directory ([`crate::kek`]). [`DataDir::init`]
+    /// makes that file if it does not exist; every other use needs it. A plain secret file
+    /// found while a KEK is given is sealed in place.
+    #[must_use]
+    pub fn with_kek_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kek_file = Some(path.into());
+        self
+    }
+
+    /// The KEK file, if one is configured.
+    #[must_use]
+    pub fn kek_file(&self) -> Option<&Path> {
+        self.kek_file.as_deref()
+    }
+
+    fn kek(&self) -> Result<Option<Kek>, ServerError> {
+        self.kek_file
+            .as_deref()
+            .map(|p| Kek::load(p, &self.root))
+            .transpose()
+    }
+
+    /// The contents of the secret file `name`: opened with the KEK if sealed (refused without
+    /// it); a plain one is sealed in place when a KEK is configured.
+    fn read_secret(&self, name: &str) -> Result<Zeroizing<String>, ServerError> {
+        let path = self.root.join(name);
+        check_private(&path)?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
+        );
+        match (sealed_by(&text), self.kek()?) {
+            (Some(id), None) => Err(ServerError::Refused(format!(
+                "{} is sealed by KEK {id}: give its KEK file (--kek-file or CAIRN_KEK_FILE)",
+                path.display()
+            ))),
+            (Some(_), Some(kek)) => {
+                let plain = kek.open(name, &path, &text)?;
+                String::from_utf8(plain.to_vec())
+                    .map(Zeroizing::new)
+                    .map_err(|_| ServerError::Refused(format!("{}: not text", path.display())))
+            }
+            (None, Some(kek)) => {
+                self.replace_file(name, kek.seal(name, text.as_bytes())?.as_bytes())?;
+                tracing::info!(file = %path.display(), kek = kek.id(), "secret file sealed by the KEK");
+                Ok(text)
+            }
+            (None, None) => Ok(text),
+        }
+    }
+
+    /// Writes the secret file `name` (sealed if a KEK is configured): a new file, or an
+    /// atomic replacement of the old one.
+    fn write_secret(&self, name: &str, plain: &[u8], create_new: bool) -> Result<(), ServerError> {
+        let body = match self.kek()? {
+            Some(kek) => Zeroizing::new(kek.seal(name, plain)?.into_bytes()),
+            None => Zeroizing::new(plain.to_vec()),
+        };
+        if create_new {
+            write_new(&self.root.join(name), &body, true)
+        } else {
+            self.replace_file(name, &body)
+        }
+    }
+
+    /// Replaces the private file `name` atomically: a new file beside it, synced, renamed over
+    /// it, and the directory synced.
+    fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<(), ServerError> {
+        let path = self.root.join(name);
+        let temp = self.root.join(format!(".{name}.new"));
+        match std::fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ServerError::io(format!("removing {}", temp.display()), e)),
+        }
+        write_new(&temp, bytes, true)?;
+        std::fs::rename(&temp, &path)
+            .map_err(|e| ServerError::io(format!("replacing {}", path.display()), e))?;
+        std::fs::File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ServerError::io(format!("syncing {}", self.root.display()), e))
+    }
+
+    /// Adds a fresh key to the storage key ring (old keys stay for reading); returns its id.
+    /// A running server seals with it after a restart.
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub fn rotate_storage_key(&self) -> Result<String, ServerError> {
+        let mut text = if self.storage_keys().exists() {
+            self.read_secret(STORAGE_KEYS)?
+        } else {
+            Zeroizing::new(String::new())
+        };
+        let existing = if text.trim().is_empty() {
+            0
+        } else {
+            KeyRing::parse(&text, &self.storage_keys())?.len()
+        };
+        let line = KeyRing::new_line(existing)?;
+        text.push_str(&line);
+        self.write_secret(STORAGE_KEYS, text.as_bytes(), !self.storage_keys().exists())?;
+        Ok(format!("k{}", existing + 1))
+    }
+
+    /// The storage key ring.
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub fn storage_ring(&self) -> Result<KeyRing, ServerError> {
+        KeyRing::parse(&self.read_secret(STORAGE_KEYS)?, &self.storage_keys())
     }
 
     /// The same directory with metadata and segments in `backends`.
@@ -264,6 +394,10 @@ impl DataDir {
     pub async fn init(&self, hosts: &[String], now: OffsetDateTime) -> Result<(), ServerError> {
         private_dir(&self.root)
             .map_err(|e| ServerError::io(format!("creating {}", self.root.display()), e))?;
+        if let Some(path) = self.kek_file.as_deref().filter(|p| !p.exists()) {
+            let kek = Kek::generate(path, &self.root)?;
+            tracing::info!(file = %path.display(), kek = kek.id(), "KEK made");
+        }
         self.pki().init(
             hosts,
             now - time::Duration::hours(1),
@@ -275,15 +409,15 @@ impl DataDir {
             hex::encode(key.expose_seed().as_ref()),
             now.unix_timestamp()
         ));
-        write_new(&self.root.join(SIGNING_KEY), text.as_bytes(), true)?;
+        self.write_secret(SIGNING_KEY, text.as_bytes(), true)?;
         let escrow =
             EscrowSecretKey::generate().map_err(|e| ServerError::Refused(e.to_string()))?;
         let text = Zeroizing::new(format!("{}\n", hex::encode(*escrow.expose_secret())));
-        write_new(&self.root.join(ESCROW_KEY), text.as_bytes(), true)?;
+        self.write_secret(ESCROW_KEY, text.as_bytes(), true)?;
         let public = format!("{}\n", hex::encode(escrow.public().to_bytes()));
         write_new(&self.root.join(ESCROW_PUB), public.as_bytes(), false)?;
         if !self.storage_keys().exists() {
-            KeyRing::rotate(&self.storage_keys())?;
+            self.rotate_storage_key()?;
         }
         self.db().await?;
         Ok(())
@@ -303,7 +437,8 @@ impl DataDir {
     /// # Errors
     /// [`ServerError`]; `to` must not hold a data directory already.
     pub fn replicate(&self, to: impl Into<PathBuf>) -> Result<DataDir, ServerError> {
-        let other = DataDir::at(to).with_backends(self.backends.clone());
+        let mut other = DataDir::at(to).with_backends(self.backends.clone());
+        other.kek_file.clone_from(&self.kek_file);
         if other.is_initialised() {
             return Err(ServerError::Refused(format!(
                 "{} is a data directory already",
@@ -346,8 +481,7 @@ impl DataDir {
     /// [`ServerError`].
     pub fn signing_key(&self) -> Result<(SigningKey, Timestamp), ServerError> {
         let path = self.root.join(SIGNING_KEY);
-        check_private(&path)?;
-        let (seed, made) = read_hex32(&path)?;
+        let (seed, made) = parse_hex32(&self.read_secret(SIGNING_KEY)?, &path)?;
         let made = made
             .and_then(|m| m.parse::<i64>().ok())
             .and_then(|m| Timestamp::from_unix(m).ok())
@@ -362,8 +496,7 @@ impl DataDir {
     /// [`ServerError`].
     pub fn escrow_identity(&self) -> Result<EscrowIdentity, ServerError> {
         let path = self.root.join(ESCROW_KEY);
-        check_private(&path)?;
-        let (secret, _) = read_hex32(&path)?;
+        let (secret, _) = parse_hex32(&self.read_secret(ESCROW_KEY)?, &path)?;
         let key = EscrowSecretKey::from_bytes(&secret)
             .map_err(|e| ServerError::Refused(e.to_string()))?;
         Ok(EscrowIdentity(key))
@@ -465,10 +598,18 @@ impl DataDir {
         };
         let (key, _) = self.signing_key()?;
         let policy = policy()?;
+        if self.kek_file.is_none() {
+            tracing::warn!(
+                data = %self.root.display(),
+                "no KEK configured: the storage key ring, escrow secret and token signing key \
+                 are plain in the data directory, and a copy of it reads every stored event \
+                 (give --kek-file or CAIRN_KEK_FILE; docs/threat-model.md)"
+            );
+        }
         Ok(Arc::new(Services {
             db,
             archives,
-            ring: KeyRing::load(&self.storage_keys())?,
+            ring: self.storage_ring()?,
             escrow: self.escrow_identity()?,
             issuer: cairn_token::Issuer::new(key, policy),
             revoked,

@@ -3,7 +3,7 @@
 //! storage key ring; searched by time range, device, user, activity and path prefix, with
 //! paging; exported as OCSF.
 
-use cairn_events::v1::{EventBatch, ServerEnvelope, StoredEvent};
+use cairn_events::v1::{EventBatch, HashKeying, ServerEnvelope, StoredEvent};
 use cairn_events::{EventError, Limits, validate_batch};
 use prost::Message;
 use sqlx::Row;
@@ -142,8 +142,18 @@ pub async fn ingest(
     // Seal before the transaction: it holds SQLite's write lock for as short as possible.
     let mut rows = Vec::with_capacity(batch.events.len());
     let nonces = KeyRing::nonces(batch.events.len())?;
-    for ((index, event), nonce) in batch.events.into_iter().enumerate().zip(nonces) {
+    for ((index, mut event), nonce) in batch.events.into_iter().enumerate().zip(nonces) {
         let index = index as u64;
+        // The file hashes are stored keyed per tenant: no one without the key ring can test a
+        // known file against stored or exported events (docs/threat-model.md).
+        if let Some(file) = event.file.as_mut() {
+            for (algorithm, digest) in [("sha256", &mut file.sha256), ("blake3", &mut file.blake3)]
+            {
+                if !digest.is_empty() {
+                    *digest = ring.tenant_hash(sender.tenant, algorithm, digest).to_vec();
+                }
+            }
+        }
         let mut server_event_id = Vec::with_capacity(24);
         server_event_id.extend_from_slice(&batch.device_id);
         server_event_id.extend_from_slice(&batch.batch_sequence.to_le_bytes());
@@ -160,6 +170,7 @@ pub async fn ingest(
                     id.extend_from_slice(&index.to_le_bytes());
                     id
                 },
+                hash_keying: HashKeying::TenantV1 as i32,
             }),
             event: Some(event),
         };

@@ -10,6 +10,7 @@
 //! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision and body limit; handlers scope each request to its owner |
 //! | [`archives::Archives`], [`segments::ObjectSegments`] | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store |
 //! | [`events`] | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
+//! | [`kek`] | the key-encryption key outside the data directory that seals its secret files (storage key ring, escrow secret, token signing key) |
 //! | [`keystore`] | escrowed keys: one-way modes enforced server side, audited recovery re-wrapped to the admin's key |
 //! | [`db::Db`] | metadata in SQLite through sqlx (PostgreSQL-ready SQL), migrations |
 //! | [`ratelimit`], [`admission`], [`metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port |
@@ -30,6 +31,7 @@ pub mod data;
 pub mod db;
 pub mod embedded;
 pub mod events;
+pub mod kek;
 pub mod keystore;
 pub mod listener;
 pub mod metrics;

@@ -1147,3 +1147,220 @@ async fn migration_0002_indexes_events_stored_before_it() {
         ]
     );
 }
+
+/// A batch of one event on a file the disk holder is assumed to know: its path and digests.
+fn known_file_batch(device: &str) -> Vec<u8> {
+    let mut b = v1::EventBatch::decode(&batch(device, 1, &[KNOWN_PATH])[..]).unwrap();
+    let file = b.events[0].file.as_mut().unwrap();
+    file.sha256 = KNOWN_SHA256.to_vec();
+    file.blake3 = KNOWN_BLAKE3.to_vec();
+    b.encode_to_vec()
+}
+
+const KNOWN_PATH: &str = "/home/ana/merger/acquisition-plan.docx";
+const KNOWN_SHA256: [u8; 32] = [0x5A; 32];
+const KNOWN_BLAKE3: [u8; 32] = [0xB3; 32];
+
+/// Whether any file under `root` holds any of `needles`.
+fn holds_any(root: &std::path::Path, needles: &[&[u8]]) -> Vec<String> {
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let mut found = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for n in needles {
+            if bytes.windows(n.len()).any(|w| w == *n) {
+                found.push(format!(
+                    "{} holds {:?}",
+                    f.display(),
+                    String::from_utf8_lossy(n)
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 27 item 7: with a key-encryption key outside the data directory, a copy of the data
+/// directory (and of the database, which holds the sealed events) tells its holder who was
+/// active when, and nothing of what: no path, no file name, no hash, and no key to open them.
+/// The server, holding the KEK, serves the events; the hashes it stores and exports are keyed
+/// per tenant, so even a reader of the export cannot test a known file's digest against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_data_directory_learns_no_event_content_without_the_kek() {
+    let kek_dir = tempfile::tempdir().unwrap();
+    let kek = kek_dir.path().join("cairn.kek");
+    let app = common::start_app_kek(
+        cairn_server::listener::Limits::default(),
+        cairn_server::ratelimit::RateConfig::default(),
+        Some(&kek),
+    )
+    .await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let (device, token, _) = enroll(&app, "acme", "ana").await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/events",
+            Some(&token),
+            Some(known_file_batch(&device)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The server, with the KEK: the event in full, its hashes keyed for this tenant.
+    let admin = app.admin("acme");
+    let r = app
+        .call("GET", "/v1/tenants/acme/events", Some(&admin), None)
+        .await
+        .json();
+    let event = &r["events"][0];
+    assert_eq!(event["file"]["path"], KNOWN_PATH);
+    let hashes = event["file"]["hashes"].as_array().unwrap();
+    let keyed = hex::encode(
+        app.services
+            .ring
+            .tenant_hash("acme", "sha256", &KNOWN_SHA256),
+    );
+    assert_eq!(hashes[0]["value"], keyed.as_str());
+    assert_eq!(
+        hashes[0]["algorithm"],
+        cairn_events::ocsf::TENANT_KEYED_SHA256
+    );
+    let shown: String = event.to_string();
+    for plain in [hex::encode(KNOWN_SHA256), hex::encode(KNOWN_BLAKE3)] {
+        assert!(
+            !shown.contains(&plain),
+            "a plain digest is exported: {shown}"
+        );
+    }
+
+    // The disk holder: every secret file is sealed, and the ring does not open without the KEK.
+    let root = app.data.root().to_path_buf();
+    for name in ["storage-keys", "escrow.key", "token-signing.key"] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        assert!(
+            cairn_server::kek::sealed_by(&text).is_some(),
+            "{name} is not sealed"
+        );
+    }
+    assert!(kek.exists(), "init made the KEK file");
+    let copy = cairn_server::data::DataDir::at(&root).with_backends(app.data.backends().clone());
+    let e = copy.storage_ring().unwrap_err().to_string();
+    assert!(e.contains("sealed by KEK"), "{e}");
+    let e = copy.services().await.unwrap_err().to_string();
+    assert!(e.contains("sealed by KEK"), "{e}");
+    // Nothing under the data directory (database included, on the embedded default) holds the
+    // path, the file name, or either digest, raw or in hex.
+    let name = KNOWN_PATH.rsplit('/').next().unwrap();
+    let (sha_hex, b3_hex) = (hex::encode(KNOWN_SHA256), hex::encode(KNOWN_BLAKE3));
+    let needles: [&[u8]; 6] = [
+        KNOWN_PATH.as_bytes(),
+        name.as_bytes(),
+        &KNOWN_SHA256,
+        &KNOWN_BLAKE3,
+        sha_hex.as_bytes(),
+        b3_hex.as_bytes(),
+    ];
+    let found = holds_any(&root, &needles);
+    assert!(found.is_empty(), "{found:?}");
+    // What the holder does learn: the clear index columns of each event row (who, which
+    // device, when, which activity), as docs/threat-model.md lists.
+    let row = sqlx::query("SELECT tenant, user_id, device, activity, key_id FROM events")
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    let user: String = row.try_get(1).unwrap();
+    let dev: String = row.try_get(2).unwrap();
+    let activity: i64 = row.try_get(3).unwrap();
+    assert_eq!(
+        (user.as_str(), dev.as_str(), activity),
+        ("ana", device.as_str(), 1)
+    );
+}
+
+/// Without a KEK the secrets are plain (the server warns), and a copy of the data directory
+/// reads every event, hashes included: it can key a known digest itself. Giving the same
+/// directory a KEK later seals the secret files in place; the events stay readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_kek_a_copy_reads_every_event_and_a_kek_given_later_seals_the_secrets() {
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let (device, token, _) = enroll(&app, "acme", "ana").await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/events",
+            Some(&token),
+            Some(known_file_batch(&device)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let root = app.data.root().to_path_buf();
+    let read_event = |ring: &cairn_server::atrest::KeyRing, sealed: &[u8], key_id: &str| {
+        // The row's AAD: tenant, user, device, batch sequence 1, index 0.
+        let mut ctx = b"cairn-event-v1\0".to_vec();
+        for part in ["acme", "ana", device.as_str()] {
+            ctx.extend_from_slice(part.as_bytes());
+            ctx.push(0);
+        }
+        ctx.extend_from_slice(&1u64.to_le_bytes());
+        ctx.extend_from_slice(&0u64.to_le_bytes());
+        v1::StoredEvent::decode(&ring.open(key_id, &ctx, sealed).unwrap()[..]).unwrap()
+    };
+    let row = sqlx::query("SELECT key_id, sealed FROM events")
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    let (key_id, sealed): (String, Vec<u8>) = (row.try_get(0).unwrap(), row.try_get(1).unwrap());
+    let copy = cairn_server::data::DataDir::at(&root);
+    let ring = copy.storage_ring().unwrap();
+    let stored = read_event(&ring, &sealed, &key_id);
+    let file = stored.event.unwrap().file.unwrap();
+    assert_eq!(file.path, KNOWN_PATH);
+    assert_eq!(
+        file.sha256,
+        ring.tenant_hash("acme", "sha256", &KNOWN_SHA256)
+    );
+
+    // A KEK given later: the plain secret files are sealed in place on first use.
+    let kek_dir = tempfile::tempdir().unwrap();
+    let kek = kek_dir.path().join("cairn.kek");
+    cairn_server::kek::Kek::generate(&kek, &root).unwrap();
+    let sealed_dir = cairn_server::data::DataDir::at(&root).with_kek_file(&kek);
+    let ring = sealed_dir.storage_ring().unwrap();
+    sealed_dir.signing_key().unwrap();
+    sealed_dir.escrow_identity().unwrap();
+    for name in ["storage-keys", "escrow.key", "token-signing.key"] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        assert!(cairn_server::kek::sealed_by(&text).is_some(), "{name}");
+    }
+    assert_eq!(
+        read_event(&ring, &sealed, &key_id)
+            .event
+            .unwrap()
+            .file
+            .unwrap()
+            .path,
+        KNOWN_PATH
+    );
+    assert!(
+        copy.storage_ring().is_err(),
+        "the plain copy's reader still opens the ring"
+    );
+    // A rotation keeps the ring sealed and the old key.
+    assert_eq!(sealed_dir.rotate_storage_key().unwrap(), "k2");
+    let text = std::fs::read_to_string(root.join("storage-keys")).unwrap();
+    assert!(cairn_server::kek::sealed_by(&text).is_some());
+    let ring = sealed_dir.storage_ring().unwrap();
+    assert_eq!(ring.len(), 2);
+    assert_eq!(
+        read_event(&ring, &sealed, &key_id)
+            .event
+            .unwrap()
+            .file
+            .unwrap()
+            .path,
+        KNOWN_PATH
+    );
+}

@@ -175,10 +175,23 @@ pub async fn start_app_with(limits: Limits) -> App {
 }
 
 pub async fn start_app_rates(limits: Limits, rates: RateConfig) -> App {
+    start_app_kek(limits, rates, None).await
+}
+
+/// [`start_app_rates`] with the data directory's secrets sealed by the KEK in `kek` (made by
+/// `init` if missing).
+pub async fn start_app_kek(
+    limits: Limits,
+    rates: RateConfig,
+    kek: Option<&std::path::Path>,
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     // The embedded defaults, or PostgreSQL and S3 (CAIRN_TEST_BACKENDS=shared, scripts/test.sh).
     let backends = cairn_server::testenv::from_env().await.unwrap();
-    let data = DataDir::at(dir.path()).with_backends(backends);
+    let mut data = DataDir::at(dir.path()).with_backends(backends);
+    if let Some(kek) = kek {
+        data = data.with_kek_file(kek);
+    }
     data.init(&["localhost".to_owned()], OffsetDateTime::now_utc())
         .await
         .unwrap();
