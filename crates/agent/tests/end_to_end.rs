@@ -10,6 +10,7 @@ use std::fs;
 
 use cairn_agent::state::{AgentDir, names};
 use cairn_agent::{Agent, AgentError};
+use cairn_events::ocsf::{TENANT_KEYED_BLAKE3, TENANT_KEYED_SHA256};
 use cairn_events::v1;
 use common::{TENANT, find_bytes, listing, make_tree, run_in_background, world};
 
@@ -81,7 +82,8 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
             .unwrap()
             .ends_with("/docs/report.txt")
     );
-    // Its hashes are the new contents' SHA-256 and BLAKE3, from the backup's own read.
+    // Its hashes are the new contents' SHA-256 and BLAKE3, from the backup's own read, as the
+    // server stores them: keyed for the tenant.
     let revised = format!("revised {MARKER}\n");
     let hashes = update["file"]["hashes"].as_array().unwrap();
     let hash = |name: &str| {
@@ -91,14 +93,15 @@ fn backup_restore_incremental_events_and_no_plaintext_on_the_server() {
             .map(|h| h["value"].as_str().unwrap().to_owned())
     };
     assert_eq!(
-        hash("SHA-256"),
-        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            revised.as_bytes()
-        )))
+        hash(TENANT_KEYED_SHA256),
+        Some(w.keyed(
+            "sha256",
+            &<sha2::Sha256 as sha2::Digest>::digest(revised.as_bytes())
+        ))
     );
     assert_eq!(
-        hash("BLAKE3").as_deref(),
-        Some(blake3::hash(revised.as_bytes()).to_hex().as_str())
+        hash(TENANT_KEYED_BLAKE3),
+        Some(w.keyed("blake3", blake3::hash(revised.as_bytes()).as_bytes()))
     );
     let link = &update["unmapped"]["cairn_backup"];
     assert_eq!(link["snapshot_id"], third.snapshot.as_str());
@@ -441,15 +444,14 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|h| h["algorithm"] == "BLAKE3")
+        .find(|h| h["algorithm"] == TENANT_KEYED_BLAKE3)
         .map(|h| h["value"].as_str().unwrap().to_owned());
     assert_eq!(
-        blake3.as_deref(),
-        Some(
-            blake3::hash(b"made while the server was down")
-                .to_hex()
-                .as_str()
-        )
+        blake3,
+        Some(w.keyed(
+            "blake3",
+            blake3::hash(b"made while the server was down").as_bytes()
+        ))
     );
     assert_eq!(
         new["unmapped"]["cairn_backup"]["snapshot_id"],
@@ -508,7 +510,7 @@ fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
     let blake3_of = |e: &serde_json::Value| {
         e["file"]["hashes"]
             .as_array()
-            .and_then(|h| h.iter().find(|h| h["algorithm"] == "BLAKE3"))
+            .and_then(|h| h.iter().find(|h| h["algorithm"] == TENANT_KEYED_BLAKE3))
             .map(|h| h["value"].as_str().unwrap().to_owned())
     };
     let original = w
@@ -520,7 +522,7 @@ fn a_copy_to_a_removable_disk_outside_the_folder_is_reported() {
                 .is_some_and(|p| p.ends_with("/src/secret.txt"))
         })
         .unwrap();
-    let expected = blake3::hash(secret).to_hex().to_string();
+    let expected = w.keyed("blake3", blake3::hash(secret).as_bytes());
     assert_eq!(blake3_of(&copy).as_deref(), Some(expected.as_str()));
     assert_eq!(blake3_of(&original), blake3_of(&copy));
 }

@@ -47,19 +47,26 @@ fn refused(msg: String) -> ServerError {
     ServerError::Refused(msg)
 }
 
-/// Whether `path` is `root` or inside it, after resolving both (symlinks, `..`).
+/// Whether `path` is `root` or inside it, after resolving both (symlinks, `..`): the longest
+/// existing ancestor is resolved and the rest appended, so a path not made yet is judged by
+/// where it would be made.
 fn is_within(path: &Path, root: &Path) -> bool {
     let resolve = |p: &Path| -> PathBuf {
-        // A path that does not exist yet: resolve its parent.
-        p.canonicalize().unwrap_or_else(|_| {
-            match (
-                p.parent().and_then(|d| d.canonicalize().ok()),
-                p.file_name(),
-            ) {
-                (Some(dir), Some(name)) => dir.join(name),
-                _ => p.to_path_buf(),
+        let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut rest = Vec::new();
+        let mut at = absolute.as_path();
+        loop {
+            if let Ok(real) = at.canonicalize() {
+                return rest.iter().rev().fold(real, |acc, part| acc.join(part));
             }
-        })
+            match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    at = parent;
+                }
+                _ => return absolute,
+            }
+        }
     };
     resolve(path).starts_with(resolve(root))
 }
@@ -75,7 +82,8 @@ impl Kek {
         })
     }
 
-    /// Makes a new KEK file at `path` (0600; never replaces a file), outside `data_root`.
+    /// Makes a new KEK file at `path` (0600, its missing parent directories 0700; never replaces
+    /// a file), outside `data_root`.
     ///
     /// # Errors
     /// [`ServerError::Refused`] for a path inside the data directory; [`ServerError::Io`].
@@ -85,6 +93,18 @@ impl Kek {
         getrandom::fill(&mut *key)
             .map_err(|e| ServerError::io("random source", std::io::Error::other(e)))?;
         let text = Zeroizing::new(format!("{}\n", hex::encode(*key)));
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|e| ServerError::io(format!("creating {}", dir.display()), e))?;
+        }
         write_new(path, text.as_bytes(), true)?;
         Self::from_key(&key)
     }
@@ -248,7 +268,11 @@ mod tests {
     fn a_kek_inside_the_data_directory_is_refused() {
         let data = tempfile::tempdir().unwrap();
         std::fs::create_dir(data.path().join("sub")).unwrap();
-        for inside in [data.path().join("kek"), data.path().join("sub/../sub/kek")] {
+        for inside in [
+            data.path().join("kek"),
+            data.path().join("sub/../sub/kek"),
+            data.path().join("not/made/yet/kek"),
+        ] {
             let e = Kek::generate(&inside, data.path()).unwrap_err().to_string();
             assert!(e.contains("inside the data directory"), "{e}");
         }

@@ -105,6 +105,18 @@ impl World {
         format!("https://localhost:{}", self.addr.port())
     }
 
+    /// What the server stores and exports for a file digest: its tenant-keyed form (hex), as
+    /// `cairn_server::atrest::KeyRing::tenant_hash` makes it (docs/format/events.md §4.1).
+    pub fn keyed(&self, algorithm: &str, digest: &[u8]) -> String {
+        let server = self.server.as_ref().expect("the server is running");
+        hex::encode(
+            server
+                .services()
+                .ring
+                .tenant_hash(TENANT, algorithm, digest),
+        )
+    }
+
     /// An administrator's call: status and body.
     pub fn admin_call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
