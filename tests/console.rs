@@ -282,7 +282,7 @@ fn console_in_a_real_browser() {
         wait_for(&c, "#events a.event-link").await.click().await.unwrap();
         let fields = wait_for(&c, "#event-fields").await.text().await.unwrap();
         assert!(fields.contains("plan.txt") && fields.contains("Update"), "{fields}");
-        assert!(fields.contains("SHA-256"), "{fields}");
+        assert!(fields.contains("SHA-256 (tenant-keyed)"), "{fields}");
         shot(&c, "event").await;
         wait_for(&c, "#backup-link").await.click().await.unwrap();
         wait_for(&c, "#snapshots #highlighted").await;

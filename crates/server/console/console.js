@@ -262,7 +262,13 @@
       ["Device", e.device.uid],
       ["Tenant", e.metadata.tenant_uid],
     ];
-    for (const h of e.file.hashes || []) fields.push([h.algorithm, h.value]);
+    // Hashes the server keyed for this tenant (docs/format/events.md §4.1) are named as such:
+    // they match the same file across the tenant, not a public hash list.
+    const hashNames = {
+      "cairn-tenant-keyed-sha256-v1": "SHA-256 (tenant-keyed)",
+      "cairn-tenant-keyed-blake3-v1": "BLAKE3 (tenant-keyed)",
+    };
+    for (const h of e.file.hashes || []) fields.push([hashNames[h.algorithm] || h.algorithm, h.value]);
     const x = exposureOf(e);
     if (x) fields.push(["Exposure", `${x.kind.replace(/_/g, " ")}: ${x.destination}`]);
     const b = backupOf(e);
