@@ -333,8 +333,15 @@ fn console_in_a_real_browser() {
         c.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();
         sign_in(&c, &base, &user_token).await;
         c.find(Locator::Id("nav-devices")).await.unwrap().click().await.unwrap();
-        let refused = wait_for(&c, "#page p.error").await.text().await.unwrap();
-        assert!(refused.contains("403"), "{refused}");
+        // Wait for the refusal itself: the page may render more than once on the way (an
+        // element found before a re-render is stale by the time its text is read).
+        c.wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::XPath(
+                "//*[@id='page']//p[contains(concat(' ', @class, ' '), ' error ') and contains(., '403')]",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("waiting for the 403 refusal on the devices page: {e}"));
         shot(&c, "refused").await;
         c.close().await.unwrap();
     });
