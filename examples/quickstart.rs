@@ -4,8 +4,8 @@
 //! cargo run --release --example quickstart [DIR]
 //! ```
 //!
-//! It starts the server in-process (TLS on 127.0.0.1, a fresh data directory, SQLite, segments
-//! on local disk), creates a tenant, a user and a device through the API, enrolls an agent
+//! It starts the server in-process (TLS on 127.0.0.1, a fresh data directory whose secret files
+//! a key-encryption key beside it seals, SQLite, segments on local disk), creates a tenant, a user and a device through the API, enrolls an agent
 //! (the archive key is generated on the "endpoint" and escrowed to the server's key), backs up
 //! DIR (default: a generated sample), changes a file of the sample and backs up again, shows
 //! the file events the server stored (each linked to the snapshot that preserves the version),
@@ -147,12 +147,16 @@ fn run() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let data = DataDir::at(work.join("server"));
+    // Its secret files sealed by a key-encryption key kept beside, not inside, the data
+    // directory (docs/format/kek.md).
+    let kek = work.join("server.kek");
+    let data = DataDir::at(work.join("server")).with_kek_file(&kek);
     let server = rt.block_on(Embedded::start(data, "127.0.0.1:0".parse()?))?;
     let ca = server.ca_pem()?;
     println!(
-        "1. server: {} (TLS 1.3, AES-256-GCM; CA pinned by the agent)",
-        server.url()
+        "1. server: {} (TLS 1.3, AES-256-GCM; CA pinned by the agent; keys sealed by {})",
+        server.url(),
+        kek.display()
     );
 
     // 2. A tenant, a user and a device, through the API as the tenant's administrator.
@@ -322,8 +326,9 @@ fn run() -> Result<()> {
     println!("  agent state: {}", work.join("agent").display());
     println!("\nNext:");
     println!(
-        "  cargo run --release --example server -- serve {} --listen 127.0.0.1:{port}",
-        work.join("server").display()
+        "  cargo run --release --example server -- serve {} --kek-file {} --listen 127.0.0.1:{port}",
+        work.join("server").display(),
+        kek.display()
     );
     println!(
         "  cargo run --release --example agent -- snapshots --dir {}   (while the server runs)",
