@@ -3,23 +3,13 @@
 use cairn_keys::{ArchiveKey, KeyFingerprint};
 
 use crate::error::EscrowError;
+use crate::header::{Header, MAGIC, MAX_NAME_LEN, VERSION, push_short};
 use crate::mode::Mode;
 use crate::recipient::{Identity, Recipient};
+use crate::stanza::{MAX_KEY_ID_LEN, MAX_PARAMS_LEN, MAX_PAYLOAD_LEN, Stanza, WrapContext};
 
-/// The envelope magic.
-pub const MAGIC: [u8; 4] = *b"CRNE";
-/// The format version this crate writes and reads.
-pub const VERSION: u8 = 1;
 /// Most stanzas in one envelope.
 pub const MAX_STANZAS: usize = 8;
-/// Longest stanza key id, in bytes.
-pub const MAX_KEY_ID_LEN: usize = 64;
-/// Longest stanza parameter block, in bytes.
-pub const MAX_PARAMS_LEN: usize = 64;
-/// Longest stanza payload, in bytes.
-pub const MAX_PAYLOAD_LEN: usize = 1024;
-/// Longest tenant or user id, in bytes.
-pub const MAX_NAME_LEN: usize = 63;
 /// Longest envelope, in bytes: a parser rejects anything longer before reading it.
 pub const MAX_ENVELOPE_LEN: usize = 4
     + 1
@@ -28,159 +18,6 @@ pub const MAX_ENVELOPE_LEN: usize = 4
     + 2 * (1 + MAX_NAME_LEN)
     + 1
     + MAX_STANZAS * (1 + 1 + MAX_KEY_ID_LEN + 1 + MAX_PARAMS_LEN + 2 + MAX_PAYLOAD_LEN);
-
-/// Stanza types (the first byte of a stanza).
-pub mod stanza_type {
-    /// HPKE base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, to the escrow
-    /// authority.
-    pub const HPKE: u8 = 1;
-    /// Argon2id to a key-encryption key, key commitment, AES-256-GCM.
-    pub const PASSWORD: u8 = 2;
-    /// A password stanza's payload, sealed again with HPKE to the escrow authority (the
-    /// archive-password mode).
-    pub const PASSWORD_ESCROW: u8 = 3;
-    /// AES-256 key wrap with padding (RFC 5649) under a KMS/HSM key-encryption key.
-    pub const KEK: u8 = 4;
-}
-
-/// `[a-z0-9-]{1,63}`: the canonical tenant and user ids (the same rule as `cairn-token`'s).
-fn check_name(s: &str) -> Result<(), EscrowError> {
-    let ok = !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(EscrowError::Identifier)
-    }
-}
-
-/// Whose key this is, and how it is protected. Every stanza is bound to all of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    mode: Mode,
-    archive_key_id: KeyFingerprint,
-    tenant: String,
-    user: String,
-}
-
-impl Header {
-    /// A header; tenant and user must be canonical ids (`[a-z0-9-]{1,63}`).
-    pub fn new(
-        mode: Mode,
-        archive_key_id: KeyFingerprint,
-        tenant: &str,
-        user: &str,
-    ) -> Result<Self, EscrowError> {
-        check_name(tenant)?;
-        check_name(user)?;
-        Ok(Self {
-            mode,
-            archive_key_id,
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-        })
-    }
-
-    /// The security mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// The fingerprint of the wrapped archive key.
-    pub fn archive_key_id(&self) -> KeyFingerprint {
-        self.archive_key_id
-    }
-
-    /// The tenant.
-    pub fn tenant(&self) -> &str {
-        &self.tenant
-    }
-
-    /// The user.
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
-    /// The header's bytes: the AAD prefix of every stanza.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.tenant.len() + self.user.len());
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(self.mode.to_byte());
-        out.extend_from_slice(self.archive_key_id.as_bytes());
-        push_short(&mut out, self.tenant.as_bytes());
-        push_short(&mut out, self.user.as_bytes());
-        out
-    }
-
-    /// The HPKE `info`: a version label, then tenant, user and archive key id, each
-    /// length-prefixed (K-2).
-    pub(crate) fn hpke_info(&self) -> Vec<u8> {
-        let mut info = Vec::with_capacity(64);
-        push_short(&mut info, b"cairn escrow v1");
-        push_short(&mut info, self.tenant.as_bytes());
-        push_short(&mut info, self.user.as_bytes());
-        info.extend_from_slice(self.archive_key_id.as_bytes());
-        info
-    }
-}
-
-/// Appends a one-byte length and the bytes (callers keep them under 256).
-fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(bytes);
-}
-
-/// One recipient's wrapped copy of the key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stanza {
-    /// The stanza type ([`stanza_type`]); unknown types are kept and skipped.
-    pub kind: u8,
-    /// Which key of its type unwraps it (an escrow key id, a KMS key id), possibly empty.
-    pub key_id: Vec<u8>,
-    /// Type-specific parameters (Argon2 costs and salt), authenticated with the stanza.
-    pub params: Vec<u8>,
-    /// The wrapped key.
-    pub payload: Vec<u8>,
-}
-
-impl Stanza {
-    fn check_limits(&self) -> Result<(), EscrowError> {
-        if self.key_id.len() > MAX_KEY_ID_LEN
-            || self.params.len() > MAX_PARAMS_LEN
-            || self.payload.len() > MAX_PAYLOAD_LEN
-        {
-            return Err(EscrowError::Malformed);
-        }
-        Ok(())
-    }
-
-    /// This stanza's associated data under `header` (see [`Stanza::aad`]).
-    pub(crate) fn own_aad(&self, header: &[u8]) -> Vec<u8> {
-        Self::aad(header, self.kind, &self.key_id, &self.params)
-    }
-
-    /// The stanza's associated data: the header, then type, key id and parameters.
-    pub(crate) fn aad(header: &[u8], kind: u8, key_id: &[u8], params: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(header.len() + 3 + key_id.len() + params.len());
-        aad.extend_from_slice(header);
-        aad.push(kind);
-        push_short(&mut aad, key_id);
-        push_short(&mut aad, params);
-        aad
-    }
-}
-
-/// What a [`Recipient`] or [`Identity`] sees of the envelope it works on.
-#[derive(Debug)]
-pub struct WrapContext<'a> {
-    /// The header.
-    pub header: &'a Header,
-    /// The header's bytes.
-    pub header_bytes: &'a [u8],
-}
 
 /// An archive key wrapped to one or more recipients.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,7 +34,7 @@ impl Envelope {
         header: Header,
         recipients: &[&dyn Recipient],
     ) -> Result<Self, EscrowError> {
-        if key.fingerprint() != header.archive_key_id {
+        if key.fingerprint() != header.archive_key_id() {
             return Err(EscrowError::Identifier);
         }
         let header_bytes = header.to_bytes();
@@ -246,11 +83,11 @@ impl Envelope {
     /// `CustomKey` holds no stanza the server or a KMS could open (password stanzas only, kept
     /// on the endpoint). Unknown stanza types are allowed only in `Standard`.
     pub fn check_mode(&self) -> Result<(), EscrowError> {
-        use stanza_type::*;
+        use crate::stanza::stanza_type::*;
         if self.stanzas.is_empty() || self.stanzas.len() > MAX_STANZAS {
             return Err(EscrowError::ModeMismatch);
         }
-        let ok = match self.header.mode {
+        let ok = match self.header.mode() {
             Mode::Standard => self.stanzas.iter().any(|s| s.kind == HPKE),
             Mode::ArchivePassword => self.stanzas.iter().all(|s| s.kind == PASSWORD_ESCROW),
             Mode::CustomKey => self.stanzas.iter().all(|s| s.kind == PASSWORD),
@@ -278,7 +115,7 @@ impl Envelope {
             for identity in identities {
                 match identity.unwrap(stanza, &ctx) {
                     None => {}
-                    Some(Ok(key)) if fingerprint_matches(&key, &self.header.archive_key_id) => {
+                    Some(Ok(key)) if fingerprint_matches(&key, &self.header.archive_key_id()) => {
                         return Ok(key);
                     }
                     // Parameters out of bounds say nothing about the password (they are

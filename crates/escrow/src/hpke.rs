@@ -10,9 +10,9 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use zeroize::Zeroizing;
 
-use crate::envelope::{Stanza, WrapContext, stanza_type};
 use crate::error::EscrowError;
 use crate::recipient::{Identity, Recipient, archive_key_from};
+use crate::stanza::{Stanza, WrapContext, stanza_type};
 
 type Kem = X25519HkdfSha256;
 

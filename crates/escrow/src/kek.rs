@@ -8,9 +8,9 @@ use aes_kw::{KeyInit, KwAes256, KwpAes256};
 use cairn_keys::ArchiveKey;
 use zeroize::Zeroizing;
 
-use crate::envelope::{Stanza, WrapContext, stanza_type};
 use crate::error::EscrowError;
 use crate::recipient::{Identity, Recipient, archive_key_from};
+use crate::stanza::{Stanza, WrapContext, stanza_type};
 
 /// A wrapped 32-byte key is exactly this long in both KW and KWP; nothing else is passed to
 /// `aes-kw` (which on its own accepts some invalid 8-byte inputs as an empty key).

@@ -59,18 +59,18 @@
 
 mod envelope;
 mod error;
+mod header;
 mod hpke;
 pub mod kek;
 mod mode;
 mod password;
 mod recipient;
 mod rotate;
+mod stanza;
 
-pub use envelope::{
-    Envelope, Header, MAGIC, MAX_ENVELOPE_LEN, MAX_KEY_ID_LEN, MAX_NAME_LEN, MAX_PARAMS_LEN,
-    MAX_PAYLOAD_LEN, MAX_STANZAS, Stanza, VERSION, WrapContext, stanza_type,
-};
+pub use envelope::{Envelope, MAX_ENVELOPE_LEN, MAX_STANZAS};
 pub use error::{EscrowError, ModeError};
+pub use header::{Header, MAGIC, MAX_NAME_LEN, VERSION};
 pub use hpke::{
     ENC_LEN, ESCROW_KEY_ID_LEN, EscrowIdentity, EscrowPublicKey, EscrowRecipient, EscrowSecretKey,
     KEY_ID_CONTEXT,
@@ -84,3 +84,6 @@ pub use password::{
 };
 pub use recipient::{Identity, Recipient};
 pub use rotate::{Rotation, rotate_escrow};
+pub use stanza::{
+    MAX_KEY_ID_LEN, MAX_PARAMS_LEN, MAX_PAYLOAD_LEN, Stanza, WrapContext, stanza_type,
+};

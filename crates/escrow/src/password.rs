@@ -9,10 +9,10 @@ use cairn_keys::ArchiveKey;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::envelope::{Stanza, WrapContext, stanza_type};
 use crate::error::EscrowError;
 use crate::hpke::{EscrowPublicKey, EscrowSecretKey};
 use crate::recipient::{Identity, Recipient, archive_key_from};
+use crate::stanza::{Stanza, WrapContext, stanza_type};
 
 /// Length of the Argon2 salt.
 pub const SALT_LEN: usize = 16;

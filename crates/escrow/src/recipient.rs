@@ -2,8 +2,8 @@
 
 use cairn_keys::ArchiveKey;
 
-use crate::envelope::{Stanza, WrapContext};
 use crate::error::EscrowError;
+use crate::stanza::{Stanza, WrapContext};
 
 /// Something an archive key can be wrapped to: produces one stanza.
 pub trait Recipient {

@@ -1,10 +1,11 @@
 //! Escrow key rotation (K-9): move every escrowed copy from one escrow key to another.
 
-use crate::envelope::{Envelope, Stanza, WrapContext, stanza_type};
+use crate::envelope::Envelope;
 use crate::error::EscrowError;
 use crate::hpke::{EscrowIdentity, EscrowPublicKey, EscrowRecipient, EscrowSecretKey};
 use crate::mode::Mode;
 use crate::recipient::{Identity, Recipient};
+use crate::stanza::{Stanza, WrapContext, stanza_type};
 
 /// The outcome of [`rotate_escrow`].
 #[derive(Clone, Debug, PartialEq, Eq)]
