@@ -6,8 +6,8 @@ use crate::error::{ArchiveError, FormatError};
 use crate::format::{
     COMMIT_PAYLOAD_LEN, INDEX_ENTRY_LEN, IndexEntry, KIND_COMMIT, Key, MAX_PAYLOAD_LEN,
     RECORD_HEADER_LEN, RECORD_OVERHEAD, RESERVED_KINDS, RecordHeader, SEGMENT_HEADER_LEN,
-    SegmentHeader, TRAILER_LEN, Trailer, chain_link, chain_next, chain_start, decode_record,
-    record_crc,
+    SegmentHeader, TRAILER_LEN, Trailer, chain_link, chain_next, chain_start, decode_index,
+    decode_record, record_crc,
 };
 use crate::index::{MAX_SEALED_SEGMENTS, SealedIndex};
 use crate::storage::{SegmentWriter, Storage};
@@ -870,10 +870,7 @@ impl<S: Storage> Archive<S> {
                         .ok_or_else(|| corrupt(s.seq, s.index_offset, "index size"))?;
                     let mut bytes = vec![0u8; to_usize(len)?];
                     self.storage.read_at(&s.name, s.index_offset, &mut bytes)?;
-                    bytes
-                        .chunks_exact(INDEX_ENTRY_LEN)
-                        .map(IndexEntry::decode)
-                        .collect::<Result<Vec<_>, _>>()
+                    decode_index(&bytes)
                         .map_err(|_| corrupt(s.seq, s.index_offset, "index entry"))?
                 }
             };
@@ -1076,30 +1073,16 @@ fn read_footer<S: Storage>(
     let mut tb = [0u8; TRAILER_LEN];
     storage.read_at(name, len - TRAILER_LEN as u64, &mut tb)?;
     let t = Trailer::decode(&tb).map_err(|_| bad("trailer"))?;
-    let index_bytes = t
-        .index_count
-        .checked_mul(INDEX_ENTRY_LEN as u64)
-        .ok_or_else(|| bad("index size"))?;
-    if t.first_seq != first_seq
-        || t.last_seq < first_seq
-        || t.index_offset < SEGMENT_HEADER_LEN as u64
-        || t.index_offset
-            .checked_add(index_bytes)
-            .and_then(|x| x.checked_add(TRAILER_LEN as u64))
-            != Some(len)
-    {
+    let (index_offset, index_bytes) = t.index_span(len).map_err(|_| bad("trailer fields"))?;
+    if t.first_seq != first_seq || t.last_seq < first_seq {
         return Err(bad("trailer fields"));
     }
     let mut ib = vec![0u8; to_usize(index_bytes)?];
-    storage.read_at(name, t.index_offset, &mut ib)?;
-    if crc32c::crc32c(&ib) != t.index_crc {
-        return Err(bad("index checksum"));
-    }
-    let entries = ib
-        .chunks_exact(INDEX_ENTRY_LEN)
-        .map(IndexEntry::decode)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| bad("index entry"))?;
+    storage.read_at(name, index_offset, &mut ib)?;
+    let entries = t.open_index(&ib).map_err(|e| match e {
+        FormatError::Checksum => bad("index checksum"),
+        _ => bad("index entry"),
+    })?;
     // Every data record of the segment has an index entry (verify checks this against the
     // records and the last commit's count).
     let data_records = data_records_before + t.index_count;

@@ -313,4 +313,47 @@ impl Trailer {
             index_crc: le_u32(b, 72),
         })
     }
+
+    /// Where the index this trailer describes lies in a sealed segment of `segment_len` bytes:
+    /// `(offset, length)`. The index starts after the segment header and ends where the
+    /// trailer begins; [`FormatError::Length`] otherwise (or if its size overflows).
+    pub fn index_span(&self, segment_len: u64) -> Result<(u64, u64), FormatError> {
+        let len = self
+            .index_count
+            .checked_mul(INDEX_ENTRY_LEN as u64)
+            .ok_or(FormatError::Length)?;
+        let fits = self.index_offset >= SEGMENT_HEADER_LEN as u64
+            && self
+                .index_offset
+                .checked_add(len)
+                .and_then(|end| end.checked_add(TRAILER_LEN as u64))
+                == Some(segment_len);
+        if fits {
+            Ok((self.index_offset, len))
+        } else {
+            Err(FormatError::Length)
+        }
+    }
+
+    /// The entries of the index this trailer describes, from its bytes: checked against the
+    /// trailer's CRC32C first ([`FormatError::Checksum`]), then decoded ([`decode_index`]).
+    pub fn open_index(&self, index: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+        if crc32c::crc32c(index) != self.index_crc {
+            return Err(FormatError::Checksum);
+        }
+        decode_index(index)
+    }
+}
+
+/// Decodes an index: consecutive [`IndexEntry`]s, its length a multiple of
+/// [`INDEX_ENTRY_LEN`] ([`FormatError::Length`] otherwise). Never
+/// [`FormatError::Checksum`]: the index's checksum is the trailer's ([`Trailer::open_index`]).
+pub fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+    if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
+        return Err(FormatError::Length);
+    }
+    bytes
+        .chunks_exact(INDEX_ENTRY_LEN)
+        .map(IndexEntry::decode)
+        .collect()
 }

@@ -4,10 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::archive::{Archive, Location, scan_segment};
-use crate::error::ArchiveError;
+use crate::error::{ArchiveError, FormatError};
 use crate::format::{
-    INDEX_ENTRY_LEN, IndexEntry, Key, SEGMENT_HEADER_LEN, SegmentHeader, TRAILER_LEN, Trailer,
-    chain_start, decode_record,
+    IndexEntry, Key, SegmentHeader, TRAILER_LEN, Trailer, chain_start, decode_record,
 };
 use crate::storage::Storage;
 
@@ -101,28 +100,19 @@ impl<S: Storage> Archive<S> {
                 let trailer_at = len.saturating_sub(TRAILER_LEN);
                 match Trailer::decode(&bytes[trailer_at..]) {
                     Ok(t) => {
-                        let start = usize::try_from(t.index_offset).unwrap_or(usize::MAX);
-                        let count = usize::try_from(t.index_count).unwrap_or(usize::MAX);
-                        let index = count
-                            .checked_mul(INDEX_ENTRY_LEN)
-                            .and_then(|n| start.checked_add(n).map(|end| (start, end)))
-                            .filter(|&(s, end)| s >= SEGMENT_HEADER_LEN && end == trailer_at)
-                            .map(|(s, end)| &bytes[s..end]);
-                        match index {
-                            Some(ib) if crc32c::crc32c(ib) == t.index_crc => {
-                                let entries: Result<Vec<_>, _> = ib
-                                    .chunks_exact(INDEX_ENTRY_LEN)
-                                    .map(IndexEntry::decode)
-                                    .collect();
-                                match entries {
-                                    Ok(e) => {
-                                        records_end = start;
-                                        footer = Some((t, e));
-                                    }
-                                    Err(_) => damage(&mut report, t.index_offset, "index entry"),
-                                }
+                        let span = t.index_span(len as u64).ok().and_then(|(at, n)| {
+                            let start = usize::try_from(at).ok()?;
+                            Some((start, start.checked_add(usize::try_from(n).ok()?)?))
+                        });
+                        match span.map(|(start, end)| (start, t.open_index(&bytes[start..end]))) {
+                            Some((start, Ok(e))) => {
+                                records_end = start;
+                                footer = Some((t, e));
                             }
-                            _ => damage(&mut report, t.index_offset, "index"),
+                            Some((_, Err(FormatError::Checksum))) | None => {
+                                damage(&mut report, t.index_offset, "index");
+                            }
+                            Some((_, Err(_))) => damage(&mut report, t.index_offset, "index entry"),
                         }
                     }
                     Err(_) => damage(&mut report, trailer_at as u64, "trailer"),

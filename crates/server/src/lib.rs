@@ -35,6 +35,7 @@ pub mod kek;
 pub mod keystore;
 pub mod listener;
 pub mod metrics;
+mod objects;
 pub mod parts;
 pub mod pki;
 pub mod ratelimit;

@@ -38,6 +38,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::runtime::Handle;
 
+use crate::objects::{store_error, superseded};
+
 /// Asked after each part is written: `Ok` if this instance still holds the archive (nobody else
 /// can have appended since it opened it), an error otherwise.
 pub type Fence = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
@@ -66,14 +68,6 @@ impl std::fmt::Debug for PartSegments {
             .field("store", &self.0.store.to_string())
             .field("prefix", &self.0.prefix.as_ref())
             .finish_non_exhaustive()
-    }
-}
-
-fn store_error(e: object_store::Error) -> io::Error {
-    match e {
-        object_store::Error::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
-        object_store::Error::AlreadyExists { .. } => io::Error::from(io::ErrorKind::AlreadyExists),
-        other => io::Error::other(other.to_string()),
     }
 }
 
@@ -173,7 +167,7 @@ impl Inner {
     fn active(sealed: &[String], parts: &Listed) -> io::Result<Parts> {
         let mut out = Parts::new();
         for (name, numbered) in parts {
-            if crate::segments::superseded(name, sealed) {
+            if superseded(name, sealed) {
                 continue;
             }
             if numbered.keys().copied().ne(0..numbered.len()) {
@@ -256,7 +250,7 @@ impl PartSegments {
         // seal's, or a fenced-off writer's late part (any number, so removed by the numbers
         // found, highest first).
         for (name, numbered) in &parts {
-            if crate::segments::superseded(name, &sealed) {
+            if superseded(name, &sealed) {
                 for &n in numbered.keys().rev() {
                     inner.delete_part(name, n)?;
                 }

@@ -30,6 +30,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::runtime::Handle;
 
+use crate::objects::{store_error, superseded};
+
 /// A user's segments: staged locally while active, published to an object store when sealed.
 #[derive(Clone, Debug)]
 pub struct ObjectSegments {
@@ -41,25 +43,9 @@ pub struct ObjectSegments {
     runtime: Handle,
 }
 
-/// Whether the active segment `name` (`seg-….active`) was already published under its sealed
-/// name (`seg-…`): a crash between the publishing and the removal of the active copy leaves
-/// both. (Also a name published as itself.)
-pub(crate) fn superseded(name: &str, published: &[String]) -> bool {
-    let sealed = name.strip_suffix(".active").unwrap_or(name);
-    published.iter().any(|p| p == sealed || p == name)
-}
-
 /// Makes a directory's entries durable.
 fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
-}
-
-fn store_error(e: object_store::Error) -> io::Error {
-    match e {
-        object_store::Error::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
-        object_store::Error::AlreadyExists { .. } => io::Error::from(io::ErrorKind::AlreadyExists),
-        other => io::Error::other(other.to_string()),
-    }
 }
 
 impl ObjectSegments {
