@@ -10,7 +10,8 @@
 mod common;
 
 use cairn::keys::ArchiveKey;
-use cairn::seal::{Algorithm, ArchiveId, BlockKind, SealConfig, Sealer, aead};
+use cairn::seal::hazmat::aead;
+use cairn::seal::{Algorithm, ArchiveId, BlockKind, SealConfig, Sealer};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 

@@ -132,7 +132,7 @@ fn main() {
     let key = ArchiveKey::from_bytes([7; 32]).chunker_key();
     let v1 = Chunker::keyed_v1(&key, config);
     let v2 = Chunker::keyed_v2(&key, config);
-    let fast = Chunker::unkeyed_fastcdc2020(config).ok();
+    let fast = cairn::chunk::hazmat::unkeyed_fastcdc2020(config).ok();
     println!(
         "sizes min/avg/max = {}/{}/{}, {mib} MiB per input, {trials} edit trials on 16 MiB",
         config.min(),

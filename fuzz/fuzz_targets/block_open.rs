@@ -29,8 +29,7 @@ fuzz_target!(|input: Input| {
         SealConfig::new(alg, 1).expect("valid level"),
     );
     let kind = BlockKind(input.kind);
-    let sealed = sealer
-        .seal_with_salt(kind, &input.plaintext, [9; 24])
+    let sealed = cairn_seal::hazmat::seal_with_salt(&sealer, kind, &input.plaintext, [9; 24])
         .expect("small block");
     let mut bytes = sealed.as_bytes().to_vec();
     for (pos, xor) in &input.mutations {

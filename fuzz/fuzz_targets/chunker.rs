@@ -54,7 +54,7 @@ fuzz_target!(|input: Input| {
         return;
     };
     let chunker = if input.unkeyed {
-        match Chunker::unkeyed_fastcdc2020(config) {
+        match cairn_chunk::hazmat::unkeyed_fastcdc2020(config) {
             Ok(c) => c,
             Err(_) => return,
         }

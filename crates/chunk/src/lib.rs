@@ -14,7 +14,7 @@
 //! | [`ChunkerConfig`] | validated min / average / max chunk sizes ([`ChunkerConfig::DEFAULT`]: 512 KiB / 1 MiB / 8 MiB) |
 //! | [`Chunker::new`] | the default keyed chunker (v2), from `cairn-keys`' [`ChunkerKey`] |
 //! | [`Chunker::keyed_v1`], [`Chunker::keyed_v2`] | one frozen keyed algorithm by name |
-//! | [`Chunker::unkeyed_fastcdc2020`] | the `fastcdc` crate's unkeyed FastCDC 2020, **for comparison only** |
+//! | `hazmat::unkeyed_fastcdc2020` (feature `hazmat`) | the `fastcdc` crate's unkeyed FastCDC 2020, **for comparison only** |
 //! | [`Chunker::chunks`] | slice API: iterator of [`Chunk`] (`offset`, `len`) over `&[u8]` |
 //! | [`Chunker::stream`] | streaming API over [`std::io::Read`], memory bounded by the max chunk size |
 //! | [`Chunker::cut`] | the sans-IO primitive both are built on: the length of the next chunk |
@@ -162,6 +162,7 @@ pub struct Chunk {
 enum Inner {
     KeyedV1(Box<KeyedV1>),
     KeyedV2(Box<KeyedV2>),
+    #[cfg(feature = "hazmat")]
     FastCdc2020,
 }
 
@@ -206,36 +207,13 @@ impl Chunker {
         }
     }
 
-    /// The `fastcdc` crate's unkeyed FastCDC 2020 ([`Algorithm::UnkeyedFastCdc2020`]). Anyone can
-    /// predict its cuts: for benchmarks and comparisons only.
-    ///
-    /// # Errors
-    /// [`ChunkError::UnsupportedByFastCdc`] if the sizes are outside that crate's bounds (it
-    /// would misbehave rather than report an error).
-    pub fn unkeyed_fastcdc2020(config: ChunkerConfig) -> Result<Self, ChunkError> {
-        use fastcdc::v2020 as f;
-        let (min, avg, max) = (config.min(), config.avg(), config.max());
-        let ok = (f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&min)
-            && (f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&avg)
-            && (f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&max)
-            && min % 2 == 0
-            && avg % 2 == 0
-            && max % 2 == 0;
-        if !ok {
-            return Err(ChunkError::UnsupportedByFastCdc { min, avg, max });
-        }
-        Ok(Self {
-            config,
-            inner: Inner::FastCdc2020,
-        })
-    }
-
     /// The algorithm this chunker runs.
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {
         match self.inner {
             Inner::KeyedV1(_) => Algorithm::KeyedV1,
             Inner::KeyedV2(_) => Algorithm::KeyedV2,
+            #[cfg(feature = "hazmat")]
             Inner::FastCdc2020 => Algorithm::UnkeyedFastCdc2020,
         }
     }
@@ -262,6 +240,7 @@ impl Chunker {
         match &self.inner {
             Inner::KeyedV1(k) => k.cut(window),
             Inner::KeyedV2(k) => k.cut(window),
+            #[cfg(feature = "hazmat")]
             Inner::FastCdc2020 => {
                 let c = &self.config;
                 let fast = fastcdc::v2020::FastCDC::new(window, c.min(), c.avg(), c.max());
@@ -313,3 +292,35 @@ impl Iterator for Chunks<'_> {
 }
 
 impl core::iter::FusedIterator for Chunks<'_> {}
+
+/// The unkeyed FastCDC 2020 chunker of the `fastcdc` crate, for benchmarks and comparisons:
+/// anyone can compute its cuts, so chunk sizes fingerprint the content (B-18). Behind the
+/// `hazmat` feature, so that production builds neither offer it nor link `fastcdc`.
+#[cfg(feature = "hazmat")]
+pub mod hazmat {
+    use crate::{ChunkError, Chunker, ChunkerConfig, Inner};
+
+    /// The `fastcdc` crate's unkeyed FastCDC 2020 ([`Algorithm::UnkeyedFastCdc2020`]). Anyone can
+    /// predict its cuts: for benchmarks and comparisons only.
+    ///
+    /// # Errors
+    /// [`ChunkError::UnsupportedByFastCdc`] if the sizes are outside that crate's bounds (it
+    /// would misbehave rather than report an error).
+    pub fn unkeyed_fastcdc2020(config: ChunkerConfig) -> Result<Chunker, ChunkError> {
+        use fastcdc::v2020 as f;
+        let (min, avg, max) = (config.min(), config.avg(), config.max());
+        let ok = (f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&min)
+            && (f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&avg)
+            && (f::MAXIMUM_MIN..=f::MAXIMUM_MAX).contains(&max)
+            && min % 2 == 0
+            && avg % 2 == 0
+            && max % 2 == 0;
+        if !ok {
+            return Err(ChunkError::UnsupportedByFastCdc { min, avg, max });
+        }
+        Ok(Chunker {
+            config,
+            inner: Inner::FastCdc2020,
+        })
+    }
+}

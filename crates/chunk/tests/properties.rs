@@ -130,7 +130,7 @@ proptest! {
     #[test]
     fn unkeyed_mode_is_the_fastcdc_crate(data in prop::collection::vec(any::<u8>(), 0..100_000)) {
         let config = ChunkerConfig::new(2048, 8192, 32768).unwrap();
-        let ours: Vec<_> = Chunker::unkeyed_fastcdc2020(config).unwrap().chunks(&data).map(|c| (c.offset, c.len)).collect();
+        let ours: Vec<_> = cairn_chunk::hazmat::unkeyed_fastcdc2020(config).unwrap().chunks(&data).map(|c| (c.offset, c.len)).collect();
         let theirs: Vec<_> = fastcdc::v2020::FastCDC::new(&data, 2048, 8192, 32768).map(|c| (c.offset, c.length)).collect();
         prop_assert_eq!(ours, theirs);
     }
@@ -145,7 +145,7 @@ fn long_chunks_stream_like_slices() {
     let mut data = random(b"long chunks", 400_000);
     data[100_000..300_000].fill(7);
     let mut chunkers: Vec<Chunker> = keyed_both(&ChunkerKey::from_bytes([5; 32]), config).into();
-    chunkers.push(Chunker::unkeyed_fastcdc2020(config).unwrap());
+    chunkers.push(cairn_chunk::hazmat::unkeyed_fastcdc2020(config).unwrap());
     for chunker in &chunkers {
         let want: Vec<(u64, usize)> = chunker
             .chunks(&data)
@@ -177,7 +177,7 @@ proptest! {
         data in prop::collection::vec(any::<u8>(), 0..40_000),
         sizes in prop::collection::vec(0usize..5000, 1..8),
     ) {
-        let Ok(chunker) = Chunker::unkeyed_fastcdc2020(ChunkerConfig::new(min, avg, max).unwrap()) else {
+        let Ok(chunker) = cairn_chunk::hazmat::unkeyed_fastcdc2020(ChunkerConfig::new(min, avg, max).unwrap()) else {
             return Ok(());
         };
         let want: Vec<(u64, usize)> =
@@ -389,13 +389,13 @@ fn unkeyed_mode_rejects_sizes_fastcdc_cannot_run() {
         let config = ChunkerConfig::new(min, avg, max).unwrap();
         assert!(
             matches!(
-                Chunker::unkeyed_fastcdc2020(config),
+                cairn_chunk::hazmat::unkeyed_fastcdc2020(config),
                 Err(ChunkError::UnsupportedByFastCdc { .. })
             ),
             "{min}/{avg}/{max}"
         );
     }
-    let ok = Chunker::unkeyed_fastcdc2020(ChunkerConfig::DEFAULT).unwrap();
+    let ok = cairn_chunk::hazmat::unkeyed_fastcdc2020(ChunkerConfig::DEFAULT).unwrap();
     assert_eq!(ok.algorithm(), Algorithm::UnkeyedFastCdc2020);
 }
 

@@ -9,7 +9,7 @@
 //! | [`BlockId`] | keyed BLAKE3 id of a block's kind and plaintext: the dedup key, and the post-decrypt commitment |
 //! | [`SealedHeader`] | key-less framing check of a sealed block (for the server) |
 //! | [`SealConfig`] | AEAD choice and zstd level, validated |
-//! | [`aead`] | the AEAD layer (fixed nonce types, opaque errors), tested with Wycheproof vectors |
+//! | `hazmat` (feature `hazmat`) | the raw AEAD layer and sealing with a caller-chosen salt: for known-answer vectors, Wycheproof and fuzzing, never for production |
 //! | [`decompress_bounded`], [`padding`] | the bounded zstd decoder and the Padmé function |
 //!
 //! # Example
@@ -57,7 +57,37 @@
 #![deny(missing_docs)]
 #![deny(clippy::big_endian_bytes, clippy::host_endian_bytes)]
 
-pub mod aead;
+/// Doors that are safe only in the hands of a test: the raw AEAD layer (any key, any nonce) and
+/// sealing with a caller-chosen salt (a repeated salt repeats a block key). Behind the `hazmat`
+/// feature, which only this crate's tests and the fuzz targets turn on.
+#[cfg(feature = "hazmat")]
+pub mod hazmat {
+    use crate::{BlockKind, SealError, SealedBlock, Sealer};
+
+    /// The AEAD layer sealed blocks use: AES-256-GCM on AWS-LC and XChaCha20-Poly1305, fixed
+    /// nonce types, one opaque error. Run through the Wycheproof vectors (A-1..A-4).
+    pub mod aead {
+        pub use crate::aead::*;
+    }
+
+    /// Seals with a caller-chosen salt, for known-answer vectors and fuzzing. The salt MUST be
+    /// unique per block under the sealer's key: [`Sealer::seal`] draws it from the OS.
+    ///
+    /// # Errors
+    /// [`SealError::TooLarge`] over [`crate::MAX_PLAINTEXT_LEN`].
+    pub fn seal_with_salt(
+        sealer: &Sealer,
+        kind: BlockKind,
+        plaintext: &[u8],
+        salt: [u8; crate::format::SALT_LEN],
+    ) -> Result<SealedBlock, SealError> {
+        sealer.seal_salted(kind, plaintext, salt)
+    }
+}
+
+// Some of its functions serve only the `hazmat` door (Wycheproof, benchmarks).
+#[cfg_attr(not(feature = "hazmat"), allow(dead_code, unreachable_pub))]
+mod aead;
 mod compress;
 mod format;
 pub mod padding;
@@ -444,16 +474,10 @@ impl Sealer {
     /// # Errors
     /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`]; [`SealError::Rng`] if the OS RNG fails.
     pub fn seal(&self, kind: BlockKind, plaintext: &[u8]) -> Result<SealedBlock, SealError> {
-        self.seal_with_salt(kind, plaintext, random_salt()?)
+        self.seal_salted(kind, plaintext, random_salt()?)
     }
 
-    /// Seals with a caller-chosen salt. The salt MUST be unique per block under this key (use
-    /// [`seal`](Self::seal), which draws it from the OS); this entry point exists for
-    /// known-answer vectors and deterministic tests.
-    ///
-    /// # Errors
-    /// [`SealError::TooLarge`] over [`MAX_PLAINTEXT_LEN`].
-    pub fn seal_with_salt(
+    fn seal_salted(
         &self,
         kind: BlockKind,
         plaintext: &[u8],

