@@ -123,3 +123,55 @@ fn dependency_rules_hold() {
         }
     }
 }
+
+/// Rule 4: the format/crypto crates' sources neither print, exit, read the environment nor read
+/// the clock; no library prints or exits. (A text search over each crate's `src/`, comments and
+/// the trailing `#[cfg(test)]` module left out.)
+#[test]
+fn rule4_format_crates_read_no_clock_or_environment_and_no_library_prints() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = format!("cairn-{}", dir.file_name().unwrap().to_string_lossy());
+        let mut forbidden = vec![
+            "println!",
+            "eprintln!",
+            "print!(",
+            "eprint!(",
+            "process::exit",
+        ];
+        if FORMAT_CRATES.contains(&name.as_str()) {
+            forbidden.extend(["SystemTime::now", "Instant::now", "now_utc", "env::var"]);
+        }
+        let mut files = Vec::new();
+        sources(&dir.join("src"), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            // Code only: comments (doc examples print) and the test module at a file's end
+            // (liveness deadlines) are not the library.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for word in &forbidden {
+                    if line.contains(word) {
+                        found.push(format!("{}:{}: {word}", file.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "rule 4 broken:\n{}", found.join("\n"));
+}

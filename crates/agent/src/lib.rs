@@ -1,5 +1,5 @@
 //! Cairn's endpoint agent: it enrolls with a Cairn server, keeps the archive key on the
-//! endpoint, backs a folder up to the server over pinned TLS, restores and checks it, and turns
+//! endpoint, backs one or several folders up to the server over pinned TLS, restores and checks them, and turns
 //! what each backup saw into file events that reach the server exactly once.
 //!
 //! | item | use |

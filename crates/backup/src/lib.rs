@@ -1,4 +1,4 @@
-//! Cairn's backup engine: turns a folder into an encrypted, deduplicated snapshot over a block
+//! Cairn's backup engine: turns one or several folders into an encrypted, deduplicated snapshot over a block
 //! store, and back; checks a repository.
 //!
 //! Snapshots are trees of directories (with hard links, extended attributes and empty

@@ -12,7 +12,7 @@
 //! | [`events`] | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
 //! | [`kek`] | the key-encryption key outside the data directory that seals its secret files (storage key ring, escrow secret, token signing key) |
 //! | [`keystore`] | escrowed keys: one-way modes enforced server side, audited recovery re-wrapped to the admin's key |
-//! | [`db::Db`] | metadata in SQLite through sqlx (PostgreSQL-ready SQL), migrations |
+//! | [`db::Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both |
 //! | [`ratelimit`], [`admission`], [`metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port |
 //! | [`tls`], [`pki`], [`listener`] | the TLS policy, the embedded certificates, the accept loop with its limits |
 //!
