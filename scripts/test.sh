@@ -22,9 +22,10 @@ cargo test --workspace --locked
 # The whole workspace rather than `-p cairn-server -p cairn-agent`: the same selection reuses the
 # build above, where the two-package one rebuilt the workspace's crates and, in CI, about 80 of
 # their dependencies (2.5 minutes there). `write_upload_seed` is not a test but a tool that
-# rewrites a committed fuzz seed.
+# rewrites a committed fuzz seed; `server_process` and `instance_process` are the child processes
+# of the crash and scale-out tests (they fail when run on their own).
 if ! command -v chromedriver >/dev/null || ! [[ -x /usr/bin/chromium ]]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >&2
 fi
 CAIRN_TEST_BACKENDS=shared cargo test --workspace --locked --lib --tests -- \
-    --include-ignored --skip write_upload_seed
+    --include-ignored --skip write_upload_seed --skip server_process --skip instance_process

@@ -25,13 +25,17 @@ use common::{free_addr, noise};
 const DATA_ENV: &str = "CAIRN_TEST_SERVER_DATA";
 const ADDR_ENV: &str = "CAIRN_TEST_SERVER_ADDR";
 
-/// Not a test on its own: an instance the scale-out test starts and kills. Its backends come
-/// from `CAIRN_DATABASE_URL` and `CAIRN_S3_*`, as a deployed server's do.
+/// Not a test: an instance the scale-out test starts and kills. Its backends come from
+/// `CAIRN_DATABASE_URL` and `CAIRN_S3_*`, as a deployed server's do. Run without them (by hand,
+/// or by `--include-ignored` without `--skip instance_process`, as scripts/test.sh gives), it
+/// fails: it never passes without doing its job.
 #[test]
 #[ignore = "a server instance of two_instances_behind_a_load_balancer; runs only when started by it"]
 fn instance_process() {
     let (Ok(data), Ok(addr)) = (std::env::var(DATA_ENV), std::env::var(ADDR_ENV)) else {
-        return;
+        panic!(
+            "not a test: an instance two_instances_behind_a_load_balancer starts (needs {DATA_ENV} and {ADDR_ENV})"
+        );
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
