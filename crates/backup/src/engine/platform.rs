@@ -15,7 +15,7 @@ pub(super) fn read_xattrs(path: &Path) -> Result<Xattrs, BackupError> {
     use std::os::unix::ffi::OsStrExt;
     let names = match xattr::list(path) {
         Ok(names) => names,
-        Err(e) if e.raw_os_error() == Some(95) => return Ok(Vec::new()), // EOPNOTSUPP
+        Err(e) if unsupported(&e) => return Ok(Vec::new()),
         Err(e) => return Err(BackupError::io(path, e)),
     };
     let mut out = Vec::new();
@@ -27,6 +27,15 @@ pub(super) fn read_xattrs(path: &Path) -> Result<Xattrs, BackupError> {
     }
     out.sort_unstable();
     Ok(out)
+}
+
+/// Whether `e` says the filesystem or file type does not support the operation: EOPNOTSUPP or
+/// ENOTSUP (one number on Linux, two on macOS), by name rather than by Linux's number.
+#[cfg(unix)]
+fn unsupported(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    let errno = Errno::from_io_error(e);
+    errno == Some(Errno::OPNOTSUPP) || errno == Some(Errno::NOTSUP)
 }
 
 #[cfg(not(unix))]
@@ -130,7 +139,10 @@ pub(super) fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<u
             let privileged = !name.starts_with(b"user.");
             // EPERM, EACCES, EOPNOTSUPP: the namespace needs privileges (or the target
             // filesystem or file type does not take it).
-            let refused = matches!(e.raw_os_error(), Some(1 | 13 | 95));
+            let errno = rustix::io::Errno::from_io_error(&e);
+            let refused = unsupported(&e)
+                || errno == Some(rustix::io::Errno::PERM)
+                || errno == Some(rustix::io::Errno::ACCESS);
             if privileged && refused {
                 skipped += 1;
             } else {
