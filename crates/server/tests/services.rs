@@ -1157,6 +1157,23 @@ fn known_file_batch(device: &str) -> Vec<u8> {
     b.encode_to_vec()
 }
 
+/// Tenant `acme` with user `ana`, whose enrolled device sends [`known_file_batch`]; returns the
+/// device id.
+async fn send_known_file(app: &App) -> String {
+    seed(app, "acme", 1 << 30, &["ana"]).await;
+    let (device, token, _) = enroll(app, "acme", "ana").await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/events",
+            Some(&token),
+            Some(known_file_batch(&device)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    device
+}
+
 const KNOWN_PATH: &str = "/home/ana/merger/acquisition-plan.docx";
 const KNOWN_SHA256: [u8; 32] = [0x5A; 32];
 const KNOWN_BLAKE3: [u8; 32] = [0xB3; 32];
@@ -1196,17 +1213,7 @@ async fn a_copy_of_the_data_directory_learns_no_event_content_without_the_kek() 
         Some(&kek),
     )
     .await;
-    seed(&app, "acme", 1 << 30, &["ana"]).await;
-    let (device, token, _) = enroll(&app, "acme", "ana").await;
-    let r = app
-        .call(
-            "POST",
-            "/v1/tenants/acme/events",
-            Some(&token),
-            Some(known_file_batch(&device)),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    let device = send_known_file(&app).await;
 
     // The server, with the KEK: the event in full, its hashes keyed for this tenant.
     let admin = app.admin("acme");
@@ -1285,17 +1292,7 @@ async fn a_copy_of_the_data_directory_learns_no_event_content_without_the_kek() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_kek_a_copy_reads_every_event_and_a_kek_given_later_seals_the_secrets() {
     let app = start_app().await;
-    seed(&app, "acme", 1 << 30, &["ana"]).await;
-    let (device, token, _) = enroll(&app, "acme", "ana").await;
-    let r = app
-        .call(
-            "POST",
-            "/v1/tenants/acme/events",
-            Some(&token),
-            Some(known_file_batch(&device)),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    let device = send_known_file(&app).await;
     let root = app.data.root().to_path_buf();
     let read_event = |ring: &cairn_server::atrest::KeyRing, sealed: &[u8], key_id: &str| {
         // The row's AAD: tenant, user, device, batch sequence 1, index 0.
