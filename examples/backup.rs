@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use cairn::archive::{Config, DirStorage};
 use cairn::backup::{
-    ArchiveStore, ChainHead, DataCheck, FileCache, Repository, Snapshot, check_chain,
+    ArchiveStore, BackupOptions, ChainHead, DataCheck, FileCache, Repository, Snapshot, check_chain,
 };
 use cairn::keys::ArchiveKey;
 use cairn::seal::{ArchiveId, BlockId};
@@ -132,9 +132,11 @@ fn backup(dir: &Path, source: &Path) -> Result<()> {
     let parent = check_chain(&snapshots, read_head(&r.dir)?.as_ref())?.map(|(id, s)| (id, s));
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let started = Instant::now();
-    let s = r
-        .repo
-        .backup_incremental(source, &host, parent, Some(&cache))?;
+    let s = r.repo.backup(
+        &BackupOptions::new(&host, [source])
+            .parent(parent)
+            .cache(&cache),
+    )?;
     let secs = started.elapsed().as_secs_f64();
     let id = s.snapshot.ok_or("no snapshot written")?;
     let seq = parent.map_or(0, |(_, p)| p.seq + 1);

@@ -108,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Back up a generated folder, change a file, back up again, restore and verify.
 fn backup_tour(root: &ArchiveKey) -> Result<(), Box<dyn std::error::Error>> {
     use cairn::archive::{Config, DirStorage};
-    use cairn::backup::{ArchiveStore, FileCache, Repository};
+    use cairn::backup::{ArchiveStore, BackupOptions, FileCache, Repository};
 
     let work = tempfile::tempdir()?;
     let src = work.path().join("documents");
@@ -140,7 +140,7 @@ fn backup_tour(root: &ArchiveKey) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let repo = Repository::new(store, root, ArchiveId::from_bytes(id));
     let cache = FileCache::open(&work.path().join("cache.redb"))?;
-    let first = repo.backup_incremental(&src, "tour", None, Some(&cache))?;
+    let first = repo.backup(&BackupOptions::new("tour", [&src]).cache(&cache))?;
     println!(
         "  backed up {} entries ({:.1} MiB read) as {} sealed blocks ({:.1} MiB) into a local archive",
         first.entries,
@@ -151,7 +151,11 @@ fn backup_tour(root: &ArchiveKey) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(src.join("reports/note-3.txt"), b"rewritten\n")?;
     let snapshots = repo.snapshots()?;
     let (parent_id, parent) = snapshots.last().ok_or("no snapshot")?;
-    let second = repo.backup_incremental(&src, "tour", Some((parent_id, parent)), Some(&cache))?;
+    let second = repo.backup(
+        &BackupOptions::new("tour", [&src])
+            .parent(Some((parent_id, parent)))
+            .cache(&cache),
+    )?;
     println!(
         "  changed one file: the next backup read {} bytes, left {} files unread, sent {} blocks",
         second.bytes_read, second.files_unchanged, second.blocks_sent

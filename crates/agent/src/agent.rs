@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_backup::{
-    BackupSummary, ChainHead, ChangeKind, CheckReport, FileCache, Progress, Repository,
-    RestoreSummary, Snapshot, check_chain,
+    BackupOptions, BackupSummary, ChainHead, ChangeKind, CheckReport, FileCache, Progress,
+    Repository, RestoreSummary, Snapshot, check_chain,
 };
 use cairn_escrow::{
     Argon2Params, Envelope, EscrowPublicKey, EscrowRecipient, Header, Mode, Password,
@@ -402,7 +402,7 @@ impl Agent {
     }
 
     /// [`Agent::backup`] of several folders in one snapshot (each at its absolute path; see
-    /// `cairn_backup::Repository::backup_folders`); none means the folders of earlier backups.
+    /// `cairn_backup::BackupOptions::new`); none means the folders of earlier backups.
     /// The set of folders is fixed by the first backup.
     ///
     /// # Errors
@@ -632,11 +632,10 @@ impl Agent {
         let head = self.dir.head()?;
         let parent = check_chain(&snapshots, head.as_ref()).map_err(AgentError::history)?;
         let cache = FileCache::open(&self.dir.path(names::FILES))?;
-        let summary = self.repo.backup_folders(
-            folders,
-            &self.config.host,
-            parent.map(|(id, s)| (id, s)),
-            Some(&cache),
+        let summary = self.repo.backup(
+            &BackupOptions::new(&self.config.host, folders)
+                .parent(parent.map(|(id, s)| (id, s)))
+                .cache(&cache),
         )?;
         let (Some(id), Some(snapshot)) = (summary.snapshot, summary.record.clone()) else {
             return Err(AgentError::State("the engine made no snapshot".into()));

@@ -50,8 +50,21 @@ impl std::fmt::Debug for RemoteStore {
 fn store_error(e: AgentError) -> StoreError {
     match e {
         AgentError::Http { status: 404, .. } => StoreError::NotFound,
-        other => StoreError::Other(other.to_string()),
+        other => StoreError::Other(Box::new(other)),
     }
+}
+
+/// A server's answer that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct BadAnswer {
+    what: &'static str,
+    #[source]
+    source: cairn_wire::WireError,
+}
+
+fn answer(what: &'static str, source: cairn_wire::WireError) -> StoreError {
+    StoreError::Other(Box::new(BadAnswer { what, source }))
 }
 
 impl RemoteStore {
@@ -95,14 +108,16 @@ impl RemoteStore {
 
     fn fetch(&self, ids: &[BlockId]) -> Result<Vec<Vec<u8>>, StoreError> {
         let body = self.call(Method::POST, "/blocks/fetch", Some(Self::ids_body(ids)))?;
-        let blocks = wire::split_batch(&body)
-            .map_err(|e| StoreError::Other(format!("fetch answer: {e}")))?;
+        let blocks = wire::split_batch(&body).map_err(|e| answer("fetch answer", e))?;
         if blocks.len() != ids.len() {
-            return Err(StoreError::Other(format!(
-                "fetch answer: {} blocks for {} ids",
-                blocks.len(),
-                ids.len()
-            )));
+            return Err(StoreError::Other(
+                format!(
+                    "fetch answer: {} blocks for {} ids",
+                    blocks.len(),
+                    ids.len()
+                )
+                .into(),
+            ));
         }
         Ok(blocks.into_iter().map(<[u8]>::to_vec).collect())
     }
@@ -113,10 +128,7 @@ impl BlockStore for RemoteStore {
         let mut out = Vec::new();
         for batch in ids.chunks(wire::MAX_IDS) {
             let body = self.call(Method::POST, "/blocks/missing", Some(Self::ids_body(batch)))?;
-            out.extend(
-                wire::decode_ids(&body)
-                    .map_err(|e| StoreError::Other(format!("missing answer: {e}")))?,
-            );
+            out.extend(wire::decode_ids(&body).map_err(|e| answer("missing answer", e))?);
         }
         Ok(out)
     }
@@ -173,7 +185,7 @@ impl BlockStore for RemoteStore {
 
     fn list_snapshots(&self) -> Result<Vec<BlockId>, StoreError> {
         let body = self.call(Method::GET, "/snapshots", None)?;
-        wire::decode_ids(&body).map_err(|e| StoreError::Other(format!("snapshot list: {e}")))
+        wire::decode_ids(&body).map_err(|e| answer("snapshot list", e))
     }
 
     fn get_snapshot(&self, id: &BlockId) -> Result<Vec<u8>, StoreError> {

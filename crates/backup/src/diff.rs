@@ -206,6 +206,7 @@ mod tests {
     use cairn_seal::ArchiveId;
 
     use super::*;
+    use crate::BackupOptions;
     use crate::MemoryStore;
 
     fn kinds(changes: &[Change]) -> Vec<(String, ChangeKind)> {
@@ -226,7 +227,7 @@ mod tests {
         fs::write(root.join("mode.txt"), b"mode").unwrap();
         let key = ArchiveKey::generate().unwrap();
         let repo = Repository::new(MemoryStore::new(), &key, ArchiveId::from_bytes([3; 16]));
-        repo.backup(root, "h", None).unwrap();
+        repo.backup(&BackupOptions::new("h", [root])).unwrap();
         let first = repo.snapshots().unwrap().remove(0);
 
         let everything = repo.diff(None, &first.1).unwrap();
@@ -241,7 +242,8 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(root.join("mode.txt"), fs::Permissions::from_mode(0o600)).unwrap();
         }
-        repo.backup(root, "h", Some((&first.0, &first.1))).unwrap();
+        repo.backup(&BackupOptions::new("h", [root]).parent(Some((&first.0, &first.1))))
+            .unwrap();
         let second = repo.snapshots().unwrap().pop().unwrap();
         let mut want = vec![
             ("docs/a.txt".to_owned(), ChangeKind::Modified),

@@ -15,7 +15,7 @@ pub enum StoreError {
     Archive(#[from] cairn_archive::ArchiveError),
     /// Another failure (a remote store's transport, say).
     #[error("store: {0}")]
-    Other(String),
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A backup, restore or check failed.
@@ -77,15 +77,33 @@ pub enum BackupError {
         /// The number of subsets.
         of: u32,
     },
-    /// The chunker or sealer refused its input.
+    /// The sealer refused its input.
     #[error("{0}")]
-    Engine(String),
+    Seal(#[from] cairn_seal::SealError),
+    /// The chunker refused its configuration.
+    #[error("{0}")]
+    Chunk(#[source] cairn_chunk::ChunkError),
+    /// The file cache's database failed.
+    #[error("file cache: {0}")]
+    Cache(#[from] redb::Error),
+    /// An invariant of the engine did not hold: a bug, or a worker panicked.
+    #[error("{0}")]
+    Internal(&'static str),
     /// The folders asked for cannot make one snapshot (none, relative, repeated or nested).
     #[error("{0}")]
     Usage(String),
 }
 
 impl BackupError {
+    /// A chunker's error while it read `path`: reading failed ([`BackupError::Io`], as any
+    /// other read of the file), or it refused its configuration.
+    pub(crate) fn chunk(path: &std::path::Path, e: cairn_chunk::ChunkError) -> Self {
+        match e {
+            cairn_chunk::ChunkError::Io(source) => Self::io(path, source),
+            other => Self::Chunk(other),
+        }
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),

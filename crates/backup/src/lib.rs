@@ -11,7 +11,7 @@
 //!
 //! | type | use |
 //! | --- | --- |
-//! | [`Repository`] | backup, restore (by path), check (subsets), list snapshots, progress |
+//! | [`Repository`], [`BackupOptions`] | backup, restore (by path), check (subsets), list snapshots, progress |
 //! | [`Repository::diff`], [`Change`] | what changed between two snapshots, from their trees (unchanged subtrees skipped) |
 //! | [`check_chain`], [`ChainHead`] | the client's chain head and the B-8 check |
 //! | [`BlockStore`], [`MemoryStore`], [`ArchiveStore`] | where sealed blocks and snapshots live |
@@ -21,7 +21,7 @@
 //! # Example
 //!
 //! ```
-//! use cairn_backup::{MemoryStore, Repository};
+//! use cairn_backup::{BackupOptions, MemoryStore, Repository};
 //! use cairn_keys::ArchiveKey;
 //! use cairn_seal::ArchiveId;
 //!
@@ -31,7 +31,7 @@
 //!
 //! let key = ArchiveKey::generate()?;
 //! let repo = Repository::new(MemoryStore::new(), &key, ArchiveId::from_bytes([1; 16]));
-//! let summary = repo.backup(src.path(), "laptop", None)?;
+//! let summary = repo.backup(&BackupOptions::new("laptop", [src.path()]))?;
 //! assert!(summary.blocks_sent >= 2); // one data block, one tree
 //!
 //! let (_, snapshot) = repo.snapshots()?.remove(0);
@@ -70,8 +70,8 @@ pub use cache::{CachedFile, FileCache};
 pub use chain::{ChainHead, check_chain};
 pub use diff::{Change, ChangeKind};
 pub use engine::{
-    BackupSummary, CheckReport, ContentHash, DataCheck, PACK_BELOW, PACK_TARGET, Repository,
-    RestoreSummary,
+    BATCH_FILES, BackupOptions, BackupSummary, CheckReport, ContentHash, DataCheck, PACK_BELOW,
+    PACK_TARGET, Repository, RestoreSummary,
 };
 pub use error::{BackupError, StoreError};
 pub use progress::{Phase, Progress, ProgressState};

@@ -14,7 +14,9 @@ pub enum Phase {
     Check,
 }
 
-/// Where an operation stands. `*_total` are known once the walk (or the tree walk) is done.
+/// Where an operation stands. A backup's `*_total` grow while its walk runs (it reads files
+/// while it walks on), and are final once the walk is done; a restore's and a check's are
+/// known from the start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgressState {
     /// The operation.
@@ -71,8 +73,8 @@ pub(crate) struct Meter<'a> {
     sink: Option<&'a dyn Progress>,
     phase: Phase,
     start: Instant,
-    files_total: u64,
-    bytes_total: u64,
+    files_total: AtomicU64,
+    bytes_total: AtomicU64,
     files_done: AtomicU64,
     bytes_done: AtomicU64,
 }
@@ -88,8 +90,8 @@ impl<'a> Meter<'a> {
             sink,
             phase,
             start: Instant::now(),
-            files_total,
-            bytes_total,
+            files_total: AtomicU64::new(files_total),
+            bytes_total: AtomicU64::new(bytes_total),
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
         }
@@ -99,11 +101,17 @@ impl<'a> Meter<'a> {
         ProgressState {
             phase: self.phase,
             files_done: self.files_done.load(Ordering::Relaxed),
-            files_total: self.files_total,
+            files_total: self.files_total.load(Ordering::Relaxed),
             bytes_done: self.bytes_done.load(Ordering::Relaxed),
-            bytes_total: self.bytes_total,
+            bytes_total: self.bytes_total.load(Ordering::Relaxed),
             elapsed: self.start.elapsed(),
         }
+    }
+
+    /// The walk found `files` more files of `bytes` bytes.
+    pub(crate) fn grow(&self, files: u64, bytes: u64) {
+        self.files_total.fetch_add(files, Ordering::Relaxed);
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// `files` more files of `bytes` bytes are done.

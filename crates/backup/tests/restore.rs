@@ -38,7 +38,7 @@ fn a_failed_restore_leaves_no_partial_file_under_a_real_name() {
     fs::write(src.path().join("big.bin"), &big).unwrap();
     fs::write(src.path().join("small.txt"), b"small").unwrap();
     let repo = repo();
-    repo.backup(src.path(), "h", None).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     // Damage one block of the big file, far from its start: the restore has written part of
     // it when the damage is found.
@@ -88,7 +88,7 @@ fn a_sparse_file_restores_sparse() {
     // The precondition: this file system keeps holes.
     assert!(allocated(&path) < 4 << 20, "{}", allocated(&path));
     let repo = repo();
-    repo.backup(src.path(), "h", None).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     let out = tempfile::tempdir().unwrap();
     repo.restore(&snap, out.path()).unwrap();
@@ -129,7 +129,7 @@ fn symlinks_restore_with_their_own_time_and_owner() {
         std::os::unix::fs::lchown(src.path().join("file"), Some(4321), Some(8765)).unwrap();
     }
     let repo = repo();
-    repo.backup(src.path(), "h", None).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     let out = tempfile::tempdir().unwrap();
     repo.restore(&snap, out.path()).unwrap();

@@ -23,7 +23,7 @@ fn backed_up() -> (tempfile::TempDir, Repository<MemoryStore>, Snapshot) {
     let src = tempfile::tempdir().unwrap();
     make_tree(src.path());
     let repo = repo(MemoryStore::new());
-    repo.backup(src.path(), "h", None).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     (src, repo, snap)
 }
@@ -104,7 +104,9 @@ fn round_trip<B: BlockStore>(store: B) {
     let src = tempfile::tempdir().unwrap();
     make_tree(src.path());
     let repo = repo(store);
-    let first = repo.backup(src.path(), "host-a", None).unwrap();
+    let first = repo
+        .backup(&BackupOptions::new("host-a", [src.path()]))
+        .unwrap();
     assert!(first.blocks_sent > 5);
     let snaps = repo.snapshots().unwrap();
     assert_eq!(snaps.len(), 1);
@@ -125,7 +127,9 @@ fn round_trip<B: BlockStore>(store: B) {
     assert_same(src.path(), &target);
     // Nothing changed: nothing is sent again (every block, and every tree, is already there).
     let (id0, s0) = &snaps[0];
-    let again = repo.backup(src.path(), "host-a", Some((id0, s0))).unwrap();
+    let again = repo
+        .backup(&BackupOptions::new("host-a", [src.path()]).parent(Some((id0, s0))))
+        .unwrap();
     assert_eq!(again.blocks_sent, 0);
     // One byte changed inside the big file: a few chunks and the trees above it.
     let big = src.path().join("docs/deep/er/big.bin");
@@ -134,7 +138,9 @@ fn round_trip<B: BlockStore>(store: B) {
     fs::write(&big, data).unwrap();
     let snaps = repo.snapshots().unwrap();
     let (id1, s1) = snaps.last().unwrap();
-    let edited = repo.backup(src.path(), "host-a", Some((id1, s1))).unwrap();
+    let edited = repo
+        .backup(&BackupOptions::new("host-a", [src.path()]).parent(Some((id1, s1))))
+        .unwrap();
     assert!(
         edited.blocks_sent >= 4 && edited.blocks_sent <= 8,
         "{edited:?}"
@@ -248,7 +254,9 @@ fn on_two_workers(src: &Path, local: bool) -> (Repository<Asked>, BackupSummary)
         .build()
         .unwrap();
     let repo = repo(Asked::new(local)).with_packing(false);
-    let summary = pool.install(|| repo.backup(src, "h", None)).unwrap();
+    let summary = pool
+        .install(|| repo.backup(&BackupOptions::new("h", [src])))
+        .unwrap();
     (repo, summary)
 }
 
@@ -382,7 +390,7 @@ fn a_handed_batch_that_fails_fails_the_backup() {
         .unwrap();
     let repo = repo(Failing(MemoryStore::new()));
     let err = pool
-        .install(|| repo.backup(src.path(), "h", None))
+        .install(|| repo.backup(&BackupOptions::new("h", [src.path()])))
         .unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
     assert!(repo.store().0.list_snapshots().unwrap().is_empty());
@@ -394,7 +402,7 @@ fn damaged_blocks_are_caught() {
     make_tree(src.path());
     let store = MemoryStore::new();
     let repo = repo(store);
-    repo.backup(src.path(), "h", None).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     // Swap the root tree's bytes for a data block's: the kind is authenticated (B-7).
     let root = Tree::decode(&{
@@ -476,7 +484,7 @@ fn progress_is_reported() {
     make_tree(src.path());
     let recorder = std::sync::Arc::new(Recorder::default());
     let repo = repo(MemoryStore::new()).with_progress(recorder.clone());
-    let summary = repo.backup(src.path(), "h", None).unwrap();
+    let summary = repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let (_, snap) = repo.snapshots().unwrap().remove(0);
     let out = tempfile::tempdir().unwrap();
     repo.restore(&snap, &out.path().join("r")).unwrap();
@@ -692,18 +700,20 @@ fn a_backup_continues_with_its_parents_chunker() {
     let parent_id = other.snapshots().unwrap()[0].0;
     let repo = repo(MemoryStore::new());
     let a = repo
-        .backup(src.path(), "h", Some((&parent_id, &parent)))
+        .backup(&BackupOptions::new("h", [src.path()]).parent(Some((&parent_id, &parent))))
         .unwrap();
     let a_record = a.record.clone().unwrap();
     assert_eq!(a_record.chunker, v1);
     // Cut the same way again: nothing new to send.
     let b = repo
-        .backup(src.path(), "h", Some((&a.snapshot.unwrap(), &a_record)))
+        .backup(
+            &BackupOptions::new("h", [src.path()]).parent(Some((&a.snapshot.unwrap(), &a_record))),
+        )
         .unwrap();
     assert_eq!(b.record.as_ref().unwrap().chunker, v1);
     assert_eq!(b.blocks_sent, 0, "{b:?}");
     // A new chain is cut by the repository's own chunker, so the big file's chunks are new.
-    let c = repo.backup(src.path(), "h", None).unwrap();
+    let c = repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     assert_eq!(
         c.record.as_ref().unwrap().chunker.algorithm,
         CHUNKER_KEYED_V2
@@ -725,7 +735,9 @@ fn several_folders_make_one_snapshot() {
     fs::write(base.join("home/not-chosen.txt"), b"left out").unwrap();
     let repo = repo(MemoryStore::new());
     let folders = [docs.clone(), pics.clone()];
-    let first = repo.backup_folders(&folders, "h", None, None).unwrap();
+    let first = repo
+        .backup(&BackupOptions::new("h", folders.iter()))
+        .unwrap();
     let snap = first.record.clone().unwrap();
     assert_eq!(snap.paths, [docs.to_string_lossy(), pics.to_string_lossy()]);
     let out = tempfile::tempdir().unwrap();
@@ -742,17 +754,18 @@ fn several_folders_make_one_snapshot() {
     assert_eq!(home.len(), 2, "{home:?}");
     // Nothing changed: nothing sent. A change in one folder: only its path of trees.
     let again = repo
-        .backup_folders(&folders, "h", Some((&first.snapshot.unwrap(), &snap)), None)
+        .backup(
+            &BackupOptions::new("h", folders.iter())
+                .parent(Some((&first.snapshot.unwrap(), &snap))),
+        )
         .unwrap();
     assert_eq!(again.blocks_sent, 0, "{again:?}");
     fs::write(pics.join("dog.jpg"), bytes(6, 10_000)).unwrap();
     let snap2 = again.record.clone().unwrap();
     let third = repo
-        .backup_folders(
-            &folders,
-            "h",
-            Some((&again.snapshot.unwrap(), &snap2)),
-            None,
+        .backup(
+            &BackupOptions::new("h", folders.iter())
+                .parent(Some((&again.snapshot.unwrap(), &snap2))),
         )
         .unwrap();
     let changes = repo
@@ -773,7 +786,7 @@ fn several_folders_make_one_snapshot() {
     ] {
         assert!(
             matches!(
-                repo.backup_folders(&bad, "h", None, None),
+                repo.backup(&BackupOptions::new("h", bad.iter())),
                 Err(BackupError::Usage(_))
             ),
             "{bad:?}"
@@ -800,14 +813,18 @@ fn file_cache_skips_unchanged_files() {
     let cache = FileCache::open(&state.path().join("cache.redb")).unwrap();
     let repo = repo(MemoryStore::new());
     let first = repo
-        .backup_incremental(src.path(), "h", None, Some(&cache))
+        .backup(&BackupOptions::new("h", [src.path()]).cache(&cache))
         .unwrap();
     assert_eq!(first.files_unchanged, 0);
     let (id, snap) = repo.snapshots().unwrap().remove(0);
     assert_eq!(cache.snapshot().unwrap(), Some(id));
     // Nothing changed: no file is read, nothing is sent.
     let second = repo
-        .backup_incremental(src.path(), "h", Some((&id, &snap)), Some(&cache))
+        .backup(
+            &BackupOptions::new("h", [src.path()])
+                .parent(Some((&id, &snap)))
+                .cache(&cache),
+        )
         .unwrap();
     assert_eq!(second.bytes_read, 0, "{second:?}");
     assert_eq!(second.blocks_sent, 0);
@@ -818,7 +835,11 @@ fn file_cache_skips_unchanged_files() {
     let (id2, snap2) = snaps.last().unwrap();
     fs::write(src.path().join("docs/deep/small.bin"), bytes(7, 5000)).unwrap();
     let third = repo
-        .backup_incremental(src.path(), "h", Some((id2, snap2)), Some(&cache))
+        .backup(
+            &BackupOptions::new("h", [src.path()])
+                .parent(Some((id2, snap2)))
+                .cache(&cache),
+        )
         .unwrap();
     assert_eq!(third.bytes_read, 5000, "{third:?}");
     assert_eq!(third.files_unchanged, second.files_unchanged - 1);
@@ -831,7 +852,11 @@ fn file_cache_skips_unchanged_files() {
     // A cache written with another snapshot is not trusted: every file is read again.
     let (id0, snap0) = &snaps[0];
     let stale = repo
-        .backup_incremental(src.path(), "h", Some((id0, snap0)), Some(&cache))
+        .backup(
+            &BackupOptions::new("h", [src.path()])
+                .parent(Some((id0, snap0)))
+                .cache(&cache),
+        )
         .unwrap();
     assert_eq!(stale.files_unchanged, 0);
     assert!(stale.bytes_read > 300_000);
@@ -866,7 +891,7 @@ fn many_files_through_the_pool() {
     )
     .unwrap();
     let repo = repo(store);
-    let summary = repo.backup(src.path(), "h", None).unwrap();
+    let summary = repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     assert_eq!(summary.entries, 30 + 30 * 40 + 3);
     assert_eq!(
         summary.bytes_read,
@@ -894,11 +919,12 @@ fn rolled_back_or_forked_chains_are_refused() {
         let (id, s) = check_chain(&snaps, None).unwrap().unwrap().clone();
         ChainHead { seq: s.seq, id }
     };
-    repo.backup(src.path(), "h", None).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let h0 = head_of(&repo);
     let snaps = repo.snapshots().unwrap();
     let (id0, s0) = &snaps[0];
-    repo.backup(src.path(), "h", Some((id0, s0))).unwrap();
+    repo.backup(&BackupOptions::new("h", [src.path()]).parent(Some((id0, s0))))
+        .unwrap();
     let h1 = head_of(&repo);
     assert_eq!(h1.seq, 1);
     // The head round-trips through its text form.
@@ -1016,7 +1042,7 @@ fn hard_links_and_xattrs_round_trip() {
         xattr::set(root.join("a/one"), "user.cairn.linked", b"l").unwrap();
     }
     let repo = repo(MemoryStore::new());
-    let summary = repo.backup(root, "h", None).unwrap();
+    let summary = repo.backup(&BackupOptions::new("h", [root])).unwrap();
     // The linked file's 50,000 bytes were read once, not three times.
     assert_eq!(summary.bytes_read, 50_000 + 5);
     let (_, snap) = repo.snapshots().unwrap().remove(0);
@@ -1064,13 +1090,17 @@ fn unchanged_files_are_listed_for_xattrs_only_when_they_had_some() {
     let cache = FileCache::open(&dir.path().join("cache.redb")).unwrap();
     let repo = repo(MemoryStore::new());
     let first = repo
-        .backup_incremental(root, "h", None, Some(&cache))
+        .backup(&BackupOptions::new("h", [root]).cache(&cache))
         .unwrap();
     // The next backup, with the previous one as its parent.
     let after = |prev: &BackupSummary| {
         let (id, snap) = (prev.snapshot.unwrap(), prev.record.clone().unwrap());
-        repo.backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
-            .unwrap()
+        repo.backup(
+            &BackupOptions::new("h", [root])
+                .parent(Some((&id, &snap)))
+                .cache(&cache),
+        )
+        .unwrap()
     };
     assert_eq!(first.xattrs_not_listed, 0);
     let xattrs_of = |summary: &BackupSummary, name: &str| {
@@ -1167,7 +1197,7 @@ fn small_files_are_packed_deduplicated_and_restored() {
     let cache = FileCache::open(&state.path().join("cache.redb")).unwrap();
     let repo = repo(MemoryStore::new());
     let first = repo
-        .backup_incremental(src.path(), "h", None, Some(&cache))
+        .backup(&BackupOptions::new("h", [src.path()]).cache(&cache))
         .unwrap();
     assert_eq!(first.files_packed, 201, "{first:?}");
     assert_eq!(first.files_deduplicated, 1, "{first:?}");
@@ -1190,7 +1220,11 @@ fn small_files_are_packed_deduplicated_and_restored() {
     fs::rename(src.path().join("d1/f001"), src.path().join("d2/moved")).unwrap();
     let id = first.snapshot.unwrap();
     let second = repo
-        .backup_incremental(src.path(), "h", Some((&id, &snap)), Some(&cache))
+        .backup(
+            &BackupOptions::new("h", [src.path()])
+                .parent(Some((&id, &snap)))
+                .cache(&cache),
+        )
         .unwrap();
     assert_eq!(second.files_packed, 0, "{second:?}");
     assert_eq!(second.files_deduplicated, 1, "{second:?}");
@@ -1211,7 +1245,9 @@ fn small_files_are_packed_deduplicated_and_restored() {
     // at most the test chunker's 1 KiB minimum) keeps its id, so the diff against the packed
     // snapshot shows only the files the small test chunker cut into several chunks.
     let unpacked = repo.with_packing(false);
-    let third = unpacked.backup(src.path(), "h", None).unwrap();
+    let third = unpacked
+        .backup(&BackupOptions::new("h", [src.path()]))
+        .unwrap();
     assert_eq!(third.files_packed, 0, "{third:?}");
     assert!(third.blocks_sent > 200, "{third:?}");
     let d = unpacked.diff(Some(&snap2), &third.record.unwrap()).unwrap();
@@ -1232,7 +1268,7 @@ fn a_packed_file_outside_its_pack_is_refused() {
         fs::write(src.path().join(format!("f{i}")), bytes(i, 1000)).unwrap();
     }
     let repo = repo(MemoryStore::new());
-    let first = repo.backup(src.path(), "h", None).unwrap();
+    let first = repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     let snap = first.record.clone().unwrap();
     let mut tree = root_tree(&repo, &snap);
     let EntryKind::Packed { offset, pack, .. } = &mut tree.entries[2].kind else {

@@ -48,7 +48,7 @@ fn an_unreadable_file_and_folder_are_left_out_listed_and_the_snapshot_written() 
             assert!(fs::read_dir(root.join("locked")).is_err());
 
             let repo = repo(MemoryStore::new());
-            let summary = repo.backup(root, "h", None).unwrap();
+            let summary = repo.backup(&BackupOptions::new("h", [root])).unwrap();
             assert!(summary.completed_with_warnings());
             let expected = vec![
                 (WarningKind::Unreadable, PathBuf::from("locked")),
@@ -87,7 +87,7 @@ fn a_file_with_no_problem_gives_no_warning() {
     fs::write(src.path().join("a.bin"), bytes(4, 3 << 20)).unwrap();
     fs::write(src.path().join("b.txt"), b"b").unwrap();
     let repo = repo(MemoryStore::new());
-    let summary = repo.backup(src.path(), "h", None).unwrap();
+    let summary = repo.backup(&BackupOptions::new("h", [src.path()])).unwrap();
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
     assert!(!summary.completed_with_warnings());
     let (_, snap) = repo.snapshots().unwrap().remove(0);
@@ -103,7 +103,7 @@ fn special_files_are_noted_and_left_out() {
     let _listener = std::os::unix::net::UnixListener::bind(root.join("socket")).unwrap();
     make_fifo(&root.join("fifo"));
     let repo = repo(MemoryStore::new());
-    let summary = repo.backup(root, "h", None).unwrap();
+    let summary = repo.backup(&BackupOptions::new("h", [root])).unwrap();
     let expected = vec![
         (WarningKind::SpecialFile, PathBuf::from("fifo")),
         (WarningKind::SpecialFile, PathBuf::from("socket")),
@@ -168,7 +168,7 @@ fn a_file_that_keeps_changing_while_read_is_stored_with_a_warning_and_read_again
     let state = tempfile::tempdir().unwrap();
     let cache = FileCache::open(&state.path().join("cache.redb")).unwrap();
     let summary = repo
-        .backup_incremental(root, "h", None, Some(&cache))
+        .backup(&BackupOptions::new("h", [root]).cache(&cache))
         .unwrap();
     assert!(summary.completed_with_warnings());
     let expected = vec![(WarningKind::ChangedWhileRead, PathBuf::from("growing.log"))];
@@ -191,7 +191,11 @@ fn a_file_that_keeps_changing_while_read_is_stored_with_a_warning_and_read_again
     // again and stores it whole, without a warning.
     *repo.store().target.lock().unwrap() = None;
     let next = repo
-        .backup_incremental(root, "h", Some((&id, &snap)), Some(&cache))
+        .backup(
+            &BackupOptions::new("h", [root])
+                .parent(Some((&id, &snap)))
+                .cache(&cache),
+        )
         .unwrap();
     assert!(next.warnings.is_empty(), "{:?}", next.warnings);
     assert_eq!(next.files_unchanged, 1, "{next:?}");

@@ -1,7 +1,7 @@
 //! Backup: the walk's files read in groups on the CPU pool (small files packed, the others cut
 //! into chunks), their blocks sealed and sent, then the trees bottom-up and the snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cairn_chunk::Chunker;
 use cairn_seal::{BlockId, BlockKind};
 
-use crate::cache::{CachedFile, FileCache, PackedIndex};
+use crate::cache::{CacheWrite, CacheWriter, CachedFile, FileCache, PackedIndex};
 use crate::error::BackupError;
 use crate::progress::{Meter, Phase};
 use crate::snapshot::Snapshot;
@@ -21,10 +21,7 @@ use crate::warning::{MAX_RECORDED_WARNINGS, READ_ATTEMPTS, Warning, WarningKind}
 use super::Repository;
 use super::platform::{identity, mtime_ns, name_bytes, now_ns, owner};
 use super::schedule::{FilePhase, HANDED, Outbox, Waiting};
-use super::walk::{
-    DirNode, FileJob, Listed, ScanKind, Scanned, link_groups, list_file_xattrs, number_files,
-    scan_dir, set_file_xattrs, set_link_groups,
-};
+use super::walk::{FileJob, Listed, ScanKind, ScannedDir, WALK_AHEAD, list_file_xattrs, walk};
 
 /// Input bytes per group of small files handled by one worker.
 pub(super) const GROUP_BYTES: u64 = 16 << 20;
@@ -74,14 +71,28 @@ impl Hashing {
     }
 }
 
-/// What reading one file produced: its size, its chunk ids, and its content hashes (with content
-/// hashes on).
-pub(super) type FileRead = (u64, Vec<BlockId>, Option<ContentHash>);
+/// What reading one file into chunks of its own produced.
+pub(super) struct FileRead {
+    size: u64,
+    chunks: Vec<BlockId>,
+    /// With content hashes on.
+    hash: Option<ContentHash>,
+}
+
+/// One file of a group, read.
+struct ReadFile {
+    /// Its slot in the batch.
+    slot: usize,
+    /// Where its bytes are.
+    kind: EntryKind,
+    /// With content hashes on.
+    hash: Option<ContentHash>,
+}
 
 /// What one group of files produced.
 pub(super) struct GroupResult {
-    /// (slot, where its bytes are, content hashes) per file read.
-    files: Vec<(usize, EntryKind, Option<ContentHash>)>,
+    /// Each file read.
+    files: Vec<ReadFile>,
     /// Its counters and warnings.
     part: BackupSummary,
     /// Files that could not be read (left out of the snapshot).
@@ -102,8 +113,19 @@ enum Checked {
 }
 
 /// What says a file changed: its size, modification and change times (of the open file).
-fn stamp(meta: &fs::Metadata) -> (u64, i64, i64) {
-    (meta.len(), mtime_ns(meta), identity(meta).2)
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+fn stamp(meta: &fs::Metadata) -> Stamp {
+    Stamp {
+        size: meta.len(),
+        mtime_ns: mtime_ns(meta),
+        ctime_ns: identity(meta).ctime_ns,
+    }
 }
 
 /// The pack id of a packed file whose pack is still open.
@@ -171,6 +193,16 @@ pub struct BackupSummary {
 }
 
 impl BackupSummary {
+    /// Adds what a part of the backup (a group of files) counted and noted.
+    fn add(&mut self, part: BackupSummary) {
+        self.warnings.extend(part.warnings);
+        self.bytes_read += part.bytes_read;
+        self.blocks_sent += part.blocks_sent;
+        self.bytes_sent += part.bytes_sent;
+        self.files_packed += part.files_packed;
+        self.files_deduplicated += part.files_deduplicated;
+    }
+
     /// Whether the backup completed with warnings: an entry could not be read, or a file kept
     /// changing while it was read (special files left out do not count).
     #[must_use]
@@ -179,63 +211,69 @@ impl BackupSummary {
     }
 }
 
-/// State carried through one backup's walk.
-pub(super) struct Walk<'a> {
-    /// The chunker this snapshot's files are cut with.
-    chunker: &'a Chunker,
-    /// The cache, when it may be trusted.
+/// What one backup is to record: its folders, the host it names, the snapshot it follows
+/// and the file cache it may trust.
+///
+/// ```
+/// # use cairn_backup::BackupOptions;
+/// let options = BackupOptions::new("laptop", ["/home/ana/Documents", "/home/ana/Pictures"]);
+/// assert_eq!(options.folders().len(), 2);
+/// ```
+#[derive(Clone)]
+pub struct BackupOptions<'a> {
+    folders: Vec<PathBuf>,
+    host: String,
+    parent: Option<(BlockId, &'a Snapshot)>,
     cache: Option<&'a FileCache>,
-    /// Every file seen, for the cache's update: key, entry, and whether it differs from the
-    /// cache's.
-    seen: Vec<(Vec<u8>, CachedFile, bool)>,
-    /// The packed files the trusted cache knows (indexed once, when a small file is to be read).
-    packed: Option<PackedIndex>,
 }
 
-impl<B: BlockStore> Repository<B> {
-    /// Backs up the directory `root` as a new snapshot whose parent is `parent` (the head of
-    /// this client's chain, if any).
-    pub fn backup(
-        &self,
-        root: &Path,
-        host: &str,
-        parent: Option<(&BlockId, &Snapshot)>,
-    ) -> Result<BackupSummary, BackupError> {
-        self.backup_incremental(root, host, parent, None)
-    }
-
-    /// [`Repository::backup`] with a file cache: a file whose device, inode, size, mtime and
-    /// ctime match the cache is not read; its chunk ids are reused. The cache is trusted only if
-    /// it was written with `parent` (so every id it holds is in the store); otherwise every file
-    /// is read. It is rewritten with the new snapshot at the end.
-    pub fn backup_incremental(
-        &self,
-        root: &Path,
-        host: &str,
-        parent: Option<(&BlockId, &Snapshot)>,
-        cache: Option<&FileCache>,
-    ) -> Result<BackupSummary, BackupError> {
-        self.backup_folders(&[root.to_path_buf()], host, parent, cache)
-    }
-
-    /// [`Repository::backup_incremental`] of several folders into one snapshot. One folder is
-    /// the snapshot's root, as with `backup_incremental`. Several must be absolute, distinct and
-    /// not inside one another; the snapshot's root is then `/`, holding each folder at its
-    /// absolute path: the directories above the folders, and the folders themselves, are
-    /// recorded with their mode and owner (times 0, so that activity beside the folders changes
-    /// nothing) and only the entries that lead to a folder (a restore recreates `TARGET/home/ana/Documents`
+impl<'a> BackupOptions<'a> {
+    /// A backup of `folders` for `host`, the first of its chain (no parent), without a file
+    /// cache. One folder is the snapshot's root. Several must be absolute, distinct and not
+    /// inside one another; the snapshot's root is then `/`, holding each folder at its absolute
+    /// path: the directories above the folders, and the folders themselves, are recorded with
+    /// their mode and owner (times 0, so that activity beside the folders changes nothing) and
+    /// only the entries that lead to a folder (a restore recreates `TARGET/home/ana/Documents`
     /// for `/home/ana/Documents`). The snapshot's `paths` name every folder.
-    ///
-    /// # Errors
-    /// [`BackupError::Usage`] for folders that are not absolute, repeat, or nest; what a backup
-    /// can fail with otherwise.
-    pub fn backup_folders(
-        &self,
-        roots: &[PathBuf],
-        host: &str,
-        parent: Option<(&BlockId, &Snapshot)>,
-        cache: Option<&FileCache>,
-    ) -> Result<BackupSummary, BackupError> {
+    pub fn new<P: Into<PathBuf>>(
+        host: impl Into<String>,
+        folders: impl IntoIterator<Item = P>,
+    ) -> Self {
+        Self {
+            folders: folders.into_iter().map(Into::into).collect(),
+            host: host.into(),
+            parent: None,
+            cache: None,
+        }
+    }
+
+    /// The snapshot this one follows (the head of this client's chain, if any): the new one's
+    /// sequence number is the parent's plus one, and it is cut with the parent's chunker.
+    #[must_use]
+    pub fn parent(mut self, parent: Option<(&BlockId, &'a Snapshot)>) -> Self {
+        self.parent = parent.map(|(id, s)| (*id, s));
+        self
+    }
+
+    /// A file cache: a file whose device, inode, size, mtime and ctime match it is not read;
+    /// its chunk ids are reused. The cache is trusted only if it was written with the parent
+    /// (so every id it holds is in the store); otherwise every file is read. It is rewritten
+    /// while the backup runs and records the new snapshot at the end.
+    #[must_use]
+    pub fn cache(mut self, cache: &'a FileCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The folders.
+    #[must_use]
+    pub fn folders(&self) -> &[PathBuf] {
+        &self.folders
+    }
+
+    /// The folders as one snapshot can hold them.
+    fn check_folders(&self) -> Result<(), BackupError> {
+        let roots = &self.folders;
         if roots.is_empty() {
             return Err(BackupError::Usage("no folder to back up".into()));
         }
@@ -259,6 +297,75 @@ impl<B: BlockStore> Repository<B> {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// Files the backup collects from the walk before it reads them as one batch (in groups, on
+/// the CPU pool), writes their cache entries and encodes the directories they complete: the
+/// most file metadata a backup holds at once, however many files the folders hold.
+pub const BATCH_FILES: usize = 32 * GROUP_FILES;
+
+/// A file with more than one link, as the backup first met it: its link group, and what its
+/// first name became (which its other names share).
+struct Link {
+    group: u32,
+    first: PathBuf,
+    state: LinkState,
+}
+
+enum LinkState {
+    /// Its first name is in the batch being read, at this slot.
+    Reading(usize),
+    /// Read (or vouched for by the cache); `uncacheable` if the cache may not vouch for it.
+    Done {
+        content: EntryKind,
+        uncacheable: bool,
+    },
+    /// Its first name could not be read.
+    LeftOut,
+}
+
+/// State carried through one backup.
+pub(super) struct Run<'a> {
+    /// The chunker this snapshot's files are cut with.
+    chunker: &'a Chunker,
+    /// The cache, when it may be trusted.
+    cache: Option<&'a FileCache>,
+    /// The cache's update, a batch at a time (trusted or not, the cache is rewritten).
+    writer: Option<CacheWriter<'a>>,
+    /// The packed files the trusted cache knows (indexed once, when a small file is to be read).
+    packed: Option<PackedIndex>,
+    /// Files with more than one link, by device and inode: hard links are numbered across the
+    /// whole snapshot, in walk order.
+    links: HashMap<(u64, u64), Link>,
+    meter: Meter<'a>,
+}
+
+/// The walk's directories not yet encoded and the files they hold: a batch.
+#[derive(Default)]
+struct Batch {
+    dirs: Vec<ScannedDir>,
+    jobs: Vec<FileJob>,
+}
+
+impl<B: BlockStore> Repository<B> {
+    /// Backs up `options`' folders as a new snapshot.
+    ///
+    /// The folders are walked on a thread of their own while the files found are read, a batch
+    /// of [`BATCH_FILES`] at a time, and each directory's tree is written once its files are:
+    /// the memory a backup holds follows the tree's depth and widest directories, not its
+    /// number of files (`benches/walk.sh` measures a million files).
+    ///
+    /// # Errors
+    /// [`BackupError::Usage`] for folders that are not absolute, repeat, or nest; what a backup
+    /// can fail with otherwise. An entry below a folder that cannot be read is a warning, not
+    /// an error ([`BackupSummary::warnings`]).
+    pub fn backup(&self, options: &BackupOptions<'_>) -> Result<BackupSummary, BackupError> {
+        options.check_folders()?;
+        let roots = options.folders.as_slice();
+        let parent = options.parent.as_ref().map(|(id, s)| (id, *s));
+        let cache = options.cache;
         let mut summary = BackupSummary::default();
         let trusted = match (cache, parent) {
             (Some(c), Some((id, _))) => c.snapshot()?.as_ref() == Some(id),
@@ -266,18 +373,20 @@ impl<B: BlockStore> Repository<B> {
         };
         let continued = parent.and_then(|(_, s)| self.parent_chunker(&s.chunker));
         let chunker = continued.as_ref().unwrap_or(&self.chunker);
-        let mut ctx = Walk {
+        let mut run = Run {
             chunker,
             cache: cache.filter(|_| trusted),
-            seen: Vec::new(),
+            writer: cache.map(CacheWriter::new),
             packed: None,
+            links: HashMap::new(),
+            meter: Meter::new(self.progress.as_deref(), Phase::Backup, 0, 0),
         };
         let root_tree = match roots {
-            [root] => self.backup_dir(root, &mut summary, &mut ctx)?,
+            [root] => self.backup_dir(root, &mut summary, &mut run)?,
             _ => {
                 let mut trees = BTreeMap::new();
                 for root in roots {
-                    trees.insert(root.clone(), self.backup_dir(root, &mut summary, &mut ctx)?);
+                    trees.insert(root.clone(), self.backup_dir(root, &mut summary, &mut run)?);
                 }
                 self.above_folders(trees, &mut summary)?
             }
@@ -287,7 +396,7 @@ impl<B: BlockStore> Repository<B> {
             parent: parent.map(|(id, _)| *id),
             root: root_tree,
             time_ns: now_ns(),
-            host: host.to_owned(),
+            host: options.host.clone(),
             paths: roots
                 .iter()
                 .map(|r| r.to_string_lossy().into_owned())
@@ -304,16 +413,13 @@ impl<B: BlockStore> Repository<B> {
                 .collect(),
         };
         let plain = snapshot.encode(&self.snapshot_key)?;
-        let sealed = self
-            .sealer
-            .seal(BlockKind::SNAPSHOT, &plain)
-            .map_err(|e| BackupError::Engine(e.to_string()))?;
+        let sealed = self.sealer.seal(BlockKind::SNAPSHOT, &plain)?;
         let id = sealed.id();
         self.store.put_snapshot(&id, sealed.as_bytes().to_vec())?;
         summary.snapshot = Some(id);
         summary.record = Some(snapshot);
-        if let Some(c) = cache {
-            c.update(&ctx.seen, &id)?;
+        if let Some(writer) = run.writer {
+            writer.finish(&id)?;
         }
         Ok(summary)
     }
@@ -347,7 +453,7 @@ impl<B: BlockStore> Repository<B> {
                     continue;
                 }
                 let meta = fs::metadata(child).map_err(|e| BackupError::io(child, e))?;
-                let (mode, uid, gid) = owner(&meta);
+                let o = owner(&meta);
                 // Times are not recorded for these (0): a directory above the folders changes
                 // its time whenever anything beside them does, which would make every backup
                 // a new tree and a change.
@@ -356,9 +462,9 @@ impl<B: BlockStore> Repository<B> {
                     .ok_or_else(|| BackupError::Usage(format!("{}: no name", child.display())))?;
                 tree.entries.push(Entry {
                     name: name_bytes(name),
-                    mode,
-                    uid,
-                    gid,
+                    mode: o.mode,
+                    uid: o.uid,
+                    gid: o.gid,
                     mtime_ns: 0,
                     link_group: 0,
                     xattrs: Vec::new(),
@@ -456,7 +562,11 @@ impl<B: BlockStore> Repository<B> {
             ids.push(self.queue(BlockKind::DATA, data, outbox, summary)?);
         }
         summary.bytes_read += size;
-        Ok((size, ids, hash))
+        Ok(FileRead {
+            size,
+            chunks: ids,
+            hash,
+        })
     }
 
     /// Reads one file of a group: a small one onto the end of `pack` (`Read { read: None }`:
@@ -549,7 +659,7 @@ impl<B: BlockStore> Repository<B> {
         phase.waiting.start_one();
         let mut part = BackupSummary::default();
         let mut outbox = Outbox::for_files(phase);
-        let mut out: Vec<(usize, EntryKind, Option<ContentHash>)> = Vec::with_capacity(group.len());
+        let mut out: Vec<ReadFile> = Vec::with_capacity(group.len());
         let mut pack = OpenPack::default();
         // This group's packed files by id: a second copy is the first one's bytes.
         let mut local: std::collections::HashMap<BlockId, usize> = std::collections::HashMap::new();
@@ -567,9 +677,13 @@ impl<B: BlockStore> Repository<B> {
                     if c {
                         changed.push(slot);
                     }
-                    if let Some((size, chunks, hash)) = read {
+                    if let Some(FileRead { size, chunks, hash }) = read {
                         meter.add(1, size);
-                        out.push((slot, EntryKind::File { size, chunks }, hash));
+                        out.push(ReadFile {
+                            slot,
+                            kind: EntryKind::File { size, chunks },
+                            hash,
+                        });
                         continue;
                     }
                 }
@@ -580,14 +694,14 @@ impl<B: BlockStore> Repository<B> {
             let hash = self.content_hashes.then(|| Hashing::of(data));
             if data.is_empty() {
                 // Emptied since the walk.
-                out.push((
+                out.push(ReadFile {
                     slot,
-                    EntryKind::File {
+                    kind: EntryKind::File {
                         size: 0,
                         chunks: Vec::new(),
                     },
                     hash,
-                ));
+                });
                 continue;
             }
             let id = self.sealer.block_id(BlockKind::DATA, data);
@@ -599,37 +713,37 @@ impl<B: BlockStore> Repository<B> {
                     offset: at,
                 }),
                 (_, Some(&first)) => {
-                    if let EntryKind::Packed { pack: p, .. } = &out[first].1
+                    if let EntryKind::Packed { pack: p, .. } = &out[first].kind
                         && *p == PLACEHOLDER
                     {
                         // In the open pack: resolved when it closes.
                         pack.members.push(out.len());
                     }
-                    Some(out[first].1.clone())
+                    Some(out[first].kind.clone())
                 }
                 _ => None,
             };
             if let Some(kind) = copy {
                 pack.bytes.truncate(offset);
                 part.files_deduplicated += 1;
-                out.push((slot, kind, hash));
+                out.push(ReadFile { slot, kind, hash });
                 continue;
             }
             local.insert(id, out.len());
             pack.members.push(out.len());
             part.files_packed += 1;
             let offset =
-                u32::try_from(offset).map_err(|_| BackupError::Engine("pack too large".into()))?;
-            out.push((
+                u32::try_from(offset).map_err(|_| BackupError::Internal("pack too large"))?;
+            out.push(ReadFile {
                 slot,
-                EntryKind::Packed {
+                kind: EntryKind::Packed {
                     size,
                     id,
                     pack: PLACEHOLDER,
                     offset,
                 },
                 hash,
-            ));
+            });
             if pack.bytes.len() >= PACK_TARGET {
                 self.close_pack(&mut pack, &mut out, &mut outbox, &mut part)?;
             }
@@ -649,7 +763,7 @@ impl<B: BlockStore> Repository<B> {
     fn close_pack(
         &self,
         pack: &mut OpenPack,
-        out: &mut [(usize, EntryKind, Option<ContentHash>)],
+        out: &mut [ReadFile],
         outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<(), BackupError> {
@@ -659,7 +773,7 @@ impl<B: BlockStore> Repository<B> {
         let bytes = std::mem::take(&mut pack.bytes);
         let pack_id = self.queue(BlockKind::DATA, bytes, outbox, summary)?;
         for m in pack.members.drain(..) {
-            let kind = &mut out[m].1;
+            let kind = &mut out[m].kind;
             match kind {
                 EntryKind::Packed {
                     size, id, offset, ..
@@ -700,7 +814,7 @@ impl<B: BlockStore> Repository<B> {
         rayon::in_place_scope(|scope| -> Result<(), BackupError> {
             while let Some((_, chunk)) = stream
                 .next_chunk()
-                .map_err(|e| BackupError::io(path, std::io::Error::other(e.to_string())))?
+                .map_err(|e| BackupError::chunk(path, e))?
             {
                 size += chunk.len() as u64;
                 if let Some(h) = hasher.as_mut() {
@@ -746,54 +860,128 @@ impl<B: BlockStore> Repository<B> {
         })?;
         let (bytes, blocks) = handed_out
             .into_inner()
-            .map_err(|_| BackupError::Engine("a worker panicked".into()))??;
+            .map_err(|_| BackupError::Internal("a worker panicked"))??;
         summary.bytes_sent += bytes;
         summary.blocks_sent += blocks;
         summary.bytes_read += size;
-        Ok((size, ids, hasher.map(Hashing::finish)))
+        Ok(FileRead {
+            size,
+            chunks: ids,
+            hash: hasher.map(Hashing::finish),
+        })
     }
 
-    /// Backs up one directory tree in three phases: walk (metadata only, one thread), files
-    /// (chunk, id, seal, send: groups of files on the CPU pool, each group batching its
-    /// blocks), trees (bottom-up, one thread).
+    /// Backs up one folder: walked on a thread of its own ([`walk`]), its files read a batch
+    /// at a time ([`Repository::read_batch`]), each directory's tree written once its files
+    /// are. Returns the folder's tree.
     fn backup_dir(
         &self,
         dir: &Path,
         summary: &mut BackupSummary,
-        ctx: &mut Walk<'_>,
+        run: &mut Run<'_>,
     ) -> Result<BlockId, BackupError> {
-        let Scanned {
-            mut node,
-            entries,
-            skipped,
-            warnings,
-        } = scan_dir(dir)?;
-        summary.entries += entries;
-        summary.skipped += skipped;
-        summary.warnings.extend(warnings);
-        let mut jobs = Vec::new();
-        number_files(&mut node, &mut jobs);
-        let (groups, leaders) = link_groups(&jobs);
-        set_link_groups(&mut node, &groups);
-        let meter = Meter::new(
-            self.progress.as_deref(),
-            Phase::Backup,
-            jobs.len() as u64,
-            jobs.iter().map(|j| j.size).sum(),
-        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(WALK_AHEAD);
+        std::thread::scope(|scope| {
+            let walker = std::thread::Builder::new()
+                .name("cairn-walk".into())
+                .spawn_scoped(scope, move || walk(dir, &tx))
+                .map_err(|e| BackupError::io(dir, e))?;
+            // Dropping the receiver (on an error) stops the walk at its next directory.
+            let result = self.backup_walked(rx, summary, run);
+            walker
+                .join()
+                .map_err(|_| BackupError::Internal("the walk panicked"))?;
+            result
+        })
+    }
+
+    /// Reads the walk's directories as they come, a batch at a time. Returns the tree of the
+    /// last one (the folder).
+    fn backup_walked(
+        &self,
+        walked: std::sync::mpsc::Receiver<Result<ScannedDir, BackupError>>,
+        summary: &mut BackupSummary,
+        run: &mut Run<'_>,
+    ) -> Result<BlockId, BackupError> {
+        // The trees of directories encoded whose parent is not yet: the last ones are the
+        // subdirectories of the next directory encoded, in order.
+        let mut trees: Vec<BlockId> = Vec::new();
+        let mut batch = Batch::default();
+        for dir in walked {
+            let mut dir = dir?;
+            summary.entries += dir.recorded;
+            summary.skipped += dir.skipped;
+            summary.warnings.append(&mut dir.warnings);
+            let (mut files, mut bytes) = (0, 0);
+            for entry in &mut dir.entries {
+                if let ScanKind::NewFile(_) = entry.kind {
+                    let ScanKind::NewFile(job) =
+                        std::mem::replace(&mut entry.kind, ScanKind::File(batch.jobs.len()))
+                    else {
+                        unreachable!("matched above")
+                    };
+                    files += 1;
+                    bytes += job.size;
+                    batch.jobs.push(*job);
+                }
+            }
+            run.meter.grow(files, bytes);
+            batch.dirs.push(dir);
+            if batch.jobs.len() >= BATCH_FILES {
+                self.read_batch(std::mem::take(&mut batch), &mut trees, summary, run)?;
+            }
+        }
+        self.read_batch(batch, &mut trees, summary, run)?;
+        match trees[..] {
+            [root] => Ok(root),
+            // The walk stopped before the folder's own directory (it panicked).
+            _ => Err(BackupError::Internal("the walk ended early")),
+        }
+    }
+
+    /// One batch of the walk in three phases: the cache's lookups and the files' extended
+    /// attributes; the files (chunk, id, seal, send: groups of files on the CPU pool, each
+    /// group batching its blocks); then the batch's directories' trees (one thread), whose ids
+    /// are pushed on `trees`.
+    fn read_batch(
+        &self,
+        batch: Batch,
+        trees: &mut Vec<BlockId>,
+        summary: &mut BackupSummary,
+        run: &mut Run<'_>,
+    ) -> Result<(), BackupError> {
+        let Batch { mut dirs, jobs } = batch;
+        let meter = &run.meter;
         // Files the cache vouches for are not read.
         let mut results: Vec<Option<EntryKind>> = vec![None; jobs.len()];
         let mut to_read = Vec::new();
         // One read transaction for every lookup.
-        let hits = match ctx.cache {
+        let hits = match run.cache {
             Some(cache) => cache.get_many(jobs.iter().map(|j| j.key.as_slice()))?,
             None => vec![None; jobs.len()],
         };
         let mut unchanged = vec![false; jobs.len()];
         // Unchanged (size, mtime, ctime) files that had no extended attributes still have none.
         let mut no_xattrs = vec![false; jobs.len()];
+        // Hard links: each slot's group, and the other names of files met before.
+        let mut groups = vec![0u32; jobs.len()];
+        let mut firsts = Vec::new();
         let mut followers = Vec::new();
         for ((slot, job), hit) in jobs.iter().enumerate().zip(hits) {
+            let mut follower = false;
+            if let Some(inode) = job.inode {
+                let next = u32::try_from(run.links.len() + 1).unwrap_or(u32::MAX);
+                let link = run.links.entry(inode).or_insert_with(|| Link {
+                    group: next,
+                    first: job.path.clone(),
+                    state: LinkState::Reading(slot),
+                });
+                groups[slot] = link.group;
+                follower = !matches!(link.state, LinkState::Reading(s) if s == slot);
+                if !follower {
+                    firsts.push(inode);
+                }
+            }
             if let Some(hit) = hit
                 && hit.size() == job.size
                 && hit.mtime_ns == job.mtime_ns
@@ -804,7 +992,7 @@ impl<B: BlockStore> Repository<B> {
                 unchanged[slot] = true;
                 no_xattrs[slot] = hit.no_xattrs;
                 results[slot] = Some(hit.content);
-            } else if leaders[slot].is_some() {
+            } else if follower {
                 // Another name of a file read once, through its first name.
                 followers.push(slot);
             } else {
@@ -829,48 +1017,56 @@ impl<B: BlockStore> Repository<B> {
             .zip(&no_xattrs)
             .map(|(l, &vouched)| vouched || l.as_ref().is_some_and(Vec::is_empty))
             .collect();
-        set_file_xattrs(&mut node, &mut listed);
+        for entry in dirs.iter_mut().flat_map(|d| d.entries.iter_mut()) {
+            if let ScanKind::File(slot) = entry.kind {
+                entry.xattrs = listed
+                    .get_mut(slot)
+                    .and_then(Option::take)
+                    .unwrap_or_default();
+                entry.link_group = groups.get(slot).copied().unwrap_or(0);
+            }
+        }
         // Group the files to read: about GROUP_BYTES of input per group, a big file alone.
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut read_groups: Vec<Vec<usize>> = Vec::new();
         let mut current = Vec::new();
         let mut current_bytes = 0u64;
         for slot in to_read {
             current_bytes += jobs[slot].size;
             current.push(slot);
             if current_bytes >= GROUP_BYTES || current.len() >= GROUP_FILES {
-                groups.push(std::mem::take(&mut current));
+                read_groups.push(std::mem::take(&mut current));
                 current_bytes = 0;
             }
         }
         if !current.is_empty() {
-            groups.push(current);
+            read_groups.push(current);
         }
         // Small files already packed in the store (moved, renamed or copied since) are
         // referenced where they are; the trusted cache knows them.
-        if let (None, Some(cache)) = (&ctx.packed, ctx.cache)
-            && groups
+        if let (None, Some(cache)) = (&run.packed, run.cache)
+            && read_groups
                 .iter()
                 .flatten()
                 .any(|&slot| jobs[slot].size < self.pack_below)
         {
-            ctx.packed = Some(cache.packed()?);
+            run.packed = Some(cache.packed()?);
         }
         let empty = PackedIndex::default();
-        let known = ctx.packed.as_ref().unwrap_or(&empty);
+        let known = run.packed.as_ref().unwrap_or(&empty);
         use rayon::prelude::*;
-        let chunker = ctx.chunker;
+        let chunker = run.chunker;
         let phase = FilePhase {
-            waiting: Waiting::new(groups.len()),
+            waiting: Waiting::new(read_groups.len()),
             handed: AtomicUsize::new(0),
         };
-        let done: Vec<Result<GroupResult, BackupError>> = groups
+        let done: Vec<Result<GroupResult, BackupError>> = read_groups
             .par_iter()
-            .map(|group| self.backup_group(chunker, &jobs, group, known, &meter, &phase))
+            .map(|group| self.backup_group(chunker, &jobs, group, known, meter, &phase))
             .collect();
         let mut left_out = vec![false; jobs.len()];
         for d in done {
             let GroupResult {
-                files: out,
+                files,
                 part,
                 skipped,
                 changed,
@@ -881,93 +1077,126 @@ impl<B: BlockStore> Repository<B> {
             for slot in changed {
                 uncacheable[slot] = true;
             }
-            summary.warnings.extend(part.warnings);
-            summary.bytes_read += part.bytes_read;
-            summary.blocks_sent += part.blocks_sent;
-            summary.bytes_sent += part.bytes_sent;
-            summary.files_packed += part.files_packed;
-            summary.files_deduplicated += part.files_deduplicated;
-            for (slot, kind, hash) in out {
+            summary.add(part);
+            for ReadFile { slot, kind, hash } in files {
                 results[slot] = Some(kind);
                 if let Some(hash) = hash {
                     summary.content_hashes.push((jobs[slot].path.clone(), hash));
                 }
             }
         }
-        for slot in followers {
-            let Some(leader) = leaders[slot] else {
+        // The first names read in this batch, for their other names (here or later).
+        for inode in &firsts {
+            let Some(link) = run.links.get_mut(inode) else {
                 continue;
             };
-            if left_out[leader] {
-                meter.add(1, 0);
-                left_out[slot] = true;
-                summary.warnings.push(Warning::new(
-                    WarningKind::Unreadable,
-                    &jobs[slot].path,
-                    format_args!(
-                        "another name of {}, which could not be read",
-                        jobs[leader].path.display()
-                    ),
-                ));
+            if let LinkState::Reading(slot) = link.state {
+                link.state = match results.get(slot).and_then(Clone::clone) {
+                    Some(content) if !left_out[slot] => LinkState::Done {
+                        content,
+                        uncacheable: uncacheable[slot],
+                    },
+                    _ => LinkState::LeftOut,
+                };
+            }
+        }
+        for slot in followers {
+            let job = &jobs[slot];
+            let Some(link) = job.inode.and_then(|inode| run.links.get(&inode)) else {
                 continue;
+            };
+            match &link.state {
+                LinkState::Done {
+                    content,
+                    uncacheable: first_uncacheable,
+                } => {
+                    uncacheable[slot] |= *first_uncacheable;
+                    meter.add(1, content.file_size().unwrap_or(0));
+                    results[slot] = Some(content.clone());
+                }
+                LinkState::LeftOut | LinkState::Reading(_) => {
+                    meter.add(1, 0);
+                    left_out[slot] = true;
+                    summary.warnings.push(Warning::new(
+                        WarningKind::Unreadable,
+                        &job.path,
+                        format_args!(
+                            "another name of {}, which could not be read",
+                            link.first.display()
+                        ),
+                    ));
+                }
             }
-            uncacheable[slot] |= uncacheable[leader];
-            let shared = results[leader].clone();
-            if let Some(size) = shared.as_ref().and_then(EntryKind::file_size) {
-                meter.add(1, size);
-            }
-            results[slot] = shared;
         }
         let dropped = left_out.iter().filter(|&&l| l).count() as u64;
         summary.entries = summary.entries.saturating_sub(dropped);
         summary.skipped += dropped;
-        for (slot, job) in jobs.iter().enumerate() {
-            if uncacheable[slot] {
-                continue;
+        if let Some(writer) = run.writer.as_mut() {
+            let mut seen = Vec::with_capacity(jobs.len());
+            for (slot, job) in jobs.into_iter().enumerate() {
+                if uncacheable[slot] {
+                    continue;
+                }
+                if let Some(content) = &results[slot] {
+                    // An unchanged file is written again only to record that it has no
+                    // attributes (an entry from before that flag).
+                    let changed = !unchanged[slot] || none_now[slot] != no_xattrs[slot];
+                    seen.push(CacheWrite {
+                        key: job.key,
+                        entry: CachedFile {
+                            mtime_ns: job.mtime_ns,
+                            ctime_ns: job.ctime_ns,
+                            content: content.clone(),
+                            no_xattrs: none_now[slot],
+                        },
+                        changed,
+                    });
+                }
             }
-            if let Some(content) = &results[slot] {
-                let cached = CachedFile {
-                    mtime_ns: job.mtime_ns,
-                    ctime_ns: job.ctime_ns,
-                    content: content.clone(),
-                    no_xattrs: none_now[slot],
-                };
-                // An unchanged file is written again only to record that it has no attributes
-                // (an entry from before that flag).
-                let write = !unchanged[slot] || none_now[slot] != no_xattrs[slot];
-                ctx.seen.push((job.key.clone(), cached, write));
-            }
+            writer.write(&mut seen)?;
         }
         let mut outbox = Outbox::batched();
-        let id = self.build_tree(node, &results, &left_out, &mut outbox, summary)?;
-        self.flush(&mut outbox, summary)?;
-        Ok(id)
+        for dir in dirs {
+            let id = self.build_tree(dir, &results, &left_out, trees, &mut outbox, summary)?;
+            trees.push(id);
+        }
+        self.flush(&mut outbox, summary)
     }
 
-    /// Encodes a scanned directory (children first), queueing its tree blocks.
+    /// Encodes one directory of the walk, queueing its tree block; its subdirectories' trees
+    /// are the last ones of `trees` (taken off).
     fn build_tree(
         &self,
-        node: DirNode,
+        dir: ScannedDir,
         results: &[Option<EntryKind>],
         left_out: &[bool],
+        trees: &mut Vec<BlockId>,
         outbox: &mut Outbox<'_>,
         summary: &mut BackupSummary,
     ) -> Result<BlockId, BackupError> {
+        let subdirs = dir.subdirs();
+        let at = trees
+            .len()
+            .checked_sub(subdirs)
+            .ok_or(BackupError::Internal("subdirectory trees missing"))?;
+        let mut children = trees.split_off(at).into_iter();
         let mut tree = Tree::default();
-        for e in node.entries {
+        for e in dir.entries {
             let kind = match e.kind {
                 ScanKind::Symlink(target) => EntryKind::Symlink { target },
-                ScanKind::Dir(child) => EntryKind::Dir {
-                    tree: self.build_tree(child, results, left_out, outbox, summary)?,
+                ScanKind::Dir => EntryKind::Dir {
+                    tree: children
+                        .next()
+                        .ok_or(BackupError::Internal("subdirectory tree missing"))?,
                 },
                 // Could not be read: not in the snapshot (its warning says so).
                 ScanKind::File(slot) if left_out.get(slot) == Some(&true) => continue,
                 ScanKind::File(slot) => results
                     .get(slot)
                     .and_then(Clone::clone)
-                    .ok_or(BackupError::Engine("file result missing".into()))?,
+                    .ok_or(BackupError::Internal("file result missing"))?,
                 ScanKind::NewFile(_) => {
-                    return Err(BackupError::Engine("file not numbered".into()));
+                    return Err(BackupError::Internal("file not numbered"));
                 }
             };
             tree.entries.push(Entry {

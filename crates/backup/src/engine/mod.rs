@@ -22,7 +22,7 @@ mod restore;
 mod schedule;
 mod walk;
 
-pub use backup::{BackupSummary, ContentHash, PACK_BELOW, PACK_TARGET};
+pub use backup::{BATCH_FILES, BackupOptions, BackupSummary, ContentHash, PACK_BELOW, PACK_TARGET};
 pub use check::{CheckReport, DataCheck};
 pub use restore::RestoreSummary;
 

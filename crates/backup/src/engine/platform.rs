@@ -54,19 +54,37 @@ pub(super) fn links(_meta: &fs::Metadata) -> u64 {
     1
 }
 
+/// Which file an entry is, and when its inode last changed: what the file cache keys and
+/// compares on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Identity {
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    /// The inode's change time (the modification time where there is none).
+    pub(super) ctime_ns: i64,
+}
+
 #[cfg(unix)]
-pub(super) fn identity(meta: &fs::Metadata) -> (u64, u64, i64) {
+pub(super) fn identity(meta: &fs::Metadata) -> Identity {
     use std::os::unix::fs::MetadataExt;
-    let ctime = meta
+    let ctime_ns = meta
         .ctime()
         .saturating_mul(1_000_000_000)
         .saturating_add(meta.ctime_nsec());
-    (meta.dev(), meta.ino(), ctime)
+    Identity {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        ctime_ns,
+    }
 }
 
 #[cfg(not(unix))]
-pub(super) fn identity(meta: &fs::Metadata) -> (u64, u64, i64) {
-    (0, 0, mtime_ns(meta))
+pub(super) fn identity(meta: &fs::Metadata) -> Identity {
+    Identity {
+        dev: 0,
+        ino: 0,
+        ctime_ns: mtime_ns(meta),
+    }
 }
 
 pub(super) fn now_ns() -> i64 {
@@ -87,23 +105,35 @@ pub(super) fn mtime_ns(meta: &fs::Metadata) -> i64 {
         .unwrap_or(0)
 }
 
+/// An entry's mode (type and permission bits) and owner, as a tree records them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Owner {
+    pub(super) mode: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+}
+
 #[cfg(unix)]
-pub(super) fn owner(meta: &fs::Metadata) -> (u32, u32, u32) {
+pub(super) fn owner(meta: &fs::Metadata) -> Owner {
     use std::os::unix::fs::MetadataExt;
-    (meta.mode(), meta.uid(), meta.gid())
+    Owner {
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }
 }
 
 #[cfg(not(unix))]
-pub(super) fn owner(meta: &fs::Metadata) -> (u32, u32, u32) {
-    (
-        if meta.permissions().readonly() {
+pub(super) fn owner(meta: &fs::Metadata) -> Owner {
+    Owner {
+        mode: if meta.permissions().readonly() {
             0o444
         } else {
             0o644
         },
-        0,
-        0,
-    )
+        uid: 0,
+        gid: 0,
+    }
 }
 
 #[cfg(unix)]

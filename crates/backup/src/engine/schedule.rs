@@ -162,7 +162,7 @@ impl<B: BlockStore> Repository<B> {
                 self.sealer
                     .seal_identified(block)
                     .map(|sealed| (block.id(), sealed.into_bytes()))
-                    .map_err(|e| BackupError::Engine(e.to_string()))
+                    .map_err(BackupError::from)
             })
             .collect::<Result<_, _>>()?;
         drop(to_seal);
