@@ -187,6 +187,27 @@ fn device_bytes(device: &str) -> Result<Vec<u8>, AgentError> {
     Ok(bytes)
 }
 
+/// The watcher's observations waiting in an agent's spool ([`Agent::observations`]).
+#[derive(Clone)]
+pub struct Observations(Arc<Spool>);
+
+impl std::fmt::Debug for Observations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observations").finish_non_exhaustive()
+    }
+}
+
+impl Observations {
+    /// The paths the watcher saw change that no backup has turned into events yet, with the
+    /// first and last time each was seen (Unix ns).
+    ///
+    /// # Errors
+    /// [`AgentError::Db`].
+    pub fn waiting(&self) -> Result<HashMap<PathBuf, (i64, i64)>, AgentError> {
+        self.0.observed()
+    }
+}
+
 /// An enrolled agent.
 pub struct Agent {
     dir: AgentDir,
@@ -195,7 +216,7 @@ pub struct Agent {
     repo: Repository<RemoteStore>,
     traffic: Arc<Traffic>,
     archive: ArchiveId,
-    spool: Spool,
+    spool: Arc<Spool>,
     // Last: dropped after everything that holds a handle to it.
     runtime: tokio::runtime::Runtime,
 }
@@ -294,11 +315,11 @@ impl Agent {
         let repo = Repository::new(store, &key, archive)
             .with_content_hashes(true)
             .with_foreign_snapshots_skipped(true);
-        let spool = Spool::open(
+        let spool = Arc::new(Spool::open(
             &dir.path(names::SPOOL),
             &device_bytes(&config.device)?,
             DEFAULT_MAX_BYTES,
-        )?;
+        )?);
         Ok(Self {
             dir,
             config,
@@ -805,6 +826,13 @@ impl Agent {
         // The history first: a check of what is left after a cut would find "no problem".
         self.snapshots()?;
         self.guard(self.repo.check(read_data).map_err(AgentError::from))
+    }
+
+    /// A handle on the watcher's observations waiting in the spool, readable from another
+    /// thread while [`Agent::run`] holds the agent.
+    #[must_use]
+    pub fn observations(&self) -> Observations {
+        Observations(Arc::clone(&self.spool))
     }
 
     /// The configuration, chain head and spool.

@@ -61,5 +61,7 @@ pub mod state;
 pub mod tls;
 pub mod watch;
 
-pub use agent::{Agent, BackupReport, Enrollment, Escrow, RunOptions, Status, WarningReport};
+pub use agent::{
+    Agent, BackupReport, Enrollment, Escrow, Observations, RunOptions, Status, WarningReport,
+};
 pub use error::AgentError;

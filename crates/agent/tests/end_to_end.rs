@@ -367,6 +367,7 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
 
     w.crash();
     let outage_began = now_ms();
+    let observations = agent.observations();
     let running = run_in_background(agent, &src);
     // The run's first backup fails: the server is down.
     assert!(running.next().is_err());
@@ -375,8 +376,23 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
     fs::remove_file(src.join("old.txt")).unwrap();
     // A file that exists only during the outage: no backup ever holds it.
     fs::write(src.join("staging.zip"), b"gathered, then sent elsewhere").unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    // Removed once the watcher's sighting of it is on disk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !observations
+        .waiting()
+        .unwrap()
+        .keys()
+        .any(|p| p.ends_with("staging.zip"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher never saw staging.zip"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     fs::remove_file(src.join("staging.zip")).unwrap();
+    // The handle keeps the spool open: gone before the agent reopens it.
+    drop(observations);
     let activity_done = now_ms();
     // Two more failed attempts: the watcher has long reported the changes.
     for _ in 0..2 {
@@ -389,7 +405,10 @@ fn activity_seen_during_an_outage_arrives_once_with_its_time() {
     let mut agent = Agent::open(&AgentDir::at(&dir)).unwrap();
     assert!(agent.status().unwrap().spool.observed >= 4);
 
-    std::thread::sleep(Duration::from_millis(20));
+    // The server comes back strictly after the activity, on the clock the events carry.
+    while now_ms() <= activity_done {
+        std::thread::yield_now();
+    }
     w.restart();
     let back = now_ms();
     let report = agent.backup(None).unwrap();

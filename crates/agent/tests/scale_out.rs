@@ -299,7 +299,21 @@ fn two_instances_behind_a_load_balancer() {
         "",
     );
     assert_eq!(status, 204);
-    std::thread::sleep(cairn_server::routes::REVOCATION_REFRESH * 2);
+    // The second instance learns of it within its revocation refresh: until then it may
+    // still serve the desktop's reads.
+    let deadline = Instant::now() + cairn_server::routes::REVOCATION_REFRESH * 20;
+    loop {
+        match desktop.snapshots() {
+            Err(AgentError::Deauthorized) => break,
+            Ok(_) => {}
+            Err(e) => panic!("listing while the revocation spreads: {e:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never learnt of the revocation"
+        );
+        std::thread::sleep(cairn_server::routes::REVOCATION_REFRESH / 10);
+    }
     std::fs::write(d_src.join("after.txt"), b"after").unwrap();
     match desktop.backup(None) {
         Err(AgentError::Deauthorized) => {}

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -113,6 +114,45 @@ pub fn harden(app: axum::Router, limits: &Limits) -> axum::Router {
     ))
 }
 
+/// What a [`serve`] loop is doing with its connections, for metrics and tests: how many it
+/// holds, how many it accepted, and whether it waits for one to close before it accepts again.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: std::sync::atomic::AtomicUsize,
+    accepted: std::sync::atomic::AtomicU64,
+    at_cap: std::sync::atomic::AtomicBool,
+}
+
+impl Connections {
+    /// Connections accepted and not yet closed (each holds one of `max_connections`).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted since the loop started.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Whether the loop holds `max_connections` and waits for one to close: a client that
+    /// connects now stays in the kernel's accept queue, its handshake not started.
+    pub fn at_cap(&self) -> bool {
+        self.at_cap.load(Ordering::SeqCst)
+    }
+}
+
+/// A connection's hold on its slot: counted open until dropped.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Serves `app` (with [`harden`]'s layers) over TLS on `listener` until `shutdown` completes.
 ///
 /// A connection is accepted only when one of `max_connections` permits is free, so excess
@@ -130,16 +170,41 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let connections = Arc::default();
+    serve_counted(listener, tls, app, limits, connections, shutdown).await
+}
+
+/// [`serve`], keeping `connections` up to date.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_counted(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: axum::Router,
+    limits: Limits,
+    connections: Arc<Connections>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let app = harden(app, &limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let acceptor = TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit
-                .map_err(|e| ServerError::io("connection limit", std::io::Error::other(e)))?,
-            () = &mut shutdown => return Ok(()),
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                connections.at_cap.store(true, Ordering::SeqCst);
+                let permit = tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit
+                        .map_err(|e| ServerError::io("connection limit", std::io::Error::other(e)))?,
+                    () = &mut shutdown => return Ok(()),
+                };
+                connections.at_cap.store(false, Ordering::SeqCst);
+                permit
+            }
         };
+
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -150,6 +215,12 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => return Ok(()),
+        };
+        connections.accepted.fetch_add(1, Ordering::SeqCst);
+        connections.open.fetch_add(1, Ordering::SeqCst);
+        let permit = Slot {
+            _permit: permit,
+            connections: Arc::clone(&connections),
         };
         let acceptor = acceptor.clone();
         let app = app.clone();

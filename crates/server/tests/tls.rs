@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{ALL_VERSIONS, client, connect, day, healthz, start};
@@ -16,10 +17,12 @@ use cairn_server::listener::Limits;
 use cairn_server::pki::{CA_KEY, Pki, SERVER_KEY};
 use cairn_server::tls::{ALLOWED_GROUPS, server_config};
 use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::ServerName;
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// S-16: every suite rustls knows, offered alone: exactly the AES-256-GCM suites that match the
 /// server's (ECDSA) certificate succeed, and the default client negotiates TLS 1.3 AES-256.
@@ -267,8 +270,33 @@ async fn s11_connection_cap() {
     let config = || client(&server.ca, None, ALL_VERSIONS);
     let first = connect(server.addr, config()).await.unwrap();
     let _second = connect(server.addr, config()).await.unwrap();
-    let waiting = tokio::spawn(connect(server.addr, config()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server holds both and waits for one to close before it accepts again (a server
+    // without the cap never gets there).
+    let at_cap = tokio::time::timeout(Duration::from_secs(10), async {
+        while !server.connections.at_cap() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(at_cap.is_ok(), "the server never reached its cap");
+    assert_eq!(server.connections.open(), 2);
+    // A third client connects (the kernel queues it) and starts its handshake; the server
+    // accepts nothing while both connections stay open, so the handshake cannot complete.
+    let (queued_tx, queued) = tokio::sync::oneshot::channel();
+    let waiting = tokio::spawn({
+        let addr = server.addr;
+        let config = config();
+        async move {
+            let tcp = TcpStream::connect(addr).await?;
+            let _ = queued_tx.send(());
+            TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+        }
+    });
+    queued.await.unwrap();
+    assert_eq!(server.connections.accepted(), 2, "accepted over the cap");
+    assert!(server.connections.at_cap());
     assert!(
         !waiting.is_finished(),
         "a third connection was served over the cap"

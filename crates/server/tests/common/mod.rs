@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cairn_server::data::DataDir;
-use cairn_server::listener::{Limits, base_router, serve};
+use cairn_server::listener::{Connections, Limits, base_router, serve_counted};
 use cairn_server::pki::Pki;
 use cairn_server::ratelimit::RateConfig;
 use cairn_server::routes::{AppState, Services, SystemClock, router};
@@ -33,6 +33,8 @@ use tokio_rustls::client::TlsStream;
 pub struct Running {
     pub addr: SocketAddr,
     pub ca: CertificateDer<'static>,
+    /// What the server's accept loop holds.
+    pub connections: Arc<Connections>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -73,12 +75,21 @@ pub async fn start_in(dir: tempfile::TempDir, limits: Limits, app: axum::Router)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, config, app, limits, async move {
-        let _ = stopped.await;
-    }));
+    let connections = Arc::new(Connections::default());
+    tokio::spawn(serve_counted(
+        listener,
+        config,
+        app,
+        limits,
+        Arc::clone(&connections),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running {
         addr,
         ca: loaded.ca,
+        connections,
         stop: Some(stop),
         _dir: dir,
     }
