@@ -43,11 +43,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cairn::server::data::{DataDir, policy};
-use cairn::server::listener::{Limits, serve};
 use cairn::server::metrics::{DEFAULT_METRICS_ADDR, MetricsOptions};
 use cairn::server::pki::CA_CERT;
-use cairn::server::routes::{AppState, SystemClock, router};
-use cairn::server::tls::server_config;
+use cairn::server::routes::SystemClock;
+use cairn::server::server::Server;
 use cairn::token::{
     Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenRequest, UserId,
 };
@@ -90,11 +89,12 @@ fn serve_command(
         )
         .with_writer(std::io::stderr)
         .init();
-    let loaded = data.pki().load(host, time::OffsetDateTime::now_utc())?;
-    let tls = server_config(loaded.chain, loaded.key)?;
     runtime()?.block_on(async {
-        let services = data.services().await?;
-        let verifier = data.verifier(SystemClock, services.revoked.clone())?;
+        let listen: std::net::SocketAddr = tokio::net::lookup_host(listen)
+            .await?
+            .next()
+            .ok_or_else(|| format!("{listen}: no address"))?;
+        let server = Server::builder().host(host).bind(data, listen).await?;
         if let Some(addr) = metrics {
             let metrics = tokio::net::TcpListener::bind(addr)
                 .await
@@ -108,29 +108,16 @@ fn serve_command(
             }
             tokio::spawn(cairn::server::metrics::serve_metrics(
                 metrics,
-                std::sync::Arc::clone(&services),
+                Arc::clone(server.services()),
                 metrics_options,
                 std::future::pending(),
             ));
         }
-        // Forget idle rate-limit keys now and then (bounds memory).
-        let limits = std::sync::Arc::clone(&services);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                limits.limits.forget_idle();
-            }
-        });
-        let app = router(Arc::new(AppState { verifier, services }));
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        println!(
-            "serving https://{} (certificate for {host})",
-            listener.local_addr()?
-        );
+        println!("serving https://{} (certificate for {host})", server.addr());
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        serve(listener, tls, app, Limits::default(), shutdown).await?;
+        server.serve(shutdown).await?;
         Ok(())
     })
 }

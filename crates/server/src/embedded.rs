@@ -10,10 +10,9 @@ use time::OffsetDateTime;
 
 use crate::ServerError;
 use crate::data::DataDir;
-use crate::listener::{Limits, serve};
 use crate::ratelimit::RateConfig;
-use crate::routes::{AppState, Services, SystemClock, router};
-use crate::tls::server_config;
+use crate::routes::{Services, SystemClock};
+use crate::server::{Server, ServerBuilder};
 
 /// The host name the embedded server's certificate is for.
 pub const HOST: &str = "localhost";
@@ -55,26 +54,28 @@ impl Embedded {
         listen: SocketAddr,
         rates: RateConfig,
     ) -> Result<Self, ServerError> {
+        Self::start_built(data, listen, Server::builder().rates(rates)).await
+    }
+
+    /// [`Embedded::start`] with a server built by `builder` (its host must be [`HOST`], the
+    /// one the certificate is made for).
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub async fn start_built(
+        data: DataDir,
+        listen: SocketAddr,
+        builder: ServerBuilder,
+    ) -> Result<Self, ServerError> {
         let now = OffsetDateTime::now_utc();
         if !data.is_initialised() {
             data.init(&[HOST.to_owned()], now).await?;
         }
-        let loaded = data.pki().load(HOST, now)?;
-        let tls = server_config(loaded.chain, loaded.key)?;
-        let services = data.services_with(rates).await?;
-        let verifier = data.verifier(SystemClock, services.revoked.clone())?;
-        let app = router(Arc::new(AppState {
-            verifier,
-            services: Arc::clone(&services),
-        }));
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::io("local address", e))?;
+        let server = builder.host(HOST).bind(&data, listen).await?;
+        let addr = server.addr();
+        let services = Arc::clone(server.services());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, tls, app, Limits::default(), async move {
+        let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
         Ok(Self {

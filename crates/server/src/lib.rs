@@ -41,6 +41,7 @@ pub mod pki;
 pub mod ratelimit;
 pub mod routes;
 pub mod segments;
+pub mod server;
 pub mod testenv;
 pub mod tls;
 

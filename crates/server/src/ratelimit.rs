@@ -265,6 +265,16 @@ impl RateLimits {
         self.connections.held(principal)
     }
 
+    /// Keys the limiters remember (tokens, tenants, devices refreshing, failing addresses,
+    /// blocked addresses): what [`RateLimits::forget_idle`] bounds.
+    pub fn keys_held(&self) -> usize {
+        self.per_token.len()
+            + self.per_tenant.len()
+            + self.refreshes.len()
+            + self.auth_failures.len()
+            + self.blocked.lock().map_or(0, |b| b.len())
+    }
+
     /// Forgets keys whose limits have refilled (call now and then: bounds memory).
     pub fn forget_idle(&self) {
         self.per_token.retain_recent();
