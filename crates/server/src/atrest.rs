@@ -74,12 +74,15 @@ impl KeyRing {
     /// Reads a ring from its text (`origin` names it in errors).
     ///
     /// # Errors
-    /// [`ServerError::Refused`] (a malformed line, no key).
+    /// [`ServerError::Malformed`] (a malformed line, no key).
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ServerError> {
         let mut keys = Vec::new();
         let mut hash_root = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let bad = || ServerError::Refused(format!("{}: malformed key line", origin.display()));
+            let bad = || ServerError::Malformed {
+                path: origin.to_path_buf(),
+                what: "malformed key line",
+            };
             let (id, hexkey) = line.split_once(' ').ok_or_else(bad)?;
             let mut key = Zeroizing::new([0u8; 32]);
             hex::decode_to_slice(hexkey.trim(), &mut *key).map_err(|_| bad())?;
@@ -95,8 +98,10 @@ impl KeyRing {
             }
             keys.push((id.to_owned(), cipher));
         }
-        let hash_root = hash_root
-            .ok_or_else(|| ServerError::Refused(format!("{}: no key", origin.display())))?;
+        let hash_root = hash_root.ok_or_else(|| ServerError::Malformed {
+            path: origin.to_path_buf(),
+            what: "no key",
+        })?;
         Ok(Self { keys, hash_root })
     }
 

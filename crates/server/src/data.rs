@@ -43,7 +43,7 @@ pub const AUDIENCE: &str = "cairn-server";
 /// use it; device access tokens live an hour) and its default leeway.
 ///
 /// # Errors
-/// [`ServerError::Refused`] (never, for these constants).
+/// [`ServerError::TokenKey`] (never, for these constants).
 pub fn policy() -> Result<Policy, ServerError> {
     Policy::with_limits(
         ISSUER,
@@ -51,7 +51,7 @@ pub fn policy() -> Result<Policy, ServerError> {
         cairn_token::MAX_LIFETIME_CEILING_SECS,
         cairn_token::DEFAULT_LEEWAY_SECS,
     )
-    .map_err(|e| ServerError::Refused(e.to_string()))
+    .map_err(ServerError::from)
 }
 
 const SIGNING_KEY: &str = "token-signing.key";
@@ -144,7 +144,8 @@ impl Backends {
     /// The S3 store, if configured.
     ///
     /// # Errors
-    /// [`ServerError::Refused`] for a configuration the store refuses.
+    /// [`ServerError::ObjectStore`] for a configuration the store refuses,
+    /// [`ServerError::Unsupported`] in a build without S3.
     pub fn s3_store(&self) -> Result<Option<Arc<dyn object_store::ObjectStore>>, ServerError> {
         let Some(s3) = &self.s3 else {
             return Ok(None);
@@ -154,8 +155,8 @@ impl Backends {
 
     #[cfg(not(feature = "s3"))]
     fn s3_build(_: &S3) -> Result<Arc<dyn object_store::ObjectStore>, ServerError> {
-        Err(ServerError::Refused(
-            "S3 is configured, but this server was built without the `s3` feature".into(),
+        Err(ServerError::Unsupported(
+            "S3 is configured, but this server was built without the `s3` feature",
         ))
     }
 
@@ -179,11 +180,8 @@ impl Backends {
         {
             builder = builder.with_region("us-east-1");
         }
-        let store: Arc<dyn object_store::ObjectStore> = Arc::new(
-            builder
-                .build()
-                .map_err(|e| ServerError::Refused(format!("S3 configuration: {e}")))?,
-        );
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(builder.build().map_err(ServerError::from)?);
         Ok(match &s3.prefix {
             Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(
                 store,
@@ -226,8 +224,12 @@ fn parse_hex32(
 ) -> Result<(Zeroizing<[u8; 32]>, Option<String>), ServerError> {
     let mut lines = text.lines();
     let mut out = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(lines.next().unwrap_or_default().trim(), &mut *out)
-        .map_err(|_| ServerError::Refused(format!("{}: not 64 hex digits", path.display())))?;
+    hex::decode_to_slice(lines.next().unwrap_or_default().trim(), &mut *out).map_err(|_| {
+        ServerError::Malformed {
+            path: path.to_path_buf(),
+            what: "not 64 hex digits",
+        }
+    })?;
     Ok((out, lines.next().map(|l| l.trim().to_owned())))
 }
 
@@ -274,15 +276,19 @@ impl DataDir {
                 .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?,
         );
         match (sealed_by(&text), self.kek()?) {
-            (Some(id), None) => Err(ServerError::Refused(format!(
-                "{} is sealed by KEK {id}: give its KEK file (--kek-file or CAIRN_KEK_FILE)",
-                path.display()
-            ))),
+            (Some(id), None) => Err(ServerError::WrongKek {
+                path: path.clone(),
+                sealed_by: id.to_owned(),
+                given: None,
+            }),
             (Some(_), Some(kek)) => {
                 let plain = kek.open(name, &path, &text)?;
                 String::from_utf8(plain.to_vec())
                     .map(Zeroizing::new)
-                    .map_err(|_| ServerError::Refused(format!("{}: not text", path.display())))
+                    .map_err(|_| ServerError::Malformed {
+                        path: path.clone(),
+                        what: "not text",
+                    })
             }
             (None, Some(kek)) => {
                 self.replace_file(name, kek.seal(name, text.as_bytes())?.as_bytes())?;
@@ -403,15 +409,14 @@ impl DataDir {
             now - time::Duration::hours(1),
             now + time::Duration::days(365),
         )?;
-        let key = SigningKey::generate().map_err(|e| ServerError::Refused(e.to_string()))?;
+        let key = SigningKey::generate().map_err(ServerError::from)?;
         let text = Zeroizing::new(format!(
             "{}\n{}\n",
             hex::encode(key.expose_seed().as_ref()),
             now.unix_timestamp()
         ));
         self.write_secret(SIGNING_KEY, text.as_bytes(), true)?;
-        let escrow =
-            EscrowSecretKey::generate().map_err(|e| ServerError::Refused(e.to_string()))?;
+        let escrow = EscrowSecretKey::generate().map_err(ServerError::from)?;
         let text = Zeroizing::new(format!("{}\n", hex::encode(*escrow.expose_secret())));
         self.write_secret(ESCROW_KEY, text.as_bytes(), true)?;
         let public = format!("{}\n", hex::encode(escrow.public().to_bytes()));
@@ -440,8 +445,8 @@ impl DataDir {
         let mut other = DataDir::at(to).with_backends(self.backends.clone());
         other.kek_file.clone_from(&self.kek_file);
         if other.is_initialised() {
-            return Err(ServerError::Refused(format!(
-                "{} is a data directory already",
+            return Err(ServerError::Exists(format!(
+                "the data directory {}",
                 other.root.display()
             )));
         }
@@ -485,8 +490,11 @@ impl DataDir {
         let made = made
             .and_then(|m| m.parse::<i64>().ok())
             .and_then(|m| Timestamp::from_unix(m).ok())
-            .ok_or_else(|| ServerError::Refused(format!("{}: no creation time", path.display())))?;
-        let key = SigningKey::from_seed(&seed).map_err(|e| ServerError::Refused(e.to_string()))?;
+            .ok_or_else(|| ServerError::Malformed {
+                path: path.clone(),
+                what: "no creation time",
+            })?;
+        let key = SigningKey::from_seed(&seed).map_err(ServerError::from)?;
         Ok((key, made))
     }
 
@@ -497,8 +505,7 @@ impl DataDir {
     pub fn escrow_identity(&self) -> Result<EscrowIdentity, ServerError> {
         let path = self.root.join(ESCROW_KEY);
         let (secret, _) = parse_hex32(&self.read_secret(ESCROW_KEY)?, &path)?;
-        let key = EscrowSecretKey::from_bytes(&secret)
-            .map_err(|e| ServerError::Refused(e.to_string()))?;
+        let key = EscrowSecretKey::from_bytes(&secret).map_err(ServerError::from)?;
         Ok(EscrowIdentity(key))
     }
 
@@ -517,17 +524,13 @@ impl DataDir {
     /// [`ServerError`].
     pub async fn db(&self) -> Result<Db, ServerError> {
         if let Some(url) = &self.backends.database_url {
-            return Db::open(url)
-                .await
-                .map_err(|e| ServerError::Refused(e.to_string()));
+            return Db::open(url).await.map_err(ServerError::from);
         }
         let path = self.root.join(DATABASE);
         if !path.exists() {
             write_new(&path, b"", true)?;
         }
-        Db::open_sqlite(&path)
-            .await
-            .map_err(|e| ServerError::Refused(e.to_string()))
+        Db::open_sqlite(&path).await.map_err(ServerError::from)
     }
 
     /// The token verifier: the signing key's public half, the given clock and revocations.
@@ -547,7 +550,7 @@ impl DataDir {
             signs_from: made,
             retired_at: None,
         })
-        .map_err(|e| ServerError::Refused(e.to_string()))?;
+        .map_err(ServerError::from)?;
         let policy = policy()?;
         // Verified tokens are cached (keyed by a hash of the token; times, key and revocation
         // are checked again on every hit), so an agent's repeated calls skip the signature.
@@ -569,15 +572,13 @@ impl DataDir {
     /// [`ServerError`].
     pub async fn services_with(&self, rates: RateConfig) -> Result<Arc<Services>, ServerError> {
         let db = self.db().await?;
-        let revoked = RevocationList::load(&db)
-            .await
-            .map_err(|e| ServerError::Refused(e.to_string()))?;
+        let revoked = RevocationList::load(&db).await.map_err(ServerError::from)?;
         let archives = if let Some(store) = self.backends.s3_store()? {
             // Segments in the shared store: archives are leased, and revocations made through
             // other instances are reloaded.
             revoked.refresh_every_interval(db.clone());
             Archives::shared(db.clone(), store, tokio::runtime::Handle::current())
-                .map_err(|e| ServerError::Refused(e.to_string()))?
+                .map_err(ServerError::from)?
         } else {
             let segments = self.root.join("segments");
             for dir in [&self.root, &segments, &self.root.join("staging")] {
@@ -586,7 +587,7 @@ impl DataDir {
             }
             let store = Arc::new(
                 LocalFileSystem::new_with_prefix(&segments)
-                    .map_err(|e| ServerError::Refused(e.to_string()))?
+                    .map_err(ServerError::from)?
                     .with_fsync(true),
             );
             Archives::new_local(

@@ -120,27 +120,21 @@ impl Embedded {
     /// 15-minute token for that administrator with every capability.
     ///
     /// # Errors
-    /// [`ServerError::Refused`] for an invalid id or an existing tenant.
+    /// [`ServerError::Id`] for an invalid id, [`ServerError::Exists`] for an existing tenant,
+    /// [`ServerError::Db`].
     pub async fn add_tenant(
         &self,
         tenant: &str,
         admin: &str,
         quota_bytes: i64,
     ) -> Result<String, ServerError> {
-        let refused = |e: &dyn std::fmt::Display| ServerError::Refused(e.to_string());
-        let tenant_id = TenantId::new(tenant).map_err(|e| refused(&e))?;
-        let admin_id = UserId::new(admin).map_err(|e| refused(&e))?;
+        let tenant_id = TenantId::new(tenant)?;
+        let admin_id = UserId::new(admin)?;
         let db = &self.services.db;
-        if !db
-            .add_tenant(tenant, quota_bytes)
-            .await
-            .map_err(|e| refused(&e))?
-        {
-            return Err(ServerError::Refused(format!("tenant {tenant} exists")));
+        if !db.add_tenant(tenant, quota_bytes).await? {
+            return Err(ServerError::Exists(format!("the tenant {tenant}")));
         }
-        db.add_user(tenant, admin, Role::Admin.as_str())
-            .await
-            .map_err(|e| refused(&e))?;
+        db.add_user(tenant, admin, Role::Admin.as_str()).await?;
         let request = TokenRequest {
             subject: admin_id,
             tenant: tenant_id,
@@ -149,11 +143,7 @@ impl Embedded {
             capabilities: Capabilities::of(&Capability::ALL),
             lifetime_secs: 900,
         };
-        let token = self
-            .services
-            .issuer
-            .issue(&request, SystemClock.now())
-            .map_err(|e| refused(&e))?;
+        let token = self.services.issuer.issue(&request, SystemClock.now())?;
         Ok(token.expose().to_owned())
     }
 
@@ -166,9 +156,7 @@ impl Embedded {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| ServerError::Refused(format!("server task: {e}")))?,
+            Some(task) => task.await?,
             None => Ok(()),
         }
     }

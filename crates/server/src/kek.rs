@@ -43,10 +43,6 @@ impl fmt::Debug for Kek {
     }
 }
 
-fn refused(msg: String) -> ServerError {
-    ServerError::Refused(msg)
-}
-
 /// Whether `path` is `root` or inside it, after resolving both (symlinks, `..`): the longest
 /// existing ancestor is resolved and the rest appended, so a path not made yet is judged by
 /// where it would be made.
@@ -74,7 +70,7 @@ fn is_within(path: &Path, root: &Path) -> bool {
 impl Kek {
     fn from_key(key: &[u8; 32]) -> Result<Self, ServerError> {
         let cipher = Aes256Gcm::new_from_slice(key)
-            .map_err(|_| refused("the KEK is not a 256-bit key".into()))?;
+            .map_err(|_| ServerError::Seal("with a KEK that is not a 256-bit key".into()))?;
         let id = blake3::keyed_hash(key, b"cairn kek id v1");
         Ok(Self {
             cipher,
@@ -86,7 +82,7 @@ impl Kek {
     /// a file), outside `data_root`.
     ///
     /// # Errors
-    /// [`ServerError::Refused`] for a path inside the data directory; [`ServerError::Io`].
+    /// [`ServerError::KekInside`] for a path inside the data directory; [`ServerError::Io`].
     pub fn generate(path: &Path, data_root: &Path) -> Result<Self, ServerError> {
         Self::check_outside(path, data_root)?;
         let mut key = Zeroizing::new([0u8; 32]);
@@ -112,7 +108,7 @@ impl Kek {
     /// Reads the KEK file at `path`: 64 hex digits, mode 0600, outside `data_root`.
     ///
     /// # Errors
-    /// [`ServerError::Refused`] (inside the data directory, readable by others, malformed);
+    /// [`ServerError::KekInside`], [`ServerError::NotPrivate`], [`ServerError::Malformed`];
     /// [`ServerError::Io`].
     pub fn load(path: &Path, data_root: &Path) -> Result<Self, ServerError> {
         Self::check_outside(path, data_root)?;
@@ -122,19 +118,19 @@ impl Kek {
                 .map_err(|e| ServerError::io(format!("reading KEK file {}", path.display()), e))?,
         );
         let mut key = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text.trim(), &mut *key)
-            .map_err(|_| refused(format!("KEK file {}: not 64 hex digits", path.display())))?;
+        hex::decode_to_slice(text.trim(), &mut *key).map_err(|_| ServerError::Malformed {
+            path: path.to_path_buf(),
+            what: "a KEK file must hold 64 hex digits",
+        })?;
         Self::from_key(&key)
     }
 
     fn check_outside(path: &Path, data_root: &Path) -> Result<(), ServerError> {
         if is_within(path, data_root) {
-            return Err(refused(format!(
-                "the KEK file {} is inside the data directory {}: keep it elsewhere, or it \
-                 protects nothing",
-                path.display(),
-                data_root.display()
-            )));
+            return Err(ServerError::KekInside {
+                kek: path.to_path_buf(),
+                data: data_root.to_path_buf(),
+            });
         }
         Ok(())
     }
@@ -162,7 +158,7 @@ impl Kek {
                     aad: name.as_bytes(),
                 },
             )
-            .map_err(|_| refused(format!("sealing {name} failed")))?;
+            .map_err(|_| ServerError::Seal(name.to_owned()))?;
         let mut body = nonce.to_vec();
         body.extend_from_slice(&ct);
         Ok(format!(
@@ -175,27 +171,28 @@ impl Kek {
     /// Opens the sealed contents `text` of the secret file `name` (at `path`, for messages).
     ///
     /// # Errors
-    /// [`ServerError::Refused`]: another KEK sealed it, or it is damaged or moved.
+    /// [`ServerError::WrongKek`]: another KEK sealed it; [`ServerError::Malformed`]: it is not
+    /// sealed, or damaged or moved.
     pub(crate) fn open(
         &self,
         name: &str,
         path: &Path,
         text: &str,
     ) -> Result<Zeroizing<Vec<u8>>, ServerError> {
-        let (id, body) = parse(text)
-            .ok_or_else(|| refused(format!("{}: not a sealed secret file", path.display())))?;
+        let (id, body) = parse(text).ok_or_else(|| ServerError::Malformed {
+            path: path.to_path_buf(),
+            what: "not a sealed secret file",
+        })?;
         if id != self.id {
-            return Err(refused(format!(
-                "{} is sealed by KEK {id}, and the KEK given is {}",
-                path.display(),
-                self.id
-            )));
+            return Err(ServerError::WrongKek {
+                path: path.to_path_buf(),
+                sealed_by: id.to_owned(),
+                given: Some(self.id.clone()),
+            });
         }
-        let damaged = || {
-            refused(format!(
-                "{} does not open with its KEK: damaged, or another file put in its place",
-                path.display()
-            ))
+        let damaged = || ServerError::Malformed {
+            path: path.to_path_buf(),
+            what: "does not open with its KEK: damaged, or another file put in its place",
         };
         let body = hex::decode(body).map_err(|_| damaged())?;
         let (nonce, ct) = body.split_at_checked(NONCE_LEN).ok_or_else(damaged)?;

@@ -66,10 +66,97 @@ pub enum ServerError {
     /// Generating certificates failed.
     #[error("certificate generation: {0}")]
     Certificate(#[from] rcgen::Error),
-    /// A certificate or key file is not what the server can serve: unparsable, not valid for the
-    /// host name, not issued by the CA, expired or not yet valid, or readable by others.
-    #[error("refusing to serve: {0}")]
-    Refused(String),
+    /// A certificate or key file the server must not serve (S-18): unparsable, not valid for
+    /// the host name, not issued by the CA, expired or not yet valid.
+    #[error("refusing to serve: {file}: {source}")]
+    Unservable {
+        /// The file (or what was checked: `host name`, `CA`).
+        file: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A private file (a key, a secret, the KEK) that its group or others may read or write.
+    #[error("refusing to serve: {} has mode {mode:o}; a private key must be 0600", path.display())]
+    NotPrivate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file of the data directory, or the KEK file, is not what it must be.
+    #[error("{}: {what}", path.display())]
+    Malformed {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// A secret file is sealed by a key-encryption key, and none or another one was given.
+    #[error(
+        "{} is sealed by KEK {sealed_by}{}",
+        path.display(),
+        given.as_ref().map_or_else(
+            || ": give its KEK file (--kek-file or CAIRN_KEK_FILE)".to_owned(),
+            |g| format!(", and the KEK given is {g}")
+        )
+    )]
+    WrongKek {
+        /// The sealed file.
+        path: std::path::PathBuf,
+        /// The id of the KEK that sealed it.
+        sealed_by: String,
+        /// The id of the KEK given, if any.
+        given: Option<String>,
+    },
+    /// The KEK file lies inside the data directory it is to protect.
+    #[error(
+        "the KEK file {} is inside the data directory {}: keep it elsewhere, or it protects nothing",
+        kek.display(),
+        data.display()
+    )]
+    KekInside {
+        /// The KEK file.
+        kek: std::path::PathBuf,
+        /// The data directory.
+        data: std::path::PathBuf,
+    },
+    /// What was to be made exists already (a data directory, a tenant).
+    #[error("{0} exists already")]
+    Exists(String),
+    /// The configuration asks for what this build does not have.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// An id is not valid (see `docs/format/token.md`).
+    #[error("{0}")]
+    Id(#[from] cairn_token::IdError),
+    /// A token key or the token policy was refused.
+    #[error("token key: {0}")]
+    TokenKey(#[from] cairn_token::KeyError),
+    /// The token policy was refused.
+    #[error("token policy: {0}")]
+    Policy(#[from] cairn_token::PolicyError),
+    /// A token could not be issued.
+    #[error("token: {0}")]
+    Issue(#[from] cairn_token::IssueError),
+    /// The escrow key was refused.
+    #[error("escrow key: {0}")]
+    Escrow(#[from] cairn_escrow::EscrowError),
+    /// The metadata database failed.
+    #[error("database: {0}")]
+    Db(#[from] crate::db::DbError),
+    /// The segment store could not be set up.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// The archives could not be set up.
+    #[error("archives: {0}")]
+    Archives(#[from] crate::archives::StoreError),
+    /// Sealing a secret file failed.
+    #[error("sealing {0} failed")]
+    Seal(String),
+    /// The server's task ended abnormally.
+    #[error("server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl ServerError {

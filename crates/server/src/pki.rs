@@ -118,7 +118,8 @@ impl Pki {
     /// valid for `host`, or is expired or not yet valid at `now` (S-18).
     ///
     /// # Errors
-    /// [`ServerError::Refused`] with the reason; [`ServerError::Io`] if a file cannot be read.
+    /// [`ServerError::Unservable`] or [`ServerError::NotPrivate`] with the reason;
+    /// [`ServerError::Io`] if a file cannot be read.
     pub fn load(&self, host: &str, now: OffsetDateTime) -> Result<Loaded, ServerError> {
         let key_path = self.dir.join(SERVER_KEY);
         check_private(&key_path)?;
@@ -126,24 +127,30 @@ impl Pki {
             let path = self.dir.join(name);
             fs::read(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))
         };
-        let refused =
-            |what: &str, e: &dyn std::fmt::Display| ServerError::Refused(format!("{what}: {e}"));
-        let ca =
-            CertificateDer::from_pem_slice(&read(CA_CERT)?).map_err(|e| refused(CA_CERT, &e))?;
+        fn refused(
+            file: &'static str,
+        ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> ServerError {
+            move |source| ServerError::Unservable { file, source }
+        }
+        let ca = CertificateDer::from_pem_slice(&read(CA_CERT)?)
+            .map_err(|e| refused(CA_CERT)(e.into()))?;
         let cert = CertificateDer::from_pem_slice(&read(SERVER_CERT)?)
-            .map_err(|e| refused(SERVER_CERT, &e))?;
+            .map_err(|e| refused(SERVER_CERT)(e.into()))?;
         let key = PrivateKeyDer::from_pem_slice(&read(SERVER_KEY)?)
-            .map_err(|e| refused(SERVER_KEY, &e))?;
+            .map_err(|e| refused(SERVER_KEY)(e.into()))?;
 
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.clone()).map_err(|e| refused(CA_CERT, &e))?;
+        roots
+            .add(ca.clone())
+            .map_err(|e| refused(CA_CERT)(e.into()))?;
         let verifier = WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             Arc::new(crate::tls::provider()),
         )
         .build()
-        .map_err(|e| refused("CA", &e))?;
-        let name = ServerName::try_from(host.to_owned()).map_err(|e| refused("host name", &e))?;
+        .map_err(|e| refused("CA")(e.into()))?;
+        let name =
+            ServerName::try_from(host.to_owned()).map_err(|e| refused("host name")(e.into()))?;
         let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         verifier
             .verify_server_cert(
@@ -153,7 +160,7 @@ impl Pki {
                 &[],
                 UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)),
             )
-            .map_err(|e| refused(SERVER_CERT, &e))?;
+            .map_err(|e| refused(SERVER_CERT)(e.into()))?;
         Ok(Loaded {
             chain: vec![cert, ca.clone()],
             key,
@@ -191,10 +198,10 @@ pub(crate) fn check_private(path: &Path) -> Result<(), ServerError> {
             .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(ServerError::Refused(format!(
-                "{} has mode {mode:o}; a private key must be 0600",
-                path.display()
-            )));
+            return Err(ServerError::NotPrivate {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
     }
     #[cfg(not(unix))]
