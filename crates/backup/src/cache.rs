@@ -190,7 +190,7 @@ fn db_err(e: impl Into<redb::Error>) -> BackupError {
 
 /// The most memory redb keeps of the cache's pages (its default is 1 GiB): a million files'
 /// entries take about 200 MiB on disk, read from the page cache when they are not here.
-pub const CACHE_MEMORY: usize = 64 << 20;
+pub(crate) const CACHE_MEMORY: usize = 64 << 20;
 
 /// The file cache, in a redb database file.
 pub struct FileCache {
