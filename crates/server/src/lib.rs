@@ -42,6 +42,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod segments;
 pub mod server;
+#[cfg(feature = "test-util")]
 pub mod testenv;
 pub mod tls;
 
