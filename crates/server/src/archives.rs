@@ -109,10 +109,29 @@ pub const LEASE_TTL_MS: i64 = 10_000;
 const LEASE_WAIT_MS: u64 = 2 * LEASE_TTL_MS as u64 + 5_000;
 
 /// Several instances sharing one database and one object store.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Shared {
     /// This instance's lease holder name (random, new at each start).
     holder: String,
+    /// Woken when a lease is given back: by this instance, or by any (PostgreSQL's
+    /// notifications, heard by `_listener`).
+    released: Arc<tokio::sync::Notify>,
+    /// Requests of this instance waiting for another holder's lease.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// The task that hears other instances' releases; stopped with the archives.
+    _listener: AbortOnDrop,
+}
+
+/// A task stopped when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// A request's use of an archive: in shared mode, the lease is given back when the last of
@@ -205,9 +224,36 @@ impl Archives {
     ) -> Result<Self, StoreError> {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let released = Arc::new(tokio::sync::Notify::new());
+        let listener = {
+            let (db, released) = (db.clone(), Arc::clone(&released));
+            runtime.spawn(async move {
+                let mut releases = match db.lease_releases().await {
+                    Ok(Some(r)) => r,
+                    // SQLite: waiters wake at the lease's expiry or this process's releases.
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "not hearing other instances' lease releases; waiting for expiries");
+                        return;
+                    }
+                };
+                loop {
+                    match releases.next().await {
+                        Ok(_) => released.notify_waiters(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the lease-release listener; waiting for expiries");
+                            return;
+                        }
+                    }
+                }
+            })
+        };
         let mut this = Self::new(db, PathBuf::new(), store, runtime);
         this.shared = Some(Shared {
             holder: hex::encode(id),
+            released,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            _listener: AbortOnDrop(Some(listener)),
         });
         Ok(this)
     }
@@ -311,29 +357,73 @@ impl Archives {
             // It expires by itself.
             tracing::warn!(tenant, user, error = %e, "giving back an archive lease failed");
         }
+        shared.released.notify_waiters();
+    }
+
+    /// Requests of this instance waiting for another instance's lease (shared mode), for
+    /// metrics and tests.
+    #[must_use]
+    pub fn waiting_for_lease(&self) -> usize {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.waiting.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Takes the archive's lease for this instance, waiting for another holder's to end or
-    /// expire; returns its epoch.
+    /// expire; returns its epoch. A wait ends when a lease is given back (by this instance, or
+    /// by any on PostgreSQL: `Db::lease_releases`) or when the holder's lease expires, not on a
+    /// timer of its own.
     fn take_lease(&self, tenant: &str, user: &str) -> Result<i64, StoreError> {
-        let holder = self.holder().unwrap_or_default();
-        let started = std::time::Instant::now();
-        loop {
-            let now = now_unix_ms();
-            if let Some(epoch) = self.runtime.block_on(self.db.take_lease(
-                tenant,
-                user,
-                holder,
-                now,
-                now.saturating_add(LEASE_TTL_MS),
-            ))? {
-                return Ok(epoch);
+        use std::sync::atomic::Ordering;
+        let Some(shared) = &self.shared else {
+            return Err(StoreError::Poisoned);
+        };
+        let holder = shared.holder.as_str();
+        let give_up = std::time::Instant::now() + std::time::Duration::from_millis(LEASE_WAIT_MS);
+        self.runtime.block_on(async {
+            let mut waiting = false;
+            let result = loop {
+                // Listening before asking: a release between the two is not missed.
+                let released = shared.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                let now = now_unix_ms();
+                match self
+                    .db
+                    .take_lease(tenant, user, holder, now, now.saturating_add(LEASE_TTL_MS))
+                    .await
+                {
+                    Ok(Some(epoch)) => break Ok(epoch),
+                    Ok(None) => {}
+                    Err(e) => break Err(StoreError::from(e)),
+                }
+                let expiry = match self.db.lease_expiry(tenant, user).await {
+                    Ok(expiry) => expiry.unwrap_or(now),
+                    Err(e) => break Err(StoreError::from(e)),
+                };
+                let left = give_up.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break Err(StoreError::Busy);
+                }
+                // Just past the expiry (the row says when it ends), or the end of the wait.
+                let until_expiry = std::time::Duration::from_millis(
+                    u64::try_from(expiry.saturating_sub(now_unix_ms()).saturating_add(1))
+                        .unwrap_or(0),
+                );
+                if !waiting {
+                    waiting = true;
+                    shared.waiting.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::select! {
+                    () = released => {}
+                    () = tokio::time::sleep(until_expiry.min(left)) => {}
+                }
+            };
+            if waiting {
+                shared.waiting.fetch_sub(1, Ordering::SeqCst);
             }
-            if started.elapsed() > std::time::Duration::from_millis(LEASE_WAIT_MS) {
-                return Err(StoreError::Busy);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+            result
+        })
     }
 
     fn open_archive(&self, tenant: &str, user: &str, epoch: i64) -> Result<Log, StoreError> {

@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
@@ -133,6 +134,46 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// The PostgreSQL URL, for the connection that listens for released leases.
+    url: Option<Arc<str>>,
+}
+
+/// The PostgreSQL notification channel of released leases (payload `tenant/user`).
+const LEASE_RELEASED: &str = "cairn_lease_released";
+
+/// Leases given back by any instance ([`Db::lease_releases`]).
+pub struct LeaseReleases(#[cfg(feature = "postgres")] sqlx::postgres::PgListener);
+
+impl std::fmt::Debug for LeaseReleases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseReleases").finish_non_exhaustive()
+    }
+}
+
+impl LeaseReleases {
+    /// Waits for the next lease given back: its `(tenant, user)`. The connection is made again
+    /// if it drops (releases meanwhile are missed: waiters also wake at the lease's expiry).
+    ///
+    /// # Errors
+    /// [`DbError`] if it cannot be made again.
+    #[cfg(feature = "postgres")]
+    pub async fn next(&mut self) -> Result<(String, String), DbError> {
+        loop {
+            let n = self.0.recv().await?;
+            if let Some((tenant, user)) = n.payload().split_once('/') {
+                return Ok((tenant.to_owned(), user.to_owned()));
+            }
+        }
+    }
+
+    /// Without PostgreSQL support there is no listener to wait on.
+    ///
+    /// # Errors
+    /// Never: it waits forever.
+    #[cfg(not(feature = "postgres"))]
+    pub async fn next(&mut self) -> Result<(String, String), DbError> {
+        std::future::pending().await
+    }
 }
 
 /// A user row.
@@ -261,7 +302,9 @@ impl Db {
         } else {
             return Err(DbError::Invalid("database URL (postgres:// or sqlite://)"));
         };
-        Self::connect(AnyConnectOptions::from_str(url)?, engine, 16).await
+        let mut db = Self::connect(AnyConnectOptions::from_str(url)?, engine, 16).await?;
+        db.url = Some(Arc::from(url));
+        Ok(db)
     }
 
     async fn connect(
@@ -296,7 +339,11 @@ impl Db {
             .await?
             .run(&pool)
             .await?;
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            url: None,
+        })
     }
 
     /// The pool, for the services' own queries (and tests that inspect rows).
@@ -920,7 +967,56 @@ impl Db {
         .bind(epoch)
         .execute(&self.pool)
         .await?;
+        if self.engine == Engine::Postgres {
+            // Instances waiting for it take it now rather than at its expiry
+            // (`Db::lease_releases`).
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(LEASE_RELEASED)
+                .bind(format!("{tenant}/{user}"))
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// When the archive's current lease expires (Unix ms), if it has ever been leased.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn lease_expiry(&self, tenant: &str, user: &str) -> Result<Option<i64>, DbError> {
+        let expires: Option<i64> = sqlx::query_scalar(
+            "SELECT expires_unix_ms FROM archive_leases WHERE tenant = $1 AND user_id = $2",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(expires)
+    }
+
+    /// On PostgreSQL, a connection that hears every lease given back by any instance
+    /// ([`Db::release_lease`]); `None` on SQLite, where a waiting instance waits for the lease's
+    /// expiry or a release by its own process.
+    ///
+    /// # Errors
+    /// [`DbError`] if the listening connection cannot be made.
+    #[cfg(feature = "postgres")]
+    pub async fn lease_releases(&self) -> Result<Option<LeaseReleases>, DbError> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(LEASE_RELEASED).await?;
+        Ok(Some(LeaseReleases(listener)))
+    }
+
+    /// Without PostgreSQL support, never a listener.
+    ///
+    /// # Errors
+    /// Never.
+    #[cfg(not(feature = "postgres"))]
+    pub async fn lease_releases(&self) -> Result<Option<LeaseReleases>, DbError> {
+        Ok(None)
     }
 
     /// The lease's holder and epoch, if the archive has ever been leased.

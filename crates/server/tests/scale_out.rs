@@ -164,6 +164,57 @@ fn two_instances_take_turns_on_one_archive() {
     assert_eq!(used, i64::try_from(held).unwrap());
 }
 
+/// A request that finds the archive leased to another instance waits for the lease to be
+/// given back and goes on as soon as it is (PostgreSQL's notification), not at the lease's
+/// expiry: it finishes before the other holder's lease would have run out.
+#[test]
+#[ignore = "needs PostgreSQL and S3 (scripts/test.sh)"]
+fn a_waiting_instance_takes_the_lease_when_it_is_given_back() {
+    let s = shared();
+    let b = Archives::shared(s.db.clone(), Arc::clone(&s.store), s.rt.handle().clone()).unwrap();
+    // Another instance holds the lease for the next ten seconds.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let taken_at = now();
+    let expires = taken_at + cairn_server::archives::LEASE_TTL_MS;
+    let epoch =
+        s.rt.block_on(s.db.take_lease("t", "u", "another-instance", taken_at, expires))
+            .unwrap()
+            .unwrap();
+    let (id, bytes) = block(99);
+    std::thread::scope(|scope| {
+        let put = scope.spawn(|| {
+            let stored = b
+                .put("t", "u", KIND_BLOCK, &[(id, &bytes[..])])
+                .unwrap()
+                .stored;
+            (stored, now())
+        });
+        let started = std::time::Instant::now();
+        while b.waiting_for_lease() == 0 {
+            assert!(!put.is_finished(), "the put did not wait for the lease");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "never waited"
+            );
+            std::thread::yield_now();
+        }
+        s.rt.block_on(s.db.release_lease("t", "u", "another-instance", epoch))
+            .unwrap();
+        let (stored, done_at) = put.join().unwrap();
+        assert_eq!(stored, 1);
+        assert!(
+            done_at < expires,
+            "the put went on at the lease's expiry ({done_at} ms, expiry {expires} ms), not at its release"
+        );
+    });
+    assert_eq!(b.waiting_for_lease(), 0);
+}
+
 /// Parts of a segment already sealed (`seg-X.active` beside `seg-X`): what a crash between the
 /// sealed put and the parts' removal leaves, and what a fenced-off writer's late part looks like
 /// (any number). A new instance opens the archive, reads every block, and removes them.
