@@ -87,7 +87,7 @@ async fn start(backends: cairn::server::data::Backends) -> Bench {
     for u in 0..8 {
         services
             .db
-            .add_user("bench", &format!("u{u}"), "user")
+            .add_user("bench", &format!("u{u}"), cairn_token::Role::User)
             .await
             .unwrap();
     }

@@ -123,12 +123,7 @@ fn serve_command(
 }
 
 fn role(name: &str) -> Result<Role> {
-    match name {
-        "user" => Ok(Role::User),
-        "admin" => Ok(Role::Admin),
-        "service" => Ok(Role::Service),
-        other => Err(format!("unknown role {other}").into()),
-    }
+    Role::parse(name).ok_or_else(|| format!("unknown role {name} (user, admin or service)").into())
 }
 
 fn token_command(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
@@ -182,8 +177,7 @@ fn user_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let created = runtime()?.block_on(async {
         let db = data.db().await?;
         Ok::<_, Box<dyn std::error::Error>>(
-            db.add_user(tenant.as_str(), user.as_str(), role.as_str())
-                .await?,
+            db.add_user(tenant.as_str(), user.as_str(), role).await?,
         )
     })?;
     if !created {

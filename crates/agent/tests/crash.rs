@@ -73,8 +73,16 @@ fn server_killed_mid_upload_restarted_backup_completes_and_restores() {
             .unwrap();
         let db = data.db().await.unwrap();
         assert!(db.add_tenant("acme", 1 << 40).await.unwrap());
-        assert!(db.add_user("acme", "root", "admin").await.unwrap());
-        assert!(db.add_user("acme", "dee", "user").await.unwrap());
+        assert!(
+            db.add_user("acme", "root", cairn_token::Role::Admin)
+                .await
+                .unwrap()
+        );
+        assert!(
+            db.add_user("acme", "dee", cairn_token::Role::User)
+                .await
+                .unwrap()
+        );
         db
     });
     let (key, _) = data.signing_key().unwrap();

@@ -111,7 +111,11 @@ fn two_instances_behind_a_load_balancer() {
             .unwrap();
         let db = data1.db().await.unwrap();
         assert!(db.add_tenant("acme", 1 << 40).await.unwrap());
-        for (user, role) in [("root", "admin"), ("dee", "user"), ("eve", "user")] {
+        for (user, role) in [
+            ("root", cairn_token::Role::Admin),
+            ("dee", cairn_token::Role::User),
+            ("eve", cairn_token::Role::User),
+        ] {
             assert!(db.add_user("acme", user, role).await.unwrap());
         }
         db

@@ -781,7 +781,8 @@ mod tests {
             .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
             .unwrap();
         rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
-        rt.block_on(db.add_user("t", "u", "user")).unwrap();
+        rt.block_on(db.add_user("t", "u", cairn_token::Role::User))
+            .unwrap();
         std::fs::create_dir_all(dir.path().join("segments")).unwrap();
         (rt, dir, db)
     }

@@ -13,6 +13,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use cairn_token::Role;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -181,8 +183,53 @@ impl LeaseReleases {
 pub struct UserRow {
     /// The user id.
     pub id: String,
-    /// `user`, `admin` or `service`.
-    pub role: String,
+    /// Its role (serialized by its wire name: `user`, `admin` or `service`).
+    #[serde(serialize_with = "role_name")]
+    pub role: Role,
+}
+
+fn role_name<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role.as_str())
+}
+
+fn role_col(row: &sqlx::any::AnyRow, i: usize) -> Result<Role, DbError> {
+    Role::parse(&col::<String>(row, i)?).ok_or(DbError::Invalid("user role"))
+}
+
+/// Where a device is in its life: registered and waiting for its enrollment, enrolled, or
+/// deauthorized (its credentials refused for good).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// Registered; its enrollment token not used yet.
+    Pending,
+    /// Enrolled: its secret and tokens are accepted.
+    Active,
+    /// Deauthorized: refused for good.
+    Deauthorized,
+}
+
+impl DeviceState {
+    /// The name the database and the API use.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Deauthorized => "deauthorized",
+        }
+    }
+
+    /// The state of a name; `None` for anything else.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "active" => Some(Self::Active),
+            "deauthorized" => Some(Self::Deauthorized),
+            _ => None,
+        }
+    }
 }
 
 /// Why an archive is marked damaged ([`Db::damage`]).
@@ -205,8 +252,8 @@ pub struct DeviceRow {
     pub user: String,
     /// A name for people.
     pub name: String,
-    /// `pending`, `active` or `deauthorized`.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: DeviceState,
     /// The enrollment token's id, while pending.
     #[serde(skip)]
     pub enrollment_jti: Option<String>,
@@ -524,7 +571,7 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn add_user(&self, tenant: &str, user: &str, role: &str) -> Result<bool, DbError> {
+    pub async fn add_user(&self, tenant: &str, user: &str, role: Role) -> Result<bool, DbError> {
         if !self.tenant_exists(tenant).await? {
             return Ok(false);
         }
@@ -534,7 +581,7 @@ impl Db {
         )
         .bind(tenant)
         .bind(user)
-        .bind(role)
+        .bind(role.as_str())
         .bind(unix_now())
         .execute(&self.pool)
         .await?;
@@ -554,7 +601,7 @@ impl Db {
         row.map(|r| {
             Ok(UserRow {
                 id: col(&r, 0)?,
-                role: col(&r, 1)?,
+                role: role_col(&r, 1)?,
             })
         })
         .transpose()
@@ -573,7 +620,7 @@ impl Db {
             .map(|r| {
                 Ok(UserRow {
                     id: col(&r, 0)?,
-                    role: col(&r, 1)?,
+                    role: role_col(&r, 1)?,
                 })
             })
             .collect()
@@ -653,18 +700,18 @@ impl Db {
         &self,
         tenant: &str,
         device: &str,
-        from: &str,
-        to: &str,
+        from: DeviceState,
+        to: DeviceState,
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE devices SET state = $1, enrollment_jti = NULL, changed_unix = $2
              WHERE tenant = $3 AND id = $4 AND state = $5",
         )
-        .bind(to)
+        .bind(to.as_str())
         .bind(unix_now())
         .bind(tenant)
         .bind(device)
-        .bind(from)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -1225,7 +1272,8 @@ fn device_row(r: sqlx::any::AnyRow) -> Result<DeviceRow, DbError> {
         id: col(&r, 0)?,
         user: col(&r, 1)?,
         name: col(&r, 2)?,
-        state: col(&r, 3)?,
+        state: DeviceState::parse(&col::<String>(&r, 3)?)
+            .ok_or(DbError::Invalid("device state"))?,
         enrollment_jti: col(&r, 4)?,
         secret_hash: col(&r, 5)?,
         last_seen_unix: col(&r, 6)?,
@@ -1260,7 +1308,9 @@ mod tests {
         rt.block_on(async {
             let db = Db::open_sqlite(&dir.path().join("m.sqlite")).await.unwrap();
             db.add_tenant("t", 1 << 30).await.unwrap();
-            db.add_user("t", "u", "user").await.unwrap();
+            db.add_user("t", "u", cairn_token::Role::User)
+                .await
+                .unwrap();
             assert_eq!(db.quota("t").await.unwrap().unwrap().quota_bytes, 1 << 30);
             assert_eq!(db.users("t").await.unwrap().len(), 1);
 

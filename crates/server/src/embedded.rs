@@ -134,7 +134,7 @@ impl Embedded {
         if !db.add_tenant(tenant, quota_bytes).await? {
             return Err(ServerError::Exists(format!("the tenant {tenant}")));
         }
-        db.add_user(tenant, admin, Role::Admin.as_str()).await?;
+        db.add_user(tenant, admin, Role::Admin).await?;
         let request = TokenRequest {
             subject: admin_id,
             tenant: tenant_id,

@@ -27,7 +27,7 @@ use cairn_token::{
 
 use crate::archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, StoreError};
 use crate::atrest::KeyRing;
-use crate::db::Db;
+use crate::db::{Db, DeviceState};
 use crate::events::{self, EventsError};
 use crate::keystore::{self, KeystoreError};
 use crate::wire;
@@ -867,11 +867,9 @@ async fn add_user(
     admin_scope(&token)?;
     let new: NewUser = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest)?;
     let user = UserId::new(&new.id).map_err(|_| ApiError::BadRequest)?;
-    if !matches!(new.role.as_str(), "user" | "admin" | "service") {
-        return Err(ApiError::BadRequest);
-    }
+    let role = Role::parse(&new.role).ok_or(ApiError::BadRequest)?;
     let tenant = tenant_of(&token).as_str();
-    if !svc.db.add_user(tenant, user.as_str(), &new.role).await? {
+    if !svc.db.add_user(tenant, user.as_str(), role).await? {
         return Err(ApiError::Conflict);
     }
     svc.db
@@ -1007,7 +1005,7 @@ async fn enroll(
         && claims.device.as_ref().map(DeviceId::as_str) == Some(device.as_str())
         && claims.subject.as_str() == row.user
         && row.enrollment_jti.as_deref() == Some(claims.token_id.as_str());
-    if !is_enrollment_token || row.state != "pending" {
+    if !is_enrollment_token || row.state != DeviceState::Pending {
         return Err(ApiError::NotFound);
     }
     let mut secret = zeroize::Zeroizing::new([0u8; 32]);
@@ -1107,10 +1105,10 @@ async fn refresh(
     if !bool::from(hash.as_bytes()[..].ct_eq(stored.as_slice())) {
         return Err(fail());
     }
-    if row.state == "deauthorized" {
+    if row.state == DeviceState::Deauthorized {
         return Err(ApiError::DeviceDeauthorized);
     }
-    if row.state != "active" {
+    if row.state != DeviceState::Active {
         return Err(fail());
     }
     // Each refresh is a new token: without this budget, refreshing would be a way around
@@ -1153,10 +1151,10 @@ async fn deauthorize(
         .device(tenant, &device)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if row.state == "deauthorized"
+    if row.state == DeviceState::Deauthorized
         || !svc
             .db
-            .set_device_state(tenant, &device, &row.state, "deauthorized")
+            .set_device_state(tenant, &device, row.state, DeviceState::Deauthorized)
             .await?
     {
         return Err(ApiError::Conflict);

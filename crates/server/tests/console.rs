@@ -73,8 +73,16 @@ async fn audit_and_archive_routes() {
     let app = common::start_app().await;
     let db = &app.services.db;
     assert!(db.add_tenant("acme", 1 << 30).await.unwrap());
-    assert!(db.add_user("acme", "ana", "user").await.unwrap());
-    assert!(db.add_user("acme", "root", "admin").await.unwrap());
+    assert!(
+        db.add_user("acme", "ana", cairn_token::Role::User)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.add_user("acme", "root", cairn_token::Role::Admin)
+            .await
+            .unwrap()
+    );
     let admin = app.admin("acme");
     // An audited action, then the log.
     let r = app

@@ -186,7 +186,9 @@ async fn token_refresh_is_limited_per_device() {
     let app = start_app_rates(Limits::default(), rates).await;
     let db = &app.services.db;
     db.add_tenant("acme", 1 << 30).await.unwrap();
-    db.add_user("acme", "ana", "user").await.unwrap();
+    db.add_user("acme", "ana", cairn_token::Role::User)
+        .await
+        .unwrap();
     let admin = app.admin("acme");
     let r = app
         .call(

@@ -133,7 +133,11 @@ fn arbitrary_requests_never_panic_or_500() {
         };
         let services = data.services_with(rates).await.unwrap();
         services.db.add_tenant("acme", 1 << 20).await.unwrap();
-        services.db.add_user("acme", "ana", "user").await.unwrap();
+        services
+            .db
+            .add_user("acme", "ana", cairn_token::Role::User)
+            .await
+            .unwrap();
         let request = TokenRequest {
             subject: UserId::new("ana").unwrap(),
             tenant: TenantId::new("acme").unwrap(),

@@ -36,7 +36,8 @@ fn shared() -> Shared {
         .unwrap();
     assert_eq!(db.engine(), Engine::Postgres);
     rt.block_on(db.add_tenant("t", 1 << 40)).unwrap();
-    rt.block_on(db.add_user("t", "u", "user")).unwrap();
+    rt.block_on(db.add_user("t", "u", cairn_token::Role::User))
+        .unwrap();
     let store = backends.s3_store().unwrap().unwrap();
     Shared { rt, db, store }
 }

@@ -47,7 +47,11 @@ async fn seed(app: &App, tenant: &str, quota: i64, users: &[&str]) {
     let db = &app.services.db;
     assert!(db.add_tenant(tenant, quota).await.unwrap());
     for u in users {
-        assert!(db.add_user(tenant, u, "user").await.unwrap());
+        assert!(
+            db.add_user(tenant, u, cairn_token::Role::User)
+                .await
+                .unwrap()
+        );
     }
 }
 

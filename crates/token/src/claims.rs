@@ -47,7 +47,8 @@ impl Role {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The role of a wire name (`user`, `admin`, `service`); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "user" => Some(Role::User),
             "admin" => Some(Role::Admin),
