@@ -32,7 +32,7 @@ use crate::db::Db;
 use crate::kek::{Kek, sealed_by};
 use crate::pki::{Pki, check_private, write_new};
 use crate::ratelimit::{RateConfig, RateLimits};
-use crate::routes::{Metrics, RevocationList, Services, SystemClock};
+use crate::routes::{Metrics, RevocationList, Services};
 
 /// The token issuer name.
 pub const ISSUER: &str = "cairn";
@@ -571,7 +571,20 @@ impl DataDir {
     /// # Errors
     /// [`ServerError`].
     pub async fn services_with(&self, rates: RateConfig) -> Result<Arc<Services>, ServerError> {
-        let db = self.db().await?;
+        self.services_clocked(rates, crate::clock::system()).await
+    }
+
+    /// [`DataDir::services_with`] on `clock`: the time tokens are issued at and the database
+    /// records.
+    ///
+    /// # Errors
+    /// [`ServerError`].
+    pub async fn services_clocked(
+        &self,
+        rates: RateConfig,
+        clock: crate::clock::SharedClock,
+    ) -> Result<Arc<Services>, ServerError> {
+        let db = self.db().await?.with_clock(Arc::clone(&clock));
         let revoked = RevocationList::load(&db).await.map_err(ServerError::from)?;
         let archives = if let Some(store) = self.backends.s3_store()? {
             // Segments in the shared store: archives are leased, and revocations made through
@@ -614,7 +627,7 @@ impl DataDir {
             escrow: self.escrow_identity()?,
             issuer: cairn_token::Issuer::new(key, policy),
             revoked,
-            clock: SystemClock,
+            clock,
             metrics: Metrics::default(),
             limits: RateLimits::new(rates),
         }))

@@ -132,10 +132,12 @@ impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
 }
 
 /// The metadata database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// The clock of the times it records (created, changed, audited).
+    clock: crate::clock::SharedClock,
     /// The PostgreSQL URL, for the connection that listens for released leases.
     url: Option<Arc<str>>,
 }
@@ -307,13 +309,27 @@ pub struct Quota {
     pub used_bytes: i64,
 }
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Db {
+    /// The same database, recording times by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by its clock (Unix seconds).
+    pub(crate) fn unix_now(&self) -> i64 {
+        self.clock.now().unix()
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and runs the migrations.
     ///
     /// # Errors
@@ -389,6 +405,7 @@ impl Db {
         Ok(Self {
             pool,
             engine,
+            clock: crate::clock::system(),
             url: None,
         })
     }
@@ -416,7 +433,7 @@ impl Db {
         )
         .bind(tenant)
         .bind(quota_bytes)
-        .bind(unix_now())
+        .bind(self.unix_now())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -582,7 +599,7 @@ impl Db {
         .bind(tenant)
         .bind(user)
         .bind(role.as_str())
-        .bind(unix_now())
+        .bind(self.unix_now())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -638,7 +655,7 @@ impl Db {
         name: &str,
         enrollment_jti: &str,
     ) -> Result<(), DbError> {
-        let now = unix_now();
+        let now = self.unix_now();
         sqlx::query(
             "INSERT INTO devices (tenant, id, user_id, name, state, enrollment_jti,
                                   created_unix, changed_unix)
@@ -708,7 +725,7 @@ impl Db {
              WHERE tenant = $3 AND id = $4 AND state = $5",
         )
         .bind(to.as_str())
-        .bind(unix_now())
+        .bind(self.unix_now())
         .bind(tenant)
         .bind(device)
         .bind(from.as_str())
@@ -733,7 +750,7 @@ impl Db {
              WHERE tenant = $3 AND id = $4 AND state = 'pending'",
         )
         .bind(&secret_hash[..])
-        .bind(unix_now())
+        .bind(self.unix_now())
         .bind(tenant)
         .bind(device)
         .execute(&self.pool)
@@ -765,7 +782,7 @@ impl Db {
         )
         .bind(tenant)
         .bind(token_id)
-        .bind(unix_now())
+        .bind(self.unix_now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -884,7 +901,7 @@ impl Db {
               WHERE tenant = $6 AND user_id = $7",
         )
         .bind(lost)
-        .bind(unix_now())
+        .bind(self.unix_now())
         .bind(detail)
         .bind(records)
         .bind(chain)
@@ -1102,7 +1119,7 @@ impl Db {
         .bind(action)
         .bind(target)
         .bind(outcome)
-        .bind(unix_now())
+        .bind(self.unix_now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1121,7 +1138,7 @@ impl Db {
     ) -> Result<(), DbError> {
         // At most one write a minute per device when nothing else changes: event ingest calls
         // this for every batch.
-        let now = unix_now();
+        let now = self.unix_now();
         sqlx::query(
             "UPDATE devices SET last_seen_unix = $1,
                                 agent_version = COALESCE($2, agent_version)
@@ -1152,7 +1169,7 @@ impl Db {
         device: Option<&str>,
         bytes: i64,
     ) -> Result<(), DbError> {
-        let now = unix_now();
+        let now = self.unix_now();
         sqlx::query(
             "INSERT INTO snapshots (tenant, user_id, id, device, bytes, received_unix)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, id) DO NOTHING",

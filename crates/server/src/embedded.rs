@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::ServerError;
 use crate::data::DataDir;
 use crate::ratelimit::RateConfig;
-use crate::routes::{Services, SystemClock};
+use crate::routes::Services;
 use crate::server::{Server, ServerBuilder};
 
 /// The host name the embedded server's certificate is for.
@@ -143,7 +143,10 @@ impl Embedded {
             capabilities: Capabilities::of(&Capability::ALL),
             lifetime_secs: 900,
         };
-        let token = self.services.issuer.issue(&request, SystemClock.now())?;
+        let token = self
+            .services
+            .issuer
+            .issue(&request, self.services.clock.now())?;
         Ok(token.expose().to_owned())
     }
 

@@ -9,7 +9,7 @@ use cairn_escrow::{
     Envelope, EscrowAction, EscrowIdentity, EscrowPublicKey, EscrowRecipient, Mode, transition,
 };
 
-use crate::db::{Db, DbError, col, unix_now};
+use crate::db::{Db, DbError, col};
 
 /// Why a deposit or recovery was refused.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,7 @@ pub async fn deposit(
     .bind(user)
     .bind(i64::from(to.to_byte()))
     .bind(envelope_bytes.as_deref())
-    .bind(unix_now())
+    .bind(db.unix_now())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -26,6 +26,7 @@
 pub mod admission;
 pub mod archives;
 pub mod atrest;
+pub mod clock;
 pub mod console;
 pub mod data;
 pub mod db;

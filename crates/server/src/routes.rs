@@ -356,18 +356,7 @@ impl Revocations for RevocationList {
 
 pub use crate::metrics::Metrics;
 
-/// The wall clock, for tokens' time checks.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        Timestamp::from_unix(secs).unwrap_or(Timestamp::MAX)
-    }
-}
+pub use crate::clock::SystemClock;
 
 fn unix_nanos() -> i64 {
     std::time::SystemTime::now()
@@ -389,8 +378,8 @@ pub struct Services {
     pub issuer: Issuer,
     /// Revoked tokens and deauthorized devices (shared with the verifier).
     pub revoked: RevocationList,
-    /// The clock tokens are issued by.
-    pub clock: SystemClock,
+    /// The clock tokens are issued by (the verifier's and the database's too).
+    pub clock: crate::clock::SharedClock,
     /// Counters.
     pub metrics: Metrics,
     /// Rate limits (S-12).

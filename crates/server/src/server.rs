@@ -13,22 +13,35 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::ServerError;
+use crate::clock::SharedClock;
 use crate::data::DataDir;
 use crate::listener::{Connections, Limits, serve_counted};
 use crate::ratelimit::RateConfig;
-use crate::routes::{AppState, Services, SystemClock, router};
+use crate::routes::{AppState, Services, router};
 use crate::tls::server_config;
 
 /// How often a serving server forgets rate-limit keys whose limits have refilled, by default.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
 /// How to build a [`Server`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerBuilder {
     host: String,
     rates: RateConfig,
     limits: Limits,
     maintenance_every: Duration,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("host", &self.host)
+            .field("rates", &self.rates)
+            .field("limits", &self.limits)
+            .field("maintenance_every", &self.maintenance_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerBuilder {
@@ -61,6 +74,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Its clock (default the wall clock): what token checks, token issuing and the
+    /// database's recorded times read. Archive leases, which other instances must agree on,
+    /// keep the wall clock.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Opens `data`'s services and binds `listen` (port 0 for any).
     ///
     /// # Errors
@@ -68,14 +90,16 @@ impl ServerBuilder {
     pub async fn bind(self, data: &DataDir, listen: SocketAddr) -> Result<Server, ServerError> {
         let loaded = data.pki().load(&self.host, OffsetDateTime::now_utc())?;
         let tls = server_config(loaded.chain, loaded.key)?;
-        let services = data.services_with(self.rates).await?;
+        let services = data
+            .services_clocked(self.rates, Arc::clone(&self.clock))
+            .await?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| ServerError::io("local address", e))?;
-        let verifier = data.verifier(SystemClock, services.revoked.clone())?;
+        let verifier = data.verifier(self.clock, services.revoked.clone())?;
         let app = router(Arc::new(AppState {
             verifier,
             services: Arc::clone(&services),
@@ -115,7 +139,7 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// A builder with the defaults: host `localhost`, default rates and limits, maintenance
-    /// every [`MAINTENANCE_EVERY`].
+    /// every [`MAINTENANCE_EVERY`], the wall clock.
     #[must_use]
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
@@ -123,6 +147,7 @@ impl Server {
             rates: RateConfig::default(),
             limits: Limits::default(),
             maintenance_every: MAINTENANCE_EVERY,
+            clock: crate::clock::system(),
         }
     }
 
