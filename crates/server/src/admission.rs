@@ -91,7 +91,7 @@ impl<K: Eq + Hash> Drop for Held<K> {
 
 /// Who holds the server: a tenant, and within it a device or (for tokens without a device) a
 /// user.
-pub type Principal = (String, String);
+pub(crate) type Principal = (String, String);
 
 /// The principal of a connection, once one of its requests authenticated: what it holds of
 /// the per-principal and per-tenant connection caps.
@@ -214,12 +214,12 @@ impl Drop for InFlight {
 
 /// Set on a request whose body ran past a deadline (the answer becomes `408`).
 #[derive(Clone, Debug, Default)]
-pub struct BodyTimedOut(pub Arc<AtomicBool>);
+pub(crate) struct BodyTimedOut(pub Arc<AtomicBool>);
 
 /// A request body ran past its deadline.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BodyTimeout {
+pub(crate) enum BodyTimeout {
     /// No bytes arrived for the idle timeout.
     #[error("request body: no data for {0:?}")]
     Idle(Duration),
@@ -230,7 +230,7 @@ pub enum BodyTimeout {
 
 /// A request body that must keep arriving: at most `idle` between frames, `total` in all
 /// (from when the headers were read).
-pub struct TimedBody<B> {
+pub(crate) struct TimedBody<B> {
     inner: B,
     idle: Duration,
     total: Duration,
@@ -250,7 +250,7 @@ impl<B> std::fmt::Debug for TimedBody<B> {
 
 impl<B> TimedBody<B> {
     /// `inner` with deadlines; `timed_out` is set when one passes.
-    pub fn new(inner: B, idle: Duration, total: Duration, timed_out: BodyTimedOut) -> Self {
+    pub(crate) fn new(inner: B, idle: Duration, total: Duration, timed_out: BodyTimedOut) -> Self {
         let now = Instant::now();
         Self {
             inner,

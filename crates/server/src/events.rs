@@ -43,7 +43,7 @@ impl From<sqlx::Error> for EventsError {
 
 /// Who sent a batch, from the verified token.
 #[derive(Clone, Debug)]
-pub struct Sender<'a> {
+pub(crate) struct Sender<'a> {
     /// The token's tenant.
     pub tenant: &'a str,
     /// The token's user.
@@ -54,7 +54,7 @@ pub struct Sender<'a> {
 
 /// What ingest did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Ingested {
+pub(crate) struct Ingested {
     /// Events stored by this call.
     pub accepted: usize,
     /// Whether this (device, sequence) had been stored before (nothing stored again).
@@ -64,7 +64,7 @@ pub struct Ingested {
 /// A search.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Query {
+pub(crate) struct Query {
     /// Observed at or after (Unix nanoseconds).
     pub from: Option<i64>,
     /// Observed before (Unix nanoseconds).
@@ -91,16 +91,16 @@ pub struct Query {
 const INSERT_ROWS: usize = 500;
 
 /// The largest page.
-pub const MAX_PAGE: usize = 1_000;
+pub(crate) const MAX_PAGE: usize = 1_000;
 /// Batches read per query of a search.
 const BATCHES_PER_QUERY: i64 = 64;
 /// Most rows one search reads before it returns a (possibly short) page with a cursor: bounds
 /// the work of a path-prefix search, which filters after decryption.
-pub const SCAN_BUDGET: usize = 20_000;
+pub(crate) const SCAN_BUDGET: usize = 20_000;
 
 /// A page of results.
 #[derive(Debug)]
-pub struct Page {
+pub(crate) struct Page {
     /// The events, oldest first.
     pub events: Vec<StoredEvent>,
     /// Where the next page starts, if there may be more.
@@ -128,7 +128,7 @@ fn as_i64(v: u64) -> i64 {
 ///
 /// # Errors
 /// [`EventsError`]; nothing is stored on error.
-pub async fn ingest(
+pub(crate) async fn ingest(
     db: &Db,
     ring: &KeyRing,
     sender: &Sender<'_>,
@@ -341,7 +341,7 @@ impl<'a> Select<'a> {
 ///
 /// # Errors
 /// [`EventsError`].
-pub async fn search(
+pub(crate) async fn search(
     db: &Db,
     ring: &KeyRing,
     tenant: &str,

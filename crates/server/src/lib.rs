@@ -8,13 +8,14 @@
 //! | [`data::DataDir`] | the data directory: `init` (PKI, token key, escrow key pair, storage key ring, database) and `services` |
 //! | [`embedded::Embedded`] | the whole server in-process on loopback (the quickstart, end-to-end tests) |
 //! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision and body limit; handlers scope each request to its owner |
-//! | [`archives::Archives`], [`segments::ObjectSegments`] | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store |
-//! | [`events`] | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
+//! | [`archives::Archives`], `segments` (private) | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store |
+//! | `events` (private; through the routes) | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
 //! | [`kek`] | the key-encryption key outside the data directory that seals its secret files (storage key ring, escrow secret, token signing key) |
 //! | [`keystore`] | escrowed keys: one-way modes enforced server side, audited recovery re-wrapped to the admin's key |
 //! | [`db::Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both |
-//! | [`ratelimit`], [`admission`], [`metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port |
+//! | [`ratelimit`], `admission` (private), [`metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port |
 //! | [`tls`], [`pki`], [`listener`] | the TLS policy, the embedded certificates, the accept loop with its limits |
+//! | [`server::Server`], [`clock`] | the server assembled (one builder for `server serve` and [`embedded::Embedded`]), its injected clock |
 //!
 //! Decisions: `docs/design/0002-tls-policy.md`, `docs/design/0003-server-storage-and-credentials.md`.
 //! Bodies on the wire: `docs/format/wire.md`; the API: `docs/api/openapi.json`. The tests are
@@ -23,7 +24,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod archives;
 pub mod atrest;
 pub mod clock;
@@ -31,7 +32,7 @@ pub mod console;
 pub mod data;
 pub mod db;
 pub mod embedded;
-pub mod events;
+pub(crate) mod events;
 pub mod kek;
 pub mod keystore;
 pub mod listener;
@@ -41,7 +42,7 @@ pub mod parts;
 pub mod pki;
 pub mod ratelimit;
 pub mod routes;
-pub mod segments;
+pub(crate) mod segments;
 pub mod server;
 #[cfg(feature = "test-util")]
 pub mod testenv;

@@ -1,6 +1,6 @@
 //! The accept loop: TLS with a handshake deadline, a cap on open connections, HTTP/1.1 and
 //! HTTP/2 with a header-read deadline, request bodies with idle and total deadlines, and idle
-//! connections closed (S-10, S-11; [`crate::admission`]).
+//! connections closed (S-10, S-11; the crate's `admission` module).
 
 use std::future::Future;
 use std::sync::Arc;

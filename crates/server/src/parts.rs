@@ -25,7 +25,7 @@
 //! create-only marker `<part>.cut` holding the part's new length, which every read honours.
 //!
 //! The trait is synchronous: calls block on the runtime's handle, so use this from blocking
-//! threads only (like [`crate::segments::ObjectSegments`]).
+//! threads only (like the private `segments::ObjectSegments`).
 
 use std::collections::BTreeMap;
 use std::io;

@@ -3,7 +3,7 @@
 //! bring a fresh budget; token refreshes per device; failed authentication per source address,
 //! keyed by the socket's peer address (never by a header such as `X-Forwarded-For`, which the
 //! client writes); and caps on what one principal and one tenant hold at once (connections and
-//! requests in flight, [`crate::admission`]).
+//! requests in flight, the crate's `admission` module).
 //!
 //! An address whose failure budget is spent gets 429 for every request that fails
 //! authentication until its budget refills. A valid credential is served whatever its address

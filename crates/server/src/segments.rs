@@ -34,7 +34,7 @@ use crate::objects::{store_error, superseded};
 
 /// A user's segments: staged locally while active, published to an object store when sealed.
 #[derive(Clone, Debug)]
-pub struct ObjectSegments {
+pub(crate) struct ObjectSegments {
     staging: DirStorage,
     store: Arc<dyn ObjectStore>,
     /// The same store, when it is a local file system: sealing links instead of copying.
@@ -54,7 +54,7 @@ impl ObjectSegments {
     ///
     /// # Errors
     /// Creating the staging directory or listing the store failed.
-    pub fn open(
+    pub(crate) fn open(
         staging: &std::path::Path,
         store: Arc<dyn ObjectStore>,
         prefix: ObjectPath,
@@ -79,7 +79,7 @@ impl ObjectSegments {
     /// Declares that the store is `local` (the very store given to [`ObjectSegments::open`]),
     /// so that sealing publishes by hard link.
     #[must_use]
-    pub fn with_local(mut self, local: Arc<LocalFileSystem>) -> Self {
+    pub(crate) fn with_local(mut self, local: Arc<LocalFileSystem>) -> Self {
         self.local = Some(local);
         self
     }
@@ -249,7 +249,7 @@ impl Storage for ObjectSegments {
 /// [`crate::parts::PartSegments`] (everything in a shared object store; any number of
 /// instances).
 #[derive(Debug)]
-pub enum Segments {
+pub(crate) enum Segments {
     /// Active segment staged locally.
     Staged(ObjectSegments),
     /// Active segment as parts in the shared store.
@@ -258,7 +258,7 @@ pub enum Segments {
 
 /// The writer of a [`Segments`].
 #[derive(Debug)]
-pub enum SegmentsWriter {
+pub(crate) enum SegmentsWriter {
     /// A staged file.
     Staged(FileWriter),
     /// Parts in the store.
