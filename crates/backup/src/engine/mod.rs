@@ -1,6 +1,7 @@
 //! The backup engine: a [`Repository`] (a block store and one archive's keys) and its jobs, one
 //! module each: the walk ([`walk`]), what differs between platforms ([`platform`]), the worker
-//! scheduler ([`schedule`]), backup ([`backup`]), restore ([`restore`]) and check ([`check`]).
+//! scheduler ([`schedule`]), backup ([`backup`]: one snapshot; [`batch`]: a folder's batches of
+//! files; [`read`]: one group of files on a worker), restore ([`restore`]) and check ([`check`]).
 
 use std::sync::Arc;
 
@@ -16,14 +17,18 @@ use crate::snapshot::{
 use crate::store::BlockStore;
 
 mod backup;
+mod batch;
 mod check;
 mod platform;
+mod read;
 mod restore;
 mod schedule;
 mod walk;
 
-pub use backup::{BATCH_FILES, BackupOptions, BackupSummary, ContentHash, PACK_BELOW, PACK_TARGET};
+pub use backup::{BackupOptions, BackupSummary};
+pub use batch::BATCH_FILES;
 pub use check::{CheckReport, DataCheck};
+pub use read::{ContentHash, PACK_BELOW, PACK_TARGET};
 pub use restore::RestoreSummary;
 
 /// A repository: a block store and the keys of one archive.

@@ -15,10 +15,10 @@ use crate::store::BlockStore;
 use crate::tree::{Entry, EntryKind, Tree, is_safe_name};
 
 use super::Repository;
-use super::backup::{PACK_BELOW, PACK_TARGET};
 use super::platform::{
     make_symlink, name_os, set_mode, set_owner, set_symlink_time, set_xattrs, time_of, write_sparse,
 };
+use super::read::{PACK_BELOW, PACK_TARGET};
 use super::schedule::Waiting;
 
 /// Chunks fetched per store request when restoring a file.
