@@ -71,7 +71,7 @@ fn app() -> &'static App {
                 .expect("tenant");
             services
                 .db
-                .add_user("acme", "ana", "user")
+                .add_user("acme", "ana", cairn_token::Role::User)
                 .await
                 .expect("user");
             let request = TokenRequest {
