@@ -10,6 +10,17 @@ use cairn_server::ratelimit::RateConfig;
 use cairn_server::server::Server;
 use cairn_token::{ManualClock, Timestamp};
 
+/// An HTTPS client that trusts `server`'s CA and reaches it as `localhost`.
+fn client(server: &Embedded) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&server.ca_pem().unwrap()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve("localhost", server.addr())
+        .build()
+        .unwrap()
+}
+
 /// The rate limiters' keys of an idle client are forgotten while the embedded server runs
 /// (before `Server::builder`, only the `server` binary ran that cleanup, so an embedded
 /// server remembered every token and address it ever saw).
@@ -34,13 +45,7 @@ async fn an_embedded_server_forgets_idle_rate_limit_keys() {
     .await
     .unwrap();
     let token = server.add_tenant("acme", "ana", 1 << 30).await.unwrap();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let ca = reqwest::Certificate::from_pem(&server.ca_pem().unwrap()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .resolve("localhost", server.addr())
-        .build()
-        .unwrap();
+    let http = client(&server);
     for _ in 0..3 {
         let r = http
             .get(format!("{}/v1/tenants/acme/whoami", server.url()))
@@ -70,7 +75,6 @@ async fn an_embedded_server_forgets_idle_rate_limit_keys() {
 /// refuses the token once its clock has moved past the token's 15 minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_clock_is_the_one_it_is_built_with() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let in_2030 = Timestamp::from_unix(1_893_456_000).unwrap();
     let clock = ManualClock::new(in_2030);
@@ -82,12 +86,7 @@ async fn the_servers_clock_is_the_one_it_is_built_with() {
     .await
     .unwrap();
     let token = server.add_tenant("acme", "ana", 1 << 30).await.unwrap();
-    let ca = reqwest::Certificate::from_pem(&server.ca_pem().unwrap()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .resolve("localhost", server.addr())
-        .build()
-        .unwrap();
+    let http = client(&server);
     let call = |path: &str| {
         http.get(format!("{}{path}", server.url()))
             .bearer_auth(&token)
