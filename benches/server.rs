@@ -36,11 +36,11 @@ use std::time::{Duration, Instant};
 use cairn::events::v1;
 use cairn::keys::ArchiveKey;
 use cairn::seal::{ArchiveId, BlockKind, SealConfig, Sealer};
-use cairn::server::data::DataDir;
-use cairn::server::listener::{Limits, serve};
-use cairn::server::ratelimit::RateConfig;
-use cairn::server::routes::{AppState, SystemClock, router};
-use cairn::server::tls::server_config;
+use cairn::server::DataDir;
+use cairn::server::RateConfig;
+use cairn::server::server_config;
+use cairn::server::{AppState, SystemClock, router};
+use cairn::server::{Limits, serve};
 use cairn::token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };
@@ -50,7 +50,7 @@ struct Bench {
     http: reqwest::Client,
     base: String,
     _dir: tempfile::TempDir,
-    services: Arc<cairn::server::routes::Services>,
+    services: Arc<cairn::server::Services>,
 }
 
 fn tls_client(ca: rustls_pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
@@ -65,7 +65,7 @@ fn tls_client(ca: rustls_pki_types::CertificateDer<'static>) -> rustls::ClientCo
     .with_no_client_auth()
 }
 
-async fn start(backends: cairn::server::data::Backends) -> Bench {
+async fn start(backends: cairn::server::Backends) -> Bench {
     let dir = tempfile::Builder::new()
         .prefix("cairn-server-bench")
         .tempdir_in("/tmp")
@@ -362,7 +362,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let b = Arc::new(start(cairn::server::data::Backends::default()).await);
+        let b = Arc::new(start(cairn::server::Backends::default()).await);
         let s3 = if std::env::var("CAIRN_BENCH_S3").is_ok_and(|v| v == "1") {
             let backends = cairn::server::testenv::shared().await.unwrap();
             Some(Arc::new(start(backends).await))

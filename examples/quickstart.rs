@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use cairn::agent::compare::compare;
 use cairn::agent::state::AgentDir;
 use cairn::agent::{Agent, BackupReport, Enrollment, Escrow};
-use cairn::server::data::DataDir;
-use cairn::server::embedded::Embedded;
+use cairn::server::DataDir;
+use cairn::server::Embedded;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

@@ -23,7 +23,7 @@
 //! plain and `serve` logs a warning: a copy of the data directory then reads every event.
 //!
 //! Every command reads where metadata and segments live from the environment
-//! (`cairn_server::data::Backends::from_env`): `CAIRN_DATABASE_URL=postgres://…` for PostgreSQL,
+//! (`cairn_server::Backends::from_env`): `CAIRN_DATABASE_URL=postgres://…` for PostgreSQL,
 //! `CAIRN_S3_BUCKET`, `CAIRN_S3_ENDPOINT`, `CAIRN_S3_REGION`, `CAIRN_S3_PREFIX` and the usual
 //! `AWS_*` credentials for S3; unset, the embedded defaults. `replicate` makes the data
 //! directory of another instance of the same deployment (`docs/deploy.md`).
@@ -42,11 +42,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cairn::server::data::{DataDir, policy};
-use cairn::server::metrics::{DEFAULT_METRICS_ADDR, MetricsOptions};
-use cairn::server::pki::CA_CERT;
-use cairn::server::routes::SystemClock;
-use cairn::server::server::Server;
+use cairn::server::CA_CERT;
+use cairn::server::Server;
+use cairn::server::SystemClock;
+use cairn::server::{DEFAULT_METRICS_ADDR, MetricsOptions};
+use cairn::server::{DataDir, policy};
 use cairn::token::{
     Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenRequest, UserId,
 };
@@ -106,7 +106,7 @@ fn serve_command(
                     "warning: the metrics port {bound} is plain HTTP beyond loopback: keep it on a private network"
                 );
             }
-            tokio::spawn(cairn::server::metrics::serve_metrics(
+            tokio::spawn(cairn::server::serve_metrics(
                 metrics,
                 Arc::clone(server.services()),
                 metrics_options,
@@ -200,7 +200,7 @@ fn escrow_recover(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let envelope = runtime()?.block_on(async {
         let db = data.db().await?;
         Ok::<_, Box<dyn std::error::Error>>(
-            cairn::server::keystore::recover(
+            cairn::server::recover(
                 &db,
                 &identity,
                 tenant.as_str(),
@@ -424,7 +424,7 @@ fn main() -> ExitCode {
         .get_matches();
     let dir = |m: &clap::ArgMatches| {
         let data = DataDir::at(m.get_one::<PathBuf>("data").cloned().unwrap_or_default())
-            .with_backends(cairn::server::data::Backends::from_env());
+            .with_backends(cairn::server::Backends::from_env());
         let kek = m.get_one::<PathBuf>("kek-file").cloned().or_else(|| {
             std::env::var_os("CAIRN_KEK_FILE")
                 .filter(|v| !v.is_empty())

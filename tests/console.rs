@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use cairn::agent::state::AgentDir;
 use cairn::agent::{Agent, Enrollment, Escrow};
-use cairn::server::data::DataDir;
-use cairn::server::embedded::Embedded;
+use cairn::server::DataDir;
+use cairn::server::Embedded;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// A file name an attacker could choose: if the console parsed it as HTML, the `img` would
@@ -213,7 +213,7 @@ fn console_in_a_real_browser() {
                     capabilities: Capabilities::of(&[Capability::BackupList]),
                     lifetime_secs: 900,
                 },
-                cairn::server::routes::SystemClock.now(),
+                cairn::server::SystemClock.now(),
             )
             .unwrap()
             .expose()

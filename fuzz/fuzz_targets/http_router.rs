@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Arbitrary;
 use axum::body::Body;
 use axum::http::Request;
-use cairn_server::data::DataDir;
-use cairn_server::routes::{AppState, ROUTES, SystemClock, router};
+use cairn_server::DataDir;
+use cairn_server::{AppState, ROUTES, SystemClock, router};
 use cairn_token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };
@@ -56,7 +56,7 @@ fn app() -> &'static App {
                 .await
                 .expect("init");
             // Limits out of the way: every input should reach the handlers.
-            let rates = cairn_server::ratelimit::RateConfig {
+            let rates = cairn_server::RateConfig {
                 per_token_per_second: 1_000_000,
                 per_token_burst: 1_000_000,
                 per_tenant_per_second: 1_000_000,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use cairn_agent::compare::compare;
 use cairn_agent::state::AgentDir;
 use cairn_agent::{Agent, Enrollment, Escrow};
-use cairn_server::data::{DataDir, policy};
-use cairn_server::embedded::Embedded;
+use cairn_server::Embedded;
+use cairn_server::{DataDir, policy};
 use cairn_token::{Capabilities, Capability, Clock, Issuer, Role, TenantId, TokenRequest, UserId};
 use common::{free_addr, noise};
 
@@ -96,7 +96,7 @@ fn server_killed_mid_upload_restarted_backup_completes_and_restores() {
                 capabilities: Capabilities::of(&Capability::ALL),
                 lifetime_secs: 900,
             },
-            cairn_server::routes::SystemClock.now(),
+            cairn_server::SystemClock.now(),
         )
         .unwrap()
         .expose()
@@ -148,7 +148,7 @@ fn server_killed_mid_upload_restarted_backup_completes_and_restores() {
     }
     std::fs::write(src.join("small.txt"), b"small").unwrap();
 
-    let used = |db: &cairn_server::db::Db| {
+    let used = |db: &cairn_server::Db| {
         rt.block_on(db.quota("acme"))
             .unwrap()
             .map_or(0, |q| q.used_bytes)

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use cairn_agent::compare::compare;
 use cairn_agent::state::AgentDir;
 use cairn_agent::{Agent, AgentError, Enrollment, Escrow};
-use cairn_server::data::{Backends, DataDir, policy};
-use cairn_server::embedded::Embedded;
+use cairn_server::Embedded;
+use cairn_server::{Backends, DataDir, policy};
 use cairn_token::{Capabilities, Capability, Clock, Issuer, Role, TenantId, TokenRequest, UserId};
 use common::{free_addr, noise};
 
@@ -132,7 +132,7 @@ fn two_instances_behind_a_load_balancer() {
                 capabilities: Capabilities::of(&Capability::ALL),
                 lifetime_secs: 900,
             },
-            cairn_server::routes::SystemClock.now(),
+            cairn_server::SystemClock.now(),
         )
         .unwrap()
         .expose()
@@ -305,7 +305,7 @@ fn two_instances_behind_a_load_balancer() {
     assert_eq!(status, 204);
     // The second instance learns of it within its revocation refresh: until then it may
     // still serve the desktop's reads.
-    let deadline = Instant::now() + cairn_server::routes::REVOCATION_REFRESH * 20;
+    let deadline = Instant::now() + cairn_server::REVOCATION_REFRESH * 20;
     loop {
         match desktop.snapshots() {
             Err(AgentError::Deauthorized) => break,
@@ -316,7 +316,7 @@ fn two_instances_behind_a_load_balancer() {
             Instant::now() < deadline,
             "the second instance never learnt of the revocation"
         );
-        std::thread::sleep(cairn_server::routes::REVOCATION_REFRESH / 10);
+        std::thread::sleep(cairn_server::REVOCATION_REFRESH / 10);
     }
     std::fs::write(d_src.join("after.txt"), b"after").unwrap();
     match desktop.backup(None) {

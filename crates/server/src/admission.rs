@@ -31,7 +31,7 @@ use tokio::time::{Instant, Sleep};
 
 /// Holders of a bounded resource, by key: at most `cap` at once per key.
 #[derive(Debug)]
-pub struct Counts<K: Eq + Hash> {
+pub(crate) struct Counts<K: Eq + Hash> {
     held: Mutex<HashMap<K, usize>>,
 }
 
@@ -46,7 +46,7 @@ impl<K: Eq + Hash> Default for Counts<K> {
 impl<K: Eq + Hash + Clone> Counts<K> {
     /// One more holder of `key`, if it holds fewer than `cap`; released when the guard drops.
     /// A poisoned lock refuses (fails closed).
-    pub fn acquire(self: &Arc<Self>, key: K, cap: usize) -> Option<Held<K>> {
+    pub(crate) fn acquire(self: &Arc<Self>, key: K, cap: usize) -> Option<Held<K>> {
         let mut held = self.held.lock().ok()?;
         let n = held.entry(key.clone()).or_default();
         if *n >= cap {
@@ -60,7 +60,7 @@ impl<K: Eq + Hash + Clone> Counts<K> {
     }
 
     /// How many hold `key` now.
-    pub fn held(&self, key: &K) -> usize {
+    pub(crate) fn held(&self, key: &K) -> usize {
         self.held
             .lock()
             .ok()
@@ -71,7 +71,7 @@ impl<K: Eq + Hash + Clone> Counts<K> {
 
 /// One holder of a [`Counts`] key.
 #[derive(Debug)]
-pub struct Held<K: Eq + Hash> {
+pub(crate) struct Held<K: Eq + Hash> {
     counts: Arc<Counts<K>>,
     key: K,
 }
@@ -100,7 +100,7 @@ type Claim = (Held<Principal>, Held<String>);
 /// One accepted connection: its requests in flight, when it last had none, and whose it is.
 /// The listener makes one per connection and hands it to every request on it (an extension).
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     in_flight: AtomicUsize,
     idle_since: Mutex<Instant>,
     claim: Mutex<Option<Claim>>,
@@ -122,7 +122,7 @@ impl Default for Connection {
 
 /// Whether a connection's principal may hold it ([`Connection::claim`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClaimOutcome {
+pub(crate) enum ClaimOutcome {
     /// The connection is this principal's (now, or since an earlier request).
     Held,
     /// The principal, or its tenant, holds as many connections as it may: close this one.
@@ -131,7 +131,7 @@ pub enum ClaimOutcome {
 
 impl Connection {
     /// A request on this connection starts; the guard ends it.
-    pub fn start(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
         InFlight(Arc::clone(self))
@@ -140,7 +140,7 @@ impl Connection {
     /// Attributes the connection to `principal` (the first authenticated request decides; a
     /// later request of another principal on the same connection changes nothing), within the
     /// caps of `connections` and `tenants`.
-    pub fn claim(
+    pub(crate) fn claim(
         &self,
         principal: &Principal,
         connections: &Arc<Counts<Principal>>,
@@ -167,7 +167,7 @@ impl Connection {
 
     /// Completes when the connection has had no request in flight for `idle` (or, while no
     /// request on it has authenticated, for `unclaimed`): the listener then closes it.
-    pub async fn idle_expired(&self, unclaimed: Duration, idle: Duration) {
+    pub(crate) async fn idle_expired(&self, unclaimed: Duration, idle: Duration) {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -200,7 +200,7 @@ impl Connection {
 
 /// A request in flight on a [`Connection`]; its drop marks the connection idle from then.
 #[derive(Debug)]
-pub struct InFlight(Arc<Connection>);
+pub(crate) struct InFlight(Arc<Connection>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -21,6 +21,6 @@ pub type SharedClock = std::sync::Arc<dyn Clock>;
 
 /// The wall clock, shared.
 #[must_use]
-pub fn system() -> SharedClock {
+pub(crate) fn system() -> SharedClock {
     std::sync::Arc::new(SystemClock)
 }

@@ -42,7 +42,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `/console` (a redirect), `/console/`, `/console/console.js`, `/console/console.css`.
-pub fn router() -> axum::Router {
+pub(crate) fn router() -> axum::Router {
     use axum::routing::get;
     axum::Router::new()
         .route(

@@ -30,9 +30,10 @@ use crate::archives::Archives;
 use crate::atrest::KeyRing;
 use crate::db::Db;
 use crate::kek::{Kek, sealed_by};
+use crate::metrics::Metrics;
 use crate::pki::{Pki, check_private, write_new};
 use crate::ratelimit::{RateConfig, RateLimits};
-use crate::routes::{Metrics, RevocationList, Services};
+use crate::routes::{RevocationList, Services};
 
 /// The token issuer name.
 pub const ISSUER: &str = "cairn";
@@ -244,7 +245,7 @@ impl DataDir {
     }
 
     /// The same directory with its secret files sealed by the key-encryption key in the file
-    /// at `path`, which must be outside the directory ([`crate::kek`]). [`DataDir::init`]
+    /// at `path`, which must be outside the directory ([`Kek`](crate::Kek)). [`DataDir::init`]
     /// makes that file if it does not exist; every other use needs it. A plain secret file
     /// found while a KEK is given is sealed in place.
     #[must_use]

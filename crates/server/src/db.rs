@@ -146,7 +146,7 @@ pub struct Db {
 const LEASE_RELEASED: &str = "cairn_lease_released";
 
 /// Leases given back by any instance ([`Db::lease_releases`]).
-pub struct LeaseReleases(#[cfg(feature = "postgres")] sqlx::postgres::PgListener);
+pub(crate) struct LeaseReleases(#[cfg(feature = "postgres")] sqlx::postgres::PgListener);
 
 impl std::fmt::Debug for LeaseReleases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,7 +161,7 @@ impl LeaseReleases {
     /// # Errors
     /// [`DbError`] if it cannot be made again.
     #[cfg(feature = "postgres")]
-    pub async fn next(&mut self) -> Result<(String, String), DbError> {
+    pub(crate) async fn next(&mut self) -> Result<(String, String), DbError> {
         loop {
             let n = self.0.recv().await?;
             if let Some((tenant, user)) = n.payload().split_once('/') {
@@ -175,7 +175,7 @@ impl LeaseReleases {
     /// # Errors
     /// Never: it waits forever.
     #[cfg(not(feature = "postgres"))]
-    pub async fn next(&mut self) -> Result<(String, String), DbError> {
+    pub(crate) async fn next(&mut self) -> Result<(String, String), DbError> {
         std::future::pending().await
     }
 }
@@ -1065,7 +1065,7 @@ impl Db {
     /// # Errors
     /// [`DbError`] if the listening connection cannot be made.
     #[cfg(feature = "postgres")]
-    pub async fn lease_releases(&self) -> Result<Option<LeaseReleases>, DbError> {
+    pub(crate) async fn lease_releases(&self) -> Result<Option<LeaseReleases>, DbError> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
@@ -1079,7 +1079,7 @@ impl Db {
     /// # Errors
     /// Never.
     #[cfg(not(feature = "postgres"))]
-    pub async fn lease_releases(&self) -> Result<Option<LeaseReleases>, DbError> {
+    pub(crate) async fn lease_releases(&self) -> Result<Option<LeaseReleases>, DbError> {
         Ok(None)
     }
 

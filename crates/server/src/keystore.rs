@@ -43,7 +43,7 @@ impl From<sqlx::Error> for KeystoreError {
 
 /// What a deposit did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Deposited {
+pub(crate) struct Deposited {
     /// The mode now in force (1 standard, 2 archive password, 3 custom key).
     pub mode: u8,
     /// Whether an envelope is now held (false in custom-key mode).
@@ -54,7 +54,7 @@ pub struct Deposited {
 ///
 /// # Errors
 /// [`KeystoreError`].
-pub async fn stored(
+pub(crate) async fn stored(
     db: &Db,
     tenant: &str,
     user: &str,
@@ -79,7 +79,7 @@ pub async fn stored(
 ///
 /// # Errors
 /// [`KeystoreError`].
-pub async fn deposit(
+pub(crate) async fn deposit(
     db: &Db,
     tenant: &str,
     user: &str,

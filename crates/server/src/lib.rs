@@ -3,19 +3,20 @@
 //! blocks to each user's archive in the opaque form they arrived in, holds escrowed keys, and
 //! lets nobody reach what is not theirs.
 //!
-//! | item | use |
-//! | --- | --- |
-//! | [`data::DataDir`] | the data directory: `init` (PKI, token key, escrow key pair, storage key ring, database) and `services` |
-//! | [`embedded::Embedded`] | the whole server in-process on loopback (the quickstart, end-to-end tests) |
-//! | [`routes::ROUTES`], [`routes::router`] | every route with its access decision and body limit; handlers scope each request to its owner |
-//! | [`archives::Archives`], `segments` (private) | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store |
-//! | `events` (private; through the routes) | ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`atrest::KeyRing`] |
-//! | [`kek`] | the key-encryption key outside the data directory that seals its secret files (storage key ring, escrow secret, token signing key) |
-//! | [`keystore`] | escrowed keys: one-way modes enforced server side, audited recovery re-wrapped to the admin's key |
-//! | [`db::Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both |
-//! | [`ratelimit`], `admission` (private), [`metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port |
-//! | [`tls`], [`pki`], [`listener`] | the TLS policy, the embedded certificates, the accept loop with its limits |
-//! | [`server::Server`], [`clock`] | the server assembled (one builder for `server serve` and [`embedded::Embedded`]), its injected clock |
+//! Every module is private; the crate root re-exports what a user names, by job:
+//!
+//! | items | job | module |
+//! | --- | --- | --- |
+//! | [`DataDir`], [`Backends`], [`Server`], [`ServerBuilder`], [`Embedded`] | the data directory (`init`: PKI, token key, escrow key pair, storage key ring, database; `services`), the server assembled (one builder for `server serve` and [`Embedded`]), the whole server in-process on loopback | `data`, `server`, `embedded` |
+//! | [`ROUTES`], [`router`], [`AppState`], [`Services`] | every route with its access decision, body limit and handler; handlers scope each request to its owner | `routes` (`console`: the console's files) |
+//! | [`Archives`] | per-user `cairn-archive` logs; active segment staged locally, sealed segments in an object store | `archives`, `segments`, `parts` |
+//! | [`EventsError`] | event ingest (provenance from the token, idempotent, durable), search, OCSF export; sealed at rest with [`KeyRing`] | `events`, `atrest` |
+//! | [`Kek`], [`recover`] | the key-encryption key outside the data directory that seals its secret files (storage key ring, escrow secret, token signing key); escrowed keys (one-way modes enforced server side, audited recovery re-wrapped to the admin's key) | `kek`, `keystore` |
+//! | [`Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both | `db` |
+//! | [`RateConfig`], [`RateLimits`], [`Metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port | `ratelimit`, `admission`, `metrics` |
+//! | [`server_config`], [`Pki`], [`Limits`], [`serve`] | the TLS policy, the embedded certificates, the accept loop with its limits | `tls`, `pki`, `listener` |
+//! | [`SystemClock`], [`SharedClock`] | the injected clock | `clock` |
+//! | `testenv` (feature `test-util`) | the test suites' backends, and the part store for crash tests | `testenv` |
 //!
 //! Decisions: `docs/design/0002-tls-policy.md`, `docs/design/0003-server-storage-and-credentials.md`.
 //! Bodies on the wire: `docs/format/wire.md`; the API: `docs/api/openapi.json`. The tests are
@@ -23,30 +24,68 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(unnameable_types)]
 
-pub(crate) mod admission;
-pub mod archives;
-pub mod atrest;
-pub mod clock;
-pub mod console;
-pub mod data;
-pub mod db;
-pub mod embedded;
-pub(crate) mod events;
-pub mod kek;
-pub mod keystore;
-pub mod listener;
-pub mod metrics;
+// Every module is private: what a user of the crate may name is re-exported below, by job, and
+// what only tests need sits behind the `test-util` feature in `testenv`.
+mod admission;
+mod archives;
+mod atrest;
+mod clock;
+mod console;
+mod data;
+mod db;
+mod embedded;
+mod events;
+mod kek;
+mod keystore;
+mod listener;
+mod metrics;
 mod objects;
-pub mod parts;
-pub mod pki;
-pub mod ratelimit;
-pub mod routes;
-pub(crate) mod segments;
-pub mod server;
+// `testenv` re-exports the part store for the crash tests, so it is `pub` inside.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+mod parts;
+mod pki;
+mod ratelimit;
+mod routes;
+mod segments;
+mod server;
 #[cfg(feature = "test-util")]
 pub mod testenv;
-pub mod tls;
+mod tls;
+
+// Setting up and running a server.
+pub use data::{AUDIENCE, Backends, DATABASE, DataDir, ISSUER, S3, VERIFIED_TOKEN_CACHE, policy};
+pub use embedded::{Embedded, HOST};
+pub use server::{MAINTENANCE_EVERY, Server, ServerBuilder};
+
+// Its secrets: the KEK that seals the data directory's secret files, escrow recovery.
+pub use kek::{Kek, sealed_by};
+pub use keystore::{KeystoreError, recover};
+
+// TLS, the accept loop and its limits, rate limits, metrics, the clock.
+pub use clock::{SharedClock, SystemClock};
+pub use listener::{Connections, Limits, base_router, harden, serve, serve_counted};
+pub use metrics::{DEFAULT_METRICS_ADDR, Metrics, MetricsOptions, serve_metrics};
+pub use pki::{CA_CERT, CA_KEY, Loaded, Pki, SERVER_CERT, SERVER_KEY};
+pub use ratelimit::{RateConfig, RateLimits};
+pub use tls::{ALLOWED_GROUPS, ALLOWED_SUITES, provider, server_config};
+
+// The API: its routes, their state, the services behind them.
+pub use console::CONTENT_SECURITY_POLICY;
+pub use events::EventsError;
+pub use routes::{
+    Access, ApiError, AppState, DEVICE_CAPABILITIES, DEVICE_TOKEN_LIFETIME_SECS,
+    ENROLLMENT_TOKEN_LIFETIME_SECS, Handler, MAX_EXPORT, REVOCATION_REFRESH, ROUTES,
+    RevocationList, Route, Services, router,
+};
+
+// What the services keep: metadata, archives, the storage key ring.
+pub use archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, LEASE_TTL_MS, StoreError, Stored};
+pub use atrest::{AtRestError, KeyRing};
+pub use db::{
+    AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, Quota, SnapshotRow, UserRow,
+};
 
 /// The storage API bodies (re-exported from `cairn-wire`).
 pub use cairn_wire as wire;

@@ -26,7 +26,7 @@ use governor::{Quota, RateLimiter};
 
 /// The socket peer of a request, put in its extensions by the listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 /// Limits, as rate per second (or minute) and burst, and caps on what is held at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub struct RateLimits {
 
 /// Why a request was not admitted ([`RateLimits::admit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Over a rate: retry after this many seconds.
     Rate(u64),
     /// The principal or its tenant has as many requests in flight as it may.
@@ -120,7 +120,7 @@ pub enum Refusal {
 /// What an admitted request holds until it ends: its places among the principal's and the
 /// tenant's requests in flight.
 #[derive(Debug)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     _principal: Held<Principal>,
     _tenant: Held<String>,
 }
@@ -213,7 +213,7 @@ impl RateLimits {
     ///
     /// # Errors
     /// [`Refusal`]: which limit the request met.
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         principal: &Principal,
         connection: Option<&Connection>,

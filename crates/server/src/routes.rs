@@ -72,15 +72,15 @@ impl PartialEq for Route {
 impl Eq for Route {}
 
 /// Body limit of routes that take no body or a small JSON one.
-pub const SMALL_BODY: usize = 64 << 10;
+pub(crate) const SMALL_BODY: usize = 64 << 10;
 /// Body limit of event ingest: the event schema's own bound.
-pub const EVENTS_BODY: usize = cairn_events::Limits::MAX_BATCH_BYTES;
+pub(crate) const EVENTS_BODY: usize = cairn_events::Limits::MAX_BATCH_BYTES;
 /// Body limit of id lists.
-pub const IDS_BODY: usize = wire::MAX_IDS * 32;
+pub(crate) const IDS_BODY: usize = wire::MAX_IDS * 32;
 /// Body limit of block uploads.
-pub const BLOCKS_BODY: usize = wire::MAX_BATCH_BYTES;
+pub(crate) const BLOCKS_BODY: usize = wire::MAX_BATCH_BYTES;
 /// Body limit of one snapshot record (a sealed block).
-pub const SNAPSHOT_BODY: usize = cairn_seal::MAX_SEALED_LEN;
+pub(crate) const SNAPSHOT_BODY: usize = cairn_seal::MAX_SEALED_LEN;
 
 const fn route(
     method: &'static str,
@@ -354,9 +354,7 @@ impl Revocations for RevocationList {
     }
 }
 
-pub use crate::metrics::Metrics;
-
-pub use crate::clock::SystemClock;
+use crate::metrics::Metrics;
 
 fn unix_nanos() -> i64 {
     std::time::SystemTime::now()

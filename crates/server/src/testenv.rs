@@ -62,3 +62,6 @@ pub async fn shared() -> Result<Backends, String> {
         .with_database_url(format!("{base}/{name}{query}"))
         .with_s3(bucket, Some(endpoint), Some(name)))
 }
+
+/// The multipart segment store under the archives, for the tests that crash it between steps.
+pub use crate::parts::{Fence, PartSegments, PartWriter};

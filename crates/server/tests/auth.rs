@@ -6,7 +6,7 @@
 
 mod common;
 
-use cairn_server::routes::{Access, ROUTES};
+use cairn_server::{Access, ROUTES};
 use cairn_token::{Capability, Role};
 use common::{App, request, start_app, status};
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use cairn_server::console::CONTENT_SECURITY_POLICY;
+use cairn_server::CONTENT_SECURITY_POLICY;
 use cairn_token::{Capability, Role};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

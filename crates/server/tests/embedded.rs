@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_server::data::DataDir;
-use cairn_server::embedded::Embedded;
-use cairn_server::ratelimit::RateConfig;
-use cairn_server::server::Server;
+use cairn_server::DataDir;
+use cairn_server::Embedded;
+use cairn_server::RateConfig;
+use cairn_server::Server;
 use cairn_token::{ManualClock, Timestamp};
 
 /// An HTTPS client that trusts `server`'s CA and reaches it as `localhost`.

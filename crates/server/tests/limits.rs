@@ -6,7 +6,7 @@
 
 mod common;
 
-use cairn_server::listener::{Limits, base_router};
+use cairn_server::{Limits, base_router};
 use common::{ALL_VERSIONS, Running, client, connect, start_with, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -125,7 +125,7 @@ async fn s8_a_chunked_upload_over_the_route_limit_is_413() {
         cairn_token::Role::User,
         &[cairn_token::Capability::BackupPut],
     );
-    let limit = cairn_server::routes::ROUTES
+    let limit = cairn_server::ROUTES
         .iter()
         .find(|r| r.method == "POST" && r.path == "/v1/tenants/{tenant}/users/{user}/blocks")
         .unwrap()

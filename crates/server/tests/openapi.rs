@@ -4,7 +4,7 @@
 // Test code: a panic here is a test failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use cairn_server::routes::{Access, ROUTES};
+use cairn_server::{Access, ROUTES};
 
 fn document() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api/openapi.json");

@@ -6,9 +6,9 @@
 
 mod common;
 
-use cairn_server::listener::Limits;
-use cairn_server::metrics::MetricsOptions;
-use cairn_server::ratelimit::RateConfig;
+use cairn_server::Limits;
+use cairn_server::MetricsOptions;
+use cairn_server::RateConfig;
 use cairn_token::{Capability, Role};
 use common::start_app_rates;
 
@@ -236,7 +236,7 @@ async fn metrics_count_requests_failures_and_quota() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(cairn_server::metrics::serve_metrics(
+    tokio::spawn(cairn_server::serve_metrics(
         listener,
         app.services.clone(),
         MetricsOptions::default(),
@@ -247,7 +247,7 @@ async fn metrics_count_requests_failures_and_quota() {
     // Tenant figures only when asked for, on a second port.
     let tenants_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tenants_addr = tenants_listener.local_addr().unwrap();
-    tokio::spawn(cairn_server::metrics::serve_metrics(
+    tokio::spawn(cairn_server::serve_metrics(
         tenants_listener,
         app.services.clone(),
         MetricsOptions { per_tenant: true },

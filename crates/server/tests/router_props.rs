@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use cairn_server::data::DataDir;
-use cairn_server::routes::{AppState, ROUTES, SystemClock, router};
+use cairn_server::DataDir;
+use cairn_server::{AppState, ROUTES, SystemClock, router};
 use cairn_token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };
@@ -124,7 +124,7 @@ fn arbitrary_requests_never_panic_or_500() {
             .await
             .unwrap();
         // Limits out of the way: every case should reach the handlers.
-        let rates = cairn_server::ratelimit::RateConfig {
+        let rates = cairn_server::RateConfig {
             per_token_per_second: 1_000_000,
             per_token_burst: 1_000_000,
             per_tenant_per_second: 1_000_000,

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn_archive::{Archive, Config};
 use cairn_seal::BlockId;
-use cairn_server::archives::{Archives, KIND_BLOCK};
-use cairn_server::db::{Db, Engine};
-use cairn_server::parts::{Fence, PartSegments};
+use cairn_server::testenv::{Fence, PartSegments};
+use cairn_server::{Archives, KIND_BLOCK};
+use cairn_server::{Db, Engine};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -181,7 +181,7 @@ fn a_waiting_instance_takes_the_lease_when_it_is_given_back() {
             .as_millis() as i64
     };
     let taken_at = now();
-    let expires = taken_at + cairn_server::archives::LEASE_TTL_MS;
+    let expires = taken_at + cairn_server::LEASE_TTL_MS;
     let epoch =
         s.rt.block_on(s.db.take_lease("t", "u", "another-instance", taken_at, expires))
             .unwrap()
@@ -271,7 +271,7 @@ fn parts_of_a_sealed_segment_are_ignored_and_removed() {
 struct CrashBeforeSeal(PartSegments);
 
 impl cairn_archive::Storage for CrashBeforeSeal {
-    type Writer = cairn_server::parts::PartWriter;
+    type Writer = cairn_server::testenv::PartWriter;
     fn create(&self, name: &str) -> std::io::Result<Self::Writer> {
         self.0.create(name)
     }

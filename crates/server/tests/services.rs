@@ -21,8 +21,8 @@ use cairn_escrow::{
 use cairn_events::v1;
 use cairn_keys::ArchiveKey;
 use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
-use cairn_server::routes::{Access, ROUTES};
 use cairn_server::wire;
+use cairn_server::{Access, ROUTES};
 use cairn_token::{Capability, Role};
 use common::{App, Reply, start_app};
 use prost::Message;
@@ -1212,8 +1212,8 @@ async fn a_copy_of_the_data_directory_learns_no_event_content_without_the_kek() 
     let kek_dir = tempfile::tempdir().unwrap();
     let kek = kek_dir.path().join("cairn.kek");
     let app = common::start_app_kek(
-        cairn_server::listener::Limits::default(),
-        cairn_server::ratelimit::RateConfig::default(),
+        cairn_server::Limits::default(),
+        cairn_server::RateConfig::default(),
         Some(&kek),
     )
     .await;
@@ -1251,12 +1251,12 @@ async fn a_copy_of_the_data_directory_learns_no_event_content_without_the_kek() 
     for name in ["storage-keys", "escrow.key", "token-signing.key"] {
         let text = std::fs::read_to_string(root.join(name)).unwrap();
         assert!(
-            cairn_server::kek::sealed_by(&text).is_some(),
+            cairn_server::sealed_by(&text).is_some(),
             "{name} is not sealed"
         );
     }
     assert!(kek.exists(), "init made the KEK file");
-    let copy = cairn_server::data::DataDir::at(&root).with_backends(app.data.backends().clone());
+    let copy = cairn_server::DataDir::at(&root).with_backends(app.data.backends().clone());
     let e = copy.storage_ring().unwrap_err().to_string();
     assert!(e.contains("sealed by KEK"), "{e}");
     let e = copy.services().await.unwrap_err().to_string();
@@ -1298,7 +1298,7 @@ async fn without_a_kek_a_copy_reads_every_event_and_a_kek_given_later_seals_the_
     let app = start_app().await;
     let device = send_known_file(&app).await;
     let root = app.data.root().to_path_buf();
-    let read_event = |ring: &cairn_server::atrest::KeyRing, sealed: &[u8], key_id: &str| {
+    let read_event = |ring: &cairn_server::KeyRing, sealed: &[u8], key_id: &str| {
         // The row's AAD: tenant, user, device, batch sequence 1, index 0.
         let mut ctx = b"cairn-event-v1\0".to_vec();
         for part in ["acme", "ana", device.as_str()] {
@@ -1314,7 +1314,7 @@ async fn without_a_kek_a_copy_reads_every_event_and_a_kek_given_later_seals_the_
         .await
         .unwrap();
     let (key_id, sealed): (String, Vec<u8>) = (row.try_get(0).unwrap(), row.try_get(1).unwrap());
-    let copy = cairn_server::data::DataDir::at(&root);
+    let copy = cairn_server::DataDir::at(&root);
     let ring = copy.storage_ring().unwrap();
     let stored = read_event(&ring, &sealed, &key_id);
     let file = stored.event.unwrap().file.unwrap();
@@ -1327,14 +1327,14 @@ async fn without_a_kek_a_copy_reads_every_event_and_a_kek_given_later_seals_the_
     // A KEK given later: the plain secret files are sealed in place on first use.
     let kek_dir = tempfile::tempdir().unwrap();
     let kek = kek_dir.path().join("cairn.kek");
-    cairn_server::kek::Kek::generate(&kek, &root).unwrap();
-    let sealed_dir = cairn_server::data::DataDir::at(&root).with_kek_file(&kek);
+    cairn_server::Kek::generate(&kek, &root).unwrap();
+    let sealed_dir = cairn_server::DataDir::at(&root).with_kek_file(&kek);
     let ring = sealed_dir.storage_ring().unwrap();
     sealed_dir.signing_key().unwrap();
     sealed_dir.escrow_identity().unwrap();
     for name in ["storage-keys", "escrow.key", "token-signing.key"] {
         let text = std::fs::read_to_string(root.join(name)).unwrap();
-        assert!(cairn_server::kek::sealed_by(&text).is_some(), "{name}");
+        assert!(cairn_server::sealed_by(&text).is_some(), "{name}");
     }
     assert_eq!(
         read_event(&ring, &sealed, &key_id)
@@ -1352,7 +1352,7 @@ async fn without_a_kek_a_copy_reads_every_event_and_a_kek_given_later_seals_the_
     // A rotation keeps the ring sealed and the old key.
     assert_eq!(sealed_dir.rotate_storage_key().unwrap(), "k2");
     let text = std::fs::read_to_string(root.join("storage-keys")).unwrap();
-    assert!(cairn_server::kek::sealed_by(&text).is_some());
+    assert!(cairn_server::sealed_by(&text).is_some());
     let ring = sealed_dir.storage_ring().unwrap();
     assert_eq!(ring.len(), 2);
     assert_eq!(

@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use cairn_agent::{Agent, Enrollment, Escrow, state::AgentDir};
-use cairn_server::data::DataDir;
-use cairn_server::embedded::Embedded;
-use cairn_server::ratelimit::RateConfig;
+use cairn_server::DataDir;
+use cairn_server::Embedded;
+use cairn_server::RateConfig;
 
 pub const TENANT: &str = "acme";
 
@@ -64,12 +64,10 @@ pub fn world() -> World {
 /// A world on the embedded defaults whatever the environment asks: for tests that reach into
 /// the server's data directory (its segments on local disk, its SQLite database).
 pub fn world_embedded() -> World {
-    world_on(|_| cairn_server::data::Backends::default())
+    world_on(|_| cairn_server::Backends::default())
 }
 
-fn world_on(
-    backends: impl FnOnce(&tokio::runtime::Runtime) -> cairn_server::data::Backends,
-) -> World {
+fn world_on(backends: impl FnOnce(&tokio::runtime::Runtime) -> cairn_server::Backends) -> World {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let backends = backends(&rt);
@@ -106,7 +104,7 @@ impl World {
     }
 
     /// What the server stores and exports for a file digest: its tenant-keyed form (hex), as
-    /// `cairn_server::atrest::KeyRing::tenant_hash` makes it (docs/format/events.md §4.1).
+    /// `cairn_server::KeyRing::tenant_hash` makes it (docs/format/events.md §4.1).
     pub fn keyed(&self, algorithm: &str, digest: &[u8]) -> String {
         let server = self.server.as_ref().expect("the server is running");
         hex::encode(

@@ -12,12 +12,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_server::data::DataDir;
-use cairn_server::listener::{Connections, Limits, base_router, serve_counted};
-use cairn_server::pki::Pki;
-use cairn_server::ratelimit::RateConfig;
-use cairn_server::routes::{AppState, Services, SystemClock, router};
-use cairn_server::tls::server_config;
+use cairn_server::DataDir;
+use cairn_server::Pki;
+use cairn_server::RateConfig;
+use cairn_server::server_config;
+use cairn_server::{AppState, Services, SystemClock, router};
+use cairn_server::{Connections, Limits, base_router, serve_counted};
 use cairn_token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };
