@@ -83,11 +83,13 @@ async fn start(backends: cairn::server::Backends) -> Bench {
         ..RateConfig::default()
     };
     let services = data.services_with(unlimited).await.unwrap();
-    services.db.add_tenant("bench", 1 << 50).await.unwrap();
+    let tenant = cairn_token::TenantId::new("bench").unwrap();
+    services.db.add_tenant(&tenant, 1 << 50).await.unwrap();
     for u in 0..8 {
+        let user = cairn_token::UserId::new(&format!("u{u}")).unwrap();
         services
             .db
-            .add_user("bench", &format!("u{u}"), cairn_token::Role::User)
+            .add_user(&tenant, &user, cairn_token::Role::User)
             .await
             .unwrap();
     }

@@ -160,7 +160,7 @@ fn tenant_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
         .map_or(Ok(DEFAULT_QUOTA), |q| q.parse())?;
     let created = runtime()?.block_on(async {
         let db = data.db().await?;
-        Ok::<_, Box<dyn std::error::Error>>(db.add_tenant(tenant.as_str(), quota).await?)
+        Ok::<_, Box<dyn std::error::Error>>(db.add_tenant(&tenant, quota).await?)
     })?;
     if !created {
         return Err(format!("tenant {tenant} exists").into());
@@ -176,9 +176,7 @@ fn user_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let role = role(m.get_one::<String>("role").map_or("user", String::as_str))?;
     let created = runtime()?.block_on(async {
         let db = data.db().await?;
-        Ok::<_, Box<dyn std::error::Error>>(
-            db.add_user(tenant.as_str(), user.as_str(), role).await?,
-        )
+        Ok::<_, Box<dyn std::error::Error>>(db.add_user(&tenant, &user, role).await?)
     })?;
     if !created {
         return Err(format!("user {user} exists, or tenant {tenant} does not").into());
@@ -200,15 +198,7 @@ fn escrow_recover(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let envelope = runtime()?.block_on(async {
         let db = data.db().await?;
         Ok::<_, Box<dyn std::error::Error>>(
-            cairn::server::recover(
-                &db,
-                &identity,
-                tenant.as_str(),
-                user.as_str(),
-                "operator",
-                &to,
-            )
-            .await?,
+            cairn::server::recover(&db, &identity, &tenant, &user, "operator", &to).await?,
         )
     })?;
     std::fs::write(&out, envelope)?;
@@ -223,7 +213,7 @@ fn audit(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let tenant = TenantId::new(m.get_one::<String>("tenant").map_or("", String::as_str))?;
     let log = runtime()?.block_on(async {
         let db = data.db().await?;
-        Ok::<_, Box<dyn std::error::Error>>(db.audit_log(tenant.as_str()).await?)
+        Ok::<_, Box<dyn std::error::Error>>(db.audit_log(&tenant).await?)
     })?;
     for (actor, action, target, outcome) in log {
         println!("{actor}\t{action}\t{target}\t{outcome}");
@@ -242,8 +232,8 @@ fn archive_command(data: &DataDir, sub: &clap::ArgMatches) -> Result<()> {
             Some(("health", m)) => {
                 let tenant = TenantId::new(&arg(m, "tenant"))?;
                 let mut damaged = 0;
-                for user in db.users(tenant.as_str()).await? {
-                    if let Some(d) = db.damage(tenant.as_str(), &user.id).await? {
+                for user in db.users(&tenant).await? {
+                    if let Some(d) = db.damage(&tenant, &user.id).await? {
                         damaged += 1;
                         println!(
                             "{}\tdamaged since {}\t{} acknowledged records lost\t{}",
@@ -261,7 +251,7 @@ fn archive_command(data: &DataDir, sub: &clap::ArgMatches) -> Result<()> {
                     TenantId::new(&arg(m, "tenant"))?,
                     UserId::new(&arg(m, "user"))?,
                 );
-                if !db.clear_damage(tenant.as_str(), user.as_str()).await? {
+                if !db.clear_damage(&tenant, &user).await? {
                     return Err(format!(
                         "the archive of {}/{} is not marked damaged",
                         tenant.as_str(),
@@ -270,7 +260,7 @@ fn archive_command(data: &DataDir, sub: &clap::ArgMatches) -> Result<()> {
                     .into());
                 }
                 db.audit(
-                    tenant.as_str(),
+                    &tenant,
                     "operator",
                     "archive.damage-cleared",
                     user.as_str(),

@@ -66,12 +66,16 @@ fn app() -> &'static App {
             let services = data.services_with(rates).await.expect("services");
             services
                 .db
-                .add_tenant("acme", 1 << 20)
+                .add_tenant(&cairn_token::TenantId::new("acme").unwrap(), 1 << 20)
                 .await
                 .expect("tenant");
             services
                 .db
-                .add_user("acme", "ana", cairn_token::Role::User)
+                .add_user(
+                    &cairn_token::TenantId::new("acme").unwrap(),
+                    &cairn_token::UserId::new("ana").unwrap(),
+                    cairn_token::Role::User,
+                )
                 .await
                 .expect("user");
             let request = TokenRequest {

@@ -72,16 +72,24 @@ fn server_killed_mid_upload_restarted_backup_completes_and_restores() {
             .await
             .unwrap();
         let db = data.db().await.unwrap();
-        assert!(db.add_tenant("acme", 1 << 40).await.unwrap());
+        assert!(db.add_tenant(&common::tenant_id(), 1 << 40).await.unwrap());
         assert!(
-            db.add_user("acme", "root", cairn_token::Role::Admin)
-                .await
-                .unwrap()
+            db.add_user(
+                &common::tenant_id(),
+                &common::user_id("root"),
+                cairn_token::Role::Admin
+            )
+            .await
+            .unwrap()
         );
         assert!(
-            db.add_user("acme", "dee", cairn_token::Role::User)
-                .await
-                .unwrap()
+            db.add_user(
+                &common::tenant_id(),
+                &common::user_id("dee"),
+                cairn_token::Role::User
+            )
+            .await
+            .unwrap()
         );
         db
     });
@@ -149,7 +157,7 @@ fn server_killed_mid_upload_restarted_backup_completes_and_restores() {
     std::fs::write(src.join("small.txt"), b"small").unwrap();
 
     let used = |db: &cairn_server::Db| {
-        rt.block_on(db.quota("acme"))
+        rt.block_on(db.quota(&common::tenant_id()))
             .unwrap()
             .map_or(0, |q| q.used_bytes)
     };

@@ -110,13 +110,17 @@ fn two_instances_behind_a_load_balancer() {
             .await
             .unwrap();
         let db = data1.db().await.unwrap();
-        assert!(db.add_tenant("acme", 1 << 40).await.unwrap());
+        assert!(db.add_tenant(&common::tenant_id(), 1 << 40).await.unwrap());
         for (user, role) in [
             ("root", cairn_token::Role::Admin),
             ("dee", cairn_token::Role::User),
             ("eve", cairn_token::Role::User),
         ] {
-            assert!(db.add_user("acme", user, role).await.unwrap());
+            assert!(
+                db.add_user(&common::tenant_id(), &common::user_id(user), role)
+                    .await
+                    .unwrap()
+            );
         }
         db
     });
@@ -219,7 +223,7 @@ fn two_instances_behind_a_load_balancer() {
         std::fs::write(e_src.join(format!("p{i}.bin")), noise(900 + i, 16 << 20)).unwrap();
     }
     let used = || {
-        rt.block_on(db.quota("acme"))
+        rt.block_on(db.quota(&common::tenant_id()))
             .unwrap()
             .map_or(0, |q| q.used_bytes)
     };

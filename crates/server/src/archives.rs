@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use cairn_archive::{Archive, ArchiveError, Config};
 use cairn_seal::BlockId;
+use cairn_token::{TenantId, UserId};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -71,7 +72,7 @@ pub struct Stored {
     pub bytes: u64,
 }
 
-type UserKey = (String, String);
+type UserKey = (TenantId, UserId);
 
 type Log = Arc<Mutex<Archive<Segments>>>;
 
@@ -294,8 +295,8 @@ impl Archives {
 
     /// The user's archive, opened if needed, and this request's hold on it (in shared mode,
     /// the lease: taken or renewed here, given back when the instance's last request ends).
-    fn archive(&self, tenant: &str, user: &str) -> Result<(Log, InFlight<'_>), StoreError> {
-        let key = (tenant.to_owned(), user.to_owned());
+    fn archive(&self, tenant: &TenantId, user: &UserId) -> Result<(Log, InFlight<'_>), StoreError> {
+        let key = (tenant.clone(), user.clone());
         let slot = Arc::clone(lock(&self.open)?.entry(key.clone()).or_default());
         let mut state = lock(&slot)?;
         let epoch = match &self.shared {
@@ -346,7 +347,7 @@ impl Archives {
     }
 
     /// Gives the lease back (shared mode; the slot's lock held, no request in flight).
-    fn release_lease(&self, state: &mut SlotState, tenant: &str, user: &str) {
+    fn release_lease(&self, state: &mut SlotState, tenant: &TenantId, user: &UserId) {
         let (Some(shared), Some((epoch, _))) = (&self.shared, state.lease.take()) else {
             return;
         };
@@ -355,7 +356,7 @@ impl Archives {
                 .block_on(self.db.release_lease(tenant, user, &shared.holder, epoch))
         {
             // It expires by itself.
-            tracing::warn!(tenant, user, error = %e, "giving back an archive lease failed");
+            tracing::warn!(%tenant, %user, error = %e, "giving back an archive lease failed");
         }
         shared.released.notify_waiters();
     }
@@ -373,7 +374,7 @@ impl Archives {
     /// expire; returns its epoch. A wait ends when a lease is given back (by this instance, or
     /// by any on PostgreSQL: `Db::lease_releases`) or when the holder's lease expires, not on a
     /// timer of its own.
-    fn take_lease(&self, tenant: &str, user: &str) -> Result<i64, StoreError> {
+    fn take_lease(&self, tenant: &TenantId, user: &UserId) -> Result<i64, StoreError> {
         use std::sync::atomic::Ordering;
         let Some(shared) = &self.shared else {
             return Err(StoreError::Poisoned);
@@ -426,7 +427,12 @@ impl Archives {
         })
     }
 
-    fn open_archive(&self, tenant: &str, user: &str, epoch: i64) -> Result<Log, StoreError> {
+    fn open_archive(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        epoch: i64,
+    ) -> Result<Log, StoreError> {
         // Ids are canonical (`[a-z0-9-]{1,63}`, checked by the router), so they are safe as
         // path and object-name segments.
         let archive_id = self.runtime.block_on(self.db.archive_id(tenant, user))?;
@@ -452,7 +458,7 @@ impl Archives {
             }
             None => {
                 let mut segments = ObjectSegments::open(
-                    &self.staging.join(tenant).join(user),
+                    &self.staging.join(tenant.as_str()).join(user.as_str()),
                     Arc::clone(&self.store),
                     prefix,
                     self.runtime.clone(),
@@ -471,8 +477,8 @@ impl Archives {
             // A tail written but never committed (so never acknowledged) is the normal trace of
             // a crash; what was acknowledged is checked against the witness next.
             tracing::warn!(
-                tenant,
-                user,
+                %tenant,
+                %user,
                 truncated_bytes = recovery.truncated_bytes,
                 uncommitted_records = recovery.dropped_records,
                 rescanned_segments = recovery.rescanned_segments.len(),
@@ -498,8 +504,8 @@ impl Archives {
             .block_on(self.db.reconcile(tenant, user, actual))?;
         if delta != 0 {
             tracing::warn!(
-                tenant,
-                user,
+                %tenant,
+                %user,
                 delta,
                 "stored total corrected to what the archive holds"
             );
@@ -515,8 +521,8 @@ impl Archives {
     /// served, so that what is left can be restored and new backups made.
     fn check_witness(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         now: &cairn_archive::Commit,
         recovery: &cairn_archive::Recovery,
     ) -> Result<(), StoreError> {
@@ -549,8 +555,8 @@ impl Archives {
         self.damaged_openings
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(
-            tenant,
-            user,
+            %tenant,
+            %user,
             acknowledged = acked,
             held,
             lost,
@@ -561,7 +567,7 @@ impl Archives {
                 .mark_damaged(tenant, user, lost, &detail, held, &chain)
                 .await?;
             self.db
-                .audit(tenant, "server", "archive.damaged", user, &detail)
+                .audit(tenant, "server", "archive.damaged", user.as_str(), &detail)
                 .await
         })?;
         Ok(())
@@ -588,8 +594,8 @@ impl Archives {
     /// [`StoreError`].
     pub fn missing(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         ids: &[BlockId],
     ) -> Result<Vec<BlockId>, StoreError> {
         let (archive, _in_flight) = self.archive(tenant, user)?;
@@ -612,8 +618,8 @@ impl Archives {
     /// [`StoreError`].
     pub fn put(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         kind: u8,
         records: &[(BlockId, &[u8])],
     ) -> Result<Stored, StoreError> {
@@ -667,7 +673,7 @@ impl Archives {
                 // The next request reopens it (recovery cuts the uncommitted tail); this handle is
                 // poisoned and writes nothing more.
                 let slot = lock(&self.open)?
-                    .get(&(tenant.to_owned(), user.to_owned()))
+                    .get(&(tenant.clone(), user.clone()))
                     .cloned();
                 if let Some(slot) = slot {
                     lock(&slot)?.opened = None;
@@ -695,8 +701,8 @@ impl Archives {
     /// [`StoreError`].
     pub fn get(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         kind: u8,
         ids: &[BlockId],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -714,7 +720,7 @@ impl Archives {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn snapshots(&self, tenant: &str, user: &str) -> Result<Vec<BlockId>, StoreError> {
+    pub fn snapshots(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<BlockId>, StoreError> {
         let (archive, _in_flight) = self.archive(tenant, user)?;
         let log = lock(&archive)?;
         let mut seen = HashSet::new();
@@ -735,6 +741,16 @@ impl Archives {
 )]
 mod tests {
     use super::*;
+
+    /// The tenant these tests use.
+    fn t() -> cairn_token::TenantId {
+        cairn_token::TenantId::new("t").unwrap()
+    }
+
+    /// Its user.
+    fn u() -> cairn_token::UserId {
+        cairn_token::UserId::new("u").unwrap()
+    }
     use object_store::ObjectStoreExt;
     use object_store::local::LocalFileSystem;
 
@@ -742,7 +758,7 @@ mod tests {
     fn put_in_batches(archives: &Archives, blocks: &[(BlockId, Vec<u8>)], per: usize) {
         for chunk in blocks.chunks(per) {
             let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
-            let stored = archives.put("t", "u", KIND_BLOCK, &refs).unwrap();
+            let stored = archives.put(&t(), &u(), KIND_BLOCK, &refs).unwrap();
             assert_eq!(stored.stored, chunk.len());
         }
     }
@@ -750,7 +766,7 @@ mod tests {
     /// Every one of `blocks` reads back from user `u`'s archive as it was put.
     fn assert_all_there(archives: &Archives, blocks: &[(BlockId, Vec<u8>)]) {
         let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-        let got = archives.get("t", "u", KIND_BLOCK, &ids).unwrap();
+        let got = archives.get(&t(), &u(), KIND_BLOCK, &ids).unwrap();
         assert_eq!(got.len(), blocks.len());
         for ((_, want), got) in blocks.iter().zip(&got) {
             assert_eq!(want, got);
@@ -780,8 +796,8 @@ mod tests {
         let db = rt
             .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
             .unwrap();
-        rt.block_on(db.add_tenant("t", 1 << 30)).unwrap();
-        rt.block_on(db.add_user("t", "u", cairn_token::Role::User))
+        rt.block_on(db.add_tenant(&t(), 1 << 30)).unwrap();
+        rt.block_on(db.add_user(&t(), &u(), cairn_token::Role::User))
             .unwrap();
         std::fs::create_dir_all(dir.path().join("segments")).unwrap();
         (rt, dir, db)
@@ -847,7 +863,7 @@ mod tests {
             "{log}"
         );
         assert!(!log.contains("ERROR"), "{log}");
-        assert_eq!(rt.block_on(db.damage("t", "u")).unwrap(), None);
+        assert_eq!(rt.block_on(db.damage(&t(), &u())).unwrap(), None);
         assert_eq!(archives.lost_records(), 0);
         drop(archives);
         // The last acknowledged commit's record cut off: one block lost.
@@ -857,7 +873,7 @@ mod tests {
         let archives = open();
         let (missing, log) = logged(|| {
             let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-            archives.missing("t", "u", &ids).unwrap()
+            archives.missing(&t(), &u(), &ids).unwrap()
         });
         assert_eq!(missing, [blocks[3].0]);
         assert!(
@@ -867,13 +883,13 @@ mod tests {
         );
         assert_eq!(archives.lost_records(), 1);
         assert_eq!(archives.damaged_openings(), 1);
-        let damage = rt.block_on(db.damage("t", "u")).unwrap().unwrap();
+        let damage = rt.block_on(db.damage(&t(), &u())).unwrap().unwrap();
         assert_eq!(damage.lost_records, 1);
         assert!(
             damage.detail.contains("3 data records where 4"),
             "{damage:?}"
         );
-        let audit = rt.block_on(db.audit_entries("t")).unwrap();
+        let audit = rt.block_on(db.audit_entries(&t())).unwrap();
         assert!(
             audit.iter().any(|a| a.action == "archive.damaged"),
             "{audit:?}"
@@ -885,9 +901,9 @@ mod tests {
         let archives = open();
         assert_all_there(&archives, &blocks);
         assert_eq!(archives.lost_records(), 0, "nothing more lost");
-        assert!(rt.block_on(db.damage("t", "u")).unwrap().is_some());
-        assert!(rt.block_on(db.clear_damage("t", "u")).unwrap());
-        assert_eq!(rt.block_on(db.damage("t", "u")).unwrap(), None);
+        assert!(rt.block_on(db.damage(&t(), &u())).unwrap().is_some());
+        assert!(rt.block_on(db.clear_damage(&t(), &u())).unwrap());
+        assert_eq!(rt.block_on(db.damage(&t(), &u())).unwrap(), None);
     }
 
     /// Segments seal into the object store, and a reopened service (a restart) reads every
@@ -947,7 +963,7 @@ mod tests {
         let archives = open();
         assert_all_there(&archives, &blocks);
         let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-        assert!(archives.missing("t", "u", &ids).unwrap().is_empty());
+        assert!(archives.missing(&t(), &u(), &ids).unwrap().is_empty());
         let staged = std::fs::read_dir(dir.path().join("staging/t/u"))
             .unwrap()
             .count();
@@ -1004,7 +1020,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for _ in 0..2 {
-                let r = archives.missing("t", "u", &[BlockId::from_bytes([1; 32])]);
+                let r = archives.missing(&t(), &u(), &[BlockId::from_bytes([1; 32])]);
                 let _ = tx.send(r.is_err());
             }
         });
@@ -1041,7 +1057,10 @@ mod tests {
                     let refs: Vec<(BlockId, &[u8])> =
                         part.iter().map(|(i, b)| (*i, &b[..])).collect();
                     start.wait();
-                    assert_eq!(archives.put("t", "u", KIND_BLOCK, &refs).unwrap().stored, 2);
+                    assert_eq!(
+                        archives.put(&t(), &u(), KIND_BLOCK, &refs).unwrap().stored,
+                        2
+                    );
                 });
             }
         });

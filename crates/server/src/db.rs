@@ -13,7 +13,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cairn_token::Role;
+use cairn_token::{DeviceId, Role, TenantId, TokenId, UserId};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
@@ -155,19 +155,16 @@ impl std::fmt::Debug for LeaseReleases {
 }
 
 impl LeaseReleases {
-    /// Waits for the next lease given back: its `(tenant, user)`. The connection is made again
-    /// if it drops (releases meanwhile are missed: waiters also wake at the lease's expiry).
+    /// Waits for the next lease given back, of any archive (waiters then try again). The
+    /// connection is made again if it drops (releases meanwhile are missed: waiters also wake
+    /// at the lease's expiry).
     ///
     /// # Errors
     /// [`DbError`] if it cannot be made again.
     #[cfg(feature = "postgres")]
-    pub(crate) async fn next(&mut self) -> Result<(String, String), DbError> {
-        loop {
-            let n = self.0.recv().await?;
-            if let Some((tenant, user)) = n.payload().split_once('/') {
-                return Ok((tenant.to_owned(), user.to_owned()));
-            }
-        }
+    pub(crate) async fn next(&mut self) -> Result<(), DbError> {
+        self.0.recv().await?;
+        Ok(())
     }
 
     /// Without PostgreSQL support there is no listener to wait on.
@@ -175,7 +172,7 @@ impl LeaseReleases {
     /// # Errors
     /// Never: it waits forever.
     #[cfg(not(feature = "postgres"))]
-    pub(crate) async fn next(&mut self) -> Result<(String, String), DbError> {
+    pub(crate) async fn next(&mut self) -> Result<(), DbError> {
         std::future::pending().await
     }
 }
@@ -184,7 +181,7 @@ impl LeaseReleases {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct UserRow {
     /// The user id.
-    pub id: String,
+    pub id: UserId,
     /// Its role (serialized by its wire name: `user`, `admin` or `service`).
     #[serde(serialize_with = "role_name")]
     pub role: Role,
@@ -249,9 +246,9 @@ pub struct Damage {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceRow {
     /// The device id (32 lowercase hex digits: the 16-byte id its event batches carry).
-    pub id: String,
+    pub id: DeviceId,
     /// Its user.
-    pub user: String,
+    pub user: UserId,
     /// A name for people.
     pub name: String,
     /// Where it is in its life.
@@ -278,7 +275,7 @@ pub struct SnapshotRow {
     /// Its id (64 hex digits).
     pub id: String,
     /// The device whose token stored it.
-    pub device: Option<String>,
+    pub device: Option<DeviceId>,
     /// The sealed record's size.
     pub bytes: i64,
     /// When it arrived (Unix seconds).
@@ -426,12 +423,12 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn add_tenant(&self, tenant: &str, quota_bytes: i64) -> Result<bool, DbError> {
+    pub async fn add_tenant(&self, tenant: &TenantId, quota_bytes: i64) -> Result<bool, DbError> {
         let done = sqlx::query(
             "INSERT INTO tenants (id, quota_bytes, created_unix) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO NOTHING",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(quota_bytes)
         .bind(self.unix_now())
         .execute(&self.pool)
@@ -443,9 +440,9 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn tenant_exists(&self, tenant: &str) -> Result<bool, DbError> {
+    pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, DbError> {
         Ok(sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?
             .is_some())
@@ -455,10 +452,10 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn set_quota(&self, tenant: &str, quota_bytes: i64) -> Result<bool, DbError> {
+    pub async fn set_quota(&self, tenant: &TenantId, quota_bytes: i64) -> Result<bool, DbError> {
         let done = sqlx::query("UPDATE tenants SET quota_bytes = $1 WHERE id = $2")
             .bind(quota_bytes)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -468,9 +465,9 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn quota(&self, tenant: &str) -> Result<Option<Quota>, DbError> {
+    pub async fn quota(&self, tenant: &TenantId) -> Result<Option<Quota>, DbError> {
         let row = sqlx::query("SELECT quota_bytes, used_bytes FROM tenants WHERE id = $1")
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
@@ -486,14 +483,14 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn quotas(&self) -> Result<Vec<(String, Quota)>, DbError> {
+    pub async fn quotas(&self) -> Result<Vec<(TenantId, Quota)>, DbError> {
         let rows = sqlx::query("SELECT id, quota_bytes, used_bytes FROM tenants ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| {
                 Ok((
-                    col(&r, 0)?,
+                    id_col(&r, 0, "tenant id")?,
                     Quota {
                         quota_bytes: col(&r, 1)?,
                         used_bytes: col(&r, 2)?,
@@ -509,14 +506,19 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn reserve(&self, tenant: &str, user: &str, bytes: i64) -> Result<bool, DbError> {
+    pub async fn reserve(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: i64,
+    ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE tenants SET used_bytes = used_bytes + $1
              WHERE id = $2 AND used_bytes + $1 <= quota_bytes",
         )
         .bind(bytes)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -527,8 +529,8 @@ impl Db {
              WHERE tenant = $2 AND user_id = $3",
         )
         .bind(bytes)
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -542,12 +544,17 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn reconcile(&self, tenant: &str, user: &str, actual: i64) -> Result<i64, DbError> {
+    pub async fn reconcile(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        actual: i64,
+    ) -> Result<i64, DbError> {
         let mut tx = self.pool.begin().await?;
         let stored: Option<i64> =
             sqlx::query("SELECT stored_bytes FROM archives WHERE tenant = $1 AND user_id = $2")
-                .bind(tenant)
-                .bind(user)
+                .bind(tenant.as_str())
+                .bind(user.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
                 .map(|r| col(&r, 0))
@@ -559,8 +566,8 @@ impl Db {
         if delta != 0 {
             sqlx::query("UPDATE archives SET stored_bytes = $1 WHERE tenant = $2 AND user_id = $3")
                 .bind(actual)
-                .bind(tenant)
-                .bind(user)
+                .bind(tenant.as_str())
+                .bind(user.as_str())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
@@ -568,7 +575,7 @@ impl Db {
                  WHERE id = $2",
             )
             .bind(delta)
-            .bind(tenant)
+            .bind(tenant.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -580,7 +587,12 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn release(&self, tenant: &str, user: &str, bytes: i64) -> Result<bool, DbError> {
+    pub async fn release(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: i64,
+    ) -> Result<bool, DbError> {
         self.reserve(tenant, user, -bytes).await
     }
 
@@ -588,7 +600,12 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn add_user(&self, tenant: &str, user: &str, role: Role) -> Result<bool, DbError> {
+    pub async fn add_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, DbError> {
         if !self.tenant_exists(tenant).await? {
             return Ok(false);
         }
@@ -596,8 +613,8 @@ impl Db {
             "INSERT INTO users (tenant, id, role, created_unix) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant, id) DO NOTHING",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .bind(role.as_str())
         .bind(self.unix_now())
         .execute(&self.pool)
@@ -609,15 +626,15 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn user(&self, tenant: &str, user: &str) -> Result<Option<UserRow>, DbError> {
+    pub async fn user(&self, tenant: &TenantId, user: &UserId) -> Result<Option<UserRow>, DbError> {
         let row = sqlx::query("SELECT id, role FROM users WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(user)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
             Ok(UserRow {
-                id: col(&r, 0)?,
+                id: id_col(&r, 0, "user id")?,
                 role: role_col(&r, 1)?,
             })
         })
@@ -628,15 +645,15 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn users(&self, tenant: &str) -> Result<Vec<UserRow>, DbError> {
+    pub async fn users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, DbError> {
         let rows = sqlx::query("SELECT id, role FROM users WHERE tenant = $1 ORDER BY id")
-            .bind(tenant)
+            .bind(tenant.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(UserRow {
-                    id: col(&r, 0)?,
+                    id: id_col(&r, 0, "user id")?,
                     role: role_col(&r, 1)?,
                 })
             })
@@ -649,9 +666,9 @@ impl Db {
     /// [`DbError`].
     pub async fn add_device(
         &self,
-        tenant: &str,
-        device: &str,
-        user: &str,
+        tenant: &TenantId,
+        device: &DeviceId,
+        user: &UserId,
         name: &str,
         enrollment_jti: &str,
     ) -> Result<(), DbError> {
@@ -661,9 +678,9 @@ impl Db {
                                   created_unix, changed_unix)
              VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
         )
-        .bind(tenant)
-        .bind(device)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(device.as_str())
+        .bind(user.as_str())
         .bind(name)
         .bind(enrollment_jti)
         .bind(now)
@@ -676,7 +693,11 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn device(&self, tenant: &str, device: &str) -> Result<Option<DeviceRow>, DbError> {
+    pub async fn device(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> Result<Option<DeviceRow>, DbError> {
         let row = sqlx::query(
             "SELECT d.id, d.user_id, d.name, d.state, d.enrollment_jti, d.secret_hash,
                     d.last_seen_unix, d.agent_version, d.last_backup_unix, a.stored_bytes
@@ -684,8 +705,8 @@ impl Db {
                LEFT JOIN archives a ON a.tenant = d.tenant AND a.user_id = d.user_id
               WHERE d.tenant = $1 AND d.id = $2",
         )
-        .bind(tenant)
-        .bind(device)
+        .bind(tenant.as_str())
+        .bind(device.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(device_row).transpose()
@@ -695,7 +716,7 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn devices(&self, tenant: &str) -> Result<Vec<DeviceRow>, DbError> {
+    pub async fn devices(&self, tenant: &TenantId) -> Result<Vec<DeviceRow>, DbError> {
         let rows = sqlx::query(
             "SELECT d.id, d.user_id, d.name, d.state, d.enrollment_jti, d.secret_hash,
                     d.last_seen_unix, d.agent_version, d.last_backup_unix, a.stored_bytes
@@ -703,7 +724,7 @@ impl Db {
                LEFT JOIN archives a ON a.tenant = d.tenant AND a.user_id = d.user_id
               WHERE d.tenant = $1 ORDER BY d.id",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(device_row).collect()
@@ -715,8 +736,8 @@ impl Db {
     /// [`DbError`].
     pub async fn set_device_state(
         &self,
-        tenant: &str,
-        device: &str,
+        tenant: &TenantId,
+        device: &DeviceId,
         from: DeviceState,
         to: DeviceState,
     ) -> Result<bool, DbError> {
@@ -726,8 +747,8 @@ impl Db {
         )
         .bind(to.as_str())
         .bind(self.unix_now())
-        .bind(tenant)
-        .bind(device)
+        .bind(tenant.as_str())
+        .bind(device.as_str())
         .bind(from.as_str())
         .execute(&self.pool)
         .await?;
@@ -740,8 +761,8 @@ impl Db {
     /// [`DbError`].
     pub async fn activate_device(
         &self,
-        tenant: &str,
-        device: &str,
+        tenant: &TenantId,
+        device: &DeviceId,
         secret_hash: &[u8; 32],
     ) -> Result<bool, DbError> {
         let done = sqlx::query(
@@ -751,8 +772,8 @@ impl Db {
         )
         .bind(&secret_hash[..])
         .bind(self.unix_now())
-        .bind(tenant)
-        .bind(device)
+        .bind(tenant.as_str())
+        .bind(device.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -762,12 +783,12 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn deauthorized_devices(&self) -> Result<Vec<(String, String)>, DbError> {
+    pub async fn deauthorized_devices(&self) -> Result<Vec<(TenantId, DeviceId)>, DbError> {
         let rows = sqlx::query("SELECT tenant, id FROM devices WHERE state = 'deauthorized'")
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
-            .map(|r| Ok((col(&r, 0)?, col(&r, 1)?)))
+            .map(|r| Ok((id_col(&r, 0, "tenant id")?, id_col(&r, 1, "device id")?)))
             .collect()
     }
 
@@ -775,13 +796,13 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn revoke_token(&self, tenant: &str, token_id: &str) -> Result<(), DbError> {
+    pub async fn revoke_token(&self, tenant: &TenantId, token_id: &TokenId) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO revoked_tokens (tenant, token_id, revoked_unix) VALUES ($1, $2, $3)
              ON CONFLICT (tenant, token_id) DO NOTHING",
         )
-        .bind(tenant)
-        .bind(token_id)
+        .bind(tenant.as_str())
+        .bind(token_id.as_str())
         .bind(self.unix_now())
         .execute(&self.pool)
         .await?;
@@ -792,12 +813,12 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn revoked_tokens(&self) -> Result<Vec<(String, String)>, DbError> {
+    pub async fn revoked_tokens(&self) -> Result<Vec<(TenantId, TokenId)>, DbError> {
         let rows = sqlx::query("SELECT tenant, token_id FROM revoked_tokens")
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
-            .map(|r| Ok((col(&r, 0)?, col(&r, 1)?)))
+            .map(|r| Ok((id_col(&r, 0, "tenant id")?, id_col(&r, 1, "token id")?)))
             .collect()
     }
 
@@ -805,21 +826,21 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn archive_id(&self, tenant: &str, user: &str) -> Result<[u8; 16], DbError> {
+    pub async fn archive_id(&self, tenant: &TenantId, user: &UserId) -> Result<[u8; 16], DbError> {
         let mut fresh = [0u8; 16];
         getrandom::fill(&mut fresh).map_err(|_| DbError::Invalid("random source"))?;
         sqlx::query(
             "INSERT INTO archives (tenant, user_id, archive_id) VALUES ($1, $2, $3)
              ON CONFLICT (tenant, user_id) DO NOTHING",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .bind(&fresh[..])
         .execute(&self.pool)
         .await?;
         let row = sqlx::query("SELECT archive_id FROM archives WHERE tenant = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(user)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
             .fetch_one(&self.pool)
             .await?;
         let id: Vec<u8> = col(&row, 0)?;
@@ -841,8 +862,8 @@ impl Db {
     /// [`DbError`].
     pub async fn acknowledge(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         records: i64,
         chain: &str,
     ) -> Result<(), DbError> {
@@ -852,8 +873,8 @@ impl Db {
         )
         .bind(records)
         .bind(chain)
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -866,14 +887,14 @@ impl Db {
     /// [`DbError`].
     pub async fn witness(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
     ) -> Result<Option<(i64, Option<String>)>, DbError> {
         let row = sqlx::query(
             "SELECT acked_records, acked_chain FROM archives WHERE tenant = $1 AND user_id = $2",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
@@ -888,8 +909,8 @@ impl Db {
     /// [`DbError`].
     pub async fn mark_damaged(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         lost: i64,
         detail: &str,
         records: i64,
@@ -905,8 +926,8 @@ impl Db {
         .bind(detail)
         .bind(records)
         .bind(chain)
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -916,13 +937,17 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn damage(&self, tenant: &str, user: &str) -> Result<Option<Damage>, DbError> {
+    pub async fn damage(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<Damage>, DbError> {
         let row = sqlx::query(
             "SELECT damaged_unix, lost_records, damage FROM archives
               WHERE tenant = $1 AND user_id = $2 AND damaged_unix IS NOT NULL",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -951,13 +976,13 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn clear_damage(&self, tenant: &str, user: &str) -> Result<bool, DbError> {
+    pub async fn clear_damage(&self, tenant: &TenantId, user: &UserId) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE archives SET damaged_unix = NULL, damage = NULL
               WHERE tenant = $1 AND user_id = $2 AND damaged_unix IS NOT NULL",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -971,8 +996,8 @@ impl Db {
     /// [`DbError`].
     pub async fn take_lease(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         holder: &str,
         now_unix_ms: i64,
         expires_unix_ms: i64,
@@ -981,8 +1006,8 @@ impl Db {
             "INSERT INTO archive_leases (tenant, user_id, holder, epoch, expires_unix_ms)
              VALUES ($1, $2, $3, 1, $4) ON CONFLICT (tenant, user_id) DO NOTHING",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .bind(holder)
         .bind(expires_unix_ms)
         .execute(&self.pool)
@@ -999,8 +1024,8 @@ impl Db {
               WHERE tenant = $1 AND user_id = $2 AND (holder = $3 OR expires_unix_ms <= $5)
              RETURNING epoch",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .bind(holder)
         .bind(expires_unix_ms)
         .bind(now_unix_ms)
@@ -1016,8 +1041,8 @@ impl Db {
     /// [`DbError`].
     pub async fn release_lease(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         holder: &str,
         epoch: i64,
     ) -> Result<(), DbError> {
@@ -1025,8 +1050,8 @@ impl Db {
             "UPDATE archive_leases SET expires_unix_ms = 0
               WHERE tenant = $1 AND user_id = $2 AND holder = $3 AND epoch = $4",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .bind(holder)
         .bind(epoch)
         .execute(&self.pool)
@@ -1047,12 +1072,16 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn lease_expiry(&self, tenant: &str, user: &str) -> Result<Option<i64>, DbError> {
+    pub async fn lease_expiry(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<i64>, DbError> {
         let expires: Option<i64> = sqlx::query_scalar(
             "SELECT expires_unix_ms FROM archive_leases WHERE tenant = $1 AND user_id = $2",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(expires)
@@ -1087,12 +1116,16 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn lease(&self, tenant: &str, user: &str) -> Result<Option<(String, i64)>, DbError> {
+    pub async fn lease(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<(String, i64)>, DbError> {
         let row = sqlx::query(
             "SELECT holder, epoch FROM archive_leases WHERE tenant = $1 AND user_id = $2",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
@@ -1104,7 +1137,7 @@ impl Db {
     /// [`DbError`].
     pub async fn audit(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         actor: &str,
         action: &str,
         target: &str,
@@ -1114,7 +1147,7 @@ impl Db {
             "INSERT INTO audit (tenant, actor, action, target, outcome, at_unix)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(actor)
         .bind(action)
         .bind(target)
@@ -1132,8 +1165,8 @@ impl Db {
     /// [`DbError`].
     pub async fn touch_device(
         &self,
-        tenant: &str,
-        device: &str,
+        tenant: &TenantId,
+        device: &DeviceId,
         agent_version: Option<&str>,
     ) -> Result<(), DbError> {
         // At most one write a minute per device when nothing else changes: event ingest calls
@@ -1148,8 +1181,8 @@ impl Db {
         )
         .bind(now)
         .bind(agent_version)
-        .bind(tenant)
-        .bind(device)
+        .bind(tenant.as_str())
+        .bind(device.as_str())
         .bind(now - 60)
         .execute(&self.pool)
         .await?;
@@ -1163,10 +1196,10 @@ impl Db {
     /// [`DbError`].
     pub async fn record_snapshot(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
         id: &str,
-        device: Option<&str>,
+        device: Option<&DeviceId>,
         bytes: i64,
     ) -> Result<(), DbError> {
         let now = self.unix_now();
@@ -1174,10 +1207,10 @@ impl Db {
             "INSERT INTO snapshots (tenant, user_id, id, device, bytes, received_unix)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, id) DO NOTHING",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .bind(id)
-        .bind(device)
+        .bind(device.map(DeviceId::as_str))
         .bind(bytes)
         .bind(now)
         .execute(&self.pool)
@@ -1188,8 +1221,8 @@ impl Db {
                   WHERE tenant = $2 AND id = $3",
             )
             .bind(now)
-            .bind(tenant)
-            .bind(device)
+            .bind(tenant.as_str())
+            .bind(device.as_str())
             .execute(&self.pool)
             .await?;
         }
@@ -1202,22 +1235,24 @@ impl Db {
     /// [`DbError`].
     pub async fn snapshot_rows(
         &self,
-        tenant: &str,
-        user: &str,
+        tenant: &TenantId,
+        user: &UserId,
     ) -> Result<Vec<SnapshotRow>, DbError> {
         let rows = sqlx::query(
             "SELECT id, device, bytes, received_unix FROM snapshots
               WHERE tenant = $1 AND user_id = $2 ORDER BY received_unix, id",
         )
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(SnapshotRow {
                     id: col(&r, 0)?,
-                    device: col(&r, 1)?,
+                    device: col::<Option<String>>(&r, 1)?
+                        .map(|d| d.parse().map_err(|_| DbError::Invalid("device id")))
+                        .transpose()?,
                     bytes: col(&r, 2)?,
                     received_unix: col(&r, 3)?,
                 })
@@ -1229,10 +1264,14 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn stored_bytes(&self, tenant: &str, user: &str) -> Result<Option<i64>, DbError> {
+    pub async fn stored_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<i64>, DbError> {
         sqlx::query("SELECT stored_bytes FROM archives WHERE tenant = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(user)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
             .fetch_optional(&self.pool)
             .await?
             .map(|r| col(&r, 0))
@@ -1243,12 +1282,12 @@ impl Db {
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn audit_entries(&self, tenant: &str) -> Result<Vec<AuditRow>, DbError> {
+    pub async fn audit_entries(&self, tenant: &TenantId) -> Result<Vec<AuditRow>, DbError> {
         let rows = sqlx::query(
             "SELECT at_unix, actor, action, target, outcome FROM audit
               WHERE tenant = $1 ORDER BY id",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -1270,12 +1309,12 @@ impl Db {
     /// [`DbError`].
     pub async fn audit_log(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
     ) -> Result<Vec<(String, String, String, String)>, DbError> {
         let rows = sqlx::query(
             "SELECT actor, action, target, outcome FROM audit WHERE tenant = $1 ORDER BY id",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -1286,8 +1325,8 @@ impl Db {
 
 fn device_row(r: sqlx::any::AnyRow) -> Result<DeviceRow, DbError> {
     Ok(DeviceRow {
-        id: col(&r, 0)?,
-        user: col(&r, 1)?,
+        id: id_col(&r, 0, "device id")?,
+        user: id_col(&r, 1, "user id")?,
         name: col(&r, 2)?,
         state: DeviceState::parse(&col::<String>(&r, 3)?)
             .ok_or(DbError::Invalid("device state"))?,
@@ -1298,6 +1337,18 @@ fn device_row(r: sqlx::any::AnyRow) -> Result<DeviceRow, DbError> {
         last_backup_unix: col(&r, 8)?,
         archive_bytes: col(&r, 9)?,
     })
+}
+
+/// Column `i` of `row` as an id (`TenantId`, `UserId`, `DeviceId`, `TokenId`): text that is
+/// not one (a hand edit) is [`DbError::Invalid`] naming `what`.
+fn id_col<T: std::str::FromStr>(
+    row: &sqlx::any::AnyRow,
+    i: usize,
+    what: &'static str,
+) -> Result<T, DbError> {
+    col::<String>(row, i)?
+        .parse()
+        .map_err(|_| DbError::Invalid(what))
 }
 
 /// Column `i` of `row` as a `T`. A value of another type (SQLite keeps whatever a hand edit put
@@ -1316,6 +1367,16 @@ mod tests {
 
     use super::*;
 
+    /// The tenant these tests use.
+    fn t() -> cairn_token::TenantId {
+        cairn_token::TenantId::new("t").unwrap()
+    }
+
+    /// Its user.
+    fn u() -> cairn_token::UserId {
+        cairn_token::UserId::new("u").unwrap()
+    }
+
     /// SQLite keeps any value in any column, so a hand-edited database can hold text where the
     /// schema says integer. Reading such a row is a typed error, not a panic of the request.
     #[test]
@@ -1324,12 +1385,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         rt.block_on(async {
             let db = Db::open_sqlite(&dir.path().join("m.sqlite")).await.unwrap();
-            db.add_tenant("t", 1 << 30).await.unwrap();
-            db.add_user("t", "u", cairn_token::Role::User)
+            db.add_tenant(&t(), 1 << 30).await.unwrap();
+            db.add_user(&t(), &u(), cairn_token::Role::User)
                 .await
                 .unwrap();
-            assert_eq!(db.quota("t").await.unwrap().unwrap().quota_bytes, 1 << 30);
-            assert_eq!(db.users("t").await.unwrap().len(), 1);
+            assert_eq!(db.quota(&t()).await.unwrap().unwrap().quota_bytes, 1 << 30);
+            assert_eq!(db.users(&t()).await.unwrap().len(), 1);
 
             sqlx::query("UPDATE tenants SET quota_bytes = 'a lot' WHERE id = 't'")
                 .execute(db.pool())
@@ -1339,10 +1400,10 @@ mod tests {
                 .execute(db.pool())
                 .await
                 .unwrap();
-            assert!(matches!(db.quota("t").await, Err(DbError::Sql(_))));
+            assert!(matches!(db.quota(&t()).await, Err(DbError::Sql(_))));
             assert!(matches!(db.quotas().await, Err(DbError::Sql(_))));
-            assert!(matches!(db.user("t", "u").await, Err(DbError::Sql(_))));
-            assert!(matches!(db.users("t").await, Err(DbError::Sql(_))));
+            assert!(matches!(db.user(&t(), &u()).await, Err(DbError::Sql(_))));
+            assert!(matches!(db.users(&t()).await, Err(DbError::Sql(_))));
         });
     }
 }

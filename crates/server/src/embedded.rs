@@ -131,10 +131,10 @@ impl Embedded {
         let tenant_id = TenantId::new(tenant)?;
         let admin_id = UserId::new(admin)?;
         let db = &self.services.db;
-        if !db.add_tenant(tenant, quota_bytes).await? {
+        if !db.add_tenant(&tenant_id, quota_bytes).await? {
             return Err(ServerError::Exists(format!("the tenant {tenant}")));
         }
-        db.add_user(tenant, admin, Role::Admin).await?;
+        db.add_user(&tenant_id, &admin_id, Role::Admin).await?;
         let request = TokenRequest {
             subject: admin_id,
             tenant: tenant_id,

@@ -9,6 +9,8 @@ use cairn_escrow::{
     Envelope, EscrowAction, EscrowIdentity, EscrowPublicKey, EscrowRecipient, Mode, transition,
 };
 
+use cairn_token::{TenantId, UserId};
+
 use crate::db::{Db, DbError, col};
 
 /// Why a deposit or recovery was refused.
@@ -56,12 +58,12 @@ pub(crate) struct Deposited {
 /// [`KeystoreError`].
 pub(crate) async fn stored(
     db: &Db,
-    tenant: &str,
-    user: &str,
+    tenant: &TenantId,
+    user: &UserId,
 ) -> Result<Option<(Mode, Option<Vec<u8>>)>, KeystoreError> {
     let row = sqlx::query("SELECT mode, envelope FROM escrow WHERE tenant = $1 AND user_id = $2")
-        .bind(tenant)
-        .bind(user)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
         .fetch_optional(db.pool())
         .await?;
     row.map(|r| {
@@ -81,22 +83,22 @@ pub(crate) async fn stored(
 /// [`KeystoreError`].
 pub(crate) async fn deposit(
     db: &Db,
-    tenant: &str,
-    user: &str,
+    tenant: &TenantId,
+    user: &UserId,
     actor: &str,
     body: &[u8],
 ) -> Result<Deposited, KeystoreError> {
     let envelope = Envelope::parse(body).map_err(|_| KeystoreError::Invalid)?;
     let header = envelope.header();
-    if header.tenant() != tenant || header.user() != user {
+    if header.tenant() != tenant.as_str() || header.user() != user.as_str() {
         return Err(KeystoreError::Invalid);
     }
     let to = header.mode();
     let mut tx = db.pool().begin().await?;
     let current: Option<i64> =
         sqlx::query("SELECT mode FROM escrow WHERE tenant = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(user)
+            .bind(tenant.as_str())
+            .bind(user.as_str())
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| col(&r, 0))
@@ -112,8 +114,14 @@ pub(crate) async fn deposit(
         Ok(a) => a,
         Err(_) => {
             drop(tx);
-            db.audit(tenant, actor, "escrow.deposit", user, "refused: downgrade")
-                .await?;
+            db.audit(
+                tenant,
+                actor,
+                "escrow.deposit",
+                user.as_str(),
+                "refused: downgrade",
+            )
+            .await?;
             return Err(KeystoreError::Downgrade);
         }
     };
@@ -130,15 +138,15 @@ pub(crate) async fn deposit(
          DO UPDATE SET mode = excluded.mode, envelope = excluded.envelope,
                        updated_unix = excluded.updated_unix",
     )
-    .bind(tenant)
-    .bind(user)
+    .bind(tenant.as_str())
+    .bind(user.as_str())
     .bind(i64::from(to.to_byte()))
     .bind(envelope_bytes.as_deref())
     .bind(db.unix_now())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    db.audit(tenant, actor, "escrow.deposit", user, "ok")
+    db.audit(tenant, actor, "escrow.deposit", user.as_str(), "ok")
         .await?;
     Ok(Deposited {
         mode: to.to_byte(),
@@ -155,8 +163,8 @@ pub(crate) async fn deposit(
 pub async fn recover(
     db: &Db,
     identity: &EscrowIdentity,
-    tenant: &str,
-    user: &str,
+    tenant: &TenantId,
+    user: &UserId,
     actor: &str,
     recipient: &[u8],
 ) -> Result<Vec<u8>, KeystoreError> {
@@ -168,7 +176,7 @@ pub async fn recover(
         Err(KeystoreError::Invalid) => "refused: bad recipient",
         Err(_) => "failed",
     };
-    db.audit(tenant, actor, "escrow.recover", user, note)
+    db.audit(tenant, actor, "escrow.recover", user.as_str(), note)
         .await?;
     outcome
 }
@@ -176,8 +184,8 @@ pub async fn recover(
 async fn recover_inner(
     db: &Db,
     identity: &EscrowIdentity,
-    tenant: &str,
-    user: &str,
+    tenant: &TenantId,
+    user: &UserId,
     recipient: &[u8],
 ) -> Result<Vec<u8>, KeystoreError> {
     let recipient = EscrowPublicKey::from_bytes(recipient).map_err(|_| KeystoreError::Invalid)?;

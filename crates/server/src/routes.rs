@@ -270,8 +270,8 @@ pub struct RevocationList(Arc<RevokedInner>);
 
 #[derive(Debug, Default)]
 struct RevokedInner {
-    tokens: RwLock<HashSet<(String, String)>>,
-    devices: RwLock<HashSet<(String, String)>>,
+    tokens: RwLock<HashSet<(TenantId, TokenId)>>,
+    devices: RwLock<HashSet<(TenantId, DeviceId)>>,
 }
 
 impl RevocationList {
@@ -320,33 +320,35 @@ impl RevocationList {
         });
     }
 
-    fn revoke_token(&self, tenant: &str, token: &str) {
+    fn revoke_token(&self, tenant: &TenantId, token: &TokenId) {
         if let Ok(mut t) = self.0.tokens.write() {
-            t.insert((tenant.to_owned(), token.to_owned()));
+            t.insert((tenant.clone(), token.clone()));
         }
     }
 
-    fn deauthorize(&self, tenant: &str, device: &str) {
+    fn deauthorize(&self, tenant: &TenantId, device: &DeviceId) {
         if let Ok(mut d) = self.0.devices.write() {
-            d.insert((tenant.to_owned(), device.to_owned()));
+            d.insert((tenant.clone(), device.clone()));
         }
     }
 
     /// Whether the device was deauthorized.
     #[must_use]
-    pub fn is_deauthorized(&self, tenant: &str, device: &str) -> bool {
+    pub fn is_deauthorized(&self, tenant: &TenantId, device: &DeviceId) -> bool {
         // A poisoned lock fails closed.
-        self.0.devices.read().map_or(true, |d| {
-            d.contains(&(tenant.to_owned(), device.to_owned()))
-        })
+        self.0
+            .devices
+            .read()
+            .map_or(true, |d| d.contains(&(tenant.clone(), device.clone())))
     }
 }
 
 impl Revocations for RevocationList {
     fn is_revoked(&self, tenant: &TenantId, token: &TokenId) -> bool {
-        self.0.tokens.read().map_or(true, |t| {
-            t.contains(&(tenant.as_str().to_owned(), token.as_str().to_owned()))
-        })
+        self.0
+            .tokens
+            .read()
+            .map_or(true, |t| t.contains(&(tenant.clone(), token.clone())))
     }
 
     fn tokens_valid_after(&self, _tenant: &TenantId) -> Option<Timestamp> {
@@ -665,10 +667,7 @@ async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
         }
     };
     if let Some(device) = &verified.claims().device
-        && state
-            .services
-            .revoked
-            .is_deauthorized(tenant.as_str(), device.as_str())
+        && state.services.revoked.is_deauthorized(&tenant, device)
     {
         return ApiError::DeviceDeauthorized.into_response();
     }
@@ -708,7 +707,7 @@ async fn user_scope(
     let user = UserId::new(user).map_err(|_| ApiError::BadRequest)?;
     let tenant = tenant_of(token);
     authorize(token, tenant, needed, Owner::User(&user)).map_err(|_| ApiError::NotFound)?;
-    if svc.db.user(tenant.as_str(), user.as_str()).await?.is_none() {
+    if svc.db.user(tenant, &user).await?.is_none() {
         return Err(ApiError::NotFound);
     }
     Ok(user)
@@ -756,7 +755,7 @@ async fn quota(Extension(token): Token, Extension(svc): Svc) -> Result<Response,
     admin_scope(&token)?;
     let q = svc
         .db
-        .quota(tenant_of(&token).as_str())
+        .quota(tenant_of(&token))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(axum::Json(q).into_response())
@@ -764,7 +763,7 @@ async fn quota(Extension(token): Token, Extension(svc): Svc) -> Result<Response,
 
 async fn audit_log(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
     admin_scope(&token)?;
-    let log = svc.db.audit_entries(tenant_of(&token).as_str()).await?;
+    let log = svc.db.audit_entries(tenant_of(&token)).await?;
     Ok(axum::Json(log).into_response())
 }
 
@@ -787,13 +786,13 @@ async fn user_archive(
     Path((_, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupList).await?;
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
-    let (t, u) = (tenant.clone(), user.as_str().to_owned());
+    let (t, u) = (tenant.clone(), user.clone());
     let ids = blocking(move || s.archives.snapshots(&t, &u)).await?;
     let mut known: HashMap<String, crate::db::SnapshotRow> = svc
         .db
-        .snapshot_rows(&tenant, user.as_str())
+        .snapshot_rows(&tenant, &user)
         .await?
         .into_iter()
         .map(|r| (r.id.clone(), r))
@@ -814,7 +813,7 @@ async fn user_archive(
         .collect();
     snapshots.sort_by(|a, b| (a.received_unix, &a.id).cmp(&(b.received_unix, &b.id)));
     // Read after the archive was opened above: an opening that found damage has marked it.
-    let damage = svc.db.damage(&tenant, user.as_str()).await?;
+    let damage = svc.db.damage(&tenant, &user).await?;
     Ok(axum::Json(ArchiveView {
         health: if damage.is_some() {
             "damaged"
@@ -823,11 +822,7 @@ async fn user_archive(
         },
         damage,
         user: user.as_str().to_owned(),
-        stored_bytes: svc
-            .db
-            .stored_bytes(&tenant, user.as_str())
-            .await?
-            .unwrap_or(0),
+        stored_bytes: svc.db.stored_bytes(&tenant, &user).await?.unwrap_or(0),
         snapshots,
     })
     .into_response())
@@ -835,7 +830,7 @@ async fn user_archive(
 
 async fn list_users(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
     admin_scope(&token)?;
-    let users = svc.db.users(tenant_of(&token).as_str()).await?;
+    let users = svc.db.users(tenant_of(&token)).await?;
     Ok(axum::Json(users).into_response())
 }
 
@@ -855,8 +850,8 @@ async fn add_user(
     let new: NewUser = serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest)?;
     let user = UserId::new(&new.id).map_err(|_| ApiError::BadRequest)?;
     let role = Role::parse(&new.role).ok_or(ApiError::BadRequest)?;
-    let tenant = tenant_of(&token).as_str();
-    if !svc.db.add_user(tenant, user.as_str(), role).await? {
+    let tenant = tenant_of(&token);
+    if !svc.db.add_user(tenant, &user, role).await? {
         return Err(ApiError::Conflict);
     }
     svc.db
@@ -867,7 +862,7 @@ async fn add_user(
 
 async fn list_devices(Extension(token): Token, Extension(svc): Svc) -> Result<Response, ApiError> {
     admin_scope(&token)?;
-    let devices = svc.db.devices(tenant_of(&token).as_str()).await?;
+    let devices = svc.db.devices(tenant_of(&token)).await?;
     Ok(axum::Json(devices).into_response())
 }
 
@@ -931,7 +926,7 @@ async fn add_device(
         return Err(ApiError::BadRequest);
     }
     let tenant = tenant_of(&token);
-    if svc.db.user(tenant.as_str(), user.as_str()).await?.is_none() {
+    if svc.db.user(tenant, &user).await?.is_none() {
         return Err(ApiError::NotFound);
     }
     let mut raw = [0u8; 16];
@@ -946,22 +941,10 @@ async fn add_device(
         ENROLLMENT_TOKEN_LIFETIME_SECS,
     )?;
     svc.db
-        .add_device(
-            tenant.as_str(),
-            device.as_str(),
-            user.as_str(),
-            &new.name,
-            &jti,
-        )
+        .add_device(tenant, &device, &user, &new.name, &jti)
         .await?;
     svc.db
-        .audit(
-            tenant.as_str(),
-            &actor(&token),
-            "device.add",
-            device.as_str(),
-            "ok",
-        )
+        .audit(tenant, &actor(&token), "device.add", device.as_str(), "ok")
         .await?;
     let body = Credentials {
         device: device.as_str().to_owned(),
@@ -982,15 +965,17 @@ async fn enroll(
 ) -> Result<Response, ApiError> {
     let claims = token.claims();
     let tenant = tenant_of(&token);
+    // No device has a name that is not an id.
+    let device = DeviceId::new(&device).map_err(|_| ApiError::NotFound)?;
     let row = svc
         .db
-        .device(tenant.as_str(), &device)
+        .device(tenant, &device)
         .await?
         .ok_or(ApiError::NotFound)?;
     let is_enrollment_token = claims.capabilities == Capabilities::NONE
         && claims.role == Role::User
-        && claims.device.as_ref().map(DeviceId::as_str) == Some(device.as_str())
-        && claims.subject.as_str() == row.user
+        && claims.device.as_ref() == Some(&device)
+        && claims.subject == row.user
         && row.enrollment_jti.as_deref() == Some(claims.token_id.as_str());
     if !is_enrollment_token || row.state != DeviceState::Pending {
         return Err(ApiError::NotFound);
@@ -1000,21 +985,18 @@ async fn enroll(
     let hash = blake3::hash(&*secret);
     if !svc
         .db
-        .activate_device(tenant.as_str(), &device, hash.as_bytes())
+        .activate_device(tenant, &device, hash.as_bytes())
         .await?
     {
         // Another enrollment won the race.
         return Err(ApiError::NotFound);
     }
     svc.db
-        .touch_device(tenant.as_str(), &device, agent_version(&headers).as_deref())
+        .touch_device(tenant, &device, agent_version(&headers).as_deref())
         .await?;
-    svc.db
-        .revoke_token(tenant.as_str(), claims.token_id.as_str())
-        .await?;
-    svc.revoked
-        .revoke_token(tenant.as_str(), claims.token_id.as_str());
-    let device_id = DeviceId::new(&device).map_err(|_| ApiError::BadRequest)?;
+    svc.db.revoke_token(tenant, &claims.token_id).await?;
+    svc.revoked.revoke_token(tenant, &claims.token_id);
+    let device_id = device.clone();
     let (_, credentials) = issue(
         &svc,
         tenant,
@@ -1025,15 +1007,15 @@ async fn enroll(
     )?;
     svc.db
         .audit(
-            tenant.as_str(),
+            tenant,
             &actor(&token),
             "device.enroll",
-            &device,
+            device.as_str(),
             "ok",
         )
         .await?;
     Ok(axum::Json(Credentials {
-        device,
+        device: device.as_str().to_owned(),
         token: credentials,
         secret: Some(hex::encode(*secret)),
         user: Some(claims.subject.as_str().to_owned()),
@@ -1081,7 +1063,7 @@ async fn refresh(
     else {
         return Err(fail());
     };
-    let Some(row) = svc.db.device(&tenant, &device).await? else {
+    let Some(row) = svc.db.device(&tenant_id, &device_id).await? else {
         return Err(fail());
     };
     let Some(stored) = &row.secret_hash else {
@@ -1103,17 +1085,16 @@ async fn refresh(
     if let Some(secs) = svc.limits.refresh(&tenant, &device) {
         return Err(ApiError::TooMany(secs));
     }
-    let user = UserId::new(&row.user).map_err(|e| internal("stored user id", &e))?;
     let (_, token) = issue(
         &svc,
         &tenant_id,
-        user,
-        device_id,
+        row.user,
+        device_id.clone(),
         DEVICE_CAPABILITIES,
         DEVICE_TOKEN_LIFETIME_SECS,
     )?;
     svc.db
-        .touch_device(&tenant, &device, agent_version(&headers).as_deref())
+        .touch_device(&tenant_id, &device_id, agent_version(&headers).as_deref())
         .await?;
     Ok(axum::Json(Credentials {
         device,
@@ -1132,7 +1113,8 @@ async fn deauthorize(
     Path((_, device)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     admin_scope(&token)?;
-    let tenant = tenant_of(&token).as_str();
+    let tenant = tenant_of(&token);
+    let device = DeviceId::new(&device).map_err(|_| ApiError::NotFound)?;
     let row = svc
         .db
         .device(tenant, &device)
@@ -1148,7 +1130,13 @@ async fn deauthorize(
     }
     svc.revoked.deauthorize(tenant, &device);
     svc.db
-        .audit(tenant, &actor(&token), "device.deauthorize", &device, "ok")
+        .audit(
+            tenant,
+            &actor(&token),
+            "device.deauthorize",
+            device.as_str(),
+            "ok",
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1161,9 +1149,9 @@ async fn missing(
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupPut).await?;
     let ids = wire::decode_ids(&body).map_err(|_| ApiError::BadRequest)?;
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
-    let missing = blocking(move || s.archives.missing(&tenant, user.as_str(), &ids)).await?;
+    let missing = blocking(move || s.archives.missing(&tenant, &user, &ids)).await?;
     Ok(binary(wire::IDS_MEDIA_TYPE, wire::encode_ids(&missing)))
 }
 
@@ -1174,12 +1162,12 @@ async fn upload(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupPut).await?;
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
     let stored = blocking(move || {
         // Framing and each block's public header are checked before anything is stored.
         let blocks = wire::decode_upload(&body).map_err(|_| StoreError::Malformed)?;
-        s.archives.put(&tenant, user.as_str(), KIND_BLOCK, &blocks)
+        s.archives.put(&tenant, &user, KIND_BLOCK, &blocks)
     })
     .await?;
     svc.metrics
@@ -1199,9 +1187,9 @@ async fn fetch(
     if ids.len() > wire::MAX_BATCH_BLOCKS {
         return Err(ApiError::BadRequest);
     }
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
-    let blocks = blocking(move || s.archives.get(&tenant, user.as_str(), KIND_BLOCK, &ids)).await?;
+    let blocks = blocking(move || s.archives.get(&tenant, &user, KIND_BLOCK, &ids)).await?;
     Ok(binary(wire::BLOCKS_MEDIA_TYPE, wire::encode_batch(&blocks)))
 }
 
@@ -1211,9 +1199,9 @@ async fn list_snapshots(
     Path((_, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupList).await?;
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
-    let ids = blocking(move || s.archives.snapshots(&tenant, user.as_str())).await?;
+    let ids = blocking(move || s.archives.snapshots(&tenant, &user)).await?;
     Ok(binary(wire::IDS_MEDIA_TYPE, wire::encode_ids(&ids)))
 }
 
@@ -1235,23 +1223,18 @@ async fn put_snapshot(
     if header.id != id {
         return Err(ApiError::BadRequest);
     }
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
     let len = i64::try_from(body.len()).map_err(|_| ApiError::BadRequest)?;
-    let (t, u) = (tenant.clone(), user.as_str().to_owned());
+    let (t, u) = (tenant.clone(), user.clone());
     let stored =
         blocking(move || s.archives.put(&t, &u, KIND_SNAPSHOT, &[(id, &body[..])])).await?;
-    let device = token
-        .claims()
-        .device
-        .as_ref()
-        .map(|d| d.as_str().to_owned());
     svc.db
         .record_snapshot(
             &tenant,
-            user.as_str(),
+            &user,
             &hex::encode(id.as_bytes()),
-            device.as_deref(),
+            token.claims().device.as_ref(),
             len,
         )
         .await?;
@@ -1265,10 +1248,10 @@ async fn get_snapshot(
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupRead).await?;
     let id = parse_id(&id)?;
-    let tenant = tenant_of(&token).as_str().to_owned();
+    let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
     let mut records =
-        blocking(move || s.archives.get(&tenant, user.as_str(), KIND_SNAPSHOT, &[id])).await?;
+        blocking(move || s.archives.get(&tenant, &user, KIND_SNAPSHOT, &[id])).await?;
     Ok(binary(
         "application/octet-stream",
         records.pop().unwrap_or_default(),
@@ -1294,14 +1277,7 @@ async fn deposit(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, EscrowDeposit).await?;
-    let done = keystore::deposit(
-        &svc.db,
-        tenant_of(&token).as_str(),
-        user.as_str(),
-        &actor(&token),
-        &body,
-    )
-    .await?;
+    let done = keystore::deposit(&svc.db, tenant_of(&token), &user, &actor(&token), &body).await?;
     Ok(axum::Json(done).into_response())
 }
 
@@ -1320,8 +1296,8 @@ async fn recover(
     let envelope = keystore::recover(
         &svc.db,
         &svc.escrow,
-        tenant_of(&token).as_str(),
-        user.as_str(),
+        tenant_of(&token),
+        &user,
         &actor(&token),
         &body,
     )
@@ -1354,9 +1330,7 @@ async fn ingest(
         user: claims.subject.as_str(),
         device: device.as_str(),
     };
-    svc.db
-        .touch_device(sender.tenant, sender.device, None)
-        .await?;
+    svc.db.touch_device(&claims.tenant, device, None).await?;
     let done = match events::ingest(&svc.db, &svc.ring, &sender, &body, unix_nanos()).await {
         Err(EventsError::Provenance) => {
             svc.metrics
@@ -1427,11 +1401,11 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let Query(mut query) = query.map_err(|_| ApiError::BadRequest)?;
     let only = event_scope(&token)?;
-    let tenant = tenant_of(&token).as_str();
+    let tenant = tenant_of(&token);
     let mut out = Vec::new();
     let mut written = 0;
     let next = loop {
-        let page = events::search(&svc.db, &svc.ring, tenant, &query, only).await?;
+        let page = events::search(&svc.db, &svc.ring, tenant.as_str(), &query, only).await?;
         written +=
             cairn_events::ocsf::write_ndjson(&page.events, env!("CARGO_PKG_VERSION"), &mut out)
                 .map_err(|e| internal("export", &e))?;

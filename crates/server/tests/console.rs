@@ -72,16 +72,24 @@ fn console_sources_keep_the_rules() {
 async fn audit_and_archive_routes() {
     let app = common::start_app().await;
     let db = &app.services.db;
-    assert!(db.add_tenant("acme", 1 << 30).await.unwrap());
+    assert!(db.add_tenant(&common::tid("acme"), 1 << 30).await.unwrap());
     assert!(
-        db.add_user("acme", "ana", cairn_token::Role::User)
-            .await
-            .unwrap()
+        db.add_user(
+            &common::tid("acme"),
+            &common::uid("ana"),
+            cairn_token::Role::User
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        db.add_user("acme", "root", cairn_token::Role::Admin)
-            .await
-            .unwrap()
+        db.add_user(
+            &common::tid("acme"),
+            &common::uid("root"),
+            cairn_token::Role::Admin
+        )
+        .await
+        .unwrap()
     );
     let admin = app.admin("acme");
     // An audited action, then the log.

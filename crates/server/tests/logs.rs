@@ -40,10 +40,14 @@ async fn x4_no_secret_in_any_log_line() {
 
     let app = start_app().await;
     let db = &app.services.db;
-    db.add_tenant("acme", 1 << 30).await.unwrap();
-    db.add_user("acme", "ana", cairn_token::Role::User)
-        .await
-        .unwrap();
+    db.add_tenant(&common::tid("acme"), 1 << 30).await.unwrap();
+    db.add_user(
+        &common::tid("acme"),
+        &common::uid("ana"),
+        cairn_token::Role::User,
+    )
+    .await
+    .unwrap();
     let admin = app.admin("acme");
     let mut secrets: Vec<String> = vec![admin.clone()];
 

@@ -185,10 +185,14 @@ async fn token_refresh_is_limited_per_device() {
     };
     let app = start_app_rates(Limits::default(), rates).await;
     let db = &app.services.db;
-    db.add_tenant("acme", 1 << 30).await.unwrap();
-    db.add_user("acme", "ana", cairn_token::Role::User)
-        .await
-        .unwrap();
+    db.add_tenant(&common::tid("acme"), 1 << 30).await.unwrap();
+    db.add_user(
+        &common::tid("acme"),
+        &common::uid("ana"),
+        cairn_token::Role::User,
+    )
+    .await
+    .unwrap();
     let admin = app.admin("acme");
     let r = app
         .call(
@@ -232,7 +236,11 @@ async fn token_refresh_is_limited_per_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_failures_and_quota() {
     let app = start_app_rates(Limits::default(), RateConfig::default()).await;
-    app.services.db.add_tenant("acme", 1_000_000).await.unwrap();
+    app.services
+        .db
+        .add_tenant(&common::tid("acme"), 1_000_000)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -132,10 +132,18 @@ fn arbitrary_requests_never_panic_or_500() {
             ..Default::default()
         };
         let services = data.services_with(rates).await.unwrap();
-        services.db.add_tenant("acme", 1 << 20).await.unwrap();
         services
             .db
-            .add_user("acme", "ana", cairn_token::Role::User)
+            .add_tenant(&TenantId::new("acme").unwrap(), 1 << 20)
+            .await
+            .unwrap();
+        services
+            .db
+            .add_user(
+                &TenantId::new("acme").unwrap(),
+                &UserId::new("ana").unwrap(),
+                cairn_token::Role::User,
+            )
             .await
             .unwrap();
         let request = TokenRequest {

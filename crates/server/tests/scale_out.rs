@@ -35,8 +35,8 @@ fn shared() -> Shared {
         .block_on(Db::open(backends.database_url.as_deref().unwrap()))
         .unwrap();
     assert_eq!(db.engine(), Engine::Postgres);
-    rt.block_on(db.add_tenant("t", 1 << 40)).unwrap();
-    rt.block_on(db.add_user("t", "u", cairn_token::Role::User))
+    rt.block_on(db.add_tenant(&t(), 1 << 40)).unwrap();
+    rt.block_on(db.add_user(&t(), &u(), cairn_token::Role::User))
         .unwrap();
     let store = backends.s3_store().unwrap().unwrap();
     Shared { rt, db, store }
@@ -128,19 +128,22 @@ fn two_instances_take_turns_on_one_archive() {
     for (i, chunk) in blocks.chunks(4).enumerate() {
         let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
         let through = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(through.put("t", "u", KIND_BLOCK, &refs).unwrap().stored, 4);
+        assert_eq!(
+            through.put(&t(), &u(), KIND_BLOCK, &refs).unwrap().stored,
+            4
+        );
         // The other instance sees every block so far.
         let other = if i % 2 == 0 { &b } else { &a };
         let ids: Vec<BlockId> = blocks[..(i + 1) * 4].iter().map(|(i, _)| *i).collect();
         assert!(
-            other.missing("t", "u", &ids).unwrap().is_empty(),
+            other.missing(&t(), &u(), &ids).unwrap().is_empty(),
             "turn {i}"
         );
     }
     drop((a, b));
     let c = instance();
     let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-    let got = c.get("t", "u", KIND_BLOCK, &ids).unwrap();
+    let got = c.get(&t(), &u(), KIND_BLOCK, &ids).unwrap();
     for ((_, want), got) in blocks.iter().zip(&got) {
         assert_eq!(want, got);
     }
@@ -160,7 +163,7 @@ fn two_instances_take_turns_on_one_archive() {
         .count();
     assert!(sealed >= 2, "{listed:?}");
     // The quota charged is what the archive holds.
-    let used = s.rt.block_on(s.db.quota("t")).unwrap().unwrap().used_bytes;
+    let used = s.rt.block_on(s.db.quota(&t())).unwrap().unwrap().used_bytes;
     let held: usize = blocks.iter().map(|(_, b)| b.len()).sum();
     assert_eq!(used, i64::try_from(held).unwrap());
 }
@@ -183,14 +186,14 @@ fn a_waiting_instance_takes_the_lease_when_it_is_given_back() {
     let taken_at = now();
     let expires = taken_at + cairn_server::LEASE_TTL_MS;
     let epoch =
-        s.rt.block_on(s.db.take_lease("t", "u", "another-instance", taken_at, expires))
+        s.rt.block_on(s.db.take_lease(&t(), &u(), "another-instance", taken_at, expires))
             .unwrap()
             .unwrap();
     let (id, bytes) = block(99);
     std::thread::scope(|scope| {
         let put = scope.spawn(|| {
             let stored = b
-                .put("t", "u", KIND_BLOCK, &[(id, &bytes[..])])
+                .put(&t(), &u(), KIND_BLOCK, &[(id, &bytes[..])])
                 .unwrap()
                 .stored;
             (stored, now())
@@ -204,7 +207,7 @@ fn a_waiting_instance_takes_the_lease_when_it_is_given_back() {
             );
             std::thread::yield_now();
         }
-        s.rt.block_on(s.db.release_lease("t", "u", "another-instance", epoch))
+        s.rt.block_on(s.db.release_lease(&t(), &u(), "another-instance", epoch))
             .unwrap();
         let (stored, done_at) = put.join().unwrap();
         assert_eq!(stored, 1);
@@ -232,7 +235,7 @@ fn parts_of_a_sealed_segment_are_ignored_and_removed() {
     let a = instance();
     for chunk in blocks.chunks(4) {
         let refs: Vec<(BlockId, &[u8])> = chunk.iter().map(|(i, b)| (*i, &b[..])).collect();
-        a.put("t", "u", KIND_BLOCK, &refs).unwrap();
+        a.put(&t(), &u(), KIND_BLOCK, &refs).unwrap();
     }
     drop(a);
     let base = ObjectPath::from("tenants/t/users/u");
@@ -253,7 +256,7 @@ fn parts_of_a_sealed_segment_are_ignored_and_removed() {
     }
     let b = instance();
     let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
-    let got = b.get("t", "u", KIND_BLOCK, &ids).unwrap();
+    let got = b.get(&t(), &u(), KIND_BLOCK, &ids).unwrap();
     for ((_, want), got) in blocks.iter().zip(&got) {
         assert_eq!(want, got);
     }
@@ -342,4 +345,14 @@ fn a_crash_before_the_seal_is_recovered() {
     }
     let listed = parts(&s, "w/c", Arc::new(|| Ok(()))).list().unwrap();
     assert!(listed.len() >= 2, "{listed:?}");
+}
+
+/// The tenant every test here uses.
+fn t() -> cairn_token::TenantId {
+    cairn_token::TenantId::new("t").unwrap()
+}
+
+/// Its user.
+fn u() -> cairn_token::UserId {
+    cairn_token::UserId::new("u").unwrap()
 }

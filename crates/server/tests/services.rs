@@ -45,10 +45,11 @@ fn seal(s: &Sealer, kind: BlockKind, plain: &[u8]) -> (BlockId, Vec<u8>) {
 /// `tenant add` and `user add` do).
 async fn seed(app: &App, tenant: &str, quota: i64, users: &[&str]) {
     let db = &app.services.db;
-    assert!(db.add_tenant(tenant, quota).await.unwrap());
+    let tenant = common::tid(tenant);
+    assert!(db.add_tenant(&tenant, quota).await.unwrap());
     for u in users {
         assert!(
-            db.add_user(tenant, u, cairn_token::Role::User)
+            db.add_user(&tenant, &common::uid(u), cairn_token::Role::User)
                 .await
                 .unwrap()
         );
@@ -229,7 +230,12 @@ async fn devices_enroll_once_refresh_and_are_deauthorized() {
         );
     }
     assert_eq!(with_secret(secret).await.status, 410);
-    let log = app.services.db.audit_log("acme").await.unwrap();
+    let log = app
+        .services
+        .db
+        .audit_log(&common::tid("acme"))
+        .await
+        .unwrap();
     let actions: Vec<&str> = log.iter().map(|(_, a, _, _)| a.as_str()).collect();
     assert_eq!(
         actions,
@@ -283,7 +289,7 @@ async fn b16_storage_is_append_only() {
     let used = app
         .services
         .db
-        .quota("acme")
+        .quota(&common::tid("acme"))
         .await
         .unwrap()
         .unwrap()
@@ -306,7 +312,7 @@ async fn b16_storage_is_append_only() {
     assert_eq!(
         app.services
             .db
-            .quota("acme")
+            .quota(&common::tid("acme"))
             .await
             .unwrap()
             .unwrap()
@@ -464,7 +470,13 @@ async fn s12_quota_is_enforced_atomically() {
             other => panic!("unexpected {other}"),
         }
     }
-    let quota = app.services.db.quota("acme").await.unwrap().unwrap();
+    let quota = app
+        .services
+        .db
+        .quota(&common::tid("acme"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!((1..20).contains(&ok), "{ok} uploads succeeded");
     assert!(stored as i64 <= quota.quota_bytes);
     assert_eq!(quota.used_bytes, stored as i64);
@@ -780,7 +792,12 @@ async fn k8_escrow_modes_only_strengthen() {
     assert!(row.get::<Option<Vec<u8>>, _>(1).is_none());
     let r = app.call("POST", recover, Some(&admin), Some(body)).await;
     assert_eq!(r.status, 409);
-    let log = app.services.db.audit_log("acme").await.unwrap();
+    let log = app
+        .services
+        .db
+        .audit_log(&common::tid("acme"))
+        .await
+        .unwrap();
     let escrow: Vec<(&str, &str)> = log
         .iter()
         .filter(|(_, a, _, _)| a.starts_with("escrow"))

@@ -74,6 +74,13 @@ macro_rules! id_type {
             }
         }
 
+        /// Serialized as its canonical spelling (a JSON string).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
         impl core::str::FromStr for $name {
             type Err = IdError;
 

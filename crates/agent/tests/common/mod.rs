@@ -432,3 +432,13 @@ pub fn free_addr() -> SocketAddr {
 #[cfg(unix)]
 #[path = "../../../backup/tests/common/unix.rs"]
 pub mod unix;
+
+/// `TENANT` as an id, for the database's calls.
+pub fn tenant_id() -> cairn_token::TenantId {
+    cairn_token::TenantId::new(TENANT).unwrap()
+}
+
+/// A user id, for the database's calls.
+pub fn user_id(user: &str) -> cairn_token::UserId {
+    cairn_token::UserId::new(user).unwrap()
+}

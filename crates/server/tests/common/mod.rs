@@ -304,3 +304,13 @@ impl App {
         self.token(tenant, "root", None, Role::Admin, &Capability::ALL)
     }
 }
+
+/// A tenant id, for the database's calls.
+pub fn tid(tenant: &str) -> TenantId {
+    TenantId::new(tenant).unwrap()
+}
+
+/// A user id, for the database's calls.
+pub fn uid(user: &str) -> UserId {
+    UserId::new(user).unwrap()
+}
