@@ -1,0 +1,234 @@
+//! Who is calling: the authentication middleware (token, tenant, revocation, admission) and
+//! the revocation lists it checks.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cairn_token::{Clock, DeviceId, KeyResolver, Revocations, TenantId, Timestamp, TokenId};
+
+use super::Access;
+use super::canonical_segment;
+use super::state::{ApiError, AppState};
+use crate::db::Db;
+
+/// How often an instance sharing its database with others reloads revocations: the longest a
+/// token revoked (or a device deauthorized) through another instance still works here.
+pub const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Revoked token ids and deauthorized devices: loaded from the database at start, updated by
+/// the routes that revoke, and (with several instances) reloaded every
+/// [`REVOCATION_REFRESH`] so that a revocation made through one instance reaches the others.
+#[derive(Clone, Debug, Default)]
+pub struct RevocationList(Arc<RevokedInner>);
+
+#[derive(Debug, Default)]
+pub(super) struct RevokedInner {
+    tokens: RwLock<HashSet<(TenantId, TokenId)>>,
+    devices: RwLock<HashSet<(TenantId, DeviceId)>>,
+}
+
+impl RevocationList {
+    /// Loads both lists.
+    ///
+    /// # Errors
+    /// [`crate::db::DbError`].
+    pub async fn load(db: &Db) -> Result<Self, crate::db::DbError> {
+        let tokens = db.revoked_tokens().await?;
+        let devices = db.deauthorized_devices().await?;
+        Ok(Self(Arc::new(RevokedInner {
+            tokens: RwLock::new(tokens.into_iter().collect()),
+            devices: RwLock::new(devices.into_iter().collect()),
+        })))
+    }
+
+    /// Adds what the database lists now (revocations are final: nothing is ever removed).
+    ///
+    /// # Errors
+    /// [`crate::db::DbError`].
+    pub async fn refresh(&self, db: &Db) -> Result<(), crate::db::DbError> {
+        let tokens = db.revoked_tokens().await?;
+        let devices = db.deauthorized_devices().await?;
+        if let Ok(mut t) = self.0.tokens.write() {
+            t.extend(tokens);
+        }
+        if let Ok(mut d) = self.0.devices.write() {
+            d.extend(devices);
+        }
+        Ok(())
+    }
+
+    /// Reloads from `db` every [`REVOCATION_REFRESH`] until the list is dropped everywhere
+    /// else (the task holds only a weak reference).
+    pub fn refresh_every_interval(&self, db: Db) {
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_REFRESH);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = Self(inner).refresh(&db).await {
+                    tracing::warn!(error = %e, "reloading revocations failed");
+                }
+            }
+        });
+    }
+
+    pub(super) fn revoke_token(&self, tenant: &TenantId, token: &TokenId) {
+        if let Ok(mut t) = self.0.tokens.write() {
+            t.insert((tenant.clone(), token.clone()));
+        }
+    }
+
+    pub(super) fn deauthorize(&self, tenant: &TenantId, device: &DeviceId) {
+        if let Ok(mut d) = self.0.devices.write() {
+            d.insert((tenant.clone(), device.clone()));
+        }
+    }
+
+    /// Whether the device was deauthorized.
+    #[must_use]
+    pub fn is_deauthorized(&self, tenant: &TenantId, device: &DeviceId) -> bool {
+        // A poisoned lock fails closed.
+        self.0
+            .devices
+            .read()
+            .map_or(true, |d| d.contains(&(tenant.clone(), device.clone())))
+    }
+}
+
+impl Revocations for RevocationList {
+    fn is_revoked(&self, tenant: &TenantId, token: &TokenId) -> bool {
+        self.0
+            .tokens
+            .read()
+            .map_or(true, |t| t.contains(&(tenant.clone(), token.clone())))
+    }
+
+    fn tokens_valid_after(&self, _tenant: &TenantId) -> Option<Timestamp> {
+        None
+    }
+}
+
+/// Checks the path is canonical and the bearer token is valid for its tenant (and carries the
+/// route's capability, and its device is not deauthorized), then passes the verified token to
+/// the handler.
+pub(super) async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
+    state: &AppState<K, C, R>,
+    access: Access,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    // S-4: every segment canonical (the version segment `v1` included).
+    if !path.split('/').skip(1).all(canonical_segment) {
+        return ApiError::BadRequest.into_response();
+    }
+    let Some(tenant) = path
+        .strip_prefix("/v1/tenants/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|t| TenantId::new(t).ok())
+    else {
+        return ApiError::BadRequest.into_response();
+    };
+    // S-12: failures are counted per socket address; an address over its budget gets 429 for
+    // every request that fails authentication, never for one that passes (many clients share
+    // an address behind a NAT or a TCP pass-through balancer).
+    let peer = req
+        .extensions()
+        .get::<crate::ratelimit::PeerAddr>()
+        .map(|p| p.0.ip());
+    let limits = &state.services.limits;
+    let connection = req
+        .extensions()
+        .get::<Arc<crate::admission::Connection>>()
+        .cloned();
+    if access == Access::DeviceSecret {
+        // The handler checks the secret against the path's device; a failure counts against
+        // the address like a bad token.
+        let response = next.run(req).await;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let over = peer.and_then(|ip| limits.failed(ip));
+            let blocked = peer.and_then(|ip| limits.blocked(ip));
+            if let Some(secs) = over.or(blocked) {
+                return ApiError::TooMany(secs).into_response();
+            }
+        }
+        return response;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let metrics = &state.services.metrics;
+    let refuse = || {
+        metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        let over = peer.and_then(|ip| limits.failed(ip));
+        match over.or_else(|| peer.and_then(|ip| limits.blocked(ip))) {
+            Some(secs) => ApiError::TooMany(secs).into_response(),
+            None => ApiError::Unauthorized.into_response(),
+        }
+    };
+    let Some(token) = token else {
+        tracing::info!(
+            tenant = tenant.as_str(),
+            step = "no bearer token",
+            "token refused"
+        );
+        return refuse();
+    };
+    let verified = match state.verifier.verify(token, &tenant) {
+        Ok(v) => v,
+        Err(refused) => {
+            // The step that failed (never any part of the token).
+            tracing::info!(tenant = tenant.as_str(), step = ?refused.reason(), "token refused");
+            return refuse();
+        }
+    };
+    // Budgets and caps are the principal's: the device of a device token (whatever token it
+    // refreshed to), else the user.
+    let claims = verified.claims();
+    let principal = (
+        tenant.as_str().to_owned(),
+        claims.device.as_ref().map_or_else(
+            || format!("user:{}", claims.subject.as_str()),
+            |d| format!("device:{}", d.as_str()),
+        ),
+    );
+    let _admitted = match limits.admit(&principal, connection.as_deref()) {
+        Ok(admitted) => admitted,
+        Err(crate::ratelimit::Refusal::Rate(secs)) => {
+            return ApiError::TooMany(secs).into_response();
+        }
+        Err(crate::ratelimit::Refusal::InFlight) => return ApiError::TooMany(1).into_response(),
+        Err(crate::ratelimit::Refusal::Connections) => {
+            tracing::info!(
+                tenant = tenant.as_str(),
+                principal = principal.1.as_str(),
+                "connection refused: the principal or its tenant holds as many as it may"
+            );
+            let mut response = ApiError::TooMany(1).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    if let Some(device) = &verified.claims().device
+        && state.services.revoked.is_deauthorized(&tenant, device)
+    {
+        return ApiError::DeviceDeauthorized.into_response();
+    }
+    if let Access::Capability(needed) = access
+        && !verified.claims().capabilities.contains(needed)
+    {
+        return ApiError::Forbidden.into_response();
+    }
+    req.extensions_mut().insert(Arc::new(verified));
+    next.run(req).await
+}
