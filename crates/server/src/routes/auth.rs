@@ -2,6 +2,7 @@
 //! the revocation lists it checks.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
@@ -13,8 +14,10 @@ use cairn_token::{Clock, DeviceId, KeyResolver, Revocations, TenantId, Timestamp
 
 use super::Access;
 use super::canonical_segment;
-use super::state::{ApiError, AppState};
+use super::state::{ApiError, AppState, Services};
+use crate::admission::{Connection, Principal};
 use crate::db::Db;
+use crate::ratelimit::{Admitted, PeerAddr, Refusal};
 
 /// How often an instance sharing its database with others reloads revocations: the longest a
 /// token revoked (or a device deauthorized) through another instance still works here.
@@ -116,108 +119,44 @@ impl Revocations for RevocationList {
 
 /// Checks the path is canonical and the bearer token is valid for its tenant (and carries the
 /// route's capability, and its device is not deauthorized), then passes the verified token to
-/// the handler.
+/// the handler. Each step is a function below, in the order they run.
 pub(super) async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     state: &AppState<K, C, R>,
     access: Access,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path();
-    // S-4: every segment canonical (the version segment `v1` included).
-    if !path.split('/').skip(1).all(canonical_segment) {
-        return ApiError::BadRequest.into_response();
-    }
-    let Some(tenant) = path
-        .strip_prefix("/v1/tenants/")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|t| TenantId::new(t).ok())
-    else {
-        return ApiError::BadRequest.into_response();
+    let tenant = match path_tenant(req.uri().path()) {
+        Ok(tenant) => tenant,
+        Err(e) => return e.into_response(),
     };
-    // S-12: failures are counted per socket address; an address over its budget gets 429 for
-    // every request that fails authentication, never for one that passes (many clients share
-    // an address behind a NAT or a TCP pass-through balancer).
-    let peer = req
-        .extensions()
-        .get::<crate::ratelimit::PeerAddr>()
-        .map(|p| p.0.ip());
-    let limits = &state.services.limits;
-    let connection = req
-        .extensions()
-        .get::<Arc<crate::admission::Connection>>()
-        .cloned();
+    let caller = Caller::of(&req, &state.services);
     if access == Access::DeviceSecret {
         // The handler checks the secret against the path's device; a failure counts against
         // the address like a bad token.
         let response = next.run(req).await;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            let over = peer.and_then(|ip| limits.failed(ip));
-            let blocked = peer.and_then(|ip| limits.blocked(ip));
-            if let Some(secs) = over.or(blocked) {
-                return ApiError::TooMany(secs).into_response();
-            }
-        }
-        return response;
+        return caller.count_secret_failure(response);
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let metrics = &state.services.metrics;
-    let refuse = || {
-        metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-        let over = peer.and_then(|ip| limits.failed(ip));
-        match over.or_else(|| peer.and_then(|ip| limits.blocked(ip))) {
-            Some(secs) => ApiError::TooMany(secs).into_response(),
-            None => ApiError::Unauthorized.into_response(),
-        }
-    };
-    let Some(token) = token else {
+    let Some(token) = bearer(&req) else {
         tracing::info!(
             tenant = tenant.as_str(),
             step = "no bearer token",
             "token refused"
         );
-        return refuse();
+        return caller.refuse();
     };
     let verified = match state.verifier.verify(token, &tenant) {
         Ok(v) => v,
         Err(refused) => {
             // The step that failed (never any part of the token).
             tracing::info!(tenant = tenant.as_str(), step = ?refused.reason(), "token refused");
-            return refuse();
+            return caller.refuse();
         }
     };
-    // Budgets and caps are the principal's: the device of a device token (whatever token it
-    // refreshed to), else the user.
-    let claims = verified.claims();
-    let principal = (
-        tenant.as_str().to_owned(),
-        claims.device.as_ref().map_or_else(
-            || format!("user:{}", claims.subject.as_str()),
-            |d| format!("device:{}", d.as_str()),
-        ),
-    );
-    let _admitted = match limits.admit(&principal, connection.as_deref()) {
+    let principal = principal(&tenant, verified.claims());
+    let _admitted = match caller.admit(&principal) {
         Ok(admitted) => admitted,
-        Err(crate::ratelimit::Refusal::Rate(secs)) => {
-            return ApiError::TooMany(secs).into_response();
-        }
-        Err(crate::ratelimit::Refusal::InFlight) => return ApiError::TooMany(1).into_response(),
-        Err(crate::ratelimit::Refusal::Connections) => {
-            tracing::info!(
-                tenant = tenant.as_str(),
-                principal = principal.1.as_str(),
-                "connection refused: the principal or its tenant holds as many as it may"
-            );
-            let mut response = ApiError::TooMany(1).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
+        Err(refusal) => return refused_admission(refusal, &principal),
     };
     if let Some(device) = &verified.claims().device
         && state.services.revoked.is_deauthorized(&tenant, device)
@@ -231,4 +170,115 @@ pub(super) async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
     }
     req.extensions_mut().insert(Arc::new(verified));
     next.run(req).await
+}
+
+/// The path's tenant, once every segment is canonical (S-4: the version segment `v1`
+/// included).
+fn path_tenant(path: &str) -> Result<TenantId, ApiError> {
+    if !path.split('/').skip(1).all(canonical_segment) {
+        return Err(ApiError::BadRequest);
+    }
+    path.strip_prefix("/v1/tenants/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|t| TenantId::new(t).ok())
+        .ok_or(ApiError::BadRequest)
+}
+
+/// The bearer token of the request, if it carries one.
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Budgets and caps are the principal's: the device of a device token (whatever token it
+/// refreshed to), else the user.
+fn principal(tenant: &TenantId, claims: &cairn_token::Claims) -> Principal {
+    (
+        tenant.as_str().to_owned(),
+        claims.device.as_ref().map_or_else(
+            || format!("user:{}", claims.subject.as_str()),
+            |d| format!("device:{}", d.as_str()),
+        ),
+    )
+}
+
+/// Where a request came from (its socket address and connection) and the services that count
+/// what it does.
+struct Caller<'s> {
+    peer: Option<IpAddr>,
+    connection: Option<Arc<Connection>>,
+    services: &'s Services,
+}
+
+impl<'s> Caller<'s> {
+    fn of(req: &Request, services: &'s Services) -> Self {
+        Self {
+            peer: req.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
+            connection: req.extensions().get::<Arc<Connection>>().cloned(),
+            services,
+        }
+    }
+
+    /// S-12: failures are counted per socket address; an address over its budget gets 429
+    /// for every request that fails authentication, never for one that passes (many clients
+    /// share an address behind a NAT or a TCP pass-through balancer).
+    fn refuse(&self) -> Response {
+        self.services
+            .metrics
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        match self.failed().or_else(|| self.blocked()) {
+            Some(secs) => ApiError::TooMany(secs).into_response(),
+            None => ApiError::Unauthorized.into_response(),
+        }
+    }
+
+    /// A device-secret route's answer, with a refused secret counted as [`Caller::refuse`]
+    /// counts a refused token.
+    fn count_secret_failure(&self, response: Response) -> Response {
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let over = self.failed();
+            if let Some(secs) = over.or_else(|| self.blocked()) {
+                return ApiError::TooMany(secs).into_response();
+            }
+        }
+        response
+    }
+
+    fn failed(&self) -> Option<u64> {
+        self.peer.and_then(|ip| self.services.limits.failed(ip))
+    }
+
+    fn blocked(&self) -> Option<u64> {
+        self.peer.and_then(|ip| self.services.limits.blocked(ip))
+    }
+
+    /// The principal's rate, its requests in flight and its connections (and its tenant's).
+    fn admit(&self, principal: &Principal) -> Result<Admitted, Refusal> {
+        self.services
+            .limits
+            .admit(principal, self.connection.as_deref())
+    }
+}
+
+/// The answer to a request its principal's limits refused.
+fn refused_admission(refusal: Refusal, principal: &Principal) -> Response {
+    match refusal {
+        Refusal::Rate(secs) => ApiError::TooMany(secs).into_response(),
+        Refusal::InFlight => ApiError::TooMany(1).into_response(),
+        Refusal::Connections => {
+            tracing::info!(
+                tenant = principal.0.as_str(),
+                principal = principal.1.as_str(),
+                "connection refused: the principal or its tenant holds as many as it may"
+            );
+            let mut response = ApiError::TooMany(1).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
