@@ -5,6 +5,7 @@
 
 use cairn_events::v1::{EventBatch, HashKeying, ServerEnvelope, StoredEvent};
 use cairn_events::{EventError, Limits, validate_batch};
+use cairn_token::{DeviceId, TenantId, UserId};
 use prost::Message;
 use sqlx::Row;
 
@@ -45,11 +46,11 @@ impl From<sqlx::Error> for EventsError {
 #[derive(Clone, Debug)]
 pub(crate) struct Sender<'a> {
     /// The token's tenant.
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     /// The token's user.
-    pub user: &'a str,
+    pub user: &'a UserId,
     /// The token's device (32 hex digits: its 16-byte wire id).
-    pub device: &'a str,
+    pub device: &'a DeviceId,
 }
 
 /// What ingest did.
@@ -147,7 +148,7 @@ pub(crate) async fn ingest(
     now: i64,
 ) -> Result<Ingested, EventsError> {
     let mut batch: EventBatch = validate_batch(body, &Limits::default(), now)?;
-    if hex::encode(&batch.device_id) != sender.device {
+    if hex::encode(&batch.device_id) != sender.device.as_str() {
         return Err(EventsError::Provenance);
     }
     // Seal before the transaction: it holds SQLite's write lock for as short as possible.
@@ -158,12 +159,12 @@ pub(crate) async fn ingest(
         "INSERT INTO event_batches (tenant, device, sequence, events, received_unix_nanos, user_id)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, device, sequence) DO NOTHING",
     )
-    .bind(sender.tenant)
-    .bind(sender.device)
+    .bind(sender.tenant.as_str())
+    .bind(sender.device.as_str())
     .bind(sequence)
     .bind(as_i64(rows.len() as u64))
     .bind(now)
-    .bind(sender.user)
+    .bind(sender.user.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -196,9 +197,9 @@ pub(crate) async fn ingest(
             for row in chunk {
                 insert = insert
                     .bind(id)
-                    .bind(sender.tenant)
-                    .bind(sender.user)
-                    .bind(sender.device)
+                    .bind(sender.tenant.as_str())
+                    .bind(sender.user.as_str())
+                    .bind(sender.device.as_str())
                     .bind(sequence)
                     .bind(as_i64(row.index))
                     .bind(row.observed)
@@ -215,8 +216,8 @@ pub(crate) async fn ingest(
         )
         .bind(first)
         .bind(next - 1)
-        .bind(sender.tenant)
-        .bind(sender.device)
+        .bind(sender.tenant.as_str())
+        .bind(sender.device.as_str())
         .bind(sequence)
         .execute(&mut *tx)
         .await?;
@@ -247,7 +248,9 @@ fn seal_rows(
             for (algorithm, digest) in [("sha256", &mut file.sha256), ("blake3", &mut file.blake3)]
             {
                 if !digest.is_empty() {
-                    *digest = ring.tenant_hash(sender.tenant, algorithm, digest).to_vec();
+                    *digest = ring
+                        .tenant_hash(sender.tenant.as_str(), algorithm, digest)
+                        .to_vec();
                 }
             }
         }
@@ -259,8 +262,8 @@ fn seal_rows(
         let activity = event.activity;
         let stored = StoredEvent {
             envelope: Some(ServerEnvelope {
-                tenant_id: sender.tenant.to_owned(),
-                user_id: sender.user.to_owned(),
+                tenant_id: sender.tenant.as_str().to_owned(),
+                user_id: sender.user.as_str().to_owned(),
                 device_id: batch.device_id.clone(),
                 received_unix_nanos: now,
                 server_event_id,
@@ -269,9 +272,9 @@ fn seal_rows(
             event: Some(event),
         };
         let ctx = context(
-            sender.tenant,
-            sender.user,
-            sender.device,
+            sender.tenant.as_str(),
+            sender.user.as_str(),
+            sender.device.as_str(),
             batch.batch_sequence,
             index,
         );
@@ -373,7 +376,7 @@ impl<'a> Select<'a> {
 pub(crate) async fn search(
     db: &Db,
     ring: &KeyRing,
-    tenant: &str,
+    tenant: &TenantId,
     query: &Query,
     only_user: Option<&str>,
 ) -> Result<Page, EventsError> {
@@ -394,7 +397,7 @@ pub(crate) async fn search(
             "SELECT user_id, device, sequence, first_event, last_event FROM event_batches
              WHERE tenant = ",
         );
-        batches.bind(Arg::Text(tenant));
+        batches.bind(Arg::Text(tenant.as_str()));
         batches.and("last_event > ", Arg::Int(last));
         if let Some(device) = &query.device {
             batches.and("device = ", Arg::Text(device));
@@ -434,7 +437,7 @@ pub(crate) async fn search(
                     u64::try_from(row.try_get::<i64, _>(1)?).map_err(|_| EventsError::Damaged)?;
                 let key_id: String = row.try_get(2)?;
                 let sealed: Vec<u8> = row.try_get(3)?;
-                let ctx = context(tenant, &user, &device, sequence, index);
+                let ctx = context(tenant.as_str(), &user, &device, sequence, index);
                 let plain = ring.open(&key_id, &ctx, &sealed)?;
                 let stored =
                     StoredEvent::decode(plain.as_slice()).map_err(|_| EventsError::Damaged)?;

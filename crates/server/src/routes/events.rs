@@ -34,9 +34,9 @@ pub(super) async fn ingest(
         return Err(ApiError::Forbidden);
     };
     let sender = events::Sender {
-        tenant: claims.tenant.as_str(),
-        user: claims.subject.as_str(),
-        device: device.as_str(),
+        tenant: &claims.tenant,
+        user: &claims.subject,
+        device,
     };
     svc.db.touch_device(&claims.tenant, device, None).await?;
     let done = match events::ingest(&svc.db, &svc.ring, &sender, &body, unix_nanos()).await {
@@ -45,8 +45,8 @@ pub(super) async fn ingest(
                 .provenance_rejections
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                tenant = sender.tenant,
-                device = sender.device,
+                tenant = sender.tenant.as_str(),
+                device = sender.device.as_str(),
                 "event batch names another device"
             );
             return Err(ApiError::Refused);
@@ -86,7 +86,7 @@ pub(super) async fn search(
     // The extractor's own rejection would echo the query: answer the fixed 400 instead.
     let Query(query) = query.map_err(|_| ApiError::BadRequest)?;
     let only = event_scope(&token)?;
-    let page = events::search(&svc.db, &svc.ring, tenant_of(&token).as_str(), &query, only).await?;
+    let page = events::search(&svc.db, &svc.ring, tenant_of(&token), &query, only).await?;
     let body = SearchPage {
         events: page
             .events
@@ -113,7 +113,7 @@ pub(super) async fn export(
     let mut out = Vec::new();
     let mut written = 0;
     let next = loop {
-        let page = events::search(&svc.db, &svc.ring, tenant.as_str(), &query, only).await?;
+        let page = events::search(&svc.db, &svc.ring, tenant, &query, only).await?;
         written +=
             cairn_events::ocsf::write_ndjson(&page.events, env!("CARGO_PKG_VERSION"), &mut out)
                 .map_err(|e| internal("export", &e))?;
