@@ -36,11 +36,9 @@ use std::time::{Duration, Instant};
 use cairn::events::v1;
 use cairn::keys::ArchiveKey;
 use cairn::seal::{ArchiveId, BlockKind, SealConfig, Sealer};
-use cairn::server::DataDir;
-use cairn::server::RateConfig;
-use cairn::server::server_config;
-use cairn::server::{AppState, SystemClock, router};
-use cairn::server::{Limits, serve};
+use cairn::server::{
+    AppState, DataDir, Limits, RateConfig, SystemClock, router, serve, server_config,
+};
 use cairn::token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use cairn::agent::compare::compare;
 use cairn::agent::state::AgentDir;
 use cairn::agent::{Agent, BackupReport, Enrollment, Escrow};
-use cairn::server::DataDir;
-use cairn::server::Embedded;
+use cairn::server::{DataDir, Embedded};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

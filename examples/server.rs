@@ -42,13 +42,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cairn::server::CA_CERT;
-use cairn::server::Server;
-use cairn::server::SystemClock;
-use cairn::server::{DEFAULT_METRICS_ADDR, MetricsOptions};
-use cairn::server::{DataDir, policy};
+use cairn::server::{
+    CA_CERT, DEFAULT_METRICS_ADDR, DataDir, MetricsOptions, Server, SystemClock, UserState, policy,
+};
 use cairn::token::{
-    Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenRequest, UserId,
+    Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenId, TokenRequest,
+    UserId,
 };
 use clap::{Arg, ArgAction, Command};
 
@@ -183,6 +182,75 @@ fn user_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     }
     println!("user {user} ({}) added to {tenant}", role.as_str());
     Ok(())
+}
+
+/// `user suspend|resume|remove`, straight into the database: running servers read it within
+/// their revocation refresh. Audited as the operator.
+fn user_lifecycle(data: &DataDir, verb: &str, m: &clap::ArgMatches) -> Result<()> {
+    let get = |name: &str| m.get_one::<String>(name).map_or("", String::as_str);
+    let tenant = TenantId::new(get("tenant"))?;
+    let user = UserId::new(get("user"))?;
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        let unknown = || format!("no user {} in tenant {}", user.as_str(), tenant.as_str());
+        if verb == "remove" {
+            let devices = db.remove_user(&tenant, &user).await?.ok_or_else(unknown)?;
+            for device in &devices {
+                db.audit(
+                    &tenant,
+                    "operator",
+                    "device.deauthorize",
+                    device.as_str(),
+                    "ok: its user was removed",
+                )
+                .await?;
+            }
+            db.audit(&tenant, "operator", "user.remove", user.as_str(), "ok")
+                .await?;
+            println!(
+                "user {} removed; {} device(s) deauthorized",
+                user.as_str(),
+                devices.len()
+            );
+            return Ok(());
+        }
+        let suspend = verb == "suspend";
+        match db.set_user_suspended(&tenant, &user, suspend).await? {
+            None => Err(unknown().into()),
+            Some(UserState::Removed) => {
+                Err(format!("user {} was removed: that is final", user.as_str()).into())
+            }
+            Some(_) => {
+                let action = if suspend {
+                    "user.suspend"
+                } else {
+                    "user.resume"
+                };
+                db.audit(&tenant, "operator", action, user.as_str(), "ok")
+                    .await?;
+                let done = if suspend { "suspended" } else { "resumed" };
+                println!("user {} {done}", user.as_str());
+                Ok(())
+            }
+        }
+    })
+}
+
+/// `revoke-token`: adds a token id to the deny list. Audited as the operator.
+fn revoke_token(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let get = |name: &str| m.get_one::<String>(name).map_or("", String::as_str);
+    let tenant = TenantId::new(get("tenant"))?;
+    let jti = TokenId::new(get("jti")).map_err(|e| {
+        format!("--jti: {e} (a token id is 16 to 64 of A-Z, a-z, 0-9, '_' and '-')")
+    })?;
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        db.revoke_token(&tenant, &jti).await?;
+        db.audit(&tenant, "operator", "token.revoke", jti.as_str(), "ok")
+            .await?;
+        println!("token {} revoked", jti.as_str());
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
 }
 
 /// The operator's recovery: unwraps the user's escrowed key with the escrow authority's key in
@@ -345,7 +413,35 @@ fn main() -> ExitCode {
                         .arg(opt("tenant").required(true))
                         .arg(opt("user").required(true))
                         .arg(opt("role")),
+                )
+                .subcommand(
+                    Command::new("suspend")
+                        .about("refuse every token of a user and of their devices (running servers follow within about 2 s); undone by resume")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user").required(true)),
+                )
+                .subcommand(
+                    Command::new("resume")
+                        .about("accept a suspended user's tokens again")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user").required(true)),
+                )
+                .subcommand(
+                    Command::new("remove")
+                        .about("remove a user for good: tokens refused, every device deauthorized; the archive stays")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user").required(true)),
                 ),
+        )
+        .subcommand(
+            Command::new("revoke-token")
+                .about("revoke one token by its id (the jti claim; running servers follow within about 2 s)")
+                .arg(data())
+                .arg(opt("tenant").required(true))
+                .arg(opt("jti").required(true)),
         )
         .subcommand(
             Command::new("token")
@@ -453,8 +549,10 @@ fn main() -> ExitCode {
         },
         Some(("user", sub)) => match sub.subcommand() {
             Some(("add", m)) => user_add(&dir(m), m),
+            Some((verb @ ("suspend" | "resume" | "remove"), m)) => user_lifecycle(&dir(m), verb, m),
             _ => Err("unknown user command".into()),
         },
+        Some(("revoke-token", m)) => revoke_token(&dir(m), m),
         Some(("token", m)) => token_command(&dir(m), m),
         Some(("rotate-storage-key", m)) => {
             let data = dir(m);

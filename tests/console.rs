@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use cairn::agent::state::AgentDir;
 use cairn::agent::{Agent, Enrollment, Escrow};
-use cairn::server::DataDir;
-use cairn::server::Embedded;
+use cairn::server::{DataDir, Embedded};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// A file name an attacker could choose: if the console parsed it as HTML, the `img` would

@@ -10,8 +10,7 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Arbitrary;
 use axum::body::Body;
 use axum::http::Request;
-use cairn_server::DataDir;
-use cairn_server::{AppState, ROUTES, SystemClock, router};
+use cairn_server::{AppState, DataDir, ROUTES, SystemClock, router};
 use cairn_token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use cairn_agent::compare::compare;
 use cairn_agent::state::AgentDir;
 use cairn_agent::{Agent, Enrollment, Escrow};
-use cairn_server::Embedded;
-use cairn_server::{DataDir, policy};
+use cairn_server::{DataDir, Embedded, policy};
 use cairn_token::{Capabilities, Capability, Clock, Issuer, Role, TenantId, TokenRequest, UserId};
 use common::{free_addr, noise};
 

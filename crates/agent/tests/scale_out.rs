@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use cairn_agent::compare::compare;
 use cairn_agent::state::AgentDir;
 use cairn_agent::{Agent, AgentError, Enrollment, Escrow};
-use cairn_server::Embedded;
-use cairn_server::{Backends, DataDir, policy};
+use cairn_server::{Backends, DataDir, Embedded, policy};
 use cairn_token::{Capabilities, Capability, Clock, Issuer, Role, TenantId, TokenRequest, UserId};
 use common::{free_addr, noise};
 

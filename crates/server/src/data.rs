@@ -587,10 +587,11 @@ impl DataDir {
     ) -> Result<Arc<Services>, ServerError> {
         let db = self.db().await?.with_clock(Arc::clone(&clock));
         let revoked = RevocationList::load(&db).await.map_err(ServerError::from)?;
+        // Revocations and user suspensions made through other instances, or by the server's
+        // command line on this host, are reloaded.
+        revoked.refresh_every_interval(db.clone());
         let archives = if let Some(store) = self.backends.s3_store()? {
-            // Segments in the shared store: archives are leased, and revocations made through
-            // other instances are reloaded.
-            revoked.refresh_every_interval(db.clone());
+            // Segments in the shared store: archives are leased.
             Archives::shared(db.clone(), store, tokio::runtime::Handle::current())
                 .map_err(ServerError::from)?
         } else {

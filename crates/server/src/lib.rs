@@ -85,6 +85,7 @@ pub use archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, LEASE_TTL_MS, StoreError
 pub use atrest::{AtRestError, KeyRing};
 pub use db::{
     AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, Quota, SnapshotRow, UserRow,
+    UserState,
 };
 
 /// The storage API bodies (re-exported from `cairn-wire`).

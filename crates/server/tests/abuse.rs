@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cairn_server::Limits;
-use cairn_server::RateConfig;
+use cairn_server::{Limits, RateConfig};
 use cairn_token::{Capability, Role};
 use common::{ALL_VERSIONS, App, client, connect, start_app_rates, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,10 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_server::DataDir;
-use cairn_server::Embedded;
-use cairn_server::RateConfig;
-use cairn_server::Server;
+use cairn_server::{DataDir, Embedded, RateConfig, Server};
 use cairn_token::{ManualClock, Timestamp};
 
 /// An HTTPS client that trusts `server`'s CA and reaches it as `localhost`.

@@ -6,9 +6,7 @@
 
 mod common;
 
-use cairn_server::Limits;
-use cairn_server::MetricsOptions;
-use cairn_server::RateConfig;
+use cairn_server::{Limits, MetricsOptions, RateConfig};
 use cairn_token::{Capability, Role};
 use common::start_app_rates;
 

@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cairn_archive::{Archive, Config};
 use cairn_seal::BlockId;
 use cairn_server::testenv::{Fence, PartSegments};
-use cairn_server::{Archives, KIND_BLOCK};
-use cairn_server::{Db, Engine};
+use cairn_server::{Archives, Db, Engine, KIND_BLOCK};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 

@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use common::{ALL_VERSIONS, client, connect, day, healthz, start};
 
-use cairn_server::Limits;
-use cairn_server::ServerError;
-use cairn_server::{ALLOWED_GROUPS, server_config};
-use cairn_server::{CA_KEY, Pki, SERVER_KEY};
+use cairn_server::{ALLOWED_GROUPS, CA_KEY, Limits, Pki, SERVER_KEY, ServerError, server_config};
 use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::ServerName;
 use rustls::{CipherSuite, SupportedCipherSuite, SupportedProtocolVersion};

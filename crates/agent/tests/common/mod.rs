@@ -14,9 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use cairn_agent::{Agent, Enrollment, Escrow, state::AgentDir};
-use cairn_server::DataDir;
-use cairn_server::Embedded;
-use cairn_server::RateConfig;
+use cairn_server::{DataDir, Embedded, RateConfig};
 
 pub const TENANT: &str = "acme";
 

@@ -37,7 +37,7 @@ pub use self::archives::{Damage, SnapshotRow};
 pub use self::audit::AuditRow;
 pub use self::devices::{DeviceRow, DeviceState};
 pub use self::tenants::Quota;
-pub use self::users::UserRow;
+pub use self::users::{UserRow, UserState};
 
 /// What the metadata layer can report.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "archive witness",
         include_str!("../../migrations/portable/0005_archive_witness.sql"),
     ),
+    (
+        6,
+        "user state",
+        include_str!("../../migrations/portable/0006_user_state.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -111,6 +116,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "archive witness",
         include_str!("../../migrations/portable/0005_archive_witness.sql"),
+    ),
+    (
+        6,
+        "user state",
+        include_str!("../../migrations/portable/0006_user_state.sql"),
     ),
 ];
 

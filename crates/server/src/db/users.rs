@@ -1,6 +1,6 @@
-//! Users, their roles, and revoked token ids.
+//! Users, their roles and states, and revoked token ids.
 
-use cairn_token::{Role, TenantId, TokenId, UserId};
+use cairn_token::{DeviceId, Role, TenantId, TokenId, UserId};
 
 use super::{Db, DbError, col, id_col};
 
@@ -12,6 +12,49 @@ pub struct UserRow {
     /// Its role (serialized by its wire name: `user`, `admin` or `service`).
     #[serde(serialize_with = "role_name")]
     pub role: Role,
+    /// Where it is in its life.
+    pub state: UserState,
+}
+
+/// Where a user is in their life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserState {
+    /// Their tokens and their devices' tokens are accepted.
+    Active,
+    /// Every token of theirs (device tokens included) is refused and their devices cannot
+    /// refresh, until they are resumed.
+    Suspended,
+    /// Suspended for good, every device deauthorized. The archive stays (retention and holds
+    /// decide what becomes of it).
+    Removed,
+}
+
+impl UserState {
+    /// The name the database and the API use.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Removed => "removed",
+        }
+    }
+
+    /// The state of a name; `None` for anything else.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "removed" => Some(Self::Removed),
+            _ => None,
+        }
+    }
+}
+
+fn state_col(row: &sqlx::any::AnyRow, i: usize) -> Result<UserState, DbError> {
+    UserState::parse(&col::<String>(row, i)?).ok_or(DbError::Invalid("user state"))
 }
 
 fn role_name<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -54,7 +97,7 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn user(&self, tenant: &TenantId, user: &UserId) -> Result<Option<UserRow>, DbError> {
-        let row = sqlx::query("SELECT id, role FROM users WHERE tenant = $1 AND id = $2")
+        let row = sqlx::query("SELECT id, role, state FROM users WHERE tenant = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(user.as_str())
             .fetch_optional(&self.pool)
@@ -63,6 +106,7 @@ impl Db {
             Ok(UserRow {
                 id: id_col(&r, 0, "user id")?,
                 role: role_col(&r, 1)?,
+                state: state_col(&r, 2)?,
             })
         })
         .transpose()
@@ -73,7 +117,7 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, DbError> {
-        let rows = sqlx::query("SELECT id, role FROM users WHERE tenant = $1 ORDER BY id")
+        let rows = sqlx::query("SELECT id, role, state FROM users WHERE tenant = $1 ORDER BY id")
             .bind(tenant.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -82,8 +126,122 @@ impl Db {
                 Ok(UserRow {
                     id: id_col(&r, 0, "user id")?,
                     role: role_col(&r, 1)?,
+                    state: state_col(&r, 2)?,
                 })
             })
+            .collect()
+    }
+
+    /// Suspends (`suspend`) or resumes an active or suspended user. `None` if there is no such
+    /// user; else the state it was in. A removed user stays removed.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn set_user_suspended(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        suspend: bool,
+    ) -> Result<Option<UserState>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(before) = sqlx::query("SELECT state FROM users WHERE tenant = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| state_col(&r, 0))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        if before != UserState::Removed {
+            let to = if suspend {
+                UserState::Suspended
+            } else {
+                UserState::Active
+            };
+            sqlx::query(
+                "UPDATE users SET state = $1, changed_unix = $2
+                 WHERE tenant = $3 AND id = $4 AND state <> 'removed'",
+            )
+            .bind(to.as_str())
+            .bind(self.unix_now())
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(before))
+    }
+
+    /// Removes a user, in one transaction: their state becomes `removed` (final) and every
+    /// device of theirs is deauthorized. `None` if there is no such user; else the devices
+    /// deauthorized now (none if the user was removed already).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn remove_user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<Vec<DeviceId>>, DbError> {
+        let now = self.unix_now();
+        let mut tx = self.pool.begin().await?;
+        let Some(before) = sqlx::query("SELECT state FROM users WHERE tenant = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| state_col(&r, 0))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        if before == UserState::Removed {
+            return Ok(Some(Vec::new()));
+        }
+        sqlx::query(
+            "UPDATE users SET state = 'removed', changed_unix = $1 WHERE tenant = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let devices = sqlx::query(
+            "SELECT id FROM devices WHERE tenant = $1 AND user_id = $2 AND state <> 'deauthorized'",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| id_col(&r, 0, "device id"))
+        .collect::<Result<Vec<DeviceId>, DbError>>()?;
+        sqlx::query(
+            "UPDATE devices SET state = 'deauthorized', enrollment_jti = NULL, changed_unix = $1
+             WHERE tenant = $2 AND user_id = $3 AND state <> 'deauthorized'",
+        )
+        .bind(now)
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(devices))
+    }
+
+    /// Every user who is suspended or removed, as (tenant, user): whose tokens are refused.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn inactive_users(&self) -> Result<Vec<(TenantId, UserId)>, DbError> {
+        let rows = sqlx::query("SELECT tenant, id FROM users WHERE state <> 'active'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((id_col(&r, 0, "tenant id")?, id_col(&r, 1, "user id")?)))
             .collect()
     }
 

@@ -10,7 +10,9 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cairn_token::{Clock, DeviceId, KeyResolver, Revocations, TenantId, Timestamp, TokenId};
+use cairn_token::{
+    Clock, DeviceId, KeyResolver, Revocations, TenantId, Timestamp, TokenId, UserId,
+};
 
 use super::Access;
 use super::canonical_segment;
@@ -23,9 +25,10 @@ use crate::ratelimit::{Admitted, PeerAddr, Refusal};
 /// token revoked (or a device deauthorized) through another instance still works here.
 pub const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Revoked token ids and deauthorized devices: loaded from the database at start, updated by
-/// the routes that revoke, and (with several instances) reloaded every
-/// [`REVOCATION_REFRESH`] so that a revocation made through one instance reaches the others.
+/// Revoked token ids, deauthorized devices and suspended or removed users: loaded from the
+/// database at start, updated by the routes that revoke, and reloaded every
+/// [`REVOCATION_REFRESH`] so that a revocation made through another instance, or through the
+/// server's command line, reaches this one.
 #[derive(Clone, Debug, Default)]
 pub struct RevocationList(Arc<RevokedInner>);
 
@@ -33,6 +36,16 @@ pub struct RevocationList(Arc<RevokedInner>);
 pub(super) struct RevokedInner {
     tokens: RwLock<HashSet<(TenantId, TokenId)>>,
     devices: RwLock<HashSet<(TenantId, DeviceId)>>,
+    users: RwLock<InactiveUsers>,
+}
+
+/// Users whose tokens are refused. Unlike revocations, this can shrink (a user resumed), so a
+/// reload replaces it, unless a change was made here while the reload read the database.
+#[derive(Debug, Default)]
+struct InactiveUsers {
+    users: HashSet<(TenantId, UserId)>,
+    /// Counts the changes made here.
+    version: u64,
 }
 
 impl RevocationList {
@@ -43,24 +56,39 @@ impl RevocationList {
     pub async fn load(db: &Db) -> Result<Self, crate::db::DbError> {
         let tokens = db.revoked_tokens().await?;
         let devices = db.deauthorized_devices().await?;
+        let users = db.inactive_users().await?;
         Ok(Self(Arc::new(RevokedInner {
             tokens: RwLock::new(tokens.into_iter().collect()),
             devices: RwLock::new(devices.into_iter().collect()),
+            users: RwLock::new(InactiveUsers {
+                users: users.into_iter().collect(),
+                version: 0,
+            }),
         })))
     }
 
-    /// Adds what the database lists now (revocations are final: nothing is ever removed).
+    /// Adds the revocations the database lists now (they are final: nothing is ever removed),
+    /// and takes its suspended and removed users.
     ///
     /// # Errors
     /// [`crate::db::DbError`].
     pub async fn refresh(&self, db: &Db) -> Result<(), crate::db::DbError> {
+        let version = self.0.users.read().map_or(0, |u| u.version);
         let tokens = db.revoked_tokens().await?;
         let devices = db.deauthorized_devices().await?;
+        let users = db.inactive_users().await?;
         if let Ok(mut t) = self.0.tokens.write() {
             t.extend(tokens);
         }
         if let Ok(mut d) = self.0.devices.write() {
             d.extend(devices);
+        }
+        if let Ok(mut u) = self.0.users.write() {
+            // A suspension or resumption made here while the database was read is newer than
+            // what was read: keep it, and take the database's list at the next reload.
+            if u.version == version {
+                u.users = users.into_iter().collect();
+            }
         }
         Ok(())
     }
@@ -91,6 +119,29 @@ impl RevocationList {
         if let Ok(mut d) = self.0.devices.write() {
             d.insert((tenant.clone(), device.clone()));
         }
+    }
+
+    /// Marks the user's tokens refused (`inactive`: suspended or removed) or accepted again.
+    pub(super) fn set_user_inactive(&self, tenant: &TenantId, user: &UserId, inactive: bool) {
+        if let Ok(mut u) = self.0.users.write() {
+            let key = (tenant.clone(), user.clone());
+            if inactive {
+                u.users.insert(key);
+            } else {
+                u.users.remove(&key);
+            }
+            u.version += 1;
+        }
+    }
+
+    /// Whether the user is suspended or removed (every token of theirs is refused).
+    #[must_use]
+    pub fn is_user_inactive(&self, tenant: &TenantId, user: &UserId) -> bool {
+        // A poisoned lock fails closed.
+        self.0
+            .users
+            .read()
+            .map_or(true, |u| u.users.contains(&(tenant.clone(), user.clone())))
     }
 
     /// Whether the device was deauthorized.
@@ -162,6 +213,19 @@ pub(super) async fn authenticate<K: KeyResolver, C: Clock, R: Revocations>(
         && state.services.revoked.is_deauthorized(&tenant, device)
     {
         return ApiError::DeviceDeauthorized.into_response();
+    }
+    // After the device check: a removed user's devices are told to remove their keys.
+    if state
+        .services
+        .revoked
+        .is_user_inactive(&tenant, &verified.claims().subject)
+    {
+        tracing::info!(
+            tenant = tenant.as_str(),
+            step = "user suspended or removed",
+            "token refused"
+        );
+        return caller.refuse();
     }
     if let Access::Capability(needed) = access
         && !verified.claims().capabilities.contains(needed)

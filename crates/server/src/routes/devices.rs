@@ -253,6 +253,10 @@ pub(super) async fn refresh(
     if row.state != DeviceState::Active {
         return Err(fail());
     }
+    // A suspended user's devices get no new token (a removed user's are deauthorized).
+    if svc.revoked.is_user_inactive(&tenant_id, &row.user) {
+        return Err(fail());
+    }
     // Each refresh is a new token: without this budget, refreshing would be a way around
     // every per-principal limit, and a cheap way to make the server sign.
     if let Some(secs) = svc.limits.refresh(&tenant, &device) {

@@ -39,7 +39,10 @@ use self::backups::{fetch, get_snapshot, list_snapshots, missing, put_snapshot, 
 use self::devices::{add_device, deauthorize, enroll, list_devices, refresh};
 use self::escrow::{deposit, recover};
 use self::events::{export, ingest, search};
-use self::tenants::{add_user, audit_log, healthz, list_users, quota, user_archive, whoami};
+use self::tenants::{
+    add_user, audit_log, healthz, list_users, quota, remove_user, resume_user, revoke_token,
+    suspend_user, user_archive, whoami,
+};
 use crate::wire;
 
 pub use self::auth::{REVOCATION_REFRESH, RevocationList};
@@ -151,6 +154,34 @@ pub const ROUTES: &[Route] = &[
         Cap(Admin),
         SMALL_BODY,
         |f| on(f, add_user),
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/suspend",
+        Cap(Admin),
+        0,
+        |f| on(f, suspend_user),
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/resume",
+        Cap(Admin),
+        0,
+        |f| on(f, resume_user),
+    ),
+    route(
+        "DELETE",
+        "/v1/tenants/{tenant}/users/{user}",
+        Cap(Admin),
+        0,
+        |f| on(f, remove_user),
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/tokens/{jti}/revoke",
+        Cap(Admin),
+        0,
+        |f| on(f, revoke_token),
     ),
     route("GET", "/v1/tenants/{tenant}/devices", Cap(Admin), 0, |f| {
         on(f, list_devices)

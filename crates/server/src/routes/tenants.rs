@@ -1,4 +1,5 @@
-//! A tenant's people and accounts: health, `whoami`, quota, audit log, users and their archives' view.
+//! A tenant's people and accounts: health, `whoami`, quota, audit log, users (added, suspended,
+//! resumed, removed), token revocation, and users' archives' view.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,9 +10,12 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cairn_token::Capability::BackupList;
-use cairn_token::{Role, UserId};
+use cairn_token::{Role, TokenId, UserId, VerifiedToken};
 
-use super::state::{ApiError, Svc, Token, actor, admin_scope, blocking, tenant_of, user_scope};
+use super::state::{
+    ApiError, Services, Svc, Token, actor, admin_scope, blocking, tenant_of, user_scope,
+};
+use crate::db::UserState;
 
 pub(super) async fn healthz() -> &'static str {
     "ok"
@@ -145,4 +149,109 @@ pub(super) async fn add_user(
         .audit(tenant, &actor(&token), "user.add", user.as_str(), "ok")
         .await?;
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Suspends a user: every token of theirs, their devices' included, is refused at once on this
+/// instance and within [`super::REVOCATION_REFRESH`] on the others, and their devices cannot
+/// refresh. Undone by [`resume_user`]. An admin cannot suspend themselves.
+pub(super) async fn suspend_user(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_suspended(&token, &svc, &user, true).await
+}
+
+/// Resumes a suspended user: their tokens are accepted again (a removed user stays removed).
+pub(super) async fn resume_user(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_suspended(&token, &svc, &user, false).await
+}
+
+async fn set_suspended(
+    token: &VerifiedToken,
+    svc: &Services,
+    user: &str,
+    suspend: bool,
+) -> Result<Response, ApiError> {
+    admin_scope(token)?;
+    let user = UserId::new(user).map_err(|_| ApiError::NotFound)?;
+    let tenant = tenant_of(token);
+    if suspend && user == token.claims().subject {
+        return Err(ApiError::Conflict);
+    }
+    match svc.db.set_user_suspended(tenant, &user, suspend).await? {
+        None => Err(ApiError::NotFound),
+        Some(UserState::Removed) => Err(ApiError::Conflict),
+        Some(_) => {
+            svc.revoked.set_user_inactive(tenant, &user, suspend);
+            let action = if suspend {
+                "user.suspend"
+            } else {
+                "user.resume"
+            };
+            svc.db
+                .audit(tenant, &actor(token), action, user.as_str(), "ok")
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+}
+
+/// Removes a user for good: their tokens are refused as a suspended user's are, and every
+/// device of theirs is deauthorized (its next call is told to remove its key). The archive
+/// stays. An admin cannot remove themselves.
+pub(super) async fn remove_user(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let user = UserId::new(&user).map_err(|_| ApiError::NotFound)?;
+    let tenant = tenant_of(&token);
+    if user == token.claims().subject {
+        return Err(ApiError::Conflict);
+    }
+    let Some(devices) = svc.db.remove_user(tenant, &user).await? else {
+        return Err(ApiError::NotFound);
+    };
+    svc.revoked.set_user_inactive(tenant, &user, true);
+    let actor = actor(&token);
+    for device in &devices {
+        svc.revoked.deauthorize(tenant, device);
+        svc.db
+            .audit(
+                tenant,
+                &actor,
+                "device.deauthorize",
+                device.as_str(),
+                "ok: its user was removed",
+            )
+            .await?;
+    }
+    svc.db
+        .audit(tenant, &actor, "user.remove", user.as_str(), "ok")
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes one token by its id (`jti`), whatever its kind: at once on this instance, within
+/// [`super::REVOCATION_REFRESH`] on the others.
+pub(super) async fn revoke_token(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, jti)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let jti = TokenId::new(&jti).map_err(|_| ApiError::BadRequest)?;
+    let tenant = tenant_of(&token);
+    svc.db.revoke_token(tenant, &jti).await?;
+    svc.revoked.revoke_token(tenant, &jti);
+    svc.db
+        .audit(tenant, &actor(&token), "token.revoke", jti.as_str(), "ok")
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

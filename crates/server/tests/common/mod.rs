@@ -12,12 +12,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_server::DataDir;
-use cairn_server::Pki;
-use cairn_server::RateConfig;
-use cairn_server::server_config;
-use cairn_server::{AppState, Services, SystemClock, router};
-use cairn_server::{Connections, Limits, base_router, serve_counted};
+use cairn_server::{
+    AppState, Connections, DataDir, Limits, Pki, RateConfig, Services, SystemClock, base_router,
+    router, serve_counted, server_config,
+};
 use cairn_token::{
     Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenRequest, UserId,
 };
