@@ -178,7 +178,7 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         "POST",
-        "/v1/tenants/{tenant}/tokens/{jti}/revoke",
+        "/v1/tenants/{tenant}/tokens/{id}/revoke",
         Cap(Admin),
         0,
         |f| on(f, revoke_token),
