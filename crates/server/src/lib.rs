@@ -15,6 +15,7 @@
 //! | [`Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both | `db` |
 //! | [`RateConfig`], [`RateLimits`], [`Metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port | `ratelimit`, `admission`, `metrics` |
 //! | [`server_config`], [`Pki`], [`Limits`], [`serve`] | the TLS policy, the embedded certificates, the accept loop with its limits | `tls`, `pki`, `listener` |
+//! | [`RetentionPolicy`], [`PolicyState`] | retention policies: restic's vocabulary, the defaults, the operator's floor, the delay on shortening (prune, which applies them, is not built yet) | `retention` (routes: `routes::retention`) |
 //! | [`SystemClock`], [`SharedClock`] | the injected clock | `clock` |
 //! | `testenv` (feature `test-util`) | the test suites' backends, and the part store for crash tests | `testenv` |
 //!
@@ -47,6 +48,7 @@ mod objects;
 mod parts;
 mod pki;
 mod ratelimit;
+mod retention;
 mod routes;
 mod segments;
 mod server;
@@ -84,9 +86,12 @@ pub use routes::{
 pub use archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, LEASE_TTL_MS, StoreError, Stored};
 pub use atrest::{AtRestError, KeyRing};
 pub use db::{
-    AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, Quota, SnapshotRow, UserRow,
-    UserState,
+    AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, Quota, SnapshotRow,
+    StoredPolicy, UserRow, UserState,
 };
+
+// Retention policies (prune, which applies them, is not built yet).
+pub use retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
 
 /// The storage API bodies (re-exported from `cairn-wire`).
 pub use cairn_wire as wire;

@@ -119,11 +119,7 @@ impl PolicyState {
     /// `stored` (in effect, pending, from) as it stands at `now`: a pending policy whose time
     /// has come is the one in effect.
     #[must_use]
-    pub fn at(
-        policy: RetentionPolicy,
-        pending: Option<(RetentionPolicy, i64)>,
-        now: i64,
-    ) -> Self {
+    pub fn at(policy: RetentionPolicy, pending: Option<(RetentionPolicy, i64)>, now: i64) -> Self {
         match pending {
             Some((p, from)) if from <= now => Self {
                 policy: p,
@@ -171,7 +167,10 @@ mod tests {
 
     #[test]
     fn the_default_is_above_the_floor() {
-        assert_eq!(RetentionPolicy::DEFAULT.check(&RetentionPolicy::FLOOR), Ok(()));
+        assert_eq!(
+            RetentionPolicy::DEFAULT.check(&RetentionPolicy::FLOOR),
+            Ok(())
+        );
     }
 
     #[test]
@@ -210,7 +209,10 @@ mod tests {
         let from = now + SHORTENING_DELAY_SECS;
         assert_eq!(waiting.pending_from_unix, Some(from));
         let stored = (waiting.policy, Some((mixed, from)));
-        assert_eq!(PolicyState::at(stored.0, stored.1, from - 1).policy, RetentionPolicy::DEFAULT);
+        assert_eq!(
+            PolicyState::at(stored.0, stored.1, from - 1).policy,
+            RetentionPolicy::DEFAULT
+        );
         assert_eq!(PolicyState::at(stored.0, stored.1, from).policy, mixed);
         // A lengthening cancels the pending shortening.
         assert_eq!(waiting.change(longer, now + 1).pending, None);

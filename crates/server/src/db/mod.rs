@@ -18,11 +18,13 @@
 //! | `archives` | each user's archive: id, witness, damage ([`Damage`]), snapshot arrivals ([`SnapshotRow`]) |
 //! | `leases` | which instance may write an archive now; notifications of leases given back |
 //! | `audit` | the audit log ([`AuditRow`]) |
+//! | `retention` | retention policies, the tenant's and users' overrides ([`StoredPolicy`]) |
 
 mod archives;
 mod audit;
 mod devices;
 mod leases;
+mod retention;
 mod tenants;
 mod users;
 
@@ -36,6 +38,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use self::archives::{Damage, SnapshotRow};
 pub use self::audit::AuditRow;
 pub use self::devices::{DeviceRow, DeviceState};
+pub use self::retention::StoredPolicy;
 pub use self::tenants::Quota;
 pub use self::users::{UserRow, UserState};
 
@@ -88,6 +91,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "user state",
         include_str!("../../migrations/portable/0006_user_state.sql"),
     ),
+    (
+        7,
+        "retention policies",
+        include_str!("../../migrations/portable/0007_retention.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -121,6 +129,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "user state",
         include_str!("../../migrations/portable/0006_user_state.sql"),
+    ),
+    (
+        7,
+        "retention policies",
+        include_str!("../../migrations/portable/0007_retention.sql"),
     ),
 ];
 

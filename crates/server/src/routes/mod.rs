@@ -18,12 +18,14 @@
 //! | `backups` | blocks an archive lacks, block upload and fetch, snapshot records |
 //! | `escrow` | escrowed keys: deposit, audited recovery |
 //! | `events` | file events: ingest, search, OCSF export |
+//! | `retention` | retention policies: the tenant's, users' overrides |
 
 mod auth;
 mod backups;
 mod devices;
 mod escrow;
 mod events;
+mod retention;
 mod state;
 mod tenants;
 
@@ -39,6 +41,9 @@ use self::backups::{fetch, get_snapshot, list_snapshots, missing, put_snapshot, 
 use self::devices::{add_device, deauthorize, enroll, list_devices, refresh};
 use self::escrow::{deposit, recover};
 use self::events::{export, ingest, search};
+use self::retention::{
+    get_tenant_retention, get_user_retention, put_tenant_retention, put_user_retention,
+};
 use self::tenants::{
     add_user, audit_log, healthz, list_users, quota, remove_user, resume_user, revoke_token,
     suspend_user, user_archive, whoami,
@@ -182,6 +187,34 @@ pub const ROUTES: &[Route] = &[
         Cap(Admin),
         0,
         |f| on(f, revoke_token),
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/retention",
+        Cap(Admin),
+        0,
+        |f| on(f, get_tenant_retention),
+    ),
+    route(
+        "PUT",
+        "/v1/tenants/{tenant}/retention",
+        Cap(Admin),
+        SMALL_BODY,
+        |f| on(f, put_tenant_retention),
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/users/{user}/retention",
+        Cap(BackupList),
+        0,
+        |f| on(f, get_user_retention),
+    ),
+    route(
+        "PUT",
+        "/v1/tenants/{tenant}/users/{user}/retention",
+        Cap(Admin),
+        SMALL_BODY,
+        |f| on(f, put_user_retention),
     ),
     route("GET", "/v1/tenants/{tenant}/devices", Cap(Admin), 0, |f| {
         on(f, list_devices)

@@ -1,0 +1,135 @@
+//! Retention policies: the tenant's and per-user overrides, changed by the tenant's admins and
+//! read by them (a user reads their own). A change that shortens retention waits out
+//! [`SHORTENING_DELAY_SECS`]; none may go below the operator's floor. Applying policies
+//! (prune) is not built yet (`docs/design/0009-retention-and-prune.md`).
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cairn_token::Capability::BackupList;
+use cairn_token::{TenantId, UserId};
+
+use super::state::{ApiError, Services, Svc, Token, actor, admin_scope, tenant_of, user_scope};
+use crate::retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
+
+/// A policy as the API shows it.
+#[derive(serde::Serialize)]
+struct PolicyView {
+    /// `user` (an override), `tenant`, or `default` (nothing written yet).
+    source: &'static str,
+    #[serde(flatten)]
+    state: PolicyState,
+    /// The least any rule may say.
+    floor: RetentionPolicy,
+    /// How long a shortening waits (seconds).
+    shortening_delay_secs: i64,
+}
+
+/// The policy in effect for `user` (their override, else the tenant's) or for the tenant.
+async fn effective(
+    svc: &Services,
+    tenant: &TenantId,
+    user: Option<&UserId>,
+) -> Result<(&'static str, PolicyState), ApiError> {
+    let now = svc.db.unix_now();
+    if let Some(user) = user
+        && let Some((policy, pending)) = svc.db.retention(tenant, Some(user)).await?
+    {
+        return Ok(("user", PolicyState::at(policy, pending, now)));
+    }
+    if let Some((policy, pending)) = svc.db.retention(tenant, None).await? {
+        return Ok(("tenant", PolicyState::at(policy, pending, now)));
+    }
+    Ok((
+        "default",
+        PolicyState::at(RetentionPolicy::DEFAULT, None, now),
+    ))
+}
+
+fn view(source: &'static str, state: PolicyState) -> Response {
+    axum::Json(PolicyView {
+        source,
+        state,
+        floor: RetentionPolicy::FLOOR,
+        shortening_delay_secs: SHORTENING_DELAY_SECS,
+    })
+    .into_response()
+}
+
+/// The tenant's policy.
+pub(super) async fn get_tenant_retention(
+    Extension(token): Token,
+    Extension(svc): Svc,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let (source, state) = effective(&svc, tenant_of(&token), None).await?;
+    Ok(view(source, state))
+}
+
+/// Sets the tenant's policy.
+pub(super) async fn put_tenant_retention(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    set(&svc, &token, None, &body).await
+}
+
+/// The policy a user's archive follows (their own token may read it).
+pub(super) async fn get_user_retention(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupList).await?;
+    let (source, state) = effective(&svc, tenant_of(&token), Some(&user)).await?;
+    Ok(view(source, state))
+}
+
+/// Sets a user's override.
+pub(super) async fn put_user_retention(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let user = UserId::new(&user).map_err(|_| ApiError::NotFound)?;
+    if svc.db.user(tenant_of(&token), &user).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    set(&svc, &token, Some(&user), &body).await
+}
+
+async fn set(
+    svc: &Services,
+    token: &cairn_token::VerifiedToken,
+    user: Option<&UserId>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let to: RetentionPolicy = serde_json::from_slice(body).map_err(|_| ApiError::BadRequest)?;
+    if let Err(rule) = to.check(&RetentionPolicy::FLOOR) {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused: {rule} is below the operator's floor or above {MAX_RULE}\n"),
+        )
+            .into_response());
+    }
+    let tenant = tenant_of(token);
+    let (_, current) = effective(svc, tenant, user).await?;
+    let next = current.change(to, svc.db.unix_now());
+    let stored = (next.policy, next.pending.zip(next.pending_from_unix));
+    svc.db.set_retention(tenant, user, &stored).await?;
+    let outcome = match next.pending_from_unix {
+        Some(from) => format!("ok: keeps less, in effect from {from}"),
+        None => "ok: in effect".to_owned(),
+    };
+    let target = user.map_or("tenant", UserId::as_str);
+    svc.db
+        .audit(tenant, &actor(token), "retention.set", target, &outcome)
+        .await?;
+    Ok(view(if user.is_some() { "user" } else { "tenant" }, next))
+}

@@ -1,0 +1,214 @@
+//! Retention policies through the API (issue 28, item 1; `docs/design/0009-retention-and-prune.md`
+//! §5): defaults, the operator's floor, per-user overrides, who may read and change them, and
+//! the delay on a change that keeps less. Prune, which applies them, is not built yet.
+
+// Test code: a panic here is a test failure with a message, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use cairn_server::{RetentionPolicy, SHORTENING_DELAY_SECS};
+use cairn_token::{Capability, Role};
+use common::{App, Reply, start_app, tid, uid};
+
+async fn seed(app: &App) {
+    let db = &app.services.db;
+    assert!(db.add_tenant(&tid("acme"), 1 << 30).await.unwrap());
+    for u in ["ana", "bo"] {
+        assert!(
+            db.add_user(&tid("acme"), &uid(u), Role::User)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+fn json(policy: &RetentionPolicy) -> Vec<u8> {
+    serde_json::to_vec(policy).unwrap()
+}
+
+async fn put(app: &App, path: &str, token: &str, body: Vec<u8>) -> Reply {
+    app.call("PUT", path, Some(token), Some(body)).await
+}
+
+fn policy_of(view: &serde_json::Value) -> RetentionPolicy {
+    serde_json::from_value(view["policy"].clone()).unwrap()
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+const TENANT: &str = "/v1/tenants/acme/retention";
+const ANA: &str = "/v1/tenants/acme/users/ana/retention";
+
+/// Nothing written: the defaults, with the floor. Keeping more takes effect at once; keeping
+/// less under any rule waits the delay, the policy in effect unchanged meanwhile; both audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_policy_keeps_more_at_once_and_less_only_after_the_delay() {
+    let app = start_app().await;
+    seed(&app).await;
+    let admin = app.admin("acme");
+    let view = app.call("GET", TENANT, Some(&admin), None).await.json();
+    assert_eq!(view["source"], "default");
+    assert_eq!(policy_of(&view), RetentionPolicy::DEFAULT);
+    assert_eq!(view["floor"]["keep_within_days"], 7);
+    assert!(view["pending"].is_null());
+
+    let longer = RetentionPolicy {
+        keep_daily: 365,
+        ..RetentionPolicy::DEFAULT
+    };
+    let r = put(&app, TENANT, &admin, json(&longer)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let view = app.call("GET", TENANT, Some(&admin), None).await.json();
+    assert_eq!(
+        (view["source"].as_str(), policy_of(&view)),
+        (Some("tenant"), longer)
+    );
+
+    let shorter = RetentionPolicy {
+        keep_weekly: 4,
+        ..longer
+    };
+    let before = now();
+    let r = put(&app, TENANT, &admin, json(&shorter)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let view = app.call("GET", TENANT, Some(&admin), None).await.json();
+    assert_eq!(policy_of(&view), longer, "a shortening took effect at once");
+    let pending: RetentionPolicy = serde_json::from_value(view["pending"].clone()).unwrap();
+    assert_eq!(pending, shorter);
+    let from = view["pending_from_unix"].as_i64().unwrap();
+    assert!(
+        (before + SHORTENING_DELAY_SECS..=now() + SHORTENING_DELAY_SECS).contains(&from),
+        "{from}"
+    );
+    let log = app.services.db.audit_log(&tid("acme")).await.unwrap();
+    let outcomes: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|(_, a, t, o)| (a.as_str(), t.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(outcomes[0], ("retention.set", "tenant", "ok: in effect"));
+    assert_eq!(
+        outcomes[1],
+        (
+            "retention.set",
+            "tenant",
+            format!("ok: keeps less, in effect from {from}").as_str()
+        )
+    );
+}
+
+/// Below the floor, past the maximum, a missing rule or an unknown field: refused, nothing
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_below_the_floor_or_malformed_are_refused() {
+    let app = start_app().await;
+    seed(&app).await;
+    let admin = app.admin("acme");
+    let low = RetentionPolicy {
+        keep_within_days: 1,
+        ..RetentionPolicy::DEFAULT
+    };
+    let r = put(&app, TENANT, &admin, json(&low)).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("keep_within_days"), "{}", r.text());
+    let none_kept = RetentionPolicy {
+        keep_last: 0,
+        ..RetentionPolicy::DEFAULT
+    };
+    assert_eq!(
+        put(&app, TENANT, &admin, json(&none_kept)).await.status,
+        422
+    );
+    let huge = RetentionPolicy {
+        keep_yearly: 40_000,
+        ..RetentionPolicy::DEFAULT
+    };
+    assert_eq!(put(&app, TENANT, &admin, json(&huge)).await.status, 422);
+    let mut extra = serde_json::to_value(RetentionPolicy::DEFAULT).unwrap();
+    extra["keep_forever"] = serde_json::json!(true);
+    let r = put(&app, TENANT, &admin, extra.to_string().into_bytes()).await;
+    assert_eq!(r.status, 400);
+    let missing = serde_json::json!({"keep_last": 3}).to_string().into_bytes();
+    assert_eq!(put(&app, TENANT, &admin, missing).await.status, 400);
+    let view = app.call("GET", TENANT, Some(&admin), None).await.json();
+    assert_eq!(view["source"], "default");
+    assert!(
+        app.services
+            .db
+            .audit_log(&tid("acme"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A user follows the tenant's policy until an admin gives them an override; they may read
+/// their own, not another's, and change none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_reads_their_own_policy_and_only_admins_override_it() {
+    let app = start_app().await;
+    seed(&app).await;
+    let admin = app.admin("acme");
+    let ana = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
+    let tenant_policy = RetentionPolicy {
+        keep_monthly: 36,
+        ..RetentionPolicy::DEFAULT
+    };
+    assert_eq!(
+        put(&app, TENANT, &admin, json(&tenant_policy)).await.status,
+        200
+    );
+    let view = app.call("GET", ANA, Some(&ana), None).await.json();
+    assert_eq!(
+        (view["source"].as_str(), policy_of(&view)),
+        (Some("tenant"), tenant_policy)
+    );
+    // Another user's policy is as absent as a user who does not exist.
+    let bo = app
+        .call(
+            "GET",
+            "/v1/tenants/acme/users/bo/retention",
+            Some(&ana),
+            None,
+        )
+        .await;
+    assert_eq!(bo.status, 404);
+    // Users change nothing, their own included; nor do they read the tenant's.
+    assert_eq!(put(&app, ANA, &ana, json(&tenant_policy)).await.status, 403);
+    assert_eq!(
+        put(&app, TENANT, &ana, json(&tenant_policy)).await.status,
+        403
+    );
+    assert_eq!(app.call("GET", TENANT, Some(&ana), None).await.status, 403);
+
+    let legal = RetentionPolicy {
+        keep_yearly: 10,
+        ..tenant_policy
+    };
+    let r = put(&app, ANA, &admin, json(&legal)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let view = app.call("GET", ANA, Some(&ana), None).await.json();
+    assert_eq!(
+        (view["source"].as_str(), policy_of(&view)),
+        (Some("user"), legal)
+    );
+    // The tenant's policy is untouched by the override, and an unknown user has none.
+    let view = app.call("GET", TENANT, Some(&admin), None).await.json();
+    assert_eq!(policy_of(&view), tenant_policy);
+    let nobody = put(
+        &app,
+        "/v1/tenants/acme/users/nobody/retention",
+        &admin,
+        json(&legal),
+    )
+    .await;
+    assert_eq!(nobody.status, 404);
+}
