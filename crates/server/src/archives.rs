@@ -214,11 +214,13 @@ impl Archives {
 
     /// Archives kept entirely in `store`, shared with other instances over the same `db`: each
     /// archive is leased to one instance at a time, and its active segment is written to the
-    /// store as parts (`crate::parts`), so that any instance can take it over.
+    /// store as parts (`crate::parts`), so that any instance can take it over. On PostgreSQL it
+    /// is listening for leases given back when it returns, so no release after that is missed
+    /// (if the listening connection cannot be made, waiters wake at lease expiries).
     ///
     /// # Errors
     /// [`StoreError::Io`] if no random holder name can be drawn.
-    pub fn shared(
+    pub async fn shared(
         db: Db,
         store: Arc<dyn ObjectStore>,
         runtime: Handle,
@@ -226,21 +228,20 @@ impl Archives {
         let mut id = [0u8; 8];
         getrandom::fill(&mut id).map_err(|e| std::io::Error::other(e.to_string()))?;
         let released = Arc::new(tokio::sync::Notify::new());
-        let listener = {
-            let (db, released) = (db.clone(), Arc::clone(&released));
+        let releases = match db.lease_releases().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "not hearing other instances' lease releases; waiting for expiries");
+                None
+            }
+        };
+        // SQLite (no listener): waiters wake at the lease's expiry or this process's releases.
+        let listener = releases.map(|mut releases| {
+            let released = Arc::clone(&released);
             runtime.spawn(async move {
-                let mut releases = match db.lease_releases().await {
-                    Ok(Some(r)) => r,
-                    // SQLite: waiters wake at the lease's expiry or this process's releases.
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "not hearing other instances' lease releases; waiting for expiries");
-                        return;
-                    }
-                };
                 loop {
                     match releases.next().await {
-                        Ok(_) => released.notify_waiters(),
+                        Ok(()) => released.notify_waiters(),
                         Err(e) => {
                             tracing::warn!(error = %e, "lost the lease-release listener; waiting for expiries");
                             return;
@@ -248,13 +249,13 @@ impl Archives {
                     }
                 }
             })
-        };
+        });
         let mut this = Self::new(db, PathBuf::new(), store, runtime);
         this.shared = Some(Shared {
             holder: hex::encode(id),
             released,
             waiting: std::sync::atomic::AtomicUsize::new(0),
-            _listener: AbortOnDrop(Some(listener)),
+            _listener: AbortOnDrop(listener),
         });
         Ok(this)
     }

@@ -593,6 +593,7 @@ impl DataDir {
         let archives = if let Some(store) = self.backends.s3_store()? {
             // Segments in the shared store: archives are leased.
             Archives::shared(db.clone(), store, tokio::runtime::Handle::current())
+                .await
                 .map_err(ServerError::from)?
         } else {
             let segments = self.root.join("segments");

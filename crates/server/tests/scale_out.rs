@@ -117,9 +117,13 @@ fn parts_serialize_two_writers_and_obey_the_fence() {
 fn two_instances_take_turns_on_one_archive() {
     let s = shared();
     let instance = || {
-        Archives::shared(s.db.clone(), Arc::clone(&s.store), s.rt.handle().clone())
-            .unwrap()
-            .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
+        s.rt.block_on(Archives::shared(
+            s.db.clone(),
+            Arc::clone(&s.store),
+            s.rt.handle().clone(),
+        ))
+        .unwrap()
+        .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
     };
     let (a, b) = (instance(), instance());
     assert_ne!(a.holder(), b.holder());
@@ -174,7 +178,13 @@ fn two_instances_take_turns_on_one_archive() {
 #[ignore = "needs PostgreSQL and S3 (scripts/test.sh)"]
 fn a_waiting_instance_takes_the_lease_when_it_is_given_back() {
     let s = shared();
-    let b = Archives::shared(s.db.clone(), Arc::clone(&s.store), s.rt.handle().clone()).unwrap();
+    let b =
+        s.rt.block_on(Archives::shared(
+            s.db.clone(),
+            Arc::clone(&s.store),
+            s.rt.handle().clone(),
+        ))
+        .unwrap();
     // Another instance holds the lease for the next ten seconds.
     let now = || {
         std::time::SystemTime::now()
@@ -226,9 +236,13 @@ fn a_waiting_instance_takes_the_lease_when_it_is_given_back() {
 fn parts_of_a_sealed_segment_are_ignored_and_removed() {
     let s = shared();
     let instance = || {
-        Archives::shared(s.db.clone(), Arc::clone(&s.store), s.rt.handle().clone())
-            .unwrap()
-            .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
+        s.rt.block_on(Archives::shared(
+            s.db.clone(),
+            Arc::clone(&s.store),
+            s.rt.handle().clone(),
+        ))
+        .unwrap()
+        .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
     };
     let blocks: Vec<(BlockId, Vec<u8>)> = (0..24).map(block).collect();
     let a = instance();
