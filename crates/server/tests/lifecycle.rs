@@ -10,53 +10,7 @@ use std::time::Duration;
 
 use cairn_server::{REVOCATION_REFRESH, SystemClock, UserState};
 use cairn_token::{Capabilities, Capability, Clock, Role, TenantId, TokenId, TokenRequest, UserId};
-use common::{App, Reply, start_app, tid, uid};
-
-/// Tenant `acme` with users `ana` and `bo`.
-async fn seed(app: &App) {
-    let db = &app.services.db;
-    assert!(db.add_tenant(&tid("acme"), 1 << 30).await.unwrap());
-    for u in ["ana", "bo"] {
-        assert!(
-            db.add_user(&tid("acme"), &uid(u), Role::User)
-                .await
-                .unwrap()
-        );
-    }
-}
-
-/// An enrolled device of `user`: its id, access token and secret.
-async fn enrolled(app: &App, user: &str) -> (String, String, String) {
-    let admin = app.admin("acme");
-    let body = serde_json::json!({"user": user, "name": "laptop"}).to_string();
-    let r = app
-        .call(
-            "POST",
-            "/v1/tenants/acme/devices",
-            Some(&admin),
-            Some(body.into()),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let j = r.json();
-    let device = j["device"].as_str().unwrap().to_owned();
-    let enrollment = j["token"].as_str().unwrap().to_owned();
-    let r = app
-        .call(
-            "POST",
-            &format!("/v1/tenants/acme/devices/{device}/enroll"),
-            Some(&enrollment),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let j = r.json();
-    (
-        device,
-        j["token"].as_str().unwrap().to_owned(),
-        j["secret"].as_str().unwrap().to_owned(),
-    )
-}
+use common::{App, Reply, enroll, seed, start_app, tid, uid};
 
 /// The device's refresh with its secret.
 async fn refresh(app: &App, device: &str, secret: &str) -> Reply {
@@ -105,8 +59,8 @@ async fn actions(app: &App) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_user_is_refused_at_once_and_resumed() {
     let app = start_app().await;
-    seed(&app).await;
-    let (device, device_token, secret) = enrolled(&app, "ana").await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
+    let (device, device_token, secret) = enroll(&app, "acme", "ana").await;
     let ana = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
     let bo = app.token("acme", "bo", None, Role::User, &[Capability::BackupList]);
     assert_eq!(whoami(&app, &ana).await, 200);
@@ -170,8 +124,8 @@ async fn a_suspended_user_is_refused_at_once_and_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_user_loses_their_devices_for_good() {
     let app = start_app().await;
-    seed(&app).await;
-    let (device, device_token, secret) = enrolled(&app, "ana").await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
+    let (device, device_token, secret) = enroll(&app, "acme", "ana").await;
     let ana = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
 
     assert_eq!(
@@ -231,7 +185,7 @@ async fn a_removed_user_loses_their_devices_for_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_revoked_by_its_id() {
     let app = start_app().await;
-    seed(&app).await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
     let issue = |id: &str| {
         let request = TokenRequest {
             subject: UserId::new("ana").unwrap(),
@@ -273,7 +227,7 @@ async fn a_token_is_revoked_by_its_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_tenants_admins_suspend_remove_and_revoke() {
     let app = start_app().await;
-    seed(&app).await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
     assert!(
         app.services
             .db
@@ -333,7 +287,7 @@ async fn only_the_tenants_admins_suspend_remove_and_revoke() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_made_elsewhere_reaches_a_running_server() {
     let app = start_app().await;
-    seed(&app).await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
     let ana = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
     assert_eq!(whoami(&app, &ana).await, 200);
     let db = &app.services.db;

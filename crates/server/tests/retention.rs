@@ -9,19 +9,7 @@ mod common;
 
 use cairn_server::{RetentionPolicy, SHORTENING_DELAY_SECS};
 use cairn_token::{Capability, Role};
-use common::{App, Reply, start_app, tid, uid};
-
-async fn seed(app: &App) {
-    let db = &app.services.db;
-    assert!(db.add_tenant(&tid("acme"), 1 << 30).await.unwrap());
-    for u in ["ana", "bo"] {
-        assert!(
-            db.add_user(&tid("acme"), &uid(u), Role::User)
-                .await
-                .unwrap()
-        );
-    }
-}
+use common::{App, Reply, seed, start_app, tid};
 
 fn json(policy: &RetentionPolicy) -> Vec<u8> {
     serde_json::to_vec(policy).unwrap()
@@ -53,7 +41,7 @@ const ANA: &str = "/v1/tenants/acme/users/ana/retention";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_policy_keeps_more_at_once_and_less_only_after_the_delay() {
     let app = start_app().await;
-    seed(&app).await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
     let admin = app.admin("acme");
     let view = app.call("GET", TENANT, Some(&admin), None).await.json();
     assert_eq!(view["source"], "default");
@@ -110,7 +98,7 @@ async fn a_tenant_policy_keeps_more_at_once_and_less_only_after_the_delay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_below_the_floor_or_malformed_are_refused() {
     let app = start_app().await;
-    seed(&app).await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
     let admin = app.admin("acme");
     let low = RetentionPolicy {
         keep_within_days: 1,
@@ -155,7 +143,7 @@ async fn policies_below_the_floor_or_malformed_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_reads_their_own_policy_and_only_admins_override_it() {
     let app = start_app().await;
-    seed(&app).await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
     let admin = app.admin("acme");
     let ana = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
     let tenant_policy = RetentionPolicy {

@@ -24,7 +24,7 @@ use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
 use cairn_server::wire;
 use cairn_server::{Access, ROUTES};
 use cairn_token::{Capability, Role};
-use common::{App, Reply, start_app};
+use common::{App, Reply, enroll, seed, start_app};
 use prost::Message;
 use sqlx::Row;
 
@@ -39,54 +39,6 @@ fn sealer(seed: u8) -> Sealer {
 fn seal(s: &Sealer, kind: BlockKind, plain: &[u8]) -> (BlockId, Vec<u8>) {
     let b = s.seal(kind, plain).unwrap();
     (b.id(), b.into_bytes())
-}
-
-/// Tenant `t` with `users`; returns nothing (direct database seeding, as the operator's
-/// `tenant add` and `user add` do).
-async fn seed(app: &App, tenant: &str, quota: i64, users: &[&str]) {
-    let db = &app.services.db;
-    let tenant = common::tid(tenant);
-    assert!(db.add_tenant(&tenant, quota).await.unwrap());
-    for u in users {
-        assert!(
-            db.add_user(&tenant, &common::uid(u), cairn_token::Role::User)
-                .await
-                .unwrap()
-        );
-    }
-}
-
-/// Registers and enrolls a device of `user` through the API: (device id, access token, secret).
-async fn enroll(app: &App, tenant: &str, user: &str) -> (String, String, String) {
-    let admin = app.admin(tenant);
-    let body = serde_json::json!({"user": user, "name": "laptop"}).to_string();
-    let r = app
-        .call(
-            "POST",
-            &format!("/v1/tenants/{tenant}/devices"),
-            Some(&admin),
-            Some(body.into()),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let j = r.json();
-    let device = j["device"].as_str().unwrap().to_owned();
-    let enrollment = j["token"].as_str().unwrap().to_owned();
-    let r = app
-        .call(
-            "POST",
-            &format!("/v1/tenants/{tenant}/devices/{device}/enroll"),
-            Some(&enrollment),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let j = r.json();
-    (
-        device,
-        j["token"].as_str().unwrap().to_owned(),
-        j["secret"].as_str().unwrap().to_owned(),
-    )
 }
 
 fn batch(device: &str, sequence: u64, paths: &[&str]) -> Vec<u8> {

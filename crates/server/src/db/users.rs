@@ -57,6 +57,21 @@ fn state_col(row: &sqlx::any::AnyRow, i: usize) -> Result<UserState, DbError> {
     UserState::parse(&col::<String>(row, i)?).ok_or(DbError::Invalid("user state"))
 }
 
+/// The user's state inside `tx`, if there is such a user.
+async fn user_state(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &TenantId,
+    user: &UserId,
+) -> Result<Option<UserState>, DbError> {
+    sqlx::query("SELECT state FROM users WHERE tenant = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| state_col(&r, 0))
+        .transpose()
+}
+
 fn role_name<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(role.as_str())
 }
@@ -144,14 +159,7 @@ impl Db {
         suspend: bool,
     ) -> Result<Option<UserState>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let Some(before) = sqlx::query("SELECT state FROM users WHERE tenant = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(user.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| state_col(&r, 0))
-            .transpose()?
-        else {
+        let Some(before) = user_state(&mut tx, tenant, user).await? else {
             return Ok(None);
         };
         if before != UserState::Removed {
@@ -188,14 +196,7 @@ impl Db {
     ) -> Result<Option<Vec<DeviceId>>, DbError> {
         let now = self.unix_now();
         let mut tx = self.pool.begin().await?;
-        let Some(before) = sqlx::query("SELECT state FROM users WHERE tenant = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(user.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| state_col(&r, 0))
-            .transpose()?
-        else {
+        let Some(before) = user_state(&mut tx, tenant, user).await? else {
             return Ok(None);
         };
         if before == UserState::Removed {

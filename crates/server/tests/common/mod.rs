@@ -312,3 +312,51 @@ pub fn tid(tenant: &str) -> TenantId {
 pub fn uid(user: &str) -> UserId {
     UserId::new(user).unwrap()
 }
+
+/// Tenant `t` with `users`; returns nothing (direct database seeding, as the operator's
+/// `tenant add` and `user add` do).
+pub async fn seed(app: &App, tenant: &str, quota: i64, users: &[&str]) {
+    let db = &app.services.db;
+    let tenant = tid(tenant);
+    assert!(db.add_tenant(&tenant, quota).await.unwrap());
+    for u in users {
+        assert!(
+            db.add_user(&tenant, &uid(u), cairn_token::Role::User)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// Registers and enrolls a device of `user` through the API: (device id, access token, secret).
+pub async fn enroll(app: &App, tenant: &str, user: &str) -> (String, String, String) {
+    let admin = app.admin(tenant);
+    let body = serde_json::json!({"user": user, "name": "laptop"}).to_string();
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/{tenant}/devices"),
+            Some(&admin),
+            Some(body.into()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let j = r.json();
+    let device = j["device"].as_str().unwrap().to_owned();
+    let enrollment = j["token"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/{tenant}/devices/{device}/enroll"),
+            Some(&enrollment),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    (
+        device,
+        j["token"].as_str().unwrap().to_owned(),
+        j["secret"].as_str().unwrap().to_owned(),
+    )
+}
