@@ -1,13 +1,13 @@
 //! The archive: open (with recovery), append, commit (group commit), seal, look up, read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{ArchiveError, FormatError};
 use crate::format::{
-    COMMIT_PAYLOAD_LEN, INDEX_ENTRY_LEN, IndexEntry, KIND_COMMIT, Key, MAX_PAYLOAD_LEN,
-    RECORD_HEADER_LEN, RECORD_OVERHEAD, RESERVED_KINDS, RecordHeader, SEGMENT_HEADER_LEN,
-    SegmentHeader, TRAILER_LEN, Trailer, chain_link, chain_next, chain_start, decode_index,
-    decode_record, record_crc,
+    COMMIT_PAYLOAD_LEN, ELIDED_PAYLOAD_LEN, ElidedPayload, INDEX_ENTRY_LEN, IndexEntry,
+    KIND_COMMIT, Key, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, RECORD_OVERHEAD, RESERVED_KINDS,
+    RecordHeader, SEGMENT_HEADER_LEN, SegmentHeader, TRAILER_LEN, Trailer, chain_link, chain_start,
+    decode_index, decode_record, record_crc,
 };
 use crate::index::{MAX_SEALED_SEGMENTS, SealedIndex};
 use crate::storage::{SegmentWriter, Storage};
@@ -20,6 +20,8 @@ pub const MAX_SEGMENT_TARGET: u64 = 4 << 30;
 pub const DEFAULT_SEGMENT_TARGET: u64 = 64 << 20;
 const COMMIT_PAYLOAD_LEN_U32: u32 = 8;
 const _: () = assert!(COMMIT_PAYLOAD_LEN_U32 as usize == COMMIT_PAYLOAD_LEN);
+const ELIDED_PAYLOAD_LEN_U32: u32 = 36;
+const _: () = assert!(ELIDED_PAYLOAD_LEN_U32 as usize == ELIDED_PAYLOAD_LEN);
 /// Writes smaller than this are gathered in memory before reaching storage.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -79,6 +81,9 @@ pub struct Location {
     pub len: u32,
     /// Record kind.
     pub kind: u8,
+    /// The record was elided by a compaction ([`Archive::compact`]): only its length and digest
+    /// are left, and reading it is [`ArchiveError::Elided`].
+    pub elided: bool,
 }
 
 /// What a commit made durable.
@@ -108,11 +113,38 @@ pub struct Recovery {
     pub rescanned_segments: Vec<u64>,
     /// Sealed segments whose header is damaged (their records are still indexed).
     pub damaged_headers: Vec<u64>,
+    /// Superseded generations of compacted segments, and unfinished ones, that were removed:
+    /// what a crash during a compaction leaves (`docs/format/archive.md`, "Compaction").
+    pub removed_generations: Vec<String>,
+    /// Superseded generations kept because the newest generation of their segment is damaged
+    /// (its trailer or header): they are not read, but they are not removed either.
+    pub kept_generations: Vec<String>,
+}
+
+/// What [`Archive::compact`] did to one sealed segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    /// The segment's number.
+    pub segment: u64,
+    /// Its generation now (unchanged when nothing was elided).
+    pub generation: u32,
+    /// Records this compaction elided.
+    pub elided: u64,
+    /// The segment's length before.
+    pub bytes_before: u64,
+    /// Its length after.
+    pub bytes_after: u64,
 }
 
 #[derive(Debug)]
 struct Sealed {
     seq: u64,
+    generation: u32,
+    /// Where the log stood before the segment's first record: sequence number, chain head and
+    /// data records (what a scan of the segment starts from).
+    first_seq: u64,
+    chain_in: [u8; 32],
+    data_in: u64,
     name: String,
     index_offset: u64,
     index_count: u64,
@@ -131,6 +163,8 @@ struct Active<W> {
     /// Bytes not yet handed to the writer.
     buffer: Vec<u8>,
     first_seq: u64,
+    chain_in: [u8; 32],
+    data_in: u64,
     entries: Vec<IndexEntry>,
     by_key: HashMap<Key, usize>,
 }
@@ -161,20 +195,58 @@ pub fn segment_name(seq: u64, active: bool) -> String {
     }
 }
 
-fn parse_name(name: &str) -> Option<(u64, bool)> {
+/// The storage name of generation `generation` of sealed segment `seq`: `seg-<16 hex>` for
+/// generation 0 (as the log wrote it), `seg-<16 hex>.g<generation>` after compactions.
+pub fn generation_name(seq: u64, generation: u32) -> String {
+    if generation == 0 {
+        segment_name(seq, false)
+    } else {
+        format!("seg-{seq:016x}.g{generation}")
+    }
+}
+
+/// A storage name the log owns.
+#[derive(Debug, PartialEq, Eq)]
+enum Name {
+    /// A sealed segment's generation.
+    Sealed(u64, u32),
+    /// The active segment.
+    Active(u64),
+    /// A compacted generation whose publication did not finish (`<generation name>.tmp`).
+    Unfinished,
+}
+
+fn parse_name(name: &str) -> Option<Name> {
     let rest = name.strip_prefix("seg-")?;
-    let (hex, active) = match rest.strip_suffix(".active") {
-        Some(h) => (h, true),
-        None => (rest, false),
-    };
-    if hex.len() != 16
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    let hex = rest.get(..16)?;
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return None;
     }
-    u64::from_str_radix(hex, 16).ok().map(|seq| (seq, active))
+    let seq = u64::from_str_radix(hex, 16).ok()?;
+    let suffix = &rest[16..];
+    if suffix.is_empty() {
+        return Some(Name::Sealed(seq, 0));
+    }
+    if suffix == ".active" {
+        return Some(Name::Active(seq));
+    }
+    let (digits, unfinished) = match suffix.strip_prefix(".g")?.strip_suffix(".tmp") {
+        Some(d) => (d, true),
+        None => (suffix.strip_prefix(".g")?, false),
+    };
+    // Decimal, no sign, no leading zero, at least 1.
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let generation: u32 = digits.parse().ok()?;
+    Some(if unfinished {
+        Name::Unfinished
+    } else {
+        Name::Sealed(seq, generation)
+    })
 }
 
 fn corrupt(segment: u64, offset: u64, reason: &'static str) -> ArchiveError {
@@ -211,12 +283,14 @@ pub(crate) struct Scan {
 
 /// Scans `bytes` (a whole segment) from the header on, checking sequence numbers, the chain
 /// at every commit, and commit counts.
+///
+/// `compacted` (format version 2) allows elided records; in a version 1 segment one stops the
+/// scan.
 pub(crate) fn scan_segment(
     bytes: &[u8],
-    first_seq: u64,
-    chain: [u8; 32],
-    data_records: u64,
+    (first_seq, chain, data_records): (u64, [u8; 32], u64),
     limit: usize,
+    compacted: bool,
 ) -> Scan {
     let mut s = Scan {
         entries: Vec::new(),
@@ -264,14 +338,22 @@ pub(crate) fn scan_segment(
             s.stopped = Some((pos as u64, "reserved record kind"));
             break;
         } else {
-            let hb = header.encode();
-            chain = chain_next(&chain, &hb, payload);
+            if header.elided && !compacted {
+                s.stopped = Some((pos as u64, "elided record in a version 1 segment"));
+                break;
+            }
+            let Ok((hb, hash)) = header.chain_input(payload) else {
+                s.stopped = Some((pos as u64, "elided record's payload"));
+                break;
+            };
+            chain = chain_link(&chain, &hb, &hash);
             data += 1;
             pending.push(IndexEntry {
                 key: header.key,
                 offset: pos as u64,
                 len: header.len,
                 kind: header.kind,
+                elided: header.elided,
             });
             s.uncommitted_records += 1;
         }
@@ -320,44 +402,75 @@ impl<S: Storage> Archive<S> {
     /// an error, never silently cut.
     pub fn open(storage: S, config: Config) -> Result<(Self, Recovery), ArchiveError> {
         let mut recovery = Recovery::default();
-        let mut sealed_seqs = Vec::new();
+        // Every generation of each sealed segment, lowest first.
+        let mut generations: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut active_seqs = Vec::new();
         for name in storage.list()? {
             match parse_name(&name) {
-                Some((seq, false)) => sealed_seqs.push(seq),
-                Some((seq, true)) => active_seqs.push(seq),
+                Some(Name::Sealed(seq, generation)) => {
+                    generations.entry(seq).or_default().push(generation);
+                }
+                Some(Name::Active(seq)) => active_seqs.push(seq),
+                Some(Name::Unfinished) => {
+                    // A compaction that crashed before publishing: the old generation is whole.
+                    storage.remove(&name)?;
+                    recovery.removed_generations.push(name);
+                }
                 None => {}
             }
         }
-        sealed_seqs.sort_unstable();
         active_seqs.sort_unstable();
         let mut index = SealedIndex::default();
-        let mut sealed = Vec::with_capacity(sealed_seqs.len());
+        let mut sealed = Vec::with_capacity(generations.len());
         let mut next_seq = 0u64;
         let mut chain = chain_start(&config.archive_id);
         let mut data_records = 0u64;
-        for (slot, &seq) in sealed_seqs.iter().enumerate() {
+        for (slot, (&seq, found)) in generations.iter_mut().enumerate() {
             if seq != slot as u64 {
                 return Err(corrupt(slot as u64, 0, "missing sealed segment"));
             }
             if seq >= MAX_SEALED_SEGMENTS {
                 return Err(ArchiveError::Config("too many sealed segments"));
             }
-            let name = segment_name(seq, false);
+            found.sort_unstable();
+            // The highest generation is the segment; the others are what a compaction's crash
+            // between its publication and its removal of the old one leaves.
+            let generation = found.pop().unwrap_or(0);
+            let name = generation_name(seq, generation);
+            let (before_damage, before_rescans) = (
+                recovery.damaged_headers.len(),
+                recovery.rescanned_segments.len(),
+            );
+            let start = (next_seq, chain, data_records);
             let s = open_sealed(
                 &storage,
                 &config,
-                seq,
+                (seq, generation),
                 &name,
-                (next_seq, chain, data_records),
+                start,
                 &mut recovery,
             )?;
+            let whole = recovery.damaged_headers.len() == before_damage
+                && recovery.rescanned_segments.len() == before_rescans;
+            for &old in found.iter() {
+                let old = generation_name(seq, old);
+                if whole {
+                    storage.remove(&old)?;
+                    recovery.removed_generations.push(old);
+                } else {
+                    recovery.kept_generations.push(old);
+                }
+            }
             next_seq = s.last_seq + 1;
             chain = s.chain;
             data_records = s.data_records;
             index.insert(seq, s.entries.iter().map(|e| e.key));
             sealed.push(Sealed {
                 seq,
+                generation,
+                first_seq: start.0,
+                chain_in: start.1,
+                data_in: start.2,
                 name,
                 index_offset: s.index_offset,
                 index_count: s.entries.len() as u64,
@@ -382,7 +495,8 @@ impl<S: Storage> Archive<S> {
                         && h.first_record_seq == next_seq =>
                 {
                     let first_seq = h.first_record_seq;
-                    let scan = scan_segment(&bytes, next_seq, chain, data_records, len);
+                    let start = (next_seq, chain, data_records);
+                    let scan = scan_segment(&bytes, start, len, false);
                     if scan.stopped.is_some() && scan.records_after_stop {
                         let (at, why) = scan.stopped.unwrap_or((0, ""));
                         return Err(corrupt(active_seq, at, why));
@@ -409,6 +523,8 @@ impl<S: Storage> Archive<S> {
                         len: scan.committed_end,
                         buffer: Vec::new(),
                         first_seq,
+                        chain_in: start.1,
+                        data_in: start.2,
                         entries: scan.entries,
                         by_key,
                     });
@@ -433,7 +549,12 @@ impl<S: Storage> Archive<S> {
         }
         let active = match active {
             Some(a) => a,
-            None => new_active(&storage, &config, active_seq, next_seq)?,
+            None => new_active(
+                &storage,
+                &config,
+                active_seq,
+                (next_seq, chain, data_records),
+            )?,
         };
         let last_commit = Commit {
             seq: next_seq.saturating_sub(1),
@@ -500,6 +621,7 @@ impl<S: Storage> Archive<S> {
             kind,
             seq: self.next_seq,
             key: *key,
+            elided: false,
         })
     }
 
@@ -521,6 +643,7 @@ impl<S: Storage> Archive<S> {
             offset,
             len: header.len,
             kind: header.kind,
+            elided: false,
         };
         self.active
             .by_key
@@ -531,6 +654,7 @@ impl<S: Storage> Archive<S> {
             offset,
             len: header.len,
             kind: header.kind,
+            elided: false,
         }
     }
 
@@ -633,6 +757,7 @@ impl<S: Storage> Archive<S> {
             kind: KIND_COMMIT,
             seq: self.next_seq,
             key: self.chain,
+            elided: false,
         };
         let payload = self.data_records.to_le_bytes();
         let mut footer = None;
@@ -708,13 +833,18 @@ impl<S: Storage> Archive<S> {
         }
         self.sealed.push(Sealed {
             seq,
+            generation: 0,
+            first_seq: self.active.first_seq,
+            chain_in: self.active.chain_in,
+            data_in: self.active.data_in,
             name: sealed_name,
             index_offset,
             index_count,
             rescued: None,
             cached,
         });
-        self.active = new_active(&self.storage, &self.config, seq + 1, self.next_seq)?;
+        let start = (self.next_seq, self.chain, self.data_records);
+        self.active = new_active(&self.storage, &self.config, seq + 1, start)?;
         self.committed_len = self.active.len;
         Ok(())
     }
@@ -728,6 +858,7 @@ impl<S: Storage> Archive<S> {
                 offset: e.offset,
                 len: e.len,
                 kind: e.kind,
+                elided: e.elided,
             }));
         }
         for slot in self.index.candidates(key) {
@@ -740,6 +871,7 @@ impl<S: Storage> Archive<S> {
                     offset: e.offset,
                     len: e.len,
                     kind: e.kind,
+                    elided: e.elided,
                 }));
             }
         }
@@ -823,6 +955,12 @@ impl<S: Storage> Archive<S> {
     }
 
     fn read_flushed(&self, loc: &Location) -> Result<Vec<u8>, ArchiveError> {
+        if loc.elided {
+            return Err(ArchiveError::Elided {
+                segment: loc.segment,
+                offset: loc.offset,
+            });
+        }
         let name = if loc.segment == self.active.seq {
             &self.active.name
         } else {
@@ -843,7 +981,7 @@ impl<S: Storage> Archive<S> {
         self.storage.read_at(name, loc.offset, &mut bytes)?;
         let (header, payload) = decode_record(&bytes)
             .map_err(|e| corrupt(loc.segment, loc.offset, format_reason(e)))?;
-        if header.len != loc.len || header.kind != loc.kind {
+        if header.len != loc.len || header.kind != loc.kind || header.elided {
             return Err(corrupt(
                 loc.segment,
                 loc.offset,
@@ -860,52 +998,269 @@ impl<S: Storage> Archive<S> {
     /// payload is read): how a caller lists, say, its snapshot records at open.
     pub fn records_of_kind(&self, kind: u8) -> Result<Vec<(Key, Location)>, ArchiveError> {
         let mut out = Vec::new();
-        for s in &self.sealed {
-            let entries = match &s.rescued {
-                Some(e) => e.clone(),
-                None => {
-                    let len = s
-                        .index_count
-                        .checked_mul(INDEX_ENTRY_LEN as u64)
-                        .ok_or_else(|| corrupt(s.seq, s.index_offset, "index size"))?;
-                    let mut bytes = vec![0u8; to_usize(len)?];
-                    self.storage.read_at(&s.name, s.index_offset, &mut bytes)?;
-                    decode_index(&bytes)
-                        .map_err(|_| corrupt(s.seq, s.index_offset, "index entry"))?
-                }
-            };
-            let mut found: Vec<_> = entries.into_iter().filter(|e| e.kind == kind).collect();
-            found.sort_by_key(|e| e.offset);
-            out.extend(found.into_iter().map(|e| {
+        for s in 0..=self.active.seq {
+            let mut found = self.segment_records(s)?;
+            found.retain(|(_, l)| l.kind == kind);
+            out.append(&mut found);
+        }
+        Ok(out)
+    }
+
+    /// Every data record of segment `segment` (key and location, elided ones included), in log
+    /// order, from its index (no payload is read): what a caller that decides what to compact
+    /// weighs.
+    pub fn segment_records(&self, segment: u64) -> Result<Vec<(Key, Location)>, ArchiveError> {
+        let to_location = |seq: u64| {
+            move |e: &IndexEntry| {
                 (
                     e.key,
                     Location {
-                        segment: s.seq,
+                        segment: seq,
                         offset: e.offset,
                         len: e.len,
                         kind: e.kind,
+                        elided: e.elided,
                     },
                 )
-            }));
-        }
-        out.extend(
-            self.active
+            }
+        };
+        if segment == self.active.seq {
+            return Ok(self
+                .active
                 .entries
                 .iter()
-                .filter(|e| e.kind == kind)
-                .map(|e| {
-                    (
-                        e.key,
-                        Location {
-                            segment: self.active.seq,
-                            offset: e.offset,
-                            len: e.len,
-                            kind: e.kind,
-                        },
-                    )
-                }),
+                .map(to_location(segment))
+                .collect());
+        }
+        let s = self
+            .sealed
+            .get(to_usize(segment)?)
+            .ok_or(ArchiveError::NoSegment(segment))?;
+        let mut entries = self.sealed_entries(s)?;
+        entries.sort_by_key(|e| e.offset);
+        Ok(entries.iter().map(to_location(segment)).collect())
+    }
+
+    /// A sealed segment's index entries (sorted by key), from its footer or the rescue scan.
+    fn sealed_entries(&self, s: &Sealed) -> Result<Vec<IndexEntry>, ArchiveError> {
+        if let Some(e) = &s.rescued {
+            return Ok(e.clone());
+        }
+        if let Some(e) = s.cached.get() {
+            return Ok(e.clone());
+        }
+        let len = s
+            .index_count
+            .checked_mul(INDEX_ENTRY_LEN as u64)
+            .ok_or_else(|| corrupt(s.seq, s.index_offset, "index size"))?;
+        let mut bytes = vec![0u8; to_usize(len)?];
+        self.storage.read_at(&s.name, s.index_offset, &mut bytes)?;
+        decode_index(&bytes).map_err(|_| corrupt(s.seq, s.index_offset, "index entry"))
+    }
+
+    /// The length of segment `segment` in storage (the active one: up to its last commit).
+    pub fn segment_len(&self, segment: u64) -> Result<u64, ArchiveError> {
+        if segment == self.active.seq {
+            return Ok(self.committed_len);
+        }
+        let s = self
+            .sealed
+            .get(to_usize(segment)?)
+            .ok_or(ArchiveError::NoSegment(segment))?;
+        Ok(self.storage.len(&s.name)?)
+    }
+
+    /// Compacts sealed segment `segment`: writes its next generation, in which every record
+    /// `elide` picks (given its key and current location) is **elided** (its payload replaced by
+    /// its length and BLAKE3, `docs/format/archive.md` "Compaction"), publishes it atomically
+    /// ([`Storage::publish`]), then removes the old generation. Sequence numbers, commits and the
+    /// hash chain are unchanged, so every client's remembered chain head stays valid (B-8).
+    ///
+    /// The segment is read whole and checked first (framing, sequence, chain, trailer): a
+    /// segment that does not verify is never rewritten ([`ArchiveError::Corrupt`]). The new
+    /// generation is checked again before it is published. A crash at any point leaves the old
+    /// generation, or both (the next [`Archive::open`] keeps the newer and removes the older),
+    /// never neither. Nothing is rewritten if `elide` picks nothing that is not elided already.
+    /// Memory: about twice the segment's length.
+    pub fn compact<F>(&mut self, segment: u64, mut elide: F) -> Result<Compaction, ArchiveError>
+    where
+        F: FnMut(&Key, &Location) -> bool,
+    {
+        if self.poisoned {
+            return Err(ArchiveError::Poisoned);
+        }
+        if segment == self.active.seq {
+            return Err(ArchiveError::NotSealed(segment));
+        }
+        let slot = to_usize(segment)?;
+        let s = self
+            .sealed
+            .get(slot)
+            .ok_or(ArchiveError::NoSegment(segment))?;
+        let bad = |why| corrupt(segment, 0, why);
+        if s.rescued.is_some() {
+            return Err(bad("segment's footer is damaged; not compacted"));
+        }
+        let len = self.storage.len(&s.name)?;
+        let mut bytes = vec![0u8; to_usize(len)?];
+        self.storage.read_at(&s.name, 0, &mut bytes)?;
+        let header = SegmentHeader::decode(&bytes).map_err(|_| bad("segment header"))?;
+        if header.archive_id != self.config.archive_id
+            || header.segment_seq != segment
+            || header.first_record_seq != s.first_seq
+            || header.generation != s.generation
+        {
+            return Err(bad("segment header does not match the log"));
+        }
+        let trailer = bytes
+            .len()
+            .checked_sub(TRAILER_LEN)
+            .and_then(|at| Trailer::decode(&bytes[at..]).ok())
+            .ok_or_else(|| bad("trailer"))?;
+        let (records_end, _) = trailer.index_span(len).map_err(|_| bad("trailer"))?;
+        let records_end = to_usize(records_end)?;
+        let start = (s.first_seq, s.chain_in, s.data_in);
+        let scan = scan_segment(&bytes, start, records_end, s.generation > 0);
+        if scan.stopped.is_some()
+            || scan.committed_end != records_end as u64
+            || scan.chain != trailer.chain_head
+            || scan.next_seq != trailer.last_seq + 1
+        {
+            return Err(bad("segment does not verify; not compacted"));
+        }
+        let generation = s
+            .generation
+            .checked_add(1)
+            .ok_or(ArchiveError::Config("too many generations"))?;
+        let mut out = Vec::with_capacity(bytes.len());
+        out.extend_from_slice(
+            &SegmentHeader {
+                generation,
+                ..header
+            }
+            .encode(),
         );
-        Ok(out)
+        let mut entries = Vec::with_capacity(scan.entries.len());
+        let mut elided = 0u64;
+        let mut pos = SEGMENT_HEADER_LEN;
+        while pos < records_end {
+            let (h, payload) = decode_record(&bytes[pos..records_end])
+                .map_err(|e| corrupt(segment, pos as u64, format_reason(e)))?;
+            let framed = h.framed_len();
+            let offset = out.len() as u64;
+            let location = Location {
+                segment,
+                offset: pos as u64,
+                len: h.len,
+                kind: h.kind,
+                elided: h.elided,
+            };
+            if h.kind != KIND_COMMIT && !h.elided && elide(&h.key, &location) {
+                let stored = ElidedPayload::of(payload)
+                    .map_err(|_| corrupt(segment, pos as u64, "record length out of range"))?
+                    .encode();
+                let hb = RecordHeader {
+                    len: ELIDED_PAYLOAD_LEN_U32,
+                    elided: true,
+                    ..h
+                }
+                .encode();
+                out.extend_from_slice(&hb);
+                out.extend_from_slice(&stored);
+                out.extend_from_slice(&record_crc(&hb, &stored).to_le_bytes());
+                elided += 1;
+                entries.push(IndexEntry {
+                    key: h.key,
+                    offset,
+                    len: ELIDED_PAYLOAD_LEN_U32,
+                    kind: h.kind,
+                    elided: true,
+                });
+            } else {
+                out.extend_from_slice(&bytes[pos..pos + framed]);
+                if h.kind != KIND_COMMIT {
+                    entries.push(IndexEntry {
+                        key: h.key,
+                        offset,
+                        len: h.len,
+                        kind: h.kind,
+                        elided: h.elided,
+                    });
+                }
+            }
+            pos += framed;
+        }
+        if elided == 0 {
+            return Ok(Compaction {
+                segment,
+                generation: s.generation,
+                elided: 0,
+                bytes_before: len,
+                bytes_after: len,
+            });
+        }
+        let index_offset = out.len() as u64;
+        entries.sort_unstable();
+        let index_start = out.len();
+        for e in &entries {
+            out.extend_from_slice(&e.encode());
+        }
+        let trailer = Trailer {
+            index_offset,
+            index_count: entries.len() as u64,
+            index_crc: crc32c::crc32c(&out[index_start..]),
+            ..trailer
+        };
+        out.extend_from_slice(&trailer.encode());
+        // What is published must verify exactly as the old generation did.
+        let check = scan_segment(&out, start, index_start, true);
+        if check.stopped.is_some()
+            || check.chain != scan.chain
+            || check.next_seq != scan.next_seq
+            || check.data_records != scan.data_records
+        {
+            return Err(bad("compacted generation does not verify"));
+        }
+        let name = generation_name(segment, generation);
+        self.storage.publish(&name, &out)?;
+        let bytes_after = out.len() as u64;
+        let index_count = entries.len() as u64;
+        let cached = std::sync::OnceLock::new();
+        if self.config.cache_sealed_indexes {
+            let _ = cached.set(entries);
+        }
+        let old = std::mem::replace(
+            &mut self.sealed[slot],
+            Sealed {
+                seq: segment,
+                generation,
+                first_seq: start.0,
+                chain_in: start.1,
+                data_in: start.2,
+                name,
+                index_offset,
+                index_count,
+                rescued: None,
+                cached,
+            },
+        );
+        // From here the new generation is the segment; if this removal fails, the next open
+        // removes the old one.
+        self.storage.remove(&old.name)?;
+        Ok(Compaction {
+            segment,
+            generation,
+            elided,
+            bytes_before: len,
+            bytes_after,
+        })
+    }
+
+    /// The generation of sealed segment `segment` (0 until its first compaction).
+    pub fn segment_generation(&self, segment: u64) -> Option<u32> {
+        self.sealed
+            .get(usize::try_from(segment).ok()?)
+            .map(|s| s.generation)
     }
 
     /// The newest payload stored under `key`.
@@ -976,7 +1331,7 @@ fn new_active<S: Storage>(
     storage: &S,
     config: &Config,
     seq: u64,
-    first_seq: u64,
+    (first_seq, chain_in, data_in): (u64, [u8; 32], u64),
 ) -> Result<Active<S::Writer>, ArchiveError> {
     let name = segment_name(seq, true);
     let writer = storage.create(&name)?;
@@ -984,6 +1339,7 @@ fn new_active<S: Storage>(
         archive_id: config.archive_id,
         segment_seq: seq,
         first_record_seq: first_seq,
+        generation: 0,
     };
     // The header goes out with the first batch and becomes durable with its commit: until then
     // the segment holds nothing committed, and recovery removes a file whose header is missing.
@@ -994,6 +1350,8 @@ fn new_active<S: Storage>(
         len: SEGMENT_HEADER_LEN as u64,
         buffer: header.encode().to_vec(),
         first_seq,
+        chain_in,
+        data_in,
         entries: Vec::new(),
         by_key: HashMap::new(),
     })
@@ -1012,7 +1370,7 @@ struct OpenedSealed {
 fn open_sealed<S: Storage>(
     storage: &S,
     config: &Config,
-    seq: u64,
+    (seq, generation): (u64, u32),
     name: &str,
     (first_seq, chain, data_records): (u64, [u8; 32], u64),
     recovery: &mut Recovery,
@@ -1029,17 +1387,37 @@ fn open_sealed<S: Storage>(
         Ok(h) if h.segment_seq != seq || h.first_record_seq != first_seq => {
             return Err(corrupt(seq, 0, "segment header out of sequence"));
         }
+        Ok(h) if h.generation != generation => {
+            return Err(corrupt(
+                seq,
+                0,
+                "segment header's generation is not its name's",
+            ));
+        }
         Ok(_) => {}
         Err(_) => recovery.damaged_headers.push(seq),
     }
-    if let Ok(found) = read_footer(storage, seq, name, len, first_seq, data_records) {
+    let compacted = generation > 0;
+    if let Ok(found) = read_footer(
+        storage,
+        (seq, compacted),
+        name,
+        len,
+        first_seq,
+        data_records,
+    ) {
         return Ok(found);
     }
     // The footer is damaged: index the segment by scanning its records.
     recovery.rescanned_segments.push(seq);
     let mut bytes = vec![0u8; to_usize(len)?];
     storage.read_at(name, 0, &mut bytes)?;
-    let scan = scan_segment(&bytes, first_seq, chain, data_records, bytes.len());
+    let scan = scan_segment(
+        &bytes,
+        (first_seq, chain, data_records),
+        bytes.len(),
+        compacted,
+    );
     if scan.next_seq == first_seq {
         return Err(corrupt(
             seq,
@@ -1060,7 +1438,7 @@ fn open_sealed<S: Storage>(
 
 fn read_footer<S: Storage>(
     storage: &S,
-    seq: u64,
+    (seq, compacted): (u64, bool),
     name: &str,
     len: u64,
     first_seq: u64,
@@ -1083,6 +1461,9 @@ fn read_footer<S: Storage>(
         FormatError::Checksum => bad("index checksum"),
         _ => bad("index entry"),
     })?;
+    if !compacted && entries.iter().any(|e| e.elided) {
+        return Err(bad("elided record in a version 1 segment's index"));
+    }
     // Every data record of the segment has an index entry (verify checks this against the
     // records and the last commit's count).
     let data_records = data_records_before + t.index_count;

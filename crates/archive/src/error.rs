@@ -48,6 +48,21 @@ pub enum ArchiveError {
     /// The kind is one the log reserves for itself (≥ 0xF0).
     #[error("record kind reserved by the log")]
     ReservedKind,
+    /// The record was elided by a compaction (`docs/format/archive.md`, "Compaction"): its
+    /// payload is gone, only its length and digest are left in the chain.
+    #[error("record in segment {segment} at offset {offset} was elided by a compaction")]
+    Elided {
+        /// The segment's number.
+        segment: u64,
+        /// Byte offset of the record in the segment.
+        offset: u64,
+    },
+    /// There is no segment of that number.
+    #[error("no segment {0}")]
+    NoSegment(u64),
+    /// Only a sealed segment can be compacted; the active one is still appended to.
+    #[error("segment {0} is active: only sealed segments are compacted")]
+    NotSealed(u64),
     /// The configuration is out of bounds.
     #[error("invalid configuration: {0}")]
     Config(&'static str),

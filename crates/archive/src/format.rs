@@ -7,8 +7,19 @@ use crate::error::FormatError;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CAIRNSEG";
 /// Sealed-segment trailer magic.
 pub const TRAILER_MAGIC: [u8; 8] = *b"CAIRNEND";
-/// The format version written and read.
+/// The format version of segments the log appends to (and of every segment before the first
+/// compaction): records are stored whole.
 pub const FORMAT_VERSION: u16 = 1;
+/// The format version of a compacted segment generation: records may be elided
+/// ([`ElidedPayload`]), and the header carries the generation. Readers accept both versions.
+pub const FORMAT_VERSION_COMPACTED: u16 = 2;
+/// Record flag bit 0 (version 2 only): the payload was elided; what is stored is an
+/// [`ElidedPayload`].
+pub const FLAG_ELIDED: u8 = 1;
+/// Length of an elided record's stored payload: the original length (u32) and its BLAKE3.
+pub const ELIDED_PAYLOAD_LEN: usize = 36;
+const ELIDED_PAYLOAD_LEN_U32: u32 = 36;
+const _: () = assert!(ELIDED_PAYLOAD_LEN_U32 as usize == ELIDED_PAYLOAD_LEN);
 /// Length of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 const SEGMENT_HEADER_LEN_U16: u16 = 64;
@@ -61,20 +72,34 @@ pub struct SegmentHeader {
     pub segment_seq: u64,
     /// The sequence number of the segment's first record.
     pub first_record_seq: u64,
+    /// The generation: 0 for a segment as the log wrote it (format version 1), and one more for
+    /// each compaction (format version 2).
+    pub generation: u32,
 }
 
 impl SegmentHeader {
+    /// The format version this header is written with: [`FORMAT_VERSION`] for generation 0,
+    /// [`FORMAT_VERSION_COMPACTED`] after.
+    pub fn version(&self) -> u16 {
+        if self.generation == 0 {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_COMPACTED
+        }
+    }
+
     /// Encodes the header.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version().to_le_bytes());
         b[10..12].copy_from_slice(&SEGMENT_HEADER_LEN_U16.to_le_bytes());
         // 12..16 flags: zero.
         b[16..32].copy_from_slice(&self.archive_id);
         b[32..40].copy_from_slice(&self.segment_seq.to_le_bytes());
         b[40..48].copy_from_slice(&self.first_record_seq.to_le_bytes());
-        // 48..60 reserved: zero.
+        // Version 2: 48..52 generation. The rest of 48..60 reserved: zero.
+        b[48..52].copy_from_slice(&self.generation.to_le_bytes());
         let crc = crc32c::crc32c(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -91,12 +116,15 @@ impl SegmentHeader {
         if crc32c::crc32c(&b[..60]) != le_u32(b, 60) {
             return Err(FormatError::Checksum);
         }
-        if le_u16(b, 8) != FORMAT_VERSION {
+        let version = le_u16(b, 8);
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_COMPACTED {
             return Err(FormatError::Version);
         }
+        let generation = le_u32(b, 48);
         if usize::from(le_u16(b, 10)) != SEGMENT_HEADER_LEN
             || le_u32(b, 12) != 0
-            || b[48..60].iter().any(|&x| x != 0)
+            || b[52..60].iter().any(|&x| x != 0)
+            || (version == FORMAT_VERSION) != (generation == 0)
         {
             return Err(FormatError::Reserved);
         }
@@ -106,6 +134,7 @@ impl SegmentHeader {
             archive_id,
             segment_seq: le_u64(b, 32),
             first_record_seq: le_u64(b, 40),
+            generation,
         })
     }
 }
@@ -121,6 +150,9 @@ pub struct RecordHeader {
     pub seq: u64,
     /// The record's key.
     pub key: Key,
+    /// Flag bit 0: the payload was elided and what is stored is an [`ElidedPayload`] (format
+    /// version 2 only; the segment scan refuses it in version 1).
+    pub elided: bool,
 }
 
 impl RecordHeader {
@@ -129,7 +161,10 @@ impl RecordHeader {
         let mut b = [0u8; RECORD_HEADER_LEN];
         b[0..4].copy_from_slice(&self.len.to_le_bytes());
         b[4] = self.kind;
-        // 5 flags, 6..8 reserved: zero.
+        if self.elided {
+            b[5] = FLAG_ELIDED;
+        }
+        // 6..8 reserved: zero.
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..48].copy_from_slice(&self.key);
         b
@@ -144,8 +179,12 @@ impl RecordHeader {
         if len as usize > MAX_PAYLOAD_LEN {
             return Err(FormatError::Length);
         }
-        if b[5] != 0 || b[6] != 0 || b[7] != 0 {
+        if b[5] & !FLAG_ELIDED != 0 || b[6] != 0 || b[7] != 0 {
             return Err(FormatError::Reserved);
+        }
+        let elided = b[5] & FLAG_ELIDED != 0;
+        if elided && (len != ELIDED_PAYLOAD_LEN_U32 || b[4] >= RESERVED_KINDS) {
+            return Err(FormatError::Length);
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&b[16..48]);
@@ -154,12 +193,79 @@ impl RecordHeader {
             kind: b[4],
             seq: le_u64(b, 8),
             key,
+            elided,
         })
+    }
+
+    /// What the hash chain takes for this record: the header and the payload's BLAKE3. For an
+    /// elided record, the **original** header (no flag, the original length) and the stored
+    /// digest, which is exactly what the chain took before the record was elided.
+    pub fn chain_input(
+        &self,
+        payload: &[u8],
+    ) -> Result<([u8; RECORD_HEADER_LEN], blake3::Hash), FormatError> {
+        if self.elided {
+            let e = ElidedPayload::decode(payload)?;
+            let original = Self {
+                len: e.len,
+                elided: false,
+                ..*self
+            };
+            Ok((original.encode(), blake3::Hash::from_bytes(e.digest)))
+        } else {
+            Ok((self.encode(), blake3::hash(payload)))
+        }
     }
 
     /// Total bytes of the framed record.
     pub fn framed_len(&self) -> usize {
         RECORD_OVERHEAD + self.len as usize
+    }
+}
+
+/// What an elided record stores instead of its payload (format version 2): the original
+/// payload's length and BLAKE3, so that the hash chain over the original record still verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ElidedPayload {
+    /// The original payload's length.
+    pub len: u32,
+    /// The original payload's BLAKE3.
+    pub digest: [u8; 32],
+}
+
+impl ElidedPayload {
+    /// What eliding `payload` stores.
+    pub fn of(payload: &[u8]) -> Result<Self, FormatError> {
+        let len = u32::try_from(payload.len()).map_err(|_| FormatError::Length)?;
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(FormatError::Length);
+        }
+        Ok(Self {
+            len,
+            digest: *blake3::hash(payload).as_bytes(),
+        })
+    }
+
+    /// Encodes the 36 bytes.
+    pub fn encode(&self) -> [u8; ELIDED_PAYLOAD_LEN] {
+        let mut b = [0u8; ELIDED_PAYLOAD_LEN];
+        b[0..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..36].copy_from_slice(&self.digest);
+        b
+    }
+
+    /// Decodes the 36 bytes; an original length above [`MAX_PAYLOAD_LEN`] is refused.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        if b.len() != ELIDED_PAYLOAD_LEN {
+            return Err(FormatError::Length);
+        }
+        let len = le_u32(b, 0);
+        if len as usize > MAX_PAYLOAD_LEN {
+            return Err(FormatError::Length);
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&b[4..36]);
+        Ok(Self { len, digest })
     }
 }
 
@@ -218,6 +324,8 @@ pub struct IndexEntry {
     pub len: u32,
     /// The record kind.
     pub kind: u8,
+    /// Whether the record is elided (byte 45, flag bit 0; format version 2 only).
+    pub elided: bool,
 }
 
 impl IndexEntry {
@@ -228,6 +336,9 @@ impl IndexEntry {
         b[32..40].copy_from_slice(&self.offset.to_le_bytes());
         b[40..44].copy_from_slice(&self.len.to_le_bytes());
         b[44] = self.kind;
+        if self.elided {
+            b[45] = FLAG_ELIDED;
+        }
         b
     }
 
@@ -236,11 +347,15 @@ impl IndexEntry {
         if b.len() < INDEX_ENTRY_LEN {
             return Err(FormatError::Truncated);
         }
-        if b[45..48].iter().any(|&x| x != 0) {
+        if b[45] & !FLAG_ELIDED != 0 || b[46..48].iter().any(|&x| x != 0) {
             return Err(FormatError::Reserved);
         }
         let len = le_u32(b, 40);
         if len as usize > MAX_PAYLOAD_LEN {
+            return Err(FormatError::Length);
+        }
+        let elided = b[45] & FLAG_ELIDED != 0;
+        if elided && len != ELIDED_PAYLOAD_LEN_U32 {
             return Err(FormatError::Length);
         }
         let mut key = [0u8; 32];
@@ -250,6 +365,7 @@ impl IndexEntry {
             offset: le_u64(b, 32),
             len,
             kind: b[44],
+            elided,
         })
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! | type | use |
 //! | --- | --- |
-//! | [`Archive`], [`Config`] | open (with recovery), append, commit, look up, read, verify |
-//! | [`Commit`], [`Location`], [`Recovery`], [`VerifyReport`], [`Damage`] | what each returns |
+//! | [`Archive`], [`Config`] | open (with recovery), append, commit, look up, read, verify, compact |
+//! | [`Commit`], [`Location`], [`Recovery`], [`Compaction`], [`VerifyReport`], [`Damage`] | what each returns |
 //! | [`Storage`], [`SegmentWriter`] | where segments live: the trait the log needs |
 //! | [`MemoryStorage`], [`DirStorage`] | in memory; a local directory with fsync discipline |
 //! | [`format`](mod@format) | the byte layout (`docs/format/archive.md`), as pure functions |
@@ -47,6 +47,9 @@
 //! - Recovery cuts only a tail after the last commit (torn write, garbage, uncommitted
 //!   records); damage followed by committed records is an error for `verify`/repair, never a
 //!   silent truncation.
+//! - Compaction ([`Archive::compact`]) elides records (payload replaced by its length and
+//!   BLAKE3) in a new generation of a sealed segment; the chain, commits and sequence numbers
+//!   are unchanged, so a remembered chain head still verifies after a prune.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -61,8 +64,8 @@ mod storage;
 mod verify;
 
 pub use archive::{
-    Archive, Commit, Config, DEFAULT_SEGMENT_TARGET, Location, MAX_SEGMENT_TARGET,
-    MIN_SEGMENT_TARGET, Recovery, segment_name,
+    Archive, Commit, Compaction, Config, DEFAULT_SEGMENT_TARGET, Location, MAX_SEGMENT_TARGET,
+    MIN_SEGMENT_TARGET, Recovery, generation_name, segment_name,
 };
 pub use error::{ArchiveError, FormatError};
 pub use format::{Key, MAX_PAYLOAD_LEN};

@@ -12,6 +12,11 @@
 //! - [`Storage::seal`] publishes a finished file under its final, immutable name atomically and
 //!   durably (rename, then fsync the directory). A sealed name is never written again, which is
 //!   what an object store's create-only put gives too.
+//! - [`Storage::publish`] writes a whole immutable file under a name that does not exist yet,
+//!   atomically and durably: after a crash the name holds either nothing or every byte. The
+//!   default does it with the calls above (`create` of `<name>.tmp`, write, sync, `seal`); an
+//!   object store does it with one create-only put. Compaction publishes new segment
+//!   generations with it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -61,6 +66,20 @@ pub trait Storage: Send + Sync {
     fn remove(&self, name: &str) -> io::Result<()>;
     /// Every name, in no particular order.
     fn list(&self) -> io::Result<Vec<String>>;
+    /// Writes `bytes` as the new immutable file `name`, atomically and durably; fails if `name`
+    /// exists (see the module docs). The default stages `<name>.tmp` and seals it.
+    fn publish(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let staged = format!("{name}.tmp");
+        if self.len(&staged).is_ok() {
+            // Left by an earlier attempt that failed part-way.
+            self.remove(&staged)?;
+        }
+        let mut writer = self.create(&staged)?;
+        writer.write_all(bytes)?;
+        writer.sync()?;
+        drop(writer);
+        self.seal(&staged, name)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> io::Result<MutexGuard<'_, T>> {

@@ -114,6 +114,7 @@ fn b2_length_past_eof_stops_at_the_previous_record() {
         kind: 1,
         seq: 4,
         key: key(9),
+        elided: false,
     };
     bytes.extend_from_slice(&header.encode());
     bytes.extend_from_slice(&[1, 2, 3]);

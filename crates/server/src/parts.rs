@@ -407,6 +407,18 @@ impl Storage for PartSegments {
         }
     }
 
+    /// A compacted generation: one create-only put (parts are for a segment still appended to).
+    fn publish(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if self
+            .0
+            .put_create_or_same(&self.0.sealed(name), Bytes::copy_from_slice(bytes))?
+        {
+            Ok(())
+        } else {
+            Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        }
+    }
+
     fn list(&self) -> io::Result<Vec<String>> {
         let (mut names, _) = self.0.scan()?;
         // Active names come from this handle's own view (parts it has seen or written).
