@@ -15,7 +15,7 @@
 //! | [`Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both | `db` |
 //! | [`RateConfig`], [`RateLimits`], [`Metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port | `ratelimit`, `admission`, `metrics` |
 //! | [`server_config`], [`Pki`], [`Limits`], [`serve`] | the TLS policy, the embedded certificates, the accept loop with its limits | `tls`, `pki`, `listener` |
-//! | [`RetentionPolicy`], [`PolicyState`] | retention policies: restic's vocabulary, the defaults, the operator's floor, the delay on shortening (prune, which applies them, is not built yet) | `retention` (routes: `routes::retention`) |
+//! | [`RetentionPolicy`], [`PolicyState`], [`retention_plan`] | retention policies: restic's vocabulary, the defaults, the operator's floor, the delay on shortening; which snapshots a policy keeps (prune, which will forget the others, is not built yet) | `retention`, `forget` (routes: `routes::retention`) |
 //! | [`SystemClock`], [`SharedClock`] | the injected clock | `clock` |
 //! | `testenv` (feature `test-util`) | the test suites' backends, and the part store for crash tests | `testenv` |
 //!
@@ -38,6 +38,7 @@ mod data;
 mod db;
 mod embedded;
 mod events;
+mod forget;
 mod kek;
 mod keystore;
 mod listener;
@@ -91,6 +92,7 @@ pub use db::{
 };
 
 // Retention policies (prune, which applies them, is not built yet).
+pub use forget::{Arrival, Verdict, plan as retention_plan};
 pub use retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
 
 /// The storage API bodies (re-exported from `cairn-wire`).

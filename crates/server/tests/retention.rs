@@ -200,3 +200,111 @@ async fn a_user_reads_their_own_policy_and_only_admins_override_it() {
     .await;
     assert_eq!(nobody.status, 404);
 }
+
+/// The preview of what the policy in effect keeps: per device, newest first, with the rules
+/// that keep each snapshot, over the times the server recorded; the user's own token may read
+/// it, another user's may not; asking forgets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_shows_what_the_policy_keeps_per_device() {
+    use cairn_token::{ManualClock, Timestamp};
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana", "bo"]).await;
+    let (laptop, laptop_token, _) = common::enroll(&app, "acme", "ana").await;
+    let (desktop, _, _) = common::enroll(&app, "acme", "ana").await;
+    let admin = app.admin("acme");
+    // keep_last 2 and 7 days of everything, nothing else.
+    let policy = RetentionPolicy {
+        keep_last: 2,
+        keep_hourly: 0,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+        keep_within_days: 7,
+    };
+    // Through the API this keeps less, so it waits out the delay; the plan follows the policy
+    // in effect, so the test writes it as if the delay were over.
+    let r = put(&app, ANA, &admin, json(&policy)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["pending"], serde_json::to_value(policy).unwrap());
+    // The laptop backed up once a day for 20 days; the desktop twice, long ago. Arrival times
+    // are the database's, so its clock is moved to record them.
+    let clock = std::sync::Arc::new(ManualClock::new(Timestamp::from_unix(0).unwrap()));
+    let db = app.services.db.clone().with_clock(clock.clone());
+    let (t, u) = (tid("acme"), common::uid("ana"));
+    let at = |days_ago: i64| {
+        clock.set(Timestamp::from_unix(now() - days_ago * 86_400).unwrap());
+    };
+    for d in 0..20 {
+        at(20 - d);
+        let id = format!("{d:064x}");
+        let device = laptop.parse().unwrap();
+        db.record_snapshot(&t, &u, &id, Some(&device), 100)
+            .await
+            .unwrap();
+    }
+    for (i, days) in [(100, 300), (101, 200)] {
+        at(days);
+        let device = desktop.parse().unwrap();
+        db.record_snapshot(&t, &u, &format!("{i:064x}"), Some(&device), 100)
+            .await
+            .unwrap();
+    }
+    let path = "/v1/tenants/acme/users/ana/retention/plan";
+    // Under the default still in effect (90 daily, 3 last), everything is kept.
+    let r = app.call("GET", path, Some(&laptop_token), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        (r.json()["kept"].as_u64(), r.json()["forgotten"].as_u64()),
+        (Some(22), Some(0))
+    );
+    app.services
+        .db
+        .set_retention(&t, Some(&u), &(policy, None))
+        .await
+        .unwrap();
+    let r = app.call("GET", path, Some(&laptop_token), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plan = r.json();
+    assert_eq!(plan["source"], "user");
+    let series = plan["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    let of = |device: &str| {
+        series
+            .iter()
+            .find(|s| s["device"] == device)
+            .unwrap()
+            .clone()
+    };
+    let laptop_plan = of(&laptop);
+    let snaps = laptop_plan["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 20);
+    // Newest first: 1..=6 days ago are within 7 days (the 7-day-old one is not), and the newest
+    // two are kept by keep_last as well.
+    let kept: Vec<bool> = snaps.iter().map(|s| s["keep"].as_bool().unwrap()).collect();
+    assert_eq!(kept.iter().filter(|&&k| k).count(), 6, "{snaps:#?}");
+    assert!(kept[..6].iter().all(|&k| k) && kept[6..].iter().all(|&k| !k));
+    assert_eq!(snaps[0]["id"], format!("{:064x}", 19));
+    assert_eq!(
+        snaps[0]["reasons"],
+        serde_json::json!(["newest", "keep_last", "keep_within_days"])
+    );
+    // The desktop's two old snapshots are both kept by keep_last, whatever their age.
+    let desktop_plan = of(&desktop);
+    let old = desktop_plan["snapshots"].as_array().unwrap();
+    assert!(old.iter().all(|s| s["keep"] == true), "{old:#?}");
+    assert_eq!(
+        (plan["kept"].as_u64(), plan["forgotten"].as_u64()),
+        (Some(8), Some(14))
+    );
+    // Asking forgets nothing; bo may not ask about ana.
+    let again = app.call("GET", path, Some(&admin), None).await.json();
+    assert_eq!(again["forgotten"], 14);
+    assert_eq!(
+        app.services.db.snapshot_rows(&t, &u).await.unwrap().len(),
+        22
+    );
+    let bo = app.token("acme", "bo", None, Role::User, &[Capability::BackupList]);
+    let r = app.call("GET", path, Some(&bo), None).await;
+    assert!(r.status == 403 || r.status == 404, "{}", r.status);
+}

@@ -42,7 +42,8 @@ use self::devices::{add_device, deauthorize, enroll, list_devices, refresh};
 use self::escrow::{deposit, recover};
 use self::events::{export, ingest, search};
 use self::retention::{
-    get_tenant_retention, get_user_retention, put_tenant_retention, put_user_retention,
+    get_tenant_retention, get_user_retention, get_user_retention_plan, put_tenant_retention,
+    put_user_retention,
 };
 use self::tenants::{
     add_user, audit_log, healthz, list_users, quota, remove_user, resume_user, revoke_token,
@@ -215,6 +216,13 @@ pub const ROUTES: &[Route] = &[
         Cap(Admin),
         SMALL_BODY,
         |f| on(f, put_user_retention),
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/users/{user}/retention/plan",
+        Cap(BackupList),
+        0,
+        |f| on(f, get_user_retention_plan),
     ),
     route("GET", "/v1/tenants/{tenant}/devices", Cap(Admin), 0, |f| {
         on(f, list_devices)

@@ -12,6 +12,7 @@ use cairn_token::Capability::BackupList;
 use cairn_token::{TenantId, UserId};
 
 use super::state::{ApiError, Services, Svc, Token, actor, admin_scope, tenant_of, user_scope};
+use crate::forget::{Arrival, Verdict, plan};
 use crate::retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
 
 /// A policy as the API shows it.
@@ -132,4 +133,71 @@ async fn set(
         .audit(tenant, &actor(token), "retention.set", target, &outcome)
         .await?;
     Ok(view(if user.is_some() { "user" } else { "tenant" }, next))
+}
+
+/// One device's snapshots, as the policy in effect judges them now.
+#[derive(serde::Serialize)]
+struct SeriesPlan {
+    /// The device whose token stored them (`null`: stored before devices were recorded).
+    device: Option<String>,
+    /// Newest first.
+    snapshots: Vec<Verdict>,
+}
+
+/// What the policy in effect would keep and forget of a user's archive now: restic's
+/// `forget --dry-run`, evaluated by the server over arrival times, per device. Nothing is
+/// forgotten by asking.
+#[derive(serde::Serialize)]
+struct PlanView {
+    source: &'static str,
+    policy: RetentionPolicy,
+    now_unix: i64,
+    kept: usize,
+    forgotten: usize,
+    series: Vec<SeriesPlan>,
+}
+
+/// The preview of what the policy keeps of a user's archive (their own token may read it).
+pub(super) async fn get_user_retention_plan(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupList).await?;
+    let tenant = tenant_of(&token);
+    let (source, state) = effective(&svc, tenant, Some(&user)).await?;
+    let now = svc.db.unix_now();
+    let mut by_device: std::collections::BTreeMap<Option<String>, Vec<Arrival>> =
+        std::collections::BTreeMap::new();
+    for row in svc.db.snapshot_rows(tenant, &user).await? {
+        by_device
+            .entry(row.device.map(|d| d.to_string()))
+            .or_default()
+            .push(Arrival {
+                id: row.id,
+                received_unix: row.received_unix,
+            });
+    }
+    let series: Vec<SeriesPlan> = by_device
+        .into_iter()
+        .map(|(device, arrivals)| SeriesPlan {
+            device,
+            snapshots: plan(&state.policy, &arrivals, now),
+        })
+        .collect();
+    let kept = series
+        .iter()
+        .flat_map(|s| &s.snapshots)
+        .filter(|v| v.keep)
+        .count();
+    let total: usize = series.iter().map(|s| s.snapshots.len()).sum();
+    Ok(axum::Json(PlanView {
+        source,
+        policy: state.policy,
+        now_unix: now,
+        kept,
+        forgotten: total - kept,
+        series,
+    })
+    .into_response())
 }
