@@ -43,7 +43,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cairn::server::{
-    CA_CERT, DEFAULT_METRICS_ADDR, DataDir, MetricsOptions, Server, SystemClock, UserState, policy,
+    CA_CERT, DEFAULT_METRICS_ADDR, DataDir, IssuedRow, MetricsOptions, Server, SystemClock,
+    UserState, policy,
 };
 use cairn::token::{
     Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenId, TokenRequest,
@@ -148,8 +149,44 @@ fn token_command(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     };
     let (key, _) = data.signing_key()?;
     let issuer = Issuer::new(key, policy()?);
-    println!("{}", issuer.issue(&request, SystemClock.now())?.expose());
+    let (id, now) = (TokenId::random()?, SystemClock.now());
+    let token = issuer.issue_with_id(&request, now, id.clone())?;
+    // Recorded (never the token itself) so that admins can list it and revoke it by id.
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        if db.quota(&request.tenant).await?.is_none() {
+            return Err(format!("no tenant {}", request.tenant.as_str()).into());
+        }
+        db.record_issued(&request.tenant, &IssuedRow::of(&request, id, now, "cli"))
+            .await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    println!("{}", token.expose());
     Ok(())
+}
+
+/// `tokens`: the tenant's tokens that have not expired (id, whose, what for, until when).
+fn list_tokens(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let tenant = TenantId::new(m.get_one::<String>("tenant").map_or("", String::as_str))?;
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        println!("id\tuser\tdevice\trole\tpurpose\tissued\texpires\trevoked\tcapabilities");
+        for t in db.issued_tokens(&tenant).await? {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                t.id.as_str(),
+                t.subject.as_str(),
+                t.device.as_ref().map_or("-", |d| d.as_str()),
+                t.role,
+                t.purpose,
+                t.issued_unix,
+                t.expires_unix,
+                if t.revoked { "revoked" } else { "-" },
+                t.capabilities
+            );
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
 }
 
 fn tenant_add(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
@@ -444,6 +481,12 @@ fn main() -> ExitCode {
                 .arg(opt("jti").required(true)),
         )
         .subcommand(
+            Command::new("tokens")
+                .about("list a tenant's tokens that have not expired (ids to revoke; never the tokens)")
+                .arg(data())
+                .arg(opt("tenant").required(true)),
+        )
+        .subcommand(
             Command::new("token")
                 .about("issue a bearer token")
                 .arg(data())
@@ -554,6 +597,7 @@ fn main() -> ExitCode {
         },
         Some(("revoke-token", m)) => revoke_token(&dir(m), m),
         Some(("token", m)) => token_command(&dir(m), m),
+        Some(("tokens", m)) => list_tokens(&dir(m), m),
         Some(("rotate-storage-key", m)) => {
             let data = dir(m);
             data.rotate_storage_key()

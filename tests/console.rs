@@ -285,7 +285,37 @@ fn console_in_a_real_browser() {
         shot(&c, "event").await;
         wait_for(&c, "#backup-link").await.click().await.unwrap();
         wait_for(&c, "#snapshots #highlighted").await;
+        let fate = wait_for(&c, "#snapshots #highlighted td.fate").await.text().await.unwrap();
+        assert!(fate.starts_with("kept (") && fate.contains("keep within days"), "{fate}");
         shot(&c, "archives").await;
+
+        // A legal hold, placed and lifted from the archive's page; both audited.
+        wait_for(&c, "#hold-reason")
+            .await
+            .send_keys("matter 2026-7")
+            .await
+            .unwrap();
+        c.find(Locator::Css("#hold-form button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let hold = wait_for(&c, "#holds li.hold").await.text().await.unwrap();
+        assert!(hold.contains("matter 2026-7") && hold.contains("every device"), "{hold}");
+        let fate = wait_for(&c, "#snapshots td.fate").await.text().await.unwrap();
+        assert!(fate.contains("hold"), "{fate}");
+        shot(&c, "holds").await;
+        wait_for(&c, "#holds button.lift-hold")
+            .await
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath("//ul[@id='holds']/li[text()='No legal hold.']"))
+            .await
+            .unwrap();
 
         // Devices: deauthorize, with confirmation.
         c.find(Locator::Id("nav-devices")).await.unwrap().click().await.unwrap();
@@ -326,6 +356,7 @@ fn console_in_a_real_browser() {
         let audit = wait_for(&c, "#audit").await.text().await.unwrap();
         assert!(audit.contains("deauthorize"), "{audit}");
         assert!(audit.contains("escrow"), "{audit}");
+        assert!(audit.contains("hold.place") && audit.contains("hold.lift"), "{audit}");
         shot(&c, "audit").await;
 
         // A user's token: the console shows the server's refusal, and nothing changes.

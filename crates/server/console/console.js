@@ -343,7 +343,14 @@
     page("Archives", el("label", {}, "User ", pick), body);
     if (!pick.value) return;
     try {
-      const a = await api("GET", `/users/${encodeURIComponent(pick.value)}/archive`);
+      const who = encodeURIComponent(pick.value);
+      const [a, plan] = await Promise.all([api("GET", `/users/${who}/archive`), api("GET", `/users/${who}/retention/plan`)]);
+      const verdicts = new Map(plan.series.flatMap((s) => s.snapshots).map((v) => [v.id, v]));
+      const fate = (id) => {
+        const v = verdicts.get(id);
+        if (!v) return "—";
+        return v.keep ? `kept (${v.reasons.join(", ").replace(/_/g, " ")})` : "past retention";
+      };
       const health = a.health === "damaged"
         ? el("p", { class: "error", id: "archive-health" },
           `Damaged since ${fmtTime(a.damage.since_unix * 1000)}: ${a.damage.detail}. ` +
@@ -352,14 +359,58 @@
       body.replaceChildren(
         health,
         el("p", {}, `Stored: ${fmtBytes(a.stored_bytes)} (sealed, as uploaded; the server cannot read it).`),
+        retentionPanel(pick.value, plan),
         el("table", { id: "snapshots" },
-          el("thead", {}, el("tr", {}, ["Snapshot", "Received", "From device", "Record size"].map((h) => el("th", {}, h)))),
+          el("thead", {}, el("tr", {}, ["Snapshot", "Received", "From device", "Record size", "Retention"].map((h) => el("th", {}, h)))),
           el("tbody", {}, a.snapshots.map((s) => el("tr", s.id === highlight ? { class: "current", id: "highlighted" } : {},
             el("td", { class: "path" }, s.id), el("td", {}, fmtTime(s.received_unix ? s.received_unix * 1000 : 0)),
-            el("td", {}, s.device || "—"), el("td", {}, fmtBytes(s.bytes)))))));
+            el("td", {}, s.device || "—"), el("td", {}, fmtBytes(s.bytes)), el("td", { class: "fate" }, fate(s.id)))))));
     } catch (e) {
       body.replaceChildren(failure(e));
     }
+  }
+
+  // The policy a user's archive follows, its legal holds (placed and lifted here), and which
+  // snapshots are past retention (the server's plan: nothing is forgotten by showing it).
+  function retentionPanel(user, plan) {
+    const p = plan.policy;
+    const rules = [["keep_last", "last"], ["keep_within_days", "days of everything"], ["keep_hourly", "hourly"],
+      ["keep_daily", "daily"], ["keep_weekly", "weekly"], ["keep_monthly", "monthly"], ["keep_yearly", "yearly"]]
+      .filter(([k]) => p[k] > 0).map(([k, name]) => `${p[k]} ${name}`).join(", ");
+    const out = el("p", { id: "hold-result" });
+    const holds = el("ul", { id: "holds" }, plan.holds.length ? plan.holds.map((h) => {
+      const lift = el("button", { type: "button", class: "secondary lift-hold", "data-hold": h.id }, "Lift");
+      lift.addEventListener("click", async () => {
+        try {
+          await api("POST", `/holds/${encodeURIComponent(h.id)}/lift`);
+          archivesPage(user);
+        } catch (e) {
+          out.replaceChildren(failure(e));
+        }
+      });
+      return el("li", { class: "hold" }, `On hold since ${fmtTime(h.placed_unix * 1000)} (${h.device ? `device ${h.device}` : "every device"}), placed by ${h.placed_by}: ${h.reason} `, lift);
+    }) : [el("li", { class: "muted" }, "No legal hold.")]);
+    const devices = plan.series.map((s) => s.device).filter((d) => d);
+    const form = el("form", { id: "hold-form", class: "filters", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = { user, reason: $("hold-reason").value };
+      if ($("hold-device").value) body.device = $("hold-device").value;
+      try {
+        await api("POST", "/holds", body);
+        archivesPage(user);
+      } catch (e) {
+        out.replaceChildren(failure(e));
+      }
+    } },
+    el("label", {}, "Reason ", el("input", { id: "hold-reason", size: 40, maxlength: 1000, required: "" })),
+    el("label", {}, "Covers ", el("select", { id: "hold-device" }, [el("option", { value: "" }, "every device")]
+      .concat(devices.map((d) => el("option", { value: d }, `device ${d}`))))),
+    el("button", { type: "submit" }, "Place legal hold"));
+    return el("div", { class: "panel", id: "retention" },
+      el("h3", {}, "Retention"),
+      el("p", { id: "policy" }, `Policy (${plan.source}): keeps ${rules || "the newest snapshot only"}. ` +
+        `${plan.forgotten} of ${plan.kept + plan.forgotten} snapshots are past retention; a legal hold keeps everything it covers.`),
+      holds, form, out);
   }
 
   // ---- escrow ---------------------------------------------------------------------------------

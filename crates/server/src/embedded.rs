@@ -143,10 +143,18 @@ impl Embedded {
             capabilities: Capabilities::of(&Capability::ALL),
             lifetime_secs: 900,
         };
+        let now = self.services.clock.now();
+        let id = cairn_token::TokenId::random()
+            .map_err(|e| ServerError::io("the random source", std::io::Error::other(e)))?;
         let token = self
             .services
             .issuer
-            .issue(&request, self.services.clock.now())?;
+            .issue_with_id(&request, now, id.clone())?;
+        let row = crate::db::IssuedRow::of(&request, id, now, "bootstrap");
+        self.services
+            .db
+            .record_issued(&request.tenant, &row)
+            .await?;
         Ok(token.expose().to_owned())
     }
 

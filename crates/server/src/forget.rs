@@ -14,7 +14,8 @@
 //! - a snapshot that arrived after `now` (a clock step back) is kept, and so is the newest
 //!   snapshot of every series, whatever the policy says.
 //!
-//! A snapshot is kept if any rule keeps it; [`Verdict::reasons`] says which.
+//! A snapshot is kept if any rule keeps it; [`Verdict::reasons`] says which. A series under a
+//! legal hold keeps everything ([`hold`]).
 
 use serde::Serialize;
 
@@ -38,8 +39,8 @@ pub struct Verdict {
     pub received_unix: i64,
     /// Whether it is kept.
     pub keep: bool,
-    /// The rules that keep it (`keep_last`, `keep_daily`, …, `newest`, `future`, `undated`);
-    /// empty when it is forgotten.
+    /// The rules that keep it (`keep_last`, `keep_daily`, …, `newest`, `future`, `undated`,
+    /// `hold`); empty when it is forgotten.
     pub reasons: Vec<&'static str>,
 }
 
@@ -132,6 +133,15 @@ pub fn plan(policy: &RetentionPolicy, series: &[Arrival], now: i64) -> Vec<Verdi
             }
         })
         .collect()
+}
+
+/// A series under a legal hold (design 0009 §7): every snapshot is kept, whatever the policy
+/// says, for the reason `hold`.
+pub(crate) fn hold(verdicts: &mut [Verdict]) {
+    for v in verdicts {
+        v.keep = true;
+        v.reasons.push("hold");
+    }
 }
 
 #[cfg(test)]
@@ -285,7 +295,7 @@ mod tests {
             reversed.reverse();
             let v_reversed = plan(&small, &reversed, now);
             prop_assert_eq!(kept(&v_reversed), ks.clone());
-            prop_assert!(v_small.iter().all(|v| v.keep == !v.reasons.is_empty()));
+            prop_assert!(v_small.iter().all(|v| v.keep != v.reasons.is_empty()));
             prop_assert_eq!(v_small.len(), s.len());
             if !s.is_empty() { prop_assert!(v_small[0].keep); }
         }

@@ -87,8 +87,8 @@ pub use routes::{
 pub use archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, LEASE_TTL_MS, StoreError, Stored};
 pub use atrest::{AtRestError, KeyRing};
 pub use db::{
-    AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, Quota, SnapshotRow,
-    StoredPolicy, UserRow, UserState,
+    AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, HoldRow, IssuedRow, Lifted,
+    Quota, SnapshotRow, StoredPolicy, UserRow, UserState,
 };
 
 // Retention policies (prune, which applies them, is not built yet).

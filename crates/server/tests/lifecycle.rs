@@ -314,3 +314,80 @@ async fn a_suspension_made_elsewhere_reaches_a_running_server() {
         .unwrap();
     assert!(until(200).await, "the resumption never reached the server");
 }
+
+/// Tokens are recorded as issued (id, whose, what for, until when; never the token): an admin
+/// lists them, revokes one by the id the list gives, and the list says it is revoked. Only
+/// admins may list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_lists_issued_tokens_and_revokes_one_from_the_list() {
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let (device, access, secret) = enroll(&app, "acme", "ana").await;
+    assert_eq!(refresh(&app, &device, &secret).await.status, 200);
+    let admin = app.admin("acme");
+    let list = app
+        .call("GET", "/v1/tenants/acme/tokens", Some(&admin), None)
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let tokens = list.json()["tokens"].as_array().unwrap().clone();
+    let mut purposes: Vec<&str> = tokens
+        .iter()
+        .map(|t| t["purpose"].as_str().unwrap())
+        .collect();
+    purposes.sort_unstable();
+    // The enrollment token, the token the enrollment gave, the refresh's (all in one second
+    // here, so in no particular order).
+    assert_eq!(purposes, ["device", "enrollment", "refresh"], "{tokens:#?}");
+    let of = |tokens: &[serde_json::Value], purpose: &str| {
+        tokens
+            .iter()
+            .find(|t| t["purpose"] == purpose)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t["subject"] == "ana" && t["device"] == device.as_str())
+    );
+    let caps = of(&tokens, "device")["capabilities"].clone();
+    assert!(caps.as_str().unwrap().contains("backup:put"), "{caps}");
+    assert_eq!(of(&tokens, "enrollment")["capabilities"], "");
+    // The enrollment token was used, which revokes it; the others stand.
+    assert_eq!(of(&tokens, "enrollment")["revoked"], true);
+    assert_eq!(of(&tokens, "device")["revoked"], false);
+    assert_eq!(of(&tokens, "refresh")["revoked"], false);
+    // No token bytes anywhere in the answer.
+    assert!(!list.text().contains("v4.public."));
+    assert!(!list.text().contains(&access[10..40]));
+
+    // Revoke the enrollment's device token by the listed id: refused at once.
+    let id = of(&tokens, "device")["id"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/acme/tokens/{id}/revoke"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(whoami(&app, &access).await, 401);
+    let after = app
+        .call("GET", "/v1/tenants/acme/tokens", Some(&admin), None)
+        .await
+        .json();
+    let after = after["tokens"].as_array().unwrap();
+    assert_eq!(of(after, "device")["revoked"], true);
+    assert_eq!(of(after, "refresh")["revoked"], false);
+
+    // A device's token may not list.
+    let fresh = refresh(&app, &device, &secret).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .call("GET", "/v1/tenants/acme/tokens", Some(&fresh), None)
+        .await;
+    assert_eq!(r.status, 403);
+}

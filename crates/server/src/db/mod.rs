@@ -16,16 +16,20 @@
 //! | `users` | users and roles ([`UserRow`]); revoked token ids |
 //! | `devices` | devices ([`DeviceRow`], [`DeviceState`]): registration, enrollment, last seen |
 //! | `archives` | each user's archive: id, witness, damage ([`Damage`]), snapshot arrivals ([`SnapshotRow`]) |
+//! | `holds` | legal holds on users and devices ([`HoldRow`], [`Lifted`]) |
 //! | `leases` | which instance may write an archive now; notifications of leases given back |
+//! | `tokens` | tokens as issued, by id ([`IssuedRow`]): never the token itself |
 //! | `audit` | the audit log ([`AuditRow`]) |
 //! | `retention` | retention policies, the tenant's and users' overrides ([`StoredPolicy`]) |
 
 mod archives;
 mod audit;
 mod devices;
+mod holds;
 mod leases;
 mod retention;
 mod tenants;
+mod tokens;
 mod users;
 
 use std::path::Path;
@@ -38,8 +42,10 @@ use sqlx::{AnyPool, Executor, Row};
 pub use self::archives::{Damage, SnapshotRow};
 pub use self::audit::AuditRow;
 pub use self::devices::{DeviceRow, DeviceState};
+pub use self::holds::{HoldRow, Lifted};
 pub use self::retention::StoredPolicy;
 pub use self::tenants::Quota;
+pub use self::tokens::IssuedRow;
 pub use self::users::{UserRow, UserState};
 
 /// What the metadata layer can report.
@@ -96,6 +102,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention policies",
         include_str!("../../migrations/portable/0007_retention.sql"),
     ),
+    (
+        8,
+        "legal holds",
+        include_str!("../../migrations/portable/0008_holds.sql"),
+    ),
+    (
+        9,
+        "issued tokens",
+        include_str!("../../migrations/portable/0009_issued_tokens.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -134,6 +150,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "retention policies",
         include_str!("../../migrations/portable/0007_retention.sql"),
+    ),
+    (
+        8,
+        "legal holds",
+        include_str!("../../migrations/portable/0008_holds.sql"),
+    ),
+    (
+        9,
+        "issued tokens",
+        include_str!("../../migrations/portable/0009_issued_tokens.sql"),
     ),
 ];
 

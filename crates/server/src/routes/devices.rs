@@ -14,6 +14,7 @@ use cairn_token::{
 
 use super::state::{ApiError, Services, Svc, Token, actor, admin_scope, internal, tenant_of};
 use crate::db::DeviceState;
+use crate::db::IssuedRow;
 
 /// Capabilities of a device's credentials (what enrollment issues).
 pub const DEVICE_CAPABILITIES: &[Capability] = &[
@@ -60,13 +61,14 @@ pub(super) struct Credentials {
     escrow_public_key: Option<String>,
 }
 
-pub(super) fn issue(
+pub(super) async fn issue(
     svc: &Services,
     tenant: &TenantId,
     user: UserId,
     device: DeviceId,
     caps: &[Capability],
     lifetime_secs: i64,
+    purpose: &str,
 ) -> Result<(String, String), ApiError> {
     let request = TokenRequest {
         subject: user,
@@ -79,11 +81,16 @@ pub(super) fn issue(
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).map_err(|e| internal("random", &e))?;
     let jti = TokenId::new(&hex::encode(jti)).map_err(|e| internal("token id", &e))?;
+    let now = svc.clock.now();
     let token = svc
         .issuer
-        .issue_with_id(&request, svc.clock.now(), jti.clone())
+        .issue_with_id(&request, now, jti.clone())
         .map_err(|e| internal("issuing a token", &e))?;
-    Ok((jti.as_str().to_owned(), token.expose().to_owned()))
+    let id = jti.as_str().to_owned();
+    svc.db
+        .record_issued(tenant, &IssuedRow::of(&request, jti, now, purpose))
+        .await?;
+    Ok((id, token.expose().to_owned()))
 }
 
 /// Registers a device of a user and returns its enrollment token (one use, a week).
@@ -112,7 +119,9 @@ pub(super) async fn add_device(
         device.clone(),
         &[],
         ENROLLMENT_TOKEN_LIFETIME_SECS,
-    )?;
+        "enrollment",
+    )
+    .await?;
     svc.db
         .add_device(tenant, &device, &user, &new.name, &jti)
         .await?;
@@ -177,7 +186,9 @@ pub(super) async fn enroll(
         device_id,
         DEVICE_CAPABILITIES,
         DEVICE_TOKEN_LIFETIME_SECS,
-    )?;
+        "device",
+    )
+    .await?;
     svc.db
         .audit(
             tenant,
@@ -269,7 +280,9 @@ pub(super) async fn refresh(
         device_id.clone(),
         DEVICE_CAPABILITIES,
         DEVICE_TOKEN_LIFETIME_SECS,
-    )?;
+        "refresh",
+    )
+    .await?;
     svc.db
         .touch_device(&tenant_id, &device_id, agent_version(&headers).as_deref())
         .await?;

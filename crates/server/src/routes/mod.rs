@@ -18,13 +18,15 @@
 //! | `backups` | blocks an archive lacks, block upload and fetch, snapshot records |
 //! | `escrow` | escrowed keys: deposit, audited recovery |
 //! | `events` | file events: ingest, search, OCSF export |
-//! | `retention` | retention policies: the tenant's, users' overrides |
+//! | `retention` | retention policies: the tenant's, users' overrides; the plan of what they keep |
+//! | `holds` | legal holds on users and devices |
 
 mod auth;
 mod backups;
 mod devices;
 mod escrow;
 mod events;
+mod holds;
 mod retention;
 mod state;
 mod tenants;
@@ -41,13 +43,14 @@ use self::backups::{fetch, get_snapshot, list_snapshots, missing, put_snapshot, 
 use self::devices::{add_device, deauthorize, enroll, list_devices, refresh};
 use self::escrow::{deposit, recover};
 use self::events::{export, ingest, search};
+use self::holds::{lift_hold, list_holds, place_hold};
 use self::retention::{
     get_tenant_retention, get_user_retention, get_user_retention_plan, put_tenant_retention,
     put_user_retention,
 };
 use self::tenants::{
-    add_user, audit_log, healthz, list_users, quota, remove_user, resume_user, revoke_token,
-    suspend_user, user_archive, whoami,
+    add_user, audit_log, healthz, list_tokens, list_users, quota, remove_user, resume_user,
+    revoke_token, suspend_user, user_archive, whoami,
 };
 use crate::wire;
 
@@ -182,6 +185,9 @@ pub const ROUTES: &[Route] = &[
         0,
         |f| on(f, remove_user),
     ),
+    route("GET", "/v1/tenants/{tenant}/tokens", Cap(Admin), 0, |f| {
+        on(f, list_tokens)
+    }),
     route(
         "POST",
         "/v1/tenants/{tenant}/tokens/{id}/revoke",
@@ -216,6 +222,23 @@ pub const ROUTES: &[Route] = &[
         Cap(Admin),
         SMALL_BODY,
         |f| on(f, put_user_retention),
+    ),
+    route("GET", "/v1/tenants/{tenant}/holds", Cap(Admin), 0, |f| {
+        on(f, list_holds)
+    }),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/holds",
+        Cap(Admin),
+        SMALL_BODY,
+        |f| on(f, place_hold),
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/holds/{id}/lift",
+        Cap(Admin),
+        0,
+        |f| on(f, lift_hold),
     ),
     route(
         "GET",

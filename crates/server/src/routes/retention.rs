@@ -12,7 +12,8 @@ use cairn_token::Capability::BackupList;
 use cairn_token::{TenantId, UserId};
 
 use super::state::{ApiError, Services, Svc, Token, actor, admin_scope, tenant_of, user_scope};
-use crate::forget::{Arrival, Verdict, plan};
+use crate::db::HoldRow;
+use crate::forget::{Arrival, Verdict, hold, plan};
 use crate::retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
 
 /// A policy as the API shows it.
@@ -154,6 +155,8 @@ struct PlanView {
     now_unix: i64,
     kept: usize,
     forgotten: usize,
+    /// The legal holds in place on the user or their devices.
+    holds: Vec<HoldRow>,
     series: Vec<SeriesPlan>,
 }
 
@@ -178,11 +181,17 @@ pub(super) async fn get_user_retention_plan(
                 received_unix: row.received_unix,
             });
     }
+    let mut holds = svc.db.holds(tenant, Some(&user)).await?;
+    holds.retain(HoldRow::active);
     let series: Vec<SeriesPlan> = by_device
         .into_iter()
-        .map(|(device, arrivals)| SeriesPlan {
-            device,
-            snapshots: plan(&state.policy, &arrivals, now),
+        .map(|(device, arrivals)| {
+            let mut snapshots = plan(&state.policy, &arrivals, now);
+            let id: Option<cairn_token::DeviceId> = device.as_deref().and_then(|d| d.parse().ok());
+            if holds.iter().any(|h| h.covers(id.as_ref())) {
+                hold(&mut snapshots);
+            }
+            SeriesPlan { device, snapshots }
         })
         .collect();
     let kept = series
@@ -197,6 +206,7 @@ pub(super) async fn get_user_retention_plan(
         now_unix: now,
         kept,
         forgotten: total - kept,
+        holds,
         series,
     })
     .into_response())

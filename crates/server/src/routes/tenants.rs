@@ -240,6 +240,17 @@ pub(super) async fn remove_user(
 
 /// Revokes one token by its id (`jti`), whatever its kind: at once on this instance, within
 /// [`super::REVOCATION_REFRESH`] on the others.
+/// The tenant's tokens that have not expired (id, whose, what for, until when, revoked), newest
+/// first: what an admin picks from to revoke. Never the tokens themselves.
+pub(super) async fn list_tokens(
+    Extension(token): Token,
+    Extension(svc): Svc,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let tokens = svc.db.issued_tokens(tenant_of(&token)).await?;
+    Ok(axum::Json(serde_json::json!({ "tokens": tokens })).into_response())
+}
+
 pub(super) async fn revoke_token(
     Extension(token): Token,
     Extension(svc): Svc,
