@@ -1,6 +1,8 @@
 //! The archive log: append to memory and to a local directory with group commit (and, in the
 //! same run, a raw baseline: plain sequential writes of the same bytes with the same fsyncs),
-//! and a full verify scan. Bytes per second of payload.
+//! and a full verify scan. Bytes per second of payload. Compaction (issue 28): one sealed 64 MiB
+//! segment in a local directory with a fifth of its records elided, next to the raw cost of
+//! reading the same file and writing a copy with one fsync, in the same run.
 //!
 //! `cargo bench --bench archive`  (index lookups at 10 million records:
 //! `cargo run --release --example archive_index`)
@@ -179,5 +181,75 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Compacting one sealed 64 MiB segment (64 records of 1 MiB) on a local directory, a fifth of
+/// its records dead, against reading the file and writing a fsynced copy (what compaction cannot
+/// do without). Each iteration starts from a fresh copy of the same archive.
+fn compaction(c: &mut Criterion) {
+    let mut g = c.benchmark_group("compaction");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    let base = std::env::current_dir()
+        .unwrap()
+        .join("target")
+        .join("bench-archive");
+    std::fs::create_dir_all(&base).unwrap();
+    let template = tempfile::tempdir_in(&base).unwrap();
+    let config = Config::new(*b"bench archive id")
+        .with_segment_target(64 << 20)
+        .unwrap();
+    {
+        let (mut log, _) =
+            Archive::open(DirStorage::open(template.path()).unwrap(), config).unwrap();
+        for (i, r) in records(64 << 20).iter().enumerate() {
+            log.append(1, &key(i), r).unwrap();
+            if (i + 1) % BATCH == 0 {
+                log.commit().unwrap();
+            }
+        }
+        log.commit().unwrap();
+        assert_eq!(log.sealed_segments(), 1);
+    }
+    let copy = || {
+        let d = tempfile::tempdir_in(&base).unwrap();
+        for e in std::fs::read_dir(template.path()).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.path().join(e.file_name())).unwrap();
+        }
+        d
+    };
+    let segment = cairn::archive::segment_name(0, false);
+    g.throughput(Throughput::Bytes(64 << 20));
+    g.bench_function("compact_dir_64MiB_fifth_dead", |b| {
+        b.iter_batched(
+            copy,
+            |d| {
+                let (mut log, _) =
+                    Archive::open(DirStorage::open(d.path()).unwrap(), config).unwrap();
+                let dead: std::collections::HashSet<[u8; 32]> =
+                    (0..64).step_by(5).map(key).collect();
+                let done = log.compact(0, |k, _| dead.contains(k)).unwrap();
+                assert_eq!(done.elided, 13);
+                drop(log);
+                drop(d);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("raw_read_and_fsynced_copy_baseline_64MiB", |b| {
+        b.iter_batched(
+            copy,
+            |d| {
+                let bytes = std::fs::read(d.path().join(&segment)).unwrap();
+                let mut f = std::fs::File::create(d.path().join("copy")).unwrap();
+                f.write_all(&bytes).unwrap();
+                f.sync_data().unwrap();
+                drop(d);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, compaction);
 criterion_main!(benches);
