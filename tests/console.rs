@@ -289,6 +289,42 @@ fn console_in_a_real_browser() {
         assert!(fate.starts_with("kept (") && fate.contains("keep within days"), "{fate}");
         shot(&c, "archives").await;
 
+        // The policy, edited from the archive's page: keeping more takes effect at once;
+        // keeping less waits, shown as pending. Both audited.
+        let daily = wait_for(&c, "#policy-keep_daily").await;
+        daily.clear().await.unwrap();
+        daily.send_keys("120").await.unwrap();
+        c.find(Locator::Id("policy-tenant"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let result = wait_for(&c, "#policy-result").await.text().await.unwrap();
+        assert!(result.contains("in effect now"), "{result}");
+        let policy = wait_for(&c, "#policy").await.text().await.unwrap();
+        assert!(policy.contains("120 daily") && policy.contains("(tenant)"), "{policy}");
+        let daily = wait_for(&c, "#policy-keep_daily").await;
+        daily.clear().await.unwrap();
+        daily.send_keys("10").await.unwrap();
+        c.find(Locator::Css("#policy-form button[type='submit']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // The page is drawn again, then the result is shown in it.
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath(
+                "//p[@id='policy-result' and contains(., 'takes effect on')]",
+            ))
+            .await
+            .unwrap();
+        let pending = wait_for(&c, "#policy-pending").await.text().await.unwrap();
+        assert!(pending.contains("10 daily"), "{pending}");
+        shot(&c, "retention").await;
+
         // A legal hold, placed and lifted from the archive's page; both audited.
         wait_for(&c, "#hold-reason")
             .await
@@ -357,6 +393,7 @@ fn console_in_a_real_browser() {
         assert!(audit.contains("deauthorize"), "{audit}");
         assert!(audit.contains("escrow"), "{audit}");
         assert!(audit.contains("hold.place") && audit.contains("hold.lift"), "{audit}");
+        assert!(audit.contains("retention.set"), "{audit}");
         shot(&c, "audit").await;
 
         // A user's token: the console shows the server's refusal, and nothing changes.

@@ -344,7 +344,8 @@
     if (!pick.value) return;
     try {
       const who = encodeURIComponent(pick.value);
-      const [a, plan] = await Promise.all([api("GET", `/users/${who}/archive`), api("GET", `/users/${who}/retention/plan`)]);
+      const [a, plan, state] = await Promise.all([api("GET", `/users/${who}/archive`),
+        api("GET", `/users/${who}/retention/plan`), api("GET", `/users/${who}/retention`)]);
       const verdicts = new Map(plan.series.flatMap((s) => s.snapshots).map((v) => [v.id, v]));
       const fate = (id) => {
         const v = verdicts.get(id);
@@ -359,7 +360,7 @@
       body.replaceChildren(
         health,
         el("p", {}, `Stored: ${fmtBytes(a.stored_bytes)} (sealed, as uploaded; the server cannot read it).`),
-        retentionPanel(pick.value, plan),
+        retentionPanel(pick.value, plan, state),
         el("table", { id: "snapshots" },
           el("thead", {}, el("tr", {}, ["Snapshot", "Received", "From device", "Record size", "Retention"].map((h) => el("th", {}, h)))),
           el("tbody", {}, a.snapshots.map((s) => el("tr", s.id === highlight ? { class: "current", id: "highlighted" } : {},
@@ -372,12 +373,41 @@
 
   // The policy a user's archive follows, its legal holds (placed and lifted here), and which
   // snapshots are past retention (the server's plan: nothing is forgotten by showing it).
-  function retentionPanel(user, plan) {
+  const RULES = [["keep_last", "last"], ["keep_within_days", "days of everything"], ["keep_hourly", "hourly"],
+    ["keep_daily", "daily"], ["keep_weekly", "weekly"], ["keep_monthly", "monthly"], ["keep_yearly", "yearly"]];
+  const describe = (p) => RULES.filter(([k]) => p[k] > 0).map(([k, name]) => `${p[k]} ${name}`).join(", ") || "the newest snapshot only";
+
+  // The policy editor: the user's override, or the tenant's policy. Keeping more takes effect at
+  // once; keeping less under any rule waits out the server's delay (shown as pending).
+  function policyForm(user, state, out) {
+    const inputs = RULES.map(([k]) => el("input", { type: "number", min: state.floor[k], max: 36500, id: `policy-${k}`, value: state.policy[k], required: "" }));
+    const save = (path) => async (ev) => {
+      ev.preventDefault();
+      const body = Object.fromEntries(RULES.map(([k], i) => [k, Number(inputs[i].value)]));
+      try {
+        const next = await api("PUT", path, body);
+        await archivesPage(user);
+        ($("policy-out") || out).replaceChildren(el("p", { id: "policy-result" }, next.pending
+          ? `Saved: it keeps less, so it takes effect on ${fmtTime(next.pending_from_unix * 1000)}; until then the current policy applies.`
+          : "Saved: in effect now."));
+      } catch (e) {
+        out.replaceChildren(failure(e));
+      }
+    };
+    const tenantButton = el("button", { type: "button", class: "secondary", id: "policy-tenant" }, "Save as the tenant's policy");
+    tenantButton.addEventListener("click", save("/retention"));
+    return el("form", { id: "policy-form", class: "filters", onsubmit: save(`/users/${encodeURIComponent(user)}/retention`) },
+      RULES.map(([k, name], i) => el("label", {}, `${name} `, inputs[i])),
+      el("button", { type: "submit" }, "Save as this user's policy"), tenantButton);
+  }
+
+  function retentionPanel(user, plan, state) {
     const p = plan.policy;
-    const rules = [["keep_last", "last"], ["keep_within_days", "days of everything"], ["keep_hourly", "hourly"],
-      ["keep_daily", "daily"], ["keep_weekly", "weekly"], ["keep_monthly", "monthly"], ["keep_yearly", "yearly"]]
-      .filter(([k]) => p[k] > 0).map(([k, name]) => `${p[k]} ${name}`).join(", ");
     const out = el("p", { id: "hold-result" });
+    const policyOut = el("div", { id: "policy-out" });
+    const pending = state.pending
+      ? el("p", { class: "error", id: "policy-pending" }, `Pending: from ${fmtTime(state.pending_from_unix * 1000)} it keeps ${describe(state.pending)} (a change that keeps less waits).`)
+      : null;
     const holds = el("ul", { id: "holds" }, plan.holds.length ? plan.holds.map((h) => {
       const lift = el("button", { type: "button", class: "secondary lift-hold", "data-hold": h.id }, "Lift");
       lift.addEventListener("click", async () => {
@@ -408,9 +438,10 @@
     el("button", { type: "submit" }, "Place legal hold"));
     return el("div", { class: "panel", id: "retention" },
       el("h3", {}, "Retention"),
-      el("p", { id: "policy" }, `Policy (${plan.source}): keeps ${rules || "the newest snapshot only"}. ` +
+      el("p", { id: "policy" }, `Policy (${plan.source}): keeps ${describe(p)}. ` +
         `${plan.forgotten} of ${plan.kept + plan.forgotten} snapshots are past retention; a legal hold keeps everything it covers.`),
-      holds, form, out);
+      pending, policyForm(user, state, policyOut), policyOut,
+      el("h3", {}, "Legal holds"), holds, form, out);
   }
 
   // ---- escrow ---------------------------------------------------------------------------------
