@@ -43,8 +43,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cairn::server::{
-    CA_CERT, DEFAULT_METRICS_ADDR, DataDir, IssuedRow, MetricsOptions, Server, SystemClock,
-    UserState, policy,
+    CA_CERT, DEFAULT_METRICS_ADDR, DataDir, IssuedRow, MetricsOptions, RetentionPolicy, Server,
+    SystemClock, UserState, policy,
 };
 use cairn::token::{
     Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenId, TokenRequest,
@@ -163,6 +163,41 @@ fn token_command(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     })?;
     println!("{}", token.expose());
     Ok(())
+}
+
+/// One rule of a policy, by its field.
+type Rule = fn(&mut RetentionPolicy) -> &mut u32;
+
+/// The floor's rules, as command-line flags and the policy's fields.
+const FLOOR_RULES: [(&str, Rule); 7] = [
+    ("keep-last", |p| &mut p.keep_last),
+    ("keep-hourly", |p| &mut p.keep_hourly),
+    ("keep-daily", |p| &mut p.keep_daily),
+    ("keep-weekly", |p| &mut p.keep_weekly),
+    ("keep-monthly", |p| &mut p.keep_monthly),
+    ("keep-yearly", |p| &mut p.keep_yearly),
+    ("keep-within-days", |p| &mut p.keep_within_days),
+];
+
+/// `retention floor`: prints the operator's floor; with rules given, changes those first.
+fn retention_floor(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        let mut floor = db.retention_floor().await?;
+        let mut changed = false;
+        for (flag, field) in FLOOR_RULES {
+            if let Some(&v) = m.get_one::<u32>(flag) {
+                *field(&mut floor) = v;
+                changed = true;
+            }
+        }
+        if changed {
+            db.set_retention_floor(&floor).await?;
+            eprintln!("floor set; running servers apply it to the next request");
+        }
+        println!("{}", serde_json::to_string_pretty(&floor)?);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
 }
 
 /// `tokens`: the tenant's tokens that have not expired (id, whose, what for, until when).
@@ -481,6 +516,19 @@ fn main() -> ExitCode {
                 .arg(opt("jti").required(true)),
         )
         .subcommand(
+            Command::new("retention")
+                .about("retention across every tenant")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("floor")
+                        .about("show, or raise or lower, the operator's floor: the least any tenant's retention policy keeps (a raised floor raises every policy below it at once)")
+                        .arg(data())
+                        .args(FLOOR_RULES.map(|(flag, _)| {
+                            opt(flag).value_parser(clap::value_parser!(u32).range(0..=36_500))
+                        })),
+                ),
+        )
+        .subcommand(
             Command::new("tokens")
                 .about("list a tenant's tokens that have not expired (ids to revoke; never the tokens)")
                 .arg(data())
@@ -598,6 +646,10 @@ fn main() -> ExitCode {
         Some(("revoke-token", m)) => revoke_token(&dir(m), m),
         Some(("token", m)) => token_command(&dir(m), m),
         Some(("tokens", m)) => list_tokens(&dir(m), m),
+        Some(("retention", sub)) => match sub.subcommand() {
+            Some(("floor", m)) => retention_floor(&dir(m), m),
+            _ => Err("unknown retention command".into()),
+        },
         Some(("rotate-storage-key", m)) => {
             let data = dir(m);
             data.rotate_storage_key()

@@ -86,6 +86,21 @@ impl RetentionPolicy {
         Ok(())
     }
 
+    /// The policy that keeps, under each rule, the more of `self` and `floor`: what applies
+    /// when the operator raised the floor above a policy written before.
+    #[must_use]
+    pub fn at_least(&self, floor: &Self) -> Self {
+        Self {
+            keep_last: self.keep_last.max(floor.keep_last),
+            keep_hourly: self.keep_hourly.max(floor.keep_hourly),
+            keep_daily: self.keep_daily.max(floor.keep_daily),
+            keep_weekly: self.keep_weekly.max(floor.keep_weekly),
+            keep_monthly: self.keep_monthly.max(floor.keep_monthly),
+            keep_yearly: self.keep_yearly.max(floor.keep_yearly),
+            keep_within_days: self.keep_within_days.max(floor.keep_within_days),
+        }
+    }
+
     /// Whether moving from `self` to `to` keeps less under any rule (so it must wait out
     /// [`SHORTENING_DELAY_SECS`]).
     #[must_use]

@@ -308,3 +308,54 @@ async fn the_plan_shows_what_the_policy_keeps_per_device() {
     let r = app.call("GET", path, Some(&bo), None).await;
     assert!(r.status == 403 || r.status == 404, "{}", r.status);
 }
+
+/// The operator's floor (`server retention floor`) is in the database, so every instance and
+/// every request follows it: raising it raises every policy below it at once (what the API
+/// shows and what the plan applies), a policy below it is refused naming the rule, and the
+/// view shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_floor_raises_every_policy_below_it() {
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let admin = app.admin("acme");
+    let thin = RetentionPolicy {
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+        keep_within_days: 7,
+        ..RetentionPolicy::DEFAULT
+    };
+    // As if written long ago (a shortening through the API would wait its delay).
+    let (t, u) = (tid("acme"), common::uid("ana"));
+    app.services
+        .db
+        .set_retention(&t, Some(&u), &(thin, None))
+        .await
+        .unwrap();
+    let floor = RetentionPolicy {
+        keep_within_days: 14,
+        keep_daily: 30,
+        ..RetentionPolicy::FLOOR
+    };
+    app.services.db.set_retention_floor(&floor).await.unwrap();
+    let view = app.call("GET", ANA, Some(&admin), None).await.json();
+    assert_eq!(
+        policy_of(&view),
+        RetentionPolicy {
+            keep_within_days: 14,
+            keep_daily: 30,
+            ..thin
+        }
+    );
+    assert_eq!(view["floor"]["keep_daily"], 30);
+    let plan = app
+        .call("GET", &format!("{ANA}/plan"), Some(&admin), None)
+        .await
+        .json();
+    assert_eq!(plan["policy"]["keep_within_days"], 14);
+    let r = put(&app, ANA, &admin, json(&thin)).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("keep_within_days") || r.text().contains("keep_daily"));
+    assert_eq!(app.services.db.retention_floor().await.unwrap(), floor);
+}

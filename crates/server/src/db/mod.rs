@@ -20,7 +20,7 @@
 //! | `leases` | which instance may write an archive now; notifications of leases given back |
 //! | `tokens` | tokens as issued, by id ([`IssuedRow`]): never the token itself |
 //! | `audit` | the audit log ([`AuditRow`]) |
-//! | `retention` | retention policies, the tenant's and users' overrides ([`StoredPolicy`]) |
+//! | `retention` | retention policies, the tenant's and users' overrides ([`StoredPolicy`]); the operator's floor |
 
 mod archives;
 mod audit;
@@ -112,6 +112,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "issued tokens",
         include_str!("../../migrations/portable/0009_issued_tokens.sql"),
     ),
+    (
+        10,
+        "operator settings",
+        include_str!("../../migrations/portable/0010_operator_settings.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -160,6 +165,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "issued tokens",
         include_str!("../../migrations/portable/0009_issued_tokens.sql"),
+    ),
+    (
+        10,
+        "operator settings",
+        include_str!("../../migrations/portable/0010_operator_settings.sql"),
     ),
 ];
 

@@ -76,4 +76,36 @@ impl Db {
         .await?;
         Ok(())
     }
+
+    /// The operator's floor: the least any policy keeps ([`RetentionPolicy::FLOOR`] until the
+    /// operator sets one).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn retention_floor(&self) -> Result<RetentionPolicy, DbError> {
+        let row = sqlx::query("SELECT value FROM operator_settings WHERE name = 'retention_floor'")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map_or(Ok(RetentionPolicy::FLOOR), |r| policy_col(&r, 0))
+    }
+
+    /// Sets the operator's floor.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn set_retention_floor(&self, floor: &RetentionPolicy) -> Result<(), DbError> {
+        let value =
+            serde_json::to_string(floor).map_err(|_| DbError::Invalid("retention policy"))?;
+        sqlx::query(
+            "INSERT INTO operator_settings (name, value, changed_unix)
+             VALUES ('retention_floor', $1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                    changed_unix = excluded.changed_unix",
+        )
+        .bind(value)
+        .bind(self.unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }

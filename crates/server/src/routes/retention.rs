@@ -29,32 +29,43 @@ struct PolicyView {
     shortening_delay_secs: i64,
 }
 
-/// The policy in effect for `user` (their override, else the tenant's) or for the tenant.
+/// The policy in effect for `user` (their override, else the tenant's) or for the tenant, never
+/// below the operator's floor (a floor raised after a policy was written raises it), and the
+/// floor.
 async fn effective(
     svc: &Services,
     tenant: &TenantId,
     user: Option<&UserId>,
-) -> Result<(&'static str, PolicyState), ApiError> {
+) -> Result<(&'static str, PolicyState, RetentionPolicy), ApiError> {
     let now = svc.db.unix_now();
+    let floor = svc.db.retention_floor().await?;
+    let raised = |(source, state): (&'static str, PolicyState)| {
+        let state = PolicyState {
+            policy: state.policy.at_least(&floor),
+            pending: state.pending.map(|p| p.at_least(&floor)),
+            ..state
+        };
+        Ok((source, state, floor))
+    };
     if let Some(user) = user
         && let Some((policy, pending)) = svc.db.retention(tenant, Some(user)).await?
     {
-        return Ok(("user", PolicyState::at(policy, pending, now)));
+        return raised(("user", PolicyState::at(policy, pending, now)));
     }
     if let Some((policy, pending)) = svc.db.retention(tenant, None).await? {
-        return Ok(("tenant", PolicyState::at(policy, pending, now)));
+        return raised(("tenant", PolicyState::at(policy, pending, now)));
     }
-    Ok((
+    raised((
         "default",
         PolicyState::at(RetentionPolicy::DEFAULT, None, now),
     ))
 }
 
-fn view(source: &'static str, state: PolicyState) -> Response {
+fn view(source: &'static str, state: PolicyState, floor: RetentionPolicy) -> Response {
     axum::Json(PolicyView {
         source,
         state,
-        floor: RetentionPolicy::FLOOR,
+        floor,
         shortening_delay_secs: SHORTENING_DELAY_SECS,
     })
     .into_response()
@@ -66,8 +77,8 @@ pub(super) async fn get_tenant_retention(
     Extension(svc): Svc,
 ) -> Result<Response, ApiError> {
     admin_scope(&token)?;
-    let (source, state) = effective(&svc, tenant_of(&token), None).await?;
-    Ok(view(source, state))
+    let (source, state, floor) = effective(&svc, tenant_of(&token), None).await?;
+    Ok(view(source, state, floor))
 }
 
 /// Sets the tenant's policy.
@@ -87,8 +98,8 @@ pub(super) async fn get_user_retention(
     Path((_, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupList).await?;
-    let (source, state) = effective(&svc, tenant_of(&token), Some(&user)).await?;
-    Ok(view(source, state))
+    let (source, state, floor) = effective(&svc, tenant_of(&token), Some(&user)).await?;
+    Ok(view(source, state, floor))
 }
 
 /// Sets a user's override.
@@ -113,15 +124,15 @@ async fn set(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let to: RetentionPolicy = serde_json::from_slice(body).map_err(|_| ApiError::BadRequest)?;
-    if let Err(rule) = to.check(&RetentionPolicy::FLOOR) {
+    let tenant = tenant_of(token);
+    let (_, current, floor) = effective(svc, tenant, user).await?;
+    if let Err(rule) = to.check(&floor) {
         return Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("refused: {rule} is below the operator's floor or above {MAX_RULE}\n"),
         )
             .into_response());
     }
-    let tenant = tenant_of(token);
-    let (_, current) = effective(svc, tenant, user).await?;
     let next = current.change(to, svc.db.unix_now());
     let stored = (next.policy, next.pending.zip(next.pending_from_unix));
     svc.db.set_retention(tenant, user, &stored).await?;
@@ -133,7 +144,11 @@ async fn set(
     svc.db
         .audit(tenant, &actor(token), "retention.set", target, &outcome)
         .await?;
-    Ok(view(if user.is_some() { "user" } else { "tenant" }, next))
+    Ok(view(
+        if user.is_some() { "user" } else { "tenant" },
+        next,
+        floor,
+    ))
 }
 
 /// One device's snapshots, as the policy in effect judges them now.
@@ -168,7 +183,7 @@ pub(super) async fn get_user_retention_plan(
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupList).await?;
     let tenant = tenant_of(&token);
-    let (source, state) = effective(&svc, tenant, Some(&user)).await?;
+    let (source, state, _) = effective(&svc, tenant, Some(&user)).await?;
     let now = svc.db.unix_now();
     let mut by_device: std::collections::BTreeMap<Option<String>, Vec<Arrival>> =
         std::collections::BTreeMap::new();
