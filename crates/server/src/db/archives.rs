@@ -3,7 +3,7 @@
 
 use cairn_token::{DeviceId, TenantId, UserId};
 
-use super::{Db, DbError, col};
+use super::{Db, DbError, col, opt_id_col};
 
 /// Why an archive is marked damaged ([`Db::damage`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -250,9 +250,7 @@ impl Db {
             .map(|r| {
                 Ok(SnapshotRow {
                     id: col(&r, 0)?,
-                    device: col::<Option<String>>(&r, 1)?
-                        .map(|d| d.parse().map_err(|_| DbError::Invalid("device id")))
-                        .transpose()?,
+                    device: opt_id_col(&r, 1, "device id")?,
                     bytes: col(&r, 2)?,
                     received_unix: col(&r, 3)?,
                 })

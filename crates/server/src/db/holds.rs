@@ -3,7 +3,7 @@
 
 use cairn_token::{DeviceId, TenantId, UserId};
 
-use super::{Db, DbError, col, id_col};
+use super::{Db, DbError, col, id_col, opt_id_col};
 
 /// One hold, in place or lifted.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +33,15 @@ impl HoldRow {
         self.lifted_unix.is_none()
     }
 
+    /// What the audit log names: `user`, or `user/device`.
+    #[must_use]
+    pub fn target(&self) -> String {
+        match &self.device {
+            Some(d) => format!("{}/{}", self.user.as_str(), d.as_str()),
+            None => self.user.as_str().to_owned(),
+        }
+    }
+
     /// Whether it covers the snapshots `device` stored (`None`: stored by no recorded device,
     /// which only a user-wide hold covers).
     #[must_use]
@@ -58,9 +67,7 @@ fn hold_row(r: &sqlx::any::AnyRow) -> Result<HoldRow, DbError> {
     Ok(HoldRow {
         id: col(r, 0)?,
         user: id_col(r, 1, "user id")?,
-        device: col::<Option<String>>(r, 2)?
-            .map(|d| d.parse().map_err(|_| DbError::Invalid("device id")))
-            .transpose()?,
+        device: opt_id_col(r, 2, "device id")?,
         reason: col(r, 3)?,
         placed_by: col(r, 4)?,
         placed_unix: col(r, 5)?,

@@ -355,6 +355,17 @@ fn id_col<T: std::str::FromStr>(
         .map_err(|_| DbError::Invalid(what))
 }
 
+/// [`id_col`] for a column that may be NULL.
+fn opt_id_col<T: std::str::FromStr>(
+    row: &sqlx::any::AnyRow,
+    i: usize,
+    what: &'static str,
+) -> Result<Option<T>, DbError> {
+    col::<Option<String>>(row, i)?
+        .map(|v| v.parse().map_err(|_| DbError::Invalid(what)))
+        .transpose()
+}
+
 /// Column `i` of `row` as a `T`. A value of another type (SQLite keeps whatever a hand edit put
 /// in a column) or a missing column is a [`DbError`], never a panic as `Row::get` would make it.
 pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, i: usize) -> Result<T, DbError>

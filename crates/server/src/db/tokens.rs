@@ -3,7 +3,7 @@
 
 use cairn_token::{DeviceId, TenantId, TokenId, UserId};
 
-use super::{Db, DbError, col, id_col};
+use super::{Db, DbError, col, id_col, opt_id_col};
 
 /// How long a row stays after its token expired (seconds): long enough to answer "what was
 /// this id" in an investigation, short enough that refreshes do not pile up.
@@ -116,9 +116,7 @@ impl Db {
                 Ok(IssuedRow {
                     id: id_col(r, 0, "token id")?,
                     subject: id_col(r, 1, "user id")?,
-                    device: col::<Option<String>>(r, 2)?
-                        .map(|d| d.parse().map_err(|_| DbError::Invalid("device id")))
-                        .transpose()?,
+                    device: opt_id_col(r, 2, "device id")?,
                     role: col(r, 3)?,
                     capabilities: col(r, 4)?,
                     purpose: col(r, 5)?,

@@ -85,16 +85,12 @@ pub(super) async fn place_hold(
         .db
         .place_hold(tenant, &user, device.as_ref(), reason, &actor(&token))
         .await?;
-    let target = match &device {
-        Some(d) => format!("{}/{}", user.as_str(), d.as_str()),
-        None => user.as_str().to_owned(),
-    };
     svc.db
         .audit(
             tenant,
             &actor(&token),
             "hold.place",
-            &target,
+            &hold.target(),
             &format!("ok: hold {}: {reason}", hold.id),
         )
         .await?;
@@ -115,16 +111,12 @@ pub(super) async fn lift_hold(
     let (outcome, hold) = svc.db.lift_hold(tenant, &id, &actor(&token)).await?;
     match (outcome, hold) {
         (Lifted::Now, Some(hold)) => {
-            let target = match &hold.device {
-                Some(d) => format!("{}/{}", hold.user.as_str(), d.as_str()),
-                None => hold.user.as_str().to_owned(),
-            };
             svc.db
                 .audit(
                     tenant,
                     &actor(&token),
                     "hold.lift",
-                    &target,
+                    &hold.target(),
                     &format!("ok: hold {id}"),
                 )
                 .await?;
