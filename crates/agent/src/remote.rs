@@ -6,8 +6,8 @@
 //! workers. Uploads are idempotent on the server, so a killed backup resumes by asking again
 //! which blocks are missing: nothing acknowledged is sent twice.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cairn_backup::{BlockStore, StoreError};
 use cairn_seal::BlockId;
@@ -19,6 +19,18 @@ use crate::client::{Body, Client};
 
 /// Most bytes in one upload request (well under the route's 64 MiB limit).
 const UPLOAD_BYTES: usize = 16 << 20;
+
+/// A reference list is sent complete after this many deltas in a row, so that the server
+/// rebuilds any list from a short chain (it refuses chains longer than its own bound, 64).
+const DELTAS_BETWEEN_COMPLETE: u32 = 32;
+
+/// The last reference list this store sent: its snapshot, the full list, and how many deltas
+/// led to it since the last complete one.
+struct LastList {
+    snapshot: BlockId,
+    refs: Vec<BlockId>,
+    depth: u32,
+}
 
 /// Requests and bytes a [`RemoteStore`] sent.
 #[derive(Debug, Default)]
@@ -37,6 +49,7 @@ pub struct RemoteStore {
     runtime: tokio::runtime::Handle,
     user: String,
     traffic: Arc<Traffic>,
+    last_list: Mutex<Option<LastList>>,
 }
 
 impl std::fmt::Debug for RemoteStore {
@@ -76,6 +89,7 @@ impl RemoteStore {
             runtime,
             user: user.to_owned(),
             traffic: Arc::default(),
+            last_list: Mutex::default(),
         }
     }
 
@@ -181,6 +195,62 @@ impl BlockStore for RemoteStore {
         };
         self.call(Method::PUT, &format!("/snapshots/{id}"), Some(body))
             .map(drop)
+    }
+
+    /// Sends the snapshot with its reference list: a delta against the last list this store
+    /// sent, while it has one and the chain is short, else complete. A delta the server
+    /// refuses (`409`: its base was forgotten, say) is sent again complete.
+    fn put_snapshot_with_refs(
+        &self,
+        id: &BlockId,
+        sealed: Vec<u8>,
+        refs: &[BlockId],
+    ) -> Result<(), StoreError> {
+        let mut last = self
+            .last_list
+            .lock()
+            .map_err(|_| StoreError::Other("reference list lock poisoned".into()))?;
+        let delta = last
+            .as_ref()
+            .filter(|l| l.depth < DELTAS_BETWEEN_COMPLETE)
+            .map(|l| {
+                (
+                    wire::refs::RefList::delta(l.snapshot, &l.refs, refs),
+                    l.depth + 1,
+                )
+            });
+        let send = |list: &wire::refs::RefList| {
+            let body = Body {
+                bytes: wire::encode_snapshot(&sealed, list).into(),
+                media_type: wire::SNAPSHOT_MEDIA_TYPE,
+            };
+            self.call(Method::PUT, &format!("/snapshots/{id}"), Some(body))
+        };
+        let depth = match delta {
+            Some((list, depth)) => match send(&list) {
+                Ok(_) => depth,
+                Err(StoreError::Other(e))
+                    if matches!(
+                        e.downcast_ref::<AgentError>(),
+                        Some(AgentError::Http { status: 409, .. })
+                    ) =>
+                {
+                    send(&wire::refs::RefList::complete(refs.to_vec()))?;
+                    0
+                }
+                Err(e) => return Err(e),
+            },
+            None => {
+                send(&wire::refs::RefList::complete(refs.to_vec()))?;
+                0
+            }
+        };
+        *last = Some(LastList {
+            snapshot: *id,
+            refs: refs.to_vec(),
+            depth,
+        });
+        Ok(())
     }
 
     fn list_snapshots(&self) -> Result<Vec<BlockId>, StoreError> {

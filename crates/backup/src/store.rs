@@ -28,6 +28,19 @@ pub trait BlockStore: Send + Sync {
     }
     /// Stores a sealed snapshot; durable when this returns `Ok`.
     fn put_snapshot(&self, id: &BlockId, sealed: Vec<u8>) -> Result<(), StoreError>;
+    /// Stores a sealed snapshot with its reference list: `refs`, strictly ascending, is every
+    /// block the snapshot reaches (what a server collects garbage by,
+    /// `docs/design/0009-retention-and-prune.md` §4). The default drops the list and calls
+    /// [`BlockStore::put_snapshot`]: a store the key holder prunes itself needs none.
+    fn put_snapshot_with_refs(
+        &self,
+        id: &BlockId,
+        sealed: Vec<u8>,
+        refs: &[BlockId],
+    ) -> Result<(), StoreError> {
+        let _ = refs;
+        self.put_snapshot(id, sealed)
+    }
     /// Every snapshot id.
     fn list_snapshots(&self) -> Result<Vec<BlockId>, StoreError>;
     /// A sealed snapshot's bytes.
@@ -52,9 +65,15 @@ fn poisoned() -> StoreError {
 pub struct MemoryStore {
     blocks: Mutex<HashMap<BlockId, Vec<u8>>>,
     snapshots: Mutex<Vec<(BlockId, Vec<u8>)>>,
+    refs: Mutex<HashMap<BlockId, Vec<BlockId>>>,
 }
 
 impl MemoryStore {
+    /// The reference list a snapshot was stored with, if it was stored with one.
+    pub fn refs_of(&self, snapshot: &BlockId) -> Option<Vec<BlockId>> {
+        self.refs.lock().ok()?.get(snapshot).cloned()
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -116,6 +135,20 @@ impl BlockStore for MemoryStore {
             .lock()
             .map_err(|_| poisoned())?
             .push((*id, sealed));
+        Ok(())
+    }
+
+    fn put_snapshot_with_refs(
+        &self,
+        id: &BlockId,
+        sealed: Vec<u8>,
+        refs: &[BlockId],
+    ) -> Result<(), StoreError> {
+        self.put_snapshot(id, sealed)?;
+        self.refs
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(*id, refs.to_vec());
         Ok(())
     }
 

@@ -142,6 +142,23 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// Pushes on `refs` the blocks this tree names: its subtrees and its files' data blocks
+    /// (with repeats; the caller sorts and deduplicates).
+    pub fn reached(&self, refs: &mut Vec<BlockId>) {
+        // Before the list would grow its allocation, drop the repeats: a backup's list then
+        // holds little more than its distinct blocks.
+        if refs.len() > (1 << 16) && refs.len() + self.entries.len() > refs.capacity() {
+            refs.sort_unstable();
+            refs.dedup();
+        }
+        for e in &self.entries {
+            match &e.kind {
+                EntryKind::Dir { tree } => refs.push(*tree),
+                kind => refs.extend_from_slice(kind.data_blocks()),
+            }
+        }
+    }
+
     /// Encodes the tree (entries must be sorted, unique and safe; checked).
     pub fn encode(&self) -> Result<Vec<u8>, BackupError> {
         self.check()?;

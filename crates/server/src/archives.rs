@@ -27,6 +27,38 @@ use crate::segments::{ObjectSegments, Segments};
 pub const KIND_BLOCK: u8 = 1;
 /// Record kind of a sealed snapshot record.
 pub const KIND_SNAPSHOT: u8 = 2;
+/// Record kind of a snapshot's reference list (plaintext, `cairn_wire::refs`), under
+/// [`refs_key`] of the snapshot's id.
+pub const KIND_REFS: u8 = 3;
+/// Record kind of a forget record (`crate::prune`): which snapshots a prune forgot, and when.
+pub const KIND_FORGET: u8 = 4;
+
+/// The key a snapshot's reference list is stored under: `BLAKE3("cairn refs v1" ‖ id)`, so
+/// that it never collides with the snapshot record (keyed by the id itself).
+#[must_use]
+pub fn refs_key(snapshot: &BlockId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cairn refs v1");
+    h.update(snapshot.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Why a snapshot's reference list was refused (`409`): the agent sends it again complete,
+/// or uploads the blocks again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefsRefusal {
+    /// The list's base has no list here, its chain of deltas is too long, or the list does not
+    /// apply to it.
+    #[error("the reference list's base is unknown or does not match")]
+    Base,
+    /// Ids it adds are not stored here.
+    #[error("{} referenced blocks are not stored", .0.len())]
+    Missing(Vec<BlockId>),
+    /// Ids it adds were pruned (elided): upload them again.
+    #[error("{} referenced blocks were pruned", .0.len())]
+    Pruned(Vec<BlockId>),
+}
 
 /// What the storage service refuses or fails with.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +91,12 @@ pub enum StoreError {
     /// A lock was poisoned by a panic.
     #[error("archive lock poisoned")]
     Poisoned,
+    /// A snapshot's reference list was refused.
+    #[error(transparent)]
+    Refs(#[from] RefsRefusal),
+    /// A stored record that should decode does not (a reference or forget record).
+    #[error("stored record does not decode: {0}")]
+    Stored(&'static str),
 }
 
 /// The result of an upload.
@@ -74,7 +112,7 @@ pub struct Stored {
 
 type UserKey = (TenantId, UserId);
 
-type Log = Arc<Mutex<Archive<Segments>>>;
+pub(crate) type Log = Arc<Mutex<Archive<Segments>>>;
 
 /// One user's archive once opened, and the lease epoch it was opened under (shared mode).
 struct Opened {
@@ -137,7 +175,7 @@ impl Drop for AbortOnDrop {
 
 /// A request's use of an archive: in shared mode, the lease is given back when the last of
 /// this instance's requests ends.
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     archives: &'a Archives,
     slot: Slot,
     key: UserKey,
@@ -164,12 +202,12 @@ fn now_unix_ms() -> i64 {
 
 /// Every user's archive, opened on first use.
 pub struct Archives {
-    db: Db,
+    pub(crate) db: Db,
     staging: PathBuf,
     store: Arc<dyn ObjectStore>,
     /// The same store when it is a local file system (sealing links instead of copying).
     local: Option<Arc<LocalFileSystem>>,
-    runtime: Handle,
+    pub(crate) runtime: Handle,
     segment_target: u64,
     open: Mutex<HashMap<UserKey, Slot>>,
     /// Set when instances share the database and the store: archives are leased, their
@@ -190,7 +228,7 @@ impl std::fmt::Debug for Archives {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
     m.lock().map_err(|_| StoreError::Poisoned)
 }
 
@@ -296,7 +334,11 @@ impl Archives {
 
     /// The user's archive, opened if needed, and this request's hold on it (in shared mode,
     /// the lease: taken or renewed here, given back when the instance's last request ends).
-    fn archive(&self, tenant: &TenantId, user: &UserId) -> Result<(Log, InFlight<'_>), StoreError> {
+    pub(crate) fn archive(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<(Log, InFlight<'_>), StoreError> {
         let key = (tenant.clone(), user.clone());
         let slot = Arc::clone(lock(&self.open)?.entry(key.clone()).or_default());
         let mut state = lock(&slot)?;
@@ -589,7 +631,10 @@ impl Archives {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Which of `ids` the user's archive lacks, in the order asked.
+    /// Which of `ids` the user's archive lacks, in the order asked: absent, pruned (elided),
+    /// or marked by prune as unreferenced, which an uploader must not rely on (it uploads the
+    /// block again and the upload clears the mark, `docs/design/0009-retention-and-prune.md`
+    /// §6).
     ///
     /// # Errors
     /// [`StoreError`].
@@ -601,18 +646,46 @@ impl Archives {
     ) -> Result<Vec<BlockId>, StoreError> {
         let (archive, _in_flight) = self.archive(tenant, user)?;
         let log = lock(&archive)?;
+        let marks = self.marked(tenant, user)?;
         let mut out = Vec::new();
         for id in ids {
-            if log.locate(id.as_bytes())?.is_none() {
+            let usable = log
+                .locate(id.as_bytes())?
+                .is_some_and(|loc| !loc.elided && !marks.contains(id));
+            if !usable {
                 out.push(*id);
             }
         }
         Ok(out)
     }
 
+    /// The archive's marked block ids (one cheap query when there are none).
+    pub(crate) fn marked(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<HashSet<BlockId>, StoreError> {
+        if !self
+            .runtime
+            .block_on(self.db.has_prune_marks(tenant, user))?
+        {
+            return Ok(HashSet::new());
+        }
+        let marks = self.runtime.block_on(self.db.prune_marks(tenant, user))?;
+        Ok(marks
+            .keys()
+            .filter_map(|h| {
+                let mut id = [0u8; 32];
+                hex::decode_to_slice(h, &mut id).ok()?;
+                Some(BlockId::from_bytes(id))
+            })
+            .collect())
+    }
+
     /// Appends records of `kind` (all or nothing): an id already holding identical bytes is
     /// skipped, one holding different bytes fails the whole call with [`StoreError::Conflict`]
-    /// before anything is written; the new bytes are charged to the tenant's quota first
+    /// before anything is written, unless prune marked or elided it (then the new bytes are
+    /// stored, and the mark cleared); the new bytes are charged to the tenant's quota first
     /// ([`StoreError::Quota`] leaves everything as it was). Durable when it returns.
     ///
     /// # Errors
@@ -626,8 +699,10 @@ impl Archives {
     ) -> Result<Stored, StoreError> {
         let (archive, _in_flight) = self.archive(tenant, user)?;
         let mut log = lock(&archive)?;
+        let marks = self.marked(tenant, user)?;
         let mut result = Stored::default();
-        let mut fresh: Vec<(BlockId, &[u8])> = Vec::new();
+        let mut fresh: Vec<(u8, [u8; 32], &[u8])> = Vec::new();
+        let mut unmarked = Vec::new();
         let mut in_batch: HashMap<BlockId, &[u8]> = HashMap::new();
         for &(id, bytes) in records {
             if let Some(earlier) = in_batch.get(&id) {
@@ -639,19 +714,44 @@ impl Archives {
             }
             in_batch.insert(id, bytes);
             match log.locate(id.as_bytes())? {
+                Some(loc) if loc.kind == kind && (loc.elided || marks.contains(&id)) => {
+                    // Prune gave it up (or may): this upload makes it live again.
+                    if marks.contains(&id) {
+                        unmarked.push(hex::encode(id.as_bytes()));
+                    }
+                    fresh.push((kind, *id.as_bytes(), bytes));
+                }
                 Some(loc) => {
                     if loc.kind != kind || log.read_committed(&loc)? != bytes {
                         return Err(StoreError::Conflict(id));
                     }
                     result.already_present += 1;
                 }
-                None => fresh.push((id, bytes)),
+                None => fresh.push((kind, *id.as_bytes(), bytes)),
             }
         }
         if fresh.is_empty() {
             return Ok(result);
         }
-        let bytes: u64 = fresh.iter().map(|(_, b)| b.len() as u64).sum();
+        result.stored = fresh.len();
+        result.bytes = self.append_committed(tenant, user, &mut log, &fresh)?;
+        if !unmarked.is_empty() {
+            self.runtime
+                .block_on(self.db.clear_prune_marks(tenant, user, &unmarked))?;
+        }
+        Ok(result)
+    }
+
+    /// Appends `records` (kind, key, payload) and commits them, charged to the quota first;
+    /// the witness moves before this returns. Returns the bytes charged.
+    pub(crate) fn append_committed(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        log: &mut Archive<Segments>,
+        records: &[(u8, [u8; 32], &[u8])],
+    ) -> Result<u64, StoreError> {
+        let bytes: u64 = records.iter().map(|(_, _, b)| b.len() as u64).sum();
         let charge = i64::try_from(bytes).map_err(|_| StoreError::Quota)?;
         if !self
             .runtime
@@ -660,8 +760,8 @@ impl Archives {
             return Err(StoreError::Quota);
         }
         let appended = (|| {
-            for (id, b) in &fresh {
-                log.append(kind, id.as_bytes(), b)?;
+            for (kind, key, b) in records {
+                log.append(*kind, key, b)?;
             }
             log.commit()
         })();
@@ -684,16 +784,14 @@ impl Archives {
         };
         // The witness moves before the answer acknowledges the commit: an opening that finds
         // less than this lost acknowledged data (`check_witness`).
-        let records = i64::try_from(commit.data_records).map_err(|_| StoreError::Quota)?;
+        let count = i64::try_from(commit.data_records).map_err(|_| StoreError::Quota)?;
         self.runtime.block_on(self.db.acknowledge(
             tenant,
             user,
-            records,
+            count,
             &hex::encode(commit.chain_head),
         ))?;
-        result.stored = fresh.len();
-        result.bytes = bytes;
-        Ok(result)
+        Ok(bytes)
     }
 
     /// The records of `kind` under `ids`, in order; [`StoreError::NotFound`] if any is absent.
@@ -711,7 +809,8 @@ impl Archives {
         let log = lock(&archive)?;
         ids.iter()
             .map(|id| match log.locate(id.as_bytes())? {
-                Some(loc) if loc.kind == kind => Ok(log.read_committed(&loc)?),
+                // Pruned: gone, as far as a reader can tell.
+                Some(loc) if loc.kind == kind && !loc.elided => Ok(log.read_committed(&loc)?),
                 _ => Err(StoreError::NotFound),
             })
             .collect()
@@ -728,6 +827,7 @@ impl Archives {
         Ok(log
             .records_of_kind(KIND_SNAPSHOT)?
             .into_iter()
+            .filter(|(_, loc)| !loc.elided)
             .map(|(key, _)| BlockId::from_bytes(key))
             .filter(|id| seen.insert(*id))
             .collect())

@@ -48,7 +48,9 @@ mod objects;
 #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
 mod parts;
 mod pki;
+mod prune;
 mod ratelimit;
+mod refs;
 mod retention;
 mod routes;
 mod segments;
@@ -80,16 +82,23 @@ pub use events::EventsError;
 pub use routes::{
     Access, ApiError, AppState, DEVICE_CAPABILITIES, DEVICE_TOKEN_LIFETIME_SECS,
     ENROLLMENT_TOKEN_LIFETIME_SECS, Handler, MAX_EXPORT, REVOCATION_REFRESH, ROUTES,
-    RevocationList, Route, Services, router,
+    RevocationList, Route, Services, prune_user, router,
 };
 
 // What the services keep: metadata, archives, the storage key ring.
-pub use archives::{Archives, KIND_BLOCK, KIND_SNAPSHOT, LEASE_TTL_MS, StoreError, Stored};
+pub use archives::{
+    Archives, KIND_BLOCK, KIND_FORGET, KIND_REFS, KIND_SNAPSHOT, LEASE_TTL_MS, RefsRefusal,
+    StoreError, Stored, refs_key,
+};
 pub use atrest::{AtRestError, KeyRing};
 pub use db::{
     AuditRow, Damage, Db, DbError, DeviceRow, DeviceState, Engine, HoldRow, IssuedRow, Lifted,
     Quota, SnapshotRow, StoredPolicy, UserRow, UserState,
 };
+pub use prune::{
+    DEFAULT_GRACE_SECS, DEFAULT_LIVE_THRESHOLD_PCT, Forgetting, PruneOptions, PruneReport,
+};
+pub use refs::MAX_REFS_DEPTH;
 
 // Retention policies (prune, which applies them, is not built yet).
 pub use forget::{Arrival, Verdict, plan as retention_plan};

@@ -16,6 +16,10 @@
 
 use cairn_seal::{BlockId, SealedHeader};
 
+pub mod refs;
+
+use refs::{RefList, RefsError};
+
 /// Media type of an id list: 32-byte ids, back to back.
 pub const IDS_MEDIA_TYPE: &str = "application/vnd.cairn.ids";
 /// Media type of a block batch.
@@ -34,6 +38,13 @@ pub const MAX_IDS: usize = 65_536;
 pub const MAX_BATCH_BLOCKS: usize = 4_096;
 /// Largest batch body, in bytes (the upload route's body limit).
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Media type of a snapshot upload with its reference list (`docs/format/wire.md` §5): the
+/// sealed snapshot's length (u32), the sealed snapshot, then its [`RefList`].
+pub const SNAPSHOT_MEDIA_TYPE: &str = "application/vnd.cairn.snapshot.v2";
+/// Largest snapshot upload with its list, in bytes.
+pub const MAX_SNAPSHOT_BODY: usize =
+    4 + cairn_seal::MAX_SEALED_LEN + refs::REFS_HEADER_LEN + 32 * refs::MAX_REFS;
 
 /// Why a body was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +65,9 @@ pub enum WireError {
     /// A block that is not a well-framed sealed block.
     #[error("block {0} is not a sealed block")]
     Block(usize),
+    /// A snapshot upload's reference list is malformed.
+    #[error("reference list: {0}")]
+    Refs(#[from] RefsError),
 }
 
 /// Parses an id list.
@@ -162,6 +176,45 @@ pub fn decode_upload(body: &[u8]) -> Result<Vec<(BlockId, &[u8])>, WireError> {
                 .map_err(|_| WireError::Block(i))
         })
         .collect()
+}
+
+/// A snapshot upload with its reference list.
+#[must_use]
+pub fn encode_snapshot(sealed: &[u8], refs: &RefList) -> Vec<u8> {
+    let list = refs.encode();
+    let mut out = Vec::with_capacity(4 + sealed.len() + list.len());
+    out.extend_from_slice(
+        &u32::try_from(sealed.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(sealed);
+    out.extend_from_slice(&list);
+    out
+}
+
+/// Parses a snapshot upload: the sealed snapshot's framing (its id, from its header) and its
+/// reference list ([`RefList::decode`]).
+///
+/// # Errors
+/// [`WireError::TooLarge`], [`WireError::Framing`], [`WireError::Block`] (the snapshot is not
+/// a sealed block), [`WireError::Refs`].
+pub fn decode_snapshot(body: &[u8]) -> Result<(BlockId, &[u8], RefList), WireError> {
+    if body.len() > MAX_SNAPSHOT_BODY {
+        return Err(WireError::TooLarge);
+    }
+    let (len, rest) = body.split_at_checked(4).ok_or(WireError::Framing)?;
+    let len = <[u8; 4]>::try_from(len)
+        .map(u32::from_le_bytes)
+        .map_err(|_| WireError::Framing)? as usize;
+    if len > cairn_seal::MAX_SEALED_LEN {
+        return Err(WireError::TooLarge);
+    }
+    let (sealed, list) = rest.split_at_checked(len).ok_or(WireError::Framing)?;
+    let id = SealedHeader::parse(sealed)
+        .map(|h| h.id)
+        .map_err(|_| WireError::Block(0))?;
+    Ok((id, sealed, RefList::decode(list)?))
 }
 
 #[cfg(test)]

@@ -53,6 +53,10 @@ pub struct BackupSummary {
     /// walked) with the SHA-256 and BLAKE3 hashes of its contents, computed from the same read
     /// that chunked it. Files the cache vouched for were not read and are not listed.
     pub content_hashes: Vec<(std::path::PathBuf, ContentHash)>,
+    /// The blocks the new snapshot reaches (its root, every tree below it and every data
+    /// block those name), strictly ascending: its reference list
+    /// ([`BlockStore::put_snapshot_with_refs`], `docs/format/wire.md` §5).
+    pub refs: Vec<BlockId>,
     /// Everything the backup could not record as it found it, in walk order within each folder
     /// (the snapshot record keeps the first [`MAX_RECORDED_WARNINGS`] and the count).
     pub warnings: Vec<Warning>,
@@ -231,7 +235,11 @@ impl<B: BlockStore> Repository<B> {
         let plain = snapshot.encode(&self.snapshot_key)?;
         let sealed = self.sealer.seal(BlockKind::SNAPSHOT, &plain)?;
         let id = sealed.id();
-        self.store.put_snapshot(&id, sealed.as_bytes().to_vec())?;
+        summary.refs.push(root_tree);
+        summary.refs.sort_unstable();
+        summary.refs.dedup();
+        self.store
+            .put_snapshot_with_refs(&id, sealed.as_bytes().to_vec(), &summary.refs)?;
         summary.snapshot = Some(id);
         summary.record = Some(snapshot);
         run.finish(&id)?;
@@ -286,6 +294,7 @@ impl<B: BlockStore> Repository<B> {
                 });
             }
             tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
+            tree.reached(&mut summary.refs);
             let id = self.queue(BlockKind::TREE, tree.encode()?, &mut outbox, summary)?;
             trees.insert(dir, id);
         }

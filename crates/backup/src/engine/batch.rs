@@ -417,6 +417,7 @@ impl<B: BlockStore> Repository<B> {
                 kind,
             });
         }
+        tree.reached(&mut summary.refs);
         self.queue(BlockKind::TREE, tree.encode()?, outbox, summary)
     }
 }

@@ -28,6 +28,33 @@ pub struct CheckReport {
 }
 
 impl<B: BlockStore> Repository<B> {
+    /// Every block a snapshot with root tree `root` reaches (the root, the trees below it and
+    /// the data blocks they name), strictly ascending, read from its trees: what its reference
+    /// list should be ([`crate::BackupSummary::refs`]).
+    ///
+    /// # Errors
+    /// A tree that cannot be fetched, opened or decoded.
+    pub fn reachable(&self, root: &BlockId) -> Result<Vec<BlockId>, BackupError> {
+        let mut out = vec![*root];
+        let mut seen = std::collections::HashSet::from([*root]);
+        let mut stack = vec![*root];
+        while let Some(tree_id) = stack.pop() {
+            let tree = Tree::decode(&self.open(BlockKind::TREE, &tree_id)?)?;
+            for e in &tree.entries {
+                if let EntryKind::Dir { tree } = e.kind {
+                    if seen.insert(tree) {
+                        out.push(tree);
+                        stack.push(tree);
+                    }
+                } else {
+                    out.extend(e.kind.data_blocks().iter().filter(|id| seen.insert(**id)));
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// Checks every snapshot's trees; with `read_data`, opens every data block too (B-14).
     /// Without it, data blocks are only asked for, in batches.
     pub fn check(&self, read_data: bool) -> Result<CheckReport, BackupError> {

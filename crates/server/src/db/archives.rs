@@ -27,6 +27,8 @@ pub struct SnapshotRow {
     pub bytes: i64,
     /// When it arrived (Unix seconds).
     pub received_unix: i64,
+    /// When prune forgot it (Unix seconds): no longer listed, its blocks no longer kept for it.
+    pub forgotten_unix: Option<i64>,
 }
 
 impl Db {
@@ -239,7 +241,7 @@ impl Db {
         user: &UserId,
     ) -> Result<Vec<SnapshotRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, device, bytes, received_unix FROM snapshots
+            "SELECT id, device, bytes, received_unix, forgotten_unix FROM snapshots
               WHERE tenant = $1 AND user_id = $2 ORDER BY received_unix, id",
         )
         .bind(tenant.as_str())
@@ -253,6 +255,7 @@ impl Db {
                     device: opt_id_col(&r, 1, "device id")?,
                     bytes: col(&r, 2)?,
                     received_unix: col(&r, 3)?,
+                    forgotten_unix: col(&r, 4)?,
                 })
             })
             .collect()

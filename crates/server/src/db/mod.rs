@@ -27,6 +27,7 @@ mod audit;
 mod devices;
 mod holds;
 mod leases;
+mod prune;
 mod retention;
 mod tenants;
 mod tokens;
@@ -117,6 +118,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator settings",
         include_str!("../../migrations/portable/0010_operator_settings.sql"),
     ),
+    (
+        11,
+        "prune",
+        include_str!("../../migrations/portable/0011_prune.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -170,6 +176,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "operator settings",
         include_str!("../../migrations/portable/0010_operator_settings.sql"),
+    ),
+    (
+        11,
+        "prune",
+        include_str!("../../migrations/portable/0011_prune.sql"),
     ),
 ];
 

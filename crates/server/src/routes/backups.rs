@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::Path;
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use cairn_seal::BlockId;
 use cairn_token::Capability::{BackupList, BackupPut, BackupRead};
@@ -74,7 +76,20 @@ pub(super) async fn list_snapshots(
     let user = user_scope(&svc, &token, &user, BackupList).await?;
     let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
-    let ids = blocking(move || s.archives.snapshots(&tenant, &user)).await?;
+    let (t, u) = (tenant.clone(), user.clone());
+    let mut ids = blocking(move || s.archives.snapshots(&t, &u)).await?;
+    // A snapshot prune forgot is no longer listed (its record may stay until it is swept).
+    let forgotten: std::collections::HashSet<String> = svc
+        .db
+        .snapshot_rows(&tenant, &user)
+        .await?
+        .into_iter()
+        .filter(|r| r.forgotten_unix.is_some())
+        .map(|r| r.id)
+        .collect();
+    if !forgotten.is_empty() {
+        ids.retain(|id| !forgotten.contains(&hex::encode(id.as_bytes())));
+    }
     Ok(binary(wire::IDS_MEDIA_TYPE, wire::encode_ids(&ids)))
 }
 
@@ -84,24 +99,48 @@ pub(super) fn parse_id(hex_id: &str) -> Result<BlockId, ApiError> {
     Ok(BlockId::from_bytes(id))
 }
 
+/// Stores a snapshot record: the sealed snapshot alone (`application/octet-stream`, version
+/// 1: prune collects nothing of the archive while it is kept), or with its reference list
+/// ([`wire::SNAPSHOT_MEDIA_TYPE`], `docs/format/wire.md` §5), checked against the archive.
 pub(super) async fn put_snapshot(
     Extension(token): Token,
     Extension(svc): Svc,
     Path((_, user, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user_scope(&svc, &token, &user, BackupPut).await?;
     let id = parse_id(&id)?;
-    let header = cairn_seal::SealedHeader::parse(&body).map_err(|_| ApiError::BadRequest)?;
-    if header.id != id {
-        return Err(ApiError::BadRequest);
-    }
+    let listed = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == wire::SNAPSHOT_MEDIA_TYPE.as_bytes());
+    let (sealed_len, refs) = if listed {
+        let (header_id, sealed, refs) =
+            wire::decode_snapshot(&body).map_err(|_| ApiError::BadRequest)?;
+        if header_id != id {
+            return Err(ApiError::BadRequest);
+        }
+        (sealed.len(), Some(refs))
+    } else {
+        let header = cairn_seal::SealedHeader::parse(&body).map_err(|_| ApiError::BadRequest)?;
+        if header.id != id {
+            return Err(ApiError::BadRequest);
+        }
+        (body.len(), None)
+    };
     let tenant = tenant_of(&token).clone();
     let s = Arc::clone(&svc);
-    let len = i64::try_from(body.len()).map_err(|_| ApiError::BadRequest)?;
+    let len = i64::try_from(sealed_len).map_err(|_| ApiError::BadRequest)?;
     let (t, u) = (tenant.clone(), user.clone());
-    let stored =
-        blocking(move || s.archives.put(&t, &u, KIND_SNAPSHOT, &[(id, &body[..])])).await?;
+    let stored = blocking(move || {
+        let sealed = if listed {
+            &body[4..4 + sealed_len]
+        } else {
+            &body[..]
+        };
+        s.archives.put_snapshot(&t, &u, &id, sealed, refs.as_ref())
+    })
+    .await?;
     svc.db
         .record_snapshot(
             &tenant,

@@ -45,8 +45,8 @@ use self::escrow::{deposit, recover};
 use self::events::{export, ingest, search};
 use self::holds::{lift_hold, list_holds, place_hold};
 use self::retention::{
-    get_tenant_retention, get_user_retention, get_user_retention_plan, put_tenant_retention,
-    put_user_retention,
+    get_tenant_retention, get_user_retention, get_user_retention_plan, post_user_prune,
+    put_tenant_retention, put_user_retention,
 };
 use self::tenants::{
     add_user, audit_log, healthz, list_tokens, list_users, quota, remove_user, resume_user,
@@ -59,6 +59,7 @@ pub use self::devices::{
     DEVICE_CAPABILITIES, DEVICE_TOKEN_LIFETIME_SECS, ENROLLMENT_TOKEN_LIFETIME_SECS,
 };
 pub use self::events::MAX_EXPORT;
+pub use self::retention::prune_user;
 pub use self::state::{ApiError, AppState, Services};
 
 /// Who may call a route.
@@ -112,8 +113,8 @@ pub(crate) const IDS_BODY: usize = wire::MAX_IDS * 32;
 /// Body limit of block uploads.
 pub(crate) const BLOCKS_BODY: usize = wire::MAX_BATCH_BYTES;
 
-/// Body limit of one snapshot record (a sealed block).
-pub(crate) const SNAPSHOT_BODY: usize = cairn_seal::MAX_SEALED_LEN;
+/// Body limit of one snapshot record (a sealed block) with its reference list.
+pub(crate) const SNAPSHOT_BODY: usize = wire::MAX_SNAPSHOT_BODY;
 
 const fn route(
     method: &'static str,
@@ -246,6 +247,13 @@ pub const ROUTES: &[Route] = &[
         Cap(BackupList),
         0,
         |f| on(f, get_user_retention_plan),
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/users/{user}/prune",
+        Cap(Admin),
+        0,
+        |f| on(f, post_user_prune),
     ),
     route("GET", "/v1/tenants/{tenant}/devices", Cap(Admin), 0, |f| {
         on(f, list_devices)

@@ -12,8 +12,12 @@ use cairn_token::Capability::BackupList;
 use cairn_token::{TenantId, UserId};
 
 use super::state::{ApiError, Services, Svc, Token, actor, admin_scope, tenant_of, user_scope};
+use cairn_seal::BlockId;
+
+use super::state::blocking;
 use crate::db::HoldRow;
 use crate::forget::{Arrival, Verdict, hold, plan};
+use crate::prune::{Forgetting, PruneOptions, PruneReport};
 use crate::retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
 
 /// A policy as the API shows it.
@@ -175,19 +179,21 @@ struct PlanView {
     series: Vec<SeriesPlan>,
 }
 
-/// The preview of what the policy keeps of a user's archive (their own token may read it).
-pub(super) async fn get_user_retention_plan(
-    Extension(token): Token,
-    Extension(svc): Svc,
-    Path((_, user)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let user = user_scope(&svc, &token, &user, BackupList).await?;
-    let tenant = tenant_of(&token);
-    let (source, state, _) = effective(&svc, tenant, Some(&user)).await?;
-    let now = svc.db.unix_now();
+/// What the policy in effect keeps of a user's archive at `now`: the policy's source and
+/// rules, the active holds, and each device's snapshots judged (forgotten ones left out).
+async fn user_plan(
+    svc: &Services,
+    tenant: &TenantId,
+    user: &UserId,
+    now: i64,
+) -> Result<(&'static str, RetentionPolicy, Vec<HoldRow>, Vec<SeriesPlan>), ApiError> {
+    let (source, state, _) = effective(svc, tenant, Some(user)).await?;
     let mut by_device: std::collections::BTreeMap<Option<String>, Vec<Arrival>> =
         std::collections::BTreeMap::new();
-    for row in svc.db.snapshot_rows(tenant, &user).await? {
+    for row in svc.db.snapshot_rows(tenant, user).await? {
+        if row.forgotten_unix.is_some() {
+            continue;
+        }
         by_device
             .entry(row.device.map(|d| d.to_string()))
             .or_default()
@@ -196,7 +202,7 @@ pub(super) async fn get_user_retention_plan(
                 received_unix: row.received_unix,
             });
     }
-    let mut holds = svc.db.holds(tenant, Some(&user)).await?;
+    let mut holds = svc.db.holds(tenant, Some(user)).await?;
     holds.retain(HoldRow::active);
     let series: Vec<SeriesPlan> = by_device
         .into_iter()
@@ -209,6 +215,19 @@ pub(super) async fn get_user_retention_plan(
             SeriesPlan { device, snapshots }
         })
         .collect();
+    Ok((source, state.policy, holds, series))
+}
+
+/// The preview of what the policy keeps of a user's archive (their own token may read it).
+pub(super) async fn get_user_retention_plan(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_scope(&svc, &token, &user, BackupList).await?;
+    let tenant = tenant_of(&token);
+    let now = svc.db.unix_now();
+    let (source, policy, holds, series) = user_plan(&svc, tenant, &user, now).await?;
     let kept = series
         .iter()
         .flat_map(|s| &s.snapshots)
@@ -217,7 +236,7 @@ pub(super) async fn get_user_retention_plan(
     let total: usize = series.iter().map(|s| s.snapshots.len()).sum();
     Ok(axum::Json(PlanView {
         source,
-        policy: state.policy,
+        policy,
         now_unix: now,
         kept,
         forgotten: total - kept,
@@ -225,4 +244,81 @@ pub(super) async fn get_user_retention_plan(
         series,
     })
     .into_response())
+}
+
+fn block_id(hex_id: &str) -> Option<BlockId> {
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(hex_id, &mut id).ok()?;
+    Some(BlockId::from_bytes(id))
+}
+
+/// Prunes one user's archive at `now` (Unix seconds): forgets what the policy in effect and
+/// the legal holds no longer keep, then marks and sweeps ([`crate::Archives::prune`]). A
+/// snapshot forgotten earlier whose series a hold now covers keeps its blocks. Audited as
+/// `archive.prune` by `actor`.
+///
+/// # Errors
+/// [`ApiError`] (a storage or database failure).
+pub async fn prune_user(
+    svc: &std::sync::Arc<Services>,
+    tenant: &TenantId,
+    user: &UserId,
+    now: i64,
+    options: PruneOptions,
+    actor: &str,
+) -> Result<PruneReport, ApiError> {
+    let (_, _, holds, series) = user_plan(svc, tenant, user, now).await?;
+    let mut forgetting = Forgetting::default();
+    for v in series.iter().flat_map(|s| &s.snapshots).filter(|v| !v.keep) {
+        if let Some(id) = block_id(&v.id) {
+            forgetting.now.push(id);
+            forgetting.forgotten.insert(id);
+        }
+    }
+    for row in svc.db.snapshot_rows(tenant, user).await? {
+        let (Some(at), Some(id)) = (row.forgotten_unix, block_id(&row.id)) else {
+            continue;
+        };
+        if holds.iter().any(|h| h.covers(row.device.as_ref())) {
+            continue;
+        }
+        forgetting.forgotten.insert(id);
+        if now.saturating_sub(at) >= options.grace_secs {
+            forgetting.sweepable.insert(id);
+        }
+    }
+    let s = std::sync::Arc::clone(svc);
+    let (t, u) = (tenant.clone(), user.clone());
+    let report = blocking(move || s.archives.prune(&t, &u, &forgetting, now, options)).await?;
+    let detail = serde_json::to_string(&report).unwrap_or_default();
+    svc.db
+        .audit(tenant, actor, "archive.prune", user.as_str(), &detail)
+        .await?;
+    Ok(report)
+}
+
+/// Prunes a user's archive now, under the default grace period and threshold (admins only:
+/// no device or user token deletes).
+pub(super) async fn post_user_prune(
+    Extension(token): Token,
+    Extension(svc): Svc,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin_scope(&token)?;
+    let tenant = tenant_of(&token);
+    let user = UserId::new(&user).map_err(|_| ApiError::NotFound)?;
+    if svc.db.user(tenant, &user).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let now = svc.db.unix_now();
+    let report = prune_user(
+        &svc,
+        tenant,
+        &user,
+        now,
+        PruneOptions::default(),
+        &actor(&token),
+    )
+    .await?;
+    Ok(axum::Json(report).into_response())
 }

@@ -138,6 +138,7 @@ impl From<StoreError> for ApiError {
             StoreError::Quota => Self::Quota,
             StoreError::Malformed => Self::BadRequest,
             StoreError::Busy => Self::Unavailable,
+            StoreError::Refs(_) => Self::Conflict,
             other => internal("storage", &other),
         }
     }

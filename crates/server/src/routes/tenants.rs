@@ -96,6 +96,7 @@ pub(super) async fn user_archive(
                 device: None,
                 bytes: 0,
                 received_unix: 0,
+                forgotten_unix: None,
             })
         })
         .collect();

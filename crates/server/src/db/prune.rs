@@ -1,0 +1,137 @@
+//! Prune's rows (`docs/design/0009-retention-and-prune.md` §5.4, §6): snapshots forgotten, and
+//! the marks on blocks no kept snapshot reaches.
+
+use std::collections::HashMap;
+
+use cairn_token::{TenantId, UserId};
+
+use super::{Db, DbError, col};
+
+/// Rows written per statement batch (each in one transaction).
+const BATCH: usize = 500;
+
+impl Db {
+    /// Marks snapshots (hex ids) forgotten at `now`; one already forgotten keeps its time.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn forget_snapshots(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ids: &[String],
+        now: i64,
+    ) -> Result<(), DbError> {
+        for batch in ids.chunks(BATCH) {
+            let mut tx = self.pool.begin().await?;
+            for id in batch {
+                sqlx::query(
+                    "UPDATE snapshots SET forgotten_unix = $1
+                      WHERE tenant = $2 AND user_id = $3 AND id = $4 AND forgotten_unix IS NULL",
+                )
+                .bind(now)
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The archive's marks: block id (hex) to when it was marked.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn prune_marks(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<HashMap<String, i64>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, marked_unix FROM prune_marks WHERE tenant = $1 AND user_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
+    }
+
+    /// Whether the archive has any mark (one cheap query before [`Db::prune_marks`]).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn has_prune_marks(&self, tenant: &TenantId, user: &UserId) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM prune_marks
+              WHERE tenant = $1 AND user_id = $2 LIMIT 1) AS one",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(col::<i64>(&row, 0)? > 0)
+    }
+
+    /// Marks blocks (hex id, bytes) at `now`; a block already marked keeps its time.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn add_prune_marks(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        marks: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), DbError> {
+        for batch in marks.chunks(BATCH) {
+            let mut tx = self.pool.begin().await?;
+            for (id, bytes) in batch {
+                sqlx::query(
+                    "INSERT INTO prune_marks (tenant, user_id, id, marked_unix, bytes)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, user_id, id) DO NOTHING",
+                )
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .bind(id)
+                .bind(now)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the marks of these blocks (hex ids): referenced again, uploaded again, or
+    /// elided.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn clear_prune_marks(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        ids: &[String],
+    ) -> Result<(), DbError> {
+        for batch in ids.chunks(BATCH) {
+            let mut tx = self.pool.begin().await?;
+            for id in batch {
+                sqlx::query(
+                    "DELETE FROM prune_marks WHERE tenant = $1 AND user_id = $2 AND id = $3",
+                )
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}

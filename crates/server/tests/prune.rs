@@ -1,0 +1,396 @@
+//! Prune over one archive, through the storage service (`docs/design/0009-retention-and-prune.md`
+//! §4–§6): snapshots arrive with reference lists, prune forgets, marks, waits out the grace
+//! period and compacts; nothing a kept snapshot reaches is ever lost, and a backup in flight
+//! across a mark keeps what it uses.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation
+)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cairn_keys::ArchiveKey;
+use cairn_seal::{ArchiveId, BlockId, BlockKind, SealConfig, Sealer};
+use cairn_server::wire::refs::RefList;
+use cairn_server::{
+    Archives, Db, Forgetting, KIND_BLOCK, KIND_SNAPSHOT, PruneOptions, RefsRefusal, StoreError,
+};
+use cairn_token::{TenantId, UserId};
+use object_store::local::LocalFileSystem;
+
+const GRACE: i64 = 3600;
+const T0: i64 = 1_800_000_000;
+
+fn t() -> TenantId {
+    TenantId::new("acme").unwrap()
+}
+
+fn u() -> UserId {
+    UserId::new("ana").unwrap()
+}
+
+fn sealer() -> Sealer {
+    Sealer::new(
+        &ArchiveKey::from_bytes([5; 32]),
+        ArchiveId::from_bytes([5; 16]),
+        SealConfig::default(),
+    )
+}
+
+/// A sealed block of 1.5 KiB of pseudo-random plaintext from `seed` (incompressible, so
+/// segments of the 4 KiB minimum target seal every few blocks).
+fn block(s: &Sealer, seed: u64) -> (BlockId, Vec<u8>) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let plain: Vec<u8> = (0..1536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let b = s.seal(BlockKind::DATA, &plain).unwrap();
+    (b.id(), b.into_bytes())
+}
+
+struct Repo {
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    db: Db,
+    archives: Archives,
+    sealer: Sealer,
+}
+
+impl Repo {
+    fn new() -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = rt
+            .block_on(Db::open_sqlite(&dir.path().join("m.sqlite")))
+            .unwrap();
+        rt.block_on(db.add_tenant(&t(), 1 << 30)).unwrap();
+        rt.block_on(db.add_user(&t(), &u(), cairn_token::Role::User))
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        let archives = Self::open(&rt, &dir, &db);
+        Self {
+            rt,
+            dir,
+            db,
+            archives,
+            sealer: sealer(),
+        }
+    }
+
+    fn open(rt: &tokio::runtime::Runtime, dir: &tempfile::TempDir, db: &Db) -> Archives {
+        Archives::new_local(
+            db.clone(),
+            dir.path().join("staging"),
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir.path().join("segments"))
+                    .unwrap()
+                    .with_fsync(true),
+            ),
+            rt.handle().clone(),
+        )
+        .with_segment_target(cairn_archive::MIN_SEGMENT_TARGET)
+    }
+
+    /// Drops the service and opens it again over the same files (a restart).
+    fn restart(&mut self) {
+        self.archives = Self::open(&self.rt, &self.dir, &self.db);
+    }
+
+    fn upload(&self, blocks: &[(BlockId, Vec<u8>)]) {
+        let records: Vec<(BlockId, &[u8])> = blocks.iter().map(|(i, b)| (*i, &b[..])).collect();
+        self.archives.put(&t(), &u(), KIND_BLOCK, &records).unwrap();
+    }
+
+    fn snapshot(&self, n: u64, refs: &RefList) -> Result<BlockId, StoreError> {
+        let b = self
+            .sealer
+            .seal(BlockKind::SNAPSHOT, format!("snapshot {n}").as_bytes())
+            .unwrap();
+        let id = b.id();
+        self.archives
+            .put_snapshot(&t(), &u(), &id, b.as_bytes(), Some(refs))
+            .map(|_| id)
+    }
+
+    fn read(&self, id: &BlockId) -> Result<Vec<u8>, StoreError> {
+        self.archives
+            .get(&t(), &u(), KIND_BLOCK, &[*id])
+            .map(|mut v| v.remove(0))
+    }
+}
+
+/// Ten versions of a changing tree: 6 blocks every version shares, 3 of its own. Returns each
+/// version's snapshot id and full list, and every block's bytes.
+/// Each version's snapshot id and full list.
+type Versions = Vec<(BlockId, Vec<BlockId>)>;
+
+fn ten_versions(r: &Repo) -> (Versions, Vec<(BlockId, Vec<u8>)>) {
+    let shared: Vec<_> = (0..6).map(|i| block(&r.sealer, 1000 + i)).collect();
+    r.upload(&shared);
+    let mut all = shared.clone();
+    let mut versions: Versions = Vec::new();
+    for v in 0..10u64 {
+        let own: Vec<_> = (0..3).map(|i| block(&r.sealer, v * 10 + i)).collect();
+        r.upload(&own);
+        all.extend(own.iter().cloned());
+        let mut full: Vec<BlockId> = shared.iter().chain(&own).map(|(i, _)| *i).collect();
+        full.sort_unstable();
+        let list = match versions.last() {
+            Some((base, old)) => RefList::delta(*base, old, &full),
+            None => RefList::complete(full.clone()),
+        };
+        let id = r.snapshot(v, &list).unwrap();
+        versions.push((id, full));
+    }
+    (versions, all)
+}
+
+fn forgetting(versions: &[(BlockId, Vec<BlockId>)], upto: usize, sweep: bool) -> Forgetting {
+    let ids: Vec<BlockId> = versions[..upto].iter().map(|(i, _)| *i).collect();
+    Forgetting {
+        now: ids.clone(),
+        forgotten: ids.iter().copied().collect(),
+        sweepable: if sweep {
+            ids.into_iter().collect()
+        } else {
+            HashSet::new()
+        },
+    }
+}
+
+fn options() -> PruneOptions {
+    PruneOptions {
+        grace_secs: GRACE,
+        live_threshold_pct: 100,
+    }
+}
+
+#[test]
+fn prune_collects_only_what_no_kept_snapshot_reaches_after_the_grace_period() {
+    let mut r = Repo::new();
+    let (versions, all) = ten_versions(&r);
+    let kept: HashSet<BlockId> = versions[7..].iter().flat_map(|(_, l)| l.clone()).collect();
+    let dead: Vec<BlockId> = all
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| !kept.contains(i))
+        .collect();
+    assert_eq!(dead.len(), 21, "7 forgotten versions' own blocks");
+
+    // Phase one: forget 7 of 10, mark their own blocks; nothing is deleted yet.
+    let first = r
+        .archives
+        .prune(&t(), &u(), &forgetting(&versions, 7, false), T0, options())
+        .unwrap();
+    assert_eq!(
+        (first.forgotten, first.kept, first.unlisted),
+        (7, 3, 0),
+        "{first:?}"
+    );
+    assert_eq!((first.marked, first.dead, first.records_elided), (21, 0, 0));
+    assert_eq!(first.live_blocks, kept.len());
+    for id in &dead {
+        assert!(r.read(id).is_ok(), "not deleted within the grace period");
+    }
+    // Uploaders are told marked blocks are missing, so that they do not lean on them.
+    let asked: Vec<BlockId> = all.iter().map(|(i, _)| *i).collect();
+    let missing: HashSet<BlockId> = r
+        .archives
+        .missing(&t(), &u(), &asked)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(missing, dead.iter().copied().collect());
+
+    // Phase two, before the grace period is over: still nothing.
+    let early = r
+        .archives
+        .prune(
+            &t(),
+            &u(),
+            &forgetting(&versions, 7, false),
+            T0 + GRACE - 1,
+            options(),
+        )
+        .unwrap();
+    assert_eq!((early.dead, early.records_elided), (0, 0), "{early:?}");
+
+    // After it: the dead blocks (and the forgotten snapshot records) are elided.
+    let swept = r
+        .archives
+        .prune(
+            &t(),
+            &u(),
+            &forgetting(&versions, 7, true),
+            T0 + GRACE,
+            options(),
+        )
+        .unwrap();
+    assert_eq!(swept.dead, 21, "{swept:?}");
+    assert!(swept.segments_compacted > 0);
+    assert_eq!(swept.records_elided, 21 + 7, "{swept:?}");
+    assert!(swept.bytes_after < swept.bytes_before, "{swept:?}");
+    for (id, bytes) in &all {
+        if kept.contains(id) {
+            assert_eq!(&r.read(id).unwrap(), bytes, "a kept block reads back");
+        } else {
+            assert!(matches!(r.read(id), Err(StoreError::NotFound)));
+        }
+    }
+    // The same after a restart (the newest generations are the segments), and the marks of
+    // elided blocks are gone.
+    r.restart();
+    for (id, bytes) in all.iter().filter(|(i, _)| kept.contains(i)) {
+        assert_eq!(&r.read(id).unwrap(), bytes);
+    }
+    assert!(
+        r.rt.block_on(r.db.prune_marks(&t(), &u()))
+            .unwrap()
+            .is_empty()
+    );
+    let listed: HashSet<BlockId> = r
+        .archives
+        .snapshots(&t(), &u())
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(listed, versions[7..].iter().map(|(i, _)| *i).collect());
+    // A prune with nothing new to do does nothing.
+    let again = r
+        .archives
+        .prune(
+            &t(),
+            &u(),
+            &forgetting(&versions, 7, true),
+            T0 + 2 * GRACE,
+            options(),
+        )
+        .unwrap();
+    assert_eq!((again.marked, again.dead, again.records_elided), (0, 0, 0));
+    // A new backup that names a pruned block is refused with the ids, and succeeds once the
+    // block is uploaded again.
+    let (last, last_full) = versions.last().unwrap();
+    let revived = dead[0];
+    let mut full = last_full.clone();
+    full.push(revived);
+    full.sort_unstable();
+    let list = RefList::delta(*last, last_full, &full);
+    match r.snapshot(100, &list) {
+        Err(StoreError::Refs(RefsRefusal::Pruned(ids))) => assert_eq!(ids, [revived]),
+        other => panic!("{other:?}"),
+    }
+    let again_bytes = all.iter().find(|(i, _)| *i == revived).unwrap().1.clone();
+    r.upload(&[(revived, again_bytes.clone())]);
+    r.snapshot(100, &list).unwrap();
+    assert_eq!(r.read(&revived).unwrap(), again_bytes);
+}
+
+/// A backup that asked which blocks were missing before the mark, and commits after it: its
+/// snapshot makes the marked block live again, and the sweep leaves it alone; a block uploaded
+/// again (new bytes under the same id) after the mark is live in its new copy.
+#[test]
+fn a_backup_in_flight_across_the_mark_keeps_what_it_uses() {
+    let r = Repo::new();
+    let (versions, _) = ten_versions(&r);
+    r.archives
+        .prune(&t(), &u(), &forgetting(&versions, 9, false), T0, options())
+        .unwrap();
+    let (last, last_full) = versions.last().unwrap();
+    // Version 0's own blocks (seeds 0, 1, 2) are marked; the backup in flight uses two of
+    // them: one it relies on as stored (it asked before the mark), one it uploads again (it
+    // asked after): the same plaintext sealed again, so the same id with other bytes.
+    let relied = block(&r.sealer, 1).0;
+    let resealed = block(&r.sealer, 0);
+    let uploaded = resealed.0;
+    let marks = r.rt.block_on(r.db.prune_marks(&t(), &u())).unwrap();
+    for id in [relied, uploaded] {
+        assert!(marks.contains_key(&hex::encode(id.as_bytes())), "marked");
+    }
+    let before = r.read(&uploaded).unwrap();
+    assert_ne!(before, resealed.1, "a new nonce");
+    r.upload(std::slice::from_ref(&resealed));
+    let mut full = last_full.clone();
+    full.extend([relied, uploaded]);
+    full.sort_unstable();
+    let list = RefList::delta(*last, last_full, &full);
+    let newest = r.snapshot(10, &list).unwrap();
+    let marks = r.rt.block_on(r.db.prune_marks(&t(), &u())).unwrap();
+    for id in [relied, uploaded] {
+        assert!(!marks.contains_key(&hex::encode(id.as_bytes())), "cleared");
+    }
+    let swept = r
+        .archives
+        .prune(
+            &t(),
+            &u(),
+            &forgetting(&versions, 9, true),
+            T0 + GRACE,
+            options(),
+        )
+        .unwrap();
+    assert!(swept.records_elided > 0, "{swept:?}");
+    assert!(r.read(&relied).is_ok());
+    assert_eq!(
+        r.read(&uploaded).unwrap(),
+        resealed.1,
+        "the new copy is the block"
+    );
+    let listed = r.archives.snapshots(&t(), &u()).unwrap();
+    assert!(listed.contains(&newest));
+}
+
+/// Lists are checked on arrival: a delta from a base with no list, a list that does not apply
+/// to its base, and a list naming blocks that are not stored are refused, and nothing is
+/// stored; while a kept snapshot has no list, prune marks nothing.
+#[test]
+fn lists_are_checked_on_arrival_and_an_unlisted_snapshot_stops_collection() {
+    let r = Repo::new();
+    let (versions, _) = ten_versions(&r);
+    let (last, last_full) = versions.last().unwrap();
+    let unknown = RefList::delta(BlockId::from_bytes([7; 32]), &[], &[]);
+    assert!(matches!(
+        r.snapshot(20, &unknown),
+        Err(StoreError::Refs(RefsRefusal::Base))
+    ));
+    let not_applying = RefList {
+        base: Some(*last),
+        added: vec![],
+        removed: vec![BlockId::from_bytes([8; 32])],
+    };
+    assert!(matches!(
+        r.snapshot(21, &not_applying),
+        Err(StoreError::Refs(RefsRefusal::Base))
+    ));
+    let absent = BlockId::from_bytes([9; 32]);
+    let mut full = last_full.clone();
+    full.push(absent);
+    full.sort_unstable();
+    match r.snapshot(22, &RefList::delta(*last, last_full, &full)) {
+        Err(StoreError::Refs(RefsRefusal::Missing(ids))) => assert_eq!(ids, [absent]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.archives.snapshots(&t(), &u()).unwrap().len(), 10);
+
+    // A snapshot stored without a list (an agent of the version 1 upload).
+    let b = r.sealer.seal(BlockKind::SNAPSHOT, b"unlisted").unwrap();
+    r.archives
+        .put(&t(), &u(), KIND_SNAPSHOT, &[(b.id(), b.as_bytes())])
+        .unwrap();
+    let report = r
+        .archives
+        .prune(&t(), &u(), &forgetting(&versions, 9, true), T0, options())
+        .unwrap();
+    assert_eq!(
+        (report.unlisted, report.marked, report.records_elided),
+        (1, 0, 0)
+    );
+}
