@@ -200,6 +200,30 @@ fn retention_floor(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     })
 }
 
+/// `retention prune-settings`: prints the operator's prune settings; with values given,
+/// changes those first.
+fn prune_settings(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        let mut options = db.prune_options().await?;
+        let mut changed = false;
+        if let Some(&hours) = m.get_one::<u32>("grace-hours") {
+            options.grace_secs = i64::from(hours) * 3600;
+            changed = true;
+        }
+        if let Some(&pct) = m.get_one::<u8>("live-threshold") {
+            options.live_threshold_pct = pct;
+            changed = true;
+        }
+        if changed {
+            db.set_prune_options(&options).await?;
+            eprintln!("prune settings set; running servers apply them to the next prune");
+        }
+        println!("{}", serde_json::to_string_pretty(&options)?);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
+
 /// `tokens`: the tenant's tokens that have not expired (id, whose, what for, until when).
 fn list_tokens(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     let tenant = TenantId::new(m.get_one::<String>("tenant").map_or("", String::as_str))?;
@@ -526,6 +550,13 @@ fn main() -> ExitCode {
                         .args(FLOOR_RULES.map(|(flag, _)| {
                             opt(flag).value_parser(clap::value_parser!(u32).range(0..=36_500))
                         })),
+                )
+                .subcommand(
+                    Command::new("prune-settings")
+                        .about("show, or change, how prune runs: the grace period a block no kept snapshot reaches waits before it is deleted (default 24 h; 0 is for benchmarks, and can make a backup running across a prune fail and retry), and the live share under which a segment is compacted (default 80 %)")
+                        .arg(data())
+                        .arg(opt("grace-hours").value_parser(clap::value_parser!(u32).range(0..=8_760)))
+                        .arg(opt("live-threshold").value_parser(clap::value_parser!(u8).range(1..=100))),
                 ),
         )
         .subcommand(
@@ -648,6 +679,7 @@ fn main() -> ExitCode {
         Some(("tokens", m)) => list_tokens(&dir(m), m),
         Some(("retention", sub)) => match sub.subcommand() {
             Some(("floor", m)) => retention_floor(&dir(m), m),
+            Some(("prune-settings", m)) => prune_settings(&dir(m), m),
             _ => Err("unknown retention command".into()),
         },
         Some(("rotate-storage-key", m)) => {

@@ -199,6 +199,7 @@ pub struct DataDir {
     root: PathBuf,
     backends: Backends,
     kek_file: Option<PathBuf>,
+    segment_target: Option<u64>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -207,6 +208,7 @@ impl std::fmt::Debug for DataDir {
             .field("root", &self.root)
             .field("backends", &self.backends)
             .field("kek_file", &self.kek_file)
+            .field("segment_target", &self.segment_target)
             .finish()
     }
 }
@@ -241,6 +243,7 @@ impl DataDir {
             root: root.into(),
             backends: Backends::default(),
             kek_file: None,
+            segment_target: None,
         }
     }
 
@@ -366,6 +369,15 @@ impl DataDir {
     #[must_use]
     pub fn with_backends(mut self, backends: Backends) -> Self {
         self.backends = backends;
+        self
+    }
+
+    /// The same directory with archives sealing their segments at about `bytes` (the default
+    /// is the archive's, 64 MiB): smaller segments are compacted sooner by prune, at the cost of
+    /// more objects.
+    #[must_use]
+    pub fn with_segment_target(mut self, bytes: u64) -> Self {
+        self.segment_target = Some(bytes);
         self
     }
 
@@ -612,6 +624,10 @@ impl DataDir {
                 store,
                 tokio::runtime::Handle::current(),
             )
+        };
+        let archives = match self.segment_target {
+            Some(bytes) => archives.with_segment_target(bytes),
+            None => archives,
         };
         let (key, _) = self.signing_key()?;
         let policy = policy()?;

@@ -28,6 +28,10 @@ pub struct Arrival {
     pub id: String,
     /// When its record arrived (Unix seconds, the server's clock).
     pub received_unix: i64,
+    /// Its place among the archive's arrivals, counting up: one second can hold several
+    /// backups, so it breaks ties of `received_unix` (0 for a record stored before it was
+    /// counted).
+    pub order: i64,
 }
 
 /// What the policy says of one snapshot.
@@ -77,10 +81,12 @@ fn year(t: i64) -> Option<i64> {
 #[must_use]
 pub fn plan(policy: &RetentionPolicy, series: &[Arrival], now: i64) -> Vec<Verdict> {
     let mut order: Vec<&Arrival> = series.iter().collect();
-    // Newest first; equal times by id, so the answer does not depend on the input's order.
+    // Newest first; equal times by arrival order, then by id, so the answer does not depend
+    // on the input's order.
     order.sort_by(|a, b| {
         b.received_unix
             .cmp(&a.received_unix)
+            .then_with(|| b.order.cmp(&a.order))
             .then_with(|| b.id.cmp(&a.id))
     });
     let calendar: [(&'static str, u32, Period); 5] = [
@@ -172,6 +178,7 @@ mod tests {
             .map(|(i, &t)| Arrival {
                 id: format!("{i:02}"),
                 received_unix: t,
+                order: i as i64,
             })
             .collect()
     }
@@ -180,6 +187,26 @@ mod tests {
         let mut ids: Vec<&str> = v.iter().filter(|v| v.keep).map(|v| v.id.as_str()).collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Backups that arrive within one second: the last to arrive is the newest, whatever its
+    /// id (an agent backing up small folders often does several a second).
+    #[test]
+    fn within_one_second_the_last_arrival_is_the_newest() {
+        let s: Vec<Arrival> = ["c", "a", "d", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Arrival {
+                id: (*id).to_owned(),
+                received_unix: JAN_1,
+                order: i as i64,
+            })
+            .collect();
+        let last = RetentionPolicy {
+            keep_last: 2,
+            ..NONE
+        };
+        assert_eq!(kept(&plan(&last, &s, JAN_1)), ["b", "d"]);
     }
 
     /// Three snapshots a day for ten days: `keep_daily` 3 keeps the newest of each of the last
@@ -278,7 +305,7 @@ mod tests {
             let small = p(a);
             let big = p(std::array::from_fn(|i| a[i] + extra[i]));
             let s: Vec<Arrival> = times.iter().enumerate().map(|(i, &t)| Arrival {
-                id: format!("{i:03}"), received_unix: JAN_1 + t }).collect();
+                id: format!("{i:03}"), received_unix: JAN_1 + t, order: i as i64 }).collect();
             let now = JAN_1 + 400 * D + now_after;
             let v_small = plan(&small, &s, now);
             let v_big = plan(&big, &s, now);

@@ -26,8 +26,10 @@ pub const DEFAULT_GRACE_SECS: i64 = 24 * 3600;
 /// A sealed segment is compacted when less than this share of its payload bytes is live.
 pub const DEFAULT_LIVE_THRESHOLD_PCT: u8 = 80;
 
-/// How a prune runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a prune runs: the operator's settings (`server retention prune-settings`, stored in
+/// `operator_settings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PruneOptions {
     /// [`DEFAULT_GRACE_SECS`].
     pub grace_secs: i64,

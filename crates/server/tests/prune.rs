@@ -5,7 +5,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap
 )]
 
 mod common;
@@ -392,5 +393,167 @@ fn lists_are_checked_on_arrival_and_an_unlisted_snapshot_stops_collection() {
     assert_eq!(
         (report.unlisted, report.marked, report.records_elided),
         (1, 0, 0)
+    );
+}
+
+/// Through the API: snapshots with lists arrive over HTTPS (version 2 bodies), only an admin
+/// may prune (never the device that backs up, nor the user), prune forgets what the user's
+/// policy no longer keeps, the listing leaves it out, marked blocks are reported missing, a
+/// list from an unknown base is `409`, and the prune is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_prunes_and_the_api_follows_what_prune_did() {
+    use cairn_server::RetentionPolicy;
+    use cairn_server::wire;
+    use cairn_token::{Capability, ManualClock, Role, Timestamp};
+    use common::{seed, start_app};
+
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let (device, device_token, _) = common::enroll(&app, "acme", "ana").await;
+    let base = "/v1/tenants/acme/users/ana";
+    let s = sealer();
+    let blocks: Vec<(BlockId, Vec<u8>)> = (0..3).map(|i| block(&s, 50 + i)).collect();
+    let bodies: Vec<&[u8]> = blocks.iter().map(|(_, b)| &b[..]).collect();
+    let r = app
+        .call(
+            "POST",
+            &format!("{base}/blocks"),
+            Some(&device_token),
+            Some(wire::encode_batch(&bodies)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let put_snapshot = |n: u64, list: RefList| {
+        let sealed = s
+            .seal(BlockKind::SNAPSHOT, format!("snapshot {n}").as_bytes())
+            .unwrap();
+        let id = sealed.id();
+        let req = app
+            .http
+            .put(app.url(&format!("{base}/snapshots/{id}")))
+            .bearer_auth(&device_token)
+            .header("content-type", wire::SNAPSHOT_MEDIA_TYPE)
+            .body(wire::encode_snapshot(sealed.as_bytes(), &list));
+        async move {
+            let resp = req.send().await.unwrap();
+            (id, resp.status().as_u16())
+        }
+    };
+    let ids: Vec<BlockId> = blocks.iter().map(|(i, _)| *i).collect();
+    let sorted = |mut v: Vec<BlockId>| {
+        v.sort_unstable();
+        v
+    };
+    let full = [
+        sorted(vec![ids[0], ids[1]]),
+        sorted(vec![ids[1], ids[2]]),
+        vec![ids[2]],
+    ];
+    // Arrival times: the first two a month ago (recorded before the upload; the row keeps
+    // its first time), the last one now.
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix(0).unwrap()));
+    let db = app.services.db.clone().with_clock(clock.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut snaps = Vec::new();
+    for (n, list) in full.iter().enumerate() {
+        let refs = match snaps.last() {
+            Some(prev) => RefList::delta(*prev, &full[n - 1], list),
+            None => RefList::complete(list.clone()),
+        };
+        let (id, status) = put_snapshot(n as u64, refs).await;
+        assert_eq!(status, 200);
+        snaps.push(id);
+    }
+    // Rewrite the first two rows' arrival as a month ago (the table keeps its first time, so
+    // the rows are made again under the moved clock).
+    sqlx::query("DELETE FROM snapshots WHERE id = $1 OR id = $2")
+        .bind(hex::encode(snaps[0].as_bytes()))
+        .bind(hex::encode(snaps[1].as_bytes()))
+        .execute(app.services.db.pool())
+        .await
+        .unwrap();
+    clock.set(Timestamp::from_unix(now - 30 * 86_400).unwrap());
+    let laptop: cairn_token::DeviceId = device.parse().unwrap();
+    for id in &snaps[..2] {
+        db.record_snapshot(&t(), &u(), &hex::encode(id.as_bytes()), Some(&laptop), 100)
+            .await
+            .unwrap();
+    }
+    let keep_last = RetentionPolicy {
+        keep_last: 1,
+        keep_hourly: 0,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+        keep_within_days: 0,
+    };
+    app.services
+        .db
+        .set_retention_floor(&keep_last)
+        .await
+        .unwrap();
+    app.services
+        .db
+        .set_retention(&t(), Some(&u()), &(keep_last, None))
+        .await
+        .unwrap();
+
+    let prune = format!("{base}/prune");
+    let user_token = app.token("acme", "ana", None, Role::User, &[Capability::BackupList]);
+    for token in [&device_token, &user_token] {
+        let r = app.call("POST", &prune, Some(token), None).await;
+        assert_eq!(r.status, 403, "{}", r.text());
+    }
+    let listed = |token: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .call("GET", &format!("{base}/snapshots"), Some(&token), None)
+                .await;
+            wire::decode_ids(&r.body).unwrap()
+        }
+    };
+    assert_eq!(
+        listed(device_token.clone()).await.len(),
+        3,
+        "nothing forgotten yet"
+    );
+    let admin = app.admin("acme");
+    let r = app.call("POST", &prune, Some(&admin), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report = r.json();
+    assert_eq!(
+        (
+            report["forgotten"].as_u64(),
+            report["kept"].as_u64(),
+            report["marked"].as_u64(),
+            report["records_elided"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2), Some(0)),
+        "{report}"
+    );
+    assert_eq!(listed(device_token.clone()).await, [snaps[2]]);
+    let r = app
+        .call(
+            "POST",
+            &format!("{base}/blocks/missing"),
+            Some(&device_token),
+            Some(wire::encode_ids(&ids)),
+        )
+        .await;
+    let mut missing = wire::decode_ids(&r.body).unwrap();
+    missing.sort_unstable();
+    assert_eq!(missing, sorted(vec![ids[0], ids[1]]));
+    let (_, status) = put_snapshot(9, RefList::delta(BlockId::from_bytes([1; 32]), &[], &[])).await;
+    assert_eq!(status, 409, "a list from an unknown base");
+    let audit = app.services.db.audit_entries(&t()).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "archive.prune" && a.target == "ana")
     );
 }

@@ -65,11 +65,28 @@ pub fn world_embedded() -> World {
     world_on(|_| cairn_server::Backends::default())
 }
 
+/// A world whose archives seal a segment every few KiB (the archive's minimum target), so
+/// that a few small backups leave sealed segments for prune to compact.
+pub fn world_small_segments() -> World {
+    world_on_data(
+        |rt| rt.block_on(cairn_server::testenv::from_env()).unwrap(),
+        // The archive's minimum target (`cairn_archive::MIN_SEGMENT_TARGET`).
+        |data| data.with_segment_target(4 << 10),
+    )
+}
+
 fn world_on(backends: impl FnOnce(&tokio::runtime::Runtime) -> cairn_server::Backends) -> World {
+    world_on_data(backends, |data| data)
+}
+
+fn world_on_data(
+    backends: impl FnOnce(&tokio::runtime::Runtime) -> cairn_server::Backends,
+    data: impl FnOnce(DataDir) -> DataDir,
+) -> World {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let backends = backends(&rt);
-    let data = DataDir::at(dir.path().join("server")).with_backends(backends);
+    let data = data(DataDir::at(dir.path().join("server")).with_backends(backends));
     let server = rt
         .block_on(Embedded::start_with(
             data.clone(),

@@ -2,6 +2,9 @@
 -- its row, with when it was forgotten; a block no kept snapshot reaches is marked, and is
 -- elided only once its mark is older than the grace period and it is still unreferenced.
 ALTER TABLE snapshots ADD COLUMN forgotten_unix BIGINT;
+-- The order snapshots arrived in, per archive (1, 2, …): one second can hold several backups,
+-- and the policy's "newest" must not then depend on the ids. NULL for rows made before it.
+ALTER TABLE snapshots ADD COLUMN received_seq BIGINT;
 
 CREATE TABLE prune_marks (
     tenant       TEXT NOT NULL,

@@ -29,6 +29,8 @@ pub struct SnapshotRow {
     pub received_unix: i64,
     /// When prune forgot it (Unix seconds): no longer listed, its blocks no longer kept for it.
     pub forgotten_unix: Option<i64>,
+    /// Its place among the archive's arrivals (0 for a row made before they were counted).
+    pub received_seq: i64,
 }
 
 impl Db {
@@ -206,8 +208,11 @@ impl Db {
     ) -> Result<(), DbError> {
         let now = self.unix_now();
         sqlx::query(
-            "INSERT INTO snapshots (tenant, user_id, id, device, bytes, received_unix)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, id) DO NOTHING",
+            "INSERT INTO snapshots (tenant, user_id, id, device, bytes, received_unix, received_seq)
+             VALUES ($1, $2, $3, $4, $5, $6,
+                     (SELECT COALESCE(MAX(received_seq), 0) + 1 FROM snapshots
+                       WHERE tenant = $1 AND user_id = $2))
+             ON CONFLICT (tenant, user_id, id) DO NOTHING",
         )
         .bind(tenant.as_str())
         .bind(user.as_str())
@@ -241,8 +246,8 @@ impl Db {
         user: &UserId,
     ) -> Result<Vec<SnapshotRow>, DbError> {
         let rows = sqlx::query(
-            "SELECT id, device, bytes, received_unix, forgotten_unix FROM snapshots
-              WHERE tenant = $1 AND user_id = $2 ORDER BY received_unix, id",
+            "SELECT id, device, bytes, received_unix, forgotten_unix, received_seq FROM snapshots
+              WHERE tenant = $1 AND user_id = $2 ORDER BY received_unix, received_seq, id",
         )
         .bind(tenant.as_str())
         .bind(user.as_str())
@@ -256,6 +261,7 @@ impl Db {
                     bytes: col(&r, 2)?,
                     received_unix: col(&r, 3)?,
                     forgotten_unix: col(&r, 4)?,
+                    received_seq: col::<Option<i64>>(&r, 5)?.unwrap_or(0),
                 })
             })
             .collect()

@@ -6,11 +6,47 @@ use std::collections::HashMap;
 use cairn_token::{TenantId, UserId};
 
 use super::{Db, DbError, col};
+use crate::prune::PruneOptions;
 
 /// Rows written per statement batch (each in one transaction).
 const BATCH: usize = 500;
 
 impl Db {
+    /// The operator's prune settings (grace period, live threshold): the defaults until set.
+    ///
+    /// # Errors
+    /// [`DbError`], or a stored value that does not parse ([`DbError::Invalid`]).
+    pub async fn prune_options(&self) -> Result<PruneOptions, DbError> {
+        let row = sqlx::query("SELECT value FROM operator_settings WHERE name = 'prune'")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(PruneOptions::default()),
+            Some(r) => serde_json::from_str(&col::<String>(&r, 0)?)
+                .map_err(|_| DbError::Invalid("prune settings")),
+        }
+    }
+
+    /// Sets the operator's prune settings.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn set_prune_options(&self, options: &PruneOptions) -> Result<(), DbError> {
+        let value =
+            serde_json::to_string(options).map_err(|_| DbError::Invalid("prune settings"))?;
+        sqlx::query(
+            "INSERT INTO operator_settings (name, value, changed_unix)
+             VALUES ('prune', $1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                    changed_unix = excluded.changed_unix",
+        )
+        .bind(value)
+        .bind(self.unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Marks snapshots (hex ids) forgotten at `now`; one already forgotten keeps its time.
     ///
     /// # Errors

@@ -200,6 +200,7 @@ async fn user_plan(
             .push(Arrival {
                 id: row.id,
                 received_unix: row.received_unix,
+                order: row.received_seq,
             });
     }
     let mut holds = svc.db.holds(tenant, Some(user)).await?;
@@ -297,7 +298,7 @@ pub async fn prune_user(
     Ok(report)
 }
 
-/// Prunes a user's archive now, under the default grace period and threshold (admins only:
+/// Prunes a user's archive now, under the operator's grace period and threshold (admins only:
 /// no device or user token deletes).
 pub(super) async fn post_user_prune(
     Extension(token): Token,
@@ -316,7 +317,7 @@ pub(super) async fn post_user_prune(
         tenant,
         &user,
         now,
-        PruneOptions::default(),
+        svc.db.prune_options().await?,
         &actor(&token),
     )
     .await?;

@@ -97,10 +97,13 @@ pub(super) async fn user_archive(
                 bytes: 0,
                 received_unix: 0,
                 forgotten_unix: None,
+                received_seq: 0,
             })
         })
         .collect();
-    snapshots.sort_by(|a, b| (a.received_unix, &a.id).cmp(&(b.received_unix, &b.id)));
+    snapshots.sort_by(|a, b| {
+        (a.received_unix, a.received_seq, &a.id).cmp(&(b.received_unix, b.received_seq, &b.id))
+    });
     // Read after the archive was opened above: an opening that found damage has marked it.
     let damage = svc.db.damage(&tenant, &user).await?;
     Ok(axum::Json(ArchiveView {
