@@ -200,6 +200,55 @@ fn retention_floor(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
     })
 }
 
+/// `retention set`: the operator writes a tenant's policy (or a user's override) at once,
+/// without the delay a shortening waits through the API (the operator holds the storage: the
+/// delay protects against a stolen admin token, not against them). Rules not given keep their
+/// value; the floor still applies. Audited as the operator.
+fn retention_set(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
+    let get = |name: &str| m.get_one::<String>(name).map(String::as_str);
+    let tenant = TenantId::new(get("tenant").unwrap_or(""))?;
+    let user = get("user").map(UserId::new).transpose()?;
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        if db.quota(&tenant).await?.is_none() {
+            return Err(format!("no tenant {}", tenant.as_str()).into());
+        }
+        if let Some(u) = &user
+            && db.user(&tenant, u).await?.is_none()
+        {
+            return Err(format!("no user {} in tenant {}", u.as_str(), tenant.as_str()).into());
+        }
+        let before = db.retention(&tenant, user.as_ref()).await?;
+        let mut policy = before.map_or(RetentionPolicy::DEFAULT, |(p, _)| p);
+        for (flag, field) in FLOOR_RULES {
+            if let Some(&v) = m.get_one::<u32>(flag) {
+                *field(&mut policy) = v;
+            }
+        }
+        let floor = db.retention_floor().await?;
+        if policy.at_least(&floor) != policy {
+            return Err(format!(
+                "below the operator's floor {}",
+                serde_json::to_string(&floor)?
+            )
+            .into());
+        }
+        db.set_retention(&tenant, user.as_ref(), &(policy, None))
+            .await?;
+        let target = user.as_ref().map_or("tenant", |u| u.as_str());
+        db.audit(
+            &tenant,
+            "operator",
+            "retention.set",
+            target,
+            &serde_json::to_string(&policy)?,
+        )
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&policy)?);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
+
 /// `retention prune-settings`: prints the operator's prune settings; with values given,
 /// changes those first.
 fn prune_settings(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
@@ -552,6 +601,16 @@ fn main() -> ExitCode {
                         })),
                 )
                 .subcommand(
+                    Command::new("set")
+                        .about("write a tenant's retention policy, or a user's override, at once (the operator's power: no delay, audited); rules not given keep their value")
+                        .arg(data())
+                        .arg(opt("tenant").required(true))
+                        .arg(opt("user"))
+                        .args(FLOOR_RULES.map(|(flag, _)| {
+                            opt(flag).value_parser(clap::value_parser!(u32).range(0..=36_500))
+                        })),
+                )
+                .subcommand(
                     Command::new("prune-settings")
                         .about("show, or change, how prune runs: the grace period a block no kept snapshot reaches waits before it is deleted (default 24 h; 0 is for benchmarks, and can make a backup running across a prune fail and retry), and the live share under which a segment is compacted (default 80 %)")
                         .arg(data())
@@ -680,6 +739,7 @@ fn main() -> ExitCode {
         Some(("retention", sub)) => match sub.subcommand() {
             Some(("floor", m)) => retention_floor(&dir(m), m),
             Some(("prune-settings", m)) => prune_settings(&dir(m), m),
+            Some(("set", m)) => retention_set(&dir(m), m),
             _ => Err("unknown retention command".into()),
         },
         Some(("rotate-storage-key", m)) => {

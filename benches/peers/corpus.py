@@ -3,6 +3,7 @@
 
     corpus.py generate DIR [--scale S]   # ~1 GiB and ~35,000 files at S = 1.0
     corpus.py edit DIR                   # edits 1 % of the files, deterministically
+    corpus.py edit-round DIR N           # round N of a series of edits (benches/peers/prune.sh)
 
 The same version of this script always writes the same bytes (Python's `random.Random` with a
 fixed seed: Mersenne Twister, stable across Python 3 versions for `random()`, `randrange()` and
@@ -20,6 +21,10 @@ fixed seed: Mersenne Twister, stable across Python 3 versions for `random()`, `r
 `edit` picks 1 % of the files (every 100th in sorted order): appends a few lines to text files,
 rewrites 4 KiB at three places inside the large files and 1 KiB inside binaries. A stamp file
 records what was done, so running it twice is an error rather than a silent second edit.
+
+`edit-round N` is the same kind of edit for a series of versions (the prune benchmark backs up
+30): round N picks another 1 % (every 100th file from the N-th), with its own seed, and may be
+run once per round on the same tree.
 """
 
 import os
@@ -155,18 +160,18 @@ def generate(root, scale):
     print(f"{root}: {files} files, {total / MIB:.0f} MiB")
 
 
-def edit(root):
+def edit(root, round_=None):
     stamp = os.path.join(root, ".corpus-edited")
-    if os.path.exists(stamp):
+    if round_ is None and os.path.exists(stamp):
         sys.exit(f"{root} was already edited")
-    rng = random.Random(VERSION + " edit")
+    rng = random.Random(VERSION + (" edit" if round_ is None else f" edit round {round_}"))
     paths = []
     for dirpath, _, names in os.walk(root):
         for name in names:
             if not name.startswith(".corpus"):
                 paths.append(os.path.join(dirpath, name))
     paths.sort()
-    chosen = paths[::100]
+    chosen = paths[(round_ or 0) % 100::100]
     changed = 0
     for path in chosen:
         size = os.path.getsize(path)
@@ -189,8 +194,9 @@ def edit(root):
             for _ in range(3):
                 f.seek(rng.randrange(0, size - 4096))
                 f.write(rng.randbytes(4096))
-    with open(stamp, "w") as f:
-        f.write(f"{VERSION} edited {changed} files\n")
+    with open(stamp, "a" if round_ is not None else "w") as f:
+        what = "" if round_ is None else f" (round {round_})"
+        f.write(f"{VERSION} edited {changed} files{what}\n")
     print(f"{root}: edited {changed} of {len(paths)} files")
 
 
@@ -203,6 +209,8 @@ def main():
         generate(args[1], scale)
     elif len(args) == 2 and args[0] == "edit":
         edit(args[1])
+    elif len(args) == 3 and args[0] == "edit-round":
+        edit(args[1], int(args[2]))
     else:
         sys.exit(__doc__)
 
