@@ -101,6 +101,7 @@ RESTIC_BEFORE=$(size "$RESTIC_REPOSITORY")
 "$SERVER" retention prune-settings "$DATA" --grace-hours 0 >/dev/null 2>&1
 sync
 echo 5 | as_root tee "/proc/$SERVER_PID/clear_refs" >/dev/null
+CAIRN_RSS_BEFORE_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
 T0=$(date +%s.%N)
 REPORT=$(api -X POST "$URL/v1/tenants/acme/users/ana/prune")
 T1=$(date +%s.%N)
@@ -124,6 +125,7 @@ rows = [
     ("repository after", mib($CAIRN_AFTER), mib($RESTIC_AFTER), f"{$CAIRN_AFTER / $RESTIC_AFTER:.3f}"),
     ("prune wall", "$CAIRN_WALL s", "$RESTIC_WALL s", f"{$CAIRN_WALL / max($RESTIC_WALL, 0.01):.3f}"),
     ("prune peak RSS", f"{$CAIRN_RSS_KB / 1024:.0f} MiB (server process)", f"{$RESTIC_RSS_KB / 1024:.0f} MiB", f"{$CAIRN_RSS_KB / $RESTIC_RSS_KB:.3f}"),
+    ("server RSS before", f"{$CAIRN_RSS_BEFORE_KB / 1024:.0f} MiB", "", ""),
 ]
 print(f"$VERSIONS versions (scale $SCALE), keep the last $KEEP")
 print(f"{'':20} {'cairn':>32} {'restic':>14} {'cairn / restic':>15}")

@@ -130,6 +130,45 @@ impl Archives {
         now: i64,
         options: PruneOptions,
     ) -> Result<PruneReport, StoreError> {
+        self.prune_until(tenant, user, forgetting, now, options, usize::MAX)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// [`Archives::prune`], stopped right after its `stop_after`-th durable step, as a crash
+    /// there would leave it: `None` if it stopped. The steps: the forget record, the rows
+    /// forgotten, the marks added, the marks cleared, each sealed segment compacted (or left),
+    /// the marks of elided blocks forgotten, the quota given back. For crash-point tests.
+    ///
+    /// # Errors
+    /// As [`Archives::prune`].
+    #[cfg(feature = "test-util")]
+    pub fn prune_interrupted(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        forgetting: &Forgetting,
+        now: i64,
+        options: PruneOptions,
+        stop_after: usize,
+    ) -> Result<Option<PruneReport>, StoreError> {
+        self.prune_until(tenant, user, forgetting, now, options, stop_after)
+    }
+
+    fn prune_until(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        forgetting: &Forgetting,
+        now: i64,
+        options: PruneOptions,
+        stop_after: usize,
+    ) -> Result<Option<PruneReport>, StoreError> {
+        let mut steps = 0usize;
+        // Counts a durable step; `true` once the caller asked to stop there.
+        let mut stop = || {
+            steps += 1;
+            steps >= stop_after
+        };
         let (archive, _in_flight) = self.archive(tenant, user)?;
         let mut log = lock(&archive)?;
         let mut report = PruneReport::default();
@@ -148,6 +187,9 @@ impl Archives {
             let record = forget_record(now, &forgetting.now);
             let key = *blake3::hash(&record).as_bytes();
             self.append_committed(tenant, user, &mut log, &[(KIND_FORGET, key, &record[..])])?;
+            if stop() {
+                return Ok(None);
+            }
             self.runtime.block_on(self.db.forget_snapshots(
                 tenant,
                 user,
@@ -155,6 +197,9 @@ impl Archives {
                 now,
             ))?;
             report.forgotten = forgetting.now.len();
+        }
+        if stop() {
+            return Ok(None);
         }
 
         // 2. What is live: every block a kept snapshot's full list names.
@@ -183,7 +228,7 @@ impl Archives {
         if report.unlisted > 0 {
             // A kept snapshot whose blocks are unknown: collecting anything could lose them.
             report.bytes_after = report.bytes_before;
-            return Ok(report);
+            return Ok(Some(report));
         }
 
         // 3. Mark what is not live; clear the marks of what is live again.
@@ -216,8 +261,14 @@ impl Archives {
         drop(seen);
         self.runtime
             .block_on(self.db.add_prune_marks(tenant, user, &to_mark, now))?;
+        if stop() {
+            return Ok(None);
+        }
         self.runtime
             .block_on(self.db.clear_prune_marks(tenant, user, &hexes(&to_clear)))?;
+        if stop() {
+            return Ok(None);
+        }
         report.marked = to_mark.len();
         report.unmarked = to_clear.len();
 
@@ -255,16 +306,18 @@ impl Archives {
                     is_dead.insert((loc.segment, loc.offset));
                 }
             }
-            if dead_bytes == 0 || (total - dead_bytes) * 100 >= threshold * total {
-                continue;
+            if dead_bytes > 0 && (total - dead_bytes) * 100 < threshold * total {
+                let done = log.compact(segment, |_, loc| {
+                    is_dead.contains(&(loc.segment, loc.offset))
+                })?;
+                if done.elided > 0 {
+                    report.segments_compacted += 1;
+                    report.records_elided += done.elided;
+                    report.bytes_freed += dead_bytes;
+                }
             }
-            let done = log.compact(segment, |_, loc| {
-                is_dead.contains(&(loc.segment, loc.offset))
-            })?;
-            if done.elided > 0 {
-                report.segments_compacted += 1;
-                report.records_elided += done.elided;
-                report.bytes_freed += dead_bytes;
+            if stop() {
+                return Ok(None);
             }
         }
 
@@ -277,12 +330,15 @@ impl Archives {
         }
         self.runtime
             .block_on(self.db.clear_prune_marks(tenant, user, &hexes(&gone)))?;
+        if stop() {
+            return Ok(None);
+        }
         if report.bytes_freed > 0 {
             let freed = i64::try_from(report.bytes_freed).unwrap_or(i64::MAX);
             self.runtime
                 .block_on(self.db.release(tenant, user, freed))?;
         }
         report.bytes_after = len_all(&log)?;
-        Ok(report)
+        Ok(Some(report))
     }
 }
