@@ -91,9 +91,7 @@ async fn start(backends: cairn::server::Backends) -> Bench {
             .await
             .unwrap();
     }
-    let verifier = data
-        .verifier(SystemClock, services.revoked.clone())
-        .unwrap();
+    let verifier = data.verifier(SystemClock, &services).unwrap();
     let app = router(Arc::new(AppState {
         verifier,
         services: Arc::clone(&services),

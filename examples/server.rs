@@ -42,13 +42,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cairn::server::signing::{self, KeySet};
 use cairn::server::{
     CA_CERT, DEFAULT_METRICS_ADDR, DataDir, IssuedRow, MetricsOptions, RetentionPolicy, Server,
     SystemClock, UserState, policy,
 };
 use cairn::token::{
-    Capabilities, Capability, Clock, DeviceId, Issuer, Role, TenantId, TokenId, TokenRequest,
-    UserId,
+    Capabilities, Capability, Clock, DeviceId, Role, TenantId, TokenId, TokenRequest, UserId,
 };
 use clap::{Arg, ArgAction, Command};
 
@@ -147,19 +147,20 @@ fn token_command(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
         capabilities: Capabilities::of(&caps),
         lifetime_secs: get("lifetime").unwrap_or("900").parse()?,
     };
-    let (key, _) = data.signing_key()?;
-    let issuer = Issuer::new(key, policy()?);
+    let (key, made) = data.signing_key()?;
     let (id, now) = (TokenId::random()?, SystemClock.now());
-    let token = issuer.issue_with_id(&request, now, id.clone())?;
-    // Recorded (never the token itself) so that admins can list it and revoke it by id.
-    runtime()?.block_on(async {
+    // Signed by the key that signs now in the database's key set, as a server would.
+    let token = runtime()?.block_on(async {
         let db = data.db().await?;
         if db.quota(&request.tenant).await?.is_none() {
             return Err(format!("no tenant {}", request.tenant.as_str()).into());
         }
+        let keys = KeySet::open(&db, &data.storage_ring()?, &key, made, policy()?).await?;
+        let token = keys.issue_with_id(&request, now, id.clone())?;
+        // Recorded (never the token itself) so that admins can list it and revoke it by id.
         db.record_issued(&request.tenant, &IssuedRow::of(&request, id, now, "cli"))
             .await?;
-        Ok::<_, Box<dyn std::error::Error>>(())
+        Ok::<_, Box<dyn std::error::Error>>(token)
     })?;
     println!("{}", token.expose());
     Ok(())
@@ -196,6 +197,54 @@ fn retention_floor(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
             eprintln!("floor set; running servers apply it to the next request");
         }
         println!("{}", serde_json::to_string_pretty(&floor)?);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
+
+/// `signing-key list|publish|switch|retire`: the token signing key set, rotated in three
+/// steps (`cairn_server::signing`); running servers follow within their refresh interval.
+fn signing_key_command(data: &DataDir, verb: &str, m: &clap::ArgMatches) -> Result<()> {
+    let key = m.get_one::<String>("key").map(String::as_str);
+    let now = SystemClock.now().unix();
+    runtime()?.block_on(async {
+        let db = data.db().await?;
+        let ring = data.storage_ring()?;
+        // The data directory's key joins the set on first use, as a server's start does.
+        let (file_key, made) = data.signing_key()?;
+        KeySet::open(&db, &ring, &file_key, made, policy()?).await?;
+        match (verb, key) {
+            ("publish", _) => {
+                let id = signing::publish(&db, &ring, now).await?;
+                println!("{id}");
+                eprintln!(
+                    "published: verifiers accept it within seconds; switch to it after {}s with: server signing-key switch DATA --key {id}",
+                    signing::PROPAGATION_SECS
+                );
+            }
+            ("switch", Some(id)) => {
+                signing::switch(&db, id, now).await?;
+                eprintln!("key {id} signs from now on; the keys before it sign no more (retire them once their tokens expired)");
+            }
+            ("retire", Some(id)) => {
+                signing::retire(&db, id, now, &policy()?).await?;
+                eprintln!("key {id} removed from the set");
+            }
+            ("list", _) => {
+                println!("id\tpublished\tsigns_from\tstopped\tremoved");
+                let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |t| t.to_string());
+                for k in signing::list(&db).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        k.id,
+                        k.published_unix,
+                        dash(k.signs_from_unix),
+                        dash(k.retired_unix),
+                        dash(k.removed_unix)
+                    );
+                }
+            }
+            _ => return Err("give --key".into()),
+        }
         Ok::<_, Box<dyn std::error::Error>>(())
     })
 }
@@ -619,6 +668,33 @@ fn main() -> ExitCode {
                 ),
         )
         .subcommand(
+            Command::new("signing-key")
+                .about("the token signing keys: rotate them in three steps (publish, then switch after a few seconds, then retire the old key once its last token expired), without downtime on any instance")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("list")
+                        .about("the key set: id, published, signs from, stopped signing (Unix seconds)")
+                        .arg(data()),
+                )
+                .subcommand(
+                    Command::new("publish")
+                        .about("add a new key: every instance accepts its tokens within seconds (prints its id)")
+                        .arg(data()),
+                )
+                .subcommand(
+                    Command::new("switch")
+                        .about("sign with a published key from now on; the keys before it stop signing (refused until every instance has it)")
+                        .arg(data())
+                        .arg(opt("key").required(true)),
+                )
+                .subcommand(
+                    Command::new("retire")
+                        .about("remove a key that stopped signing, once its last token expired (refused earlier)")
+                        .arg(data())
+                        .arg(opt("key").required(true)),
+                ),
+        )
+        .subcommand(
             Command::new("tokens")
                 .about("list a tenant's tokens that have not expired (ids to revoke; never the tokens)")
                 .arg(data())
@@ -736,6 +812,10 @@ fn main() -> ExitCode {
         Some(("revoke-token", m)) => revoke_token(&dir(m), m),
         Some(("token", m)) => token_command(&dir(m), m),
         Some(("tokens", m)) => list_tokens(&dir(m), m),
+        Some(("signing-key", sub)) => match sub.subcommand() {
+            Some((verb, m)) => signing_key_command(&dir(m), verb, m),
+            None => Err("unknown signing-key command".into()),
+        },
         Some(("retention", sub)) => match sub.subcommand() {
             Some(("floor", m)) => retention_floor(&dir(m), m),
             Some(("prune-settings", m)) => prune_settings(&dir(m), m),

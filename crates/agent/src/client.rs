@@ -18,6 +18,9 @@ const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(45 * 60);
 const ATTEMPTS: u32 = 6;
 /// The first retry's delay; each later one doubles it (with jitter): 0.25 s to 8 s in all.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest a retry waits when the server's `Retry-After` asks for more (a rate limit's
+/// refill: a device's token refreshes come back at 6 a minute).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// What enrollment returns.
 #[derive(serde::Deserialize)]
@@ -177,8 +180,9 @@ impl std::fmt::Debug for Client {
 
 enum Outcome {
     Done(Vec<u8>),
-    /// Worth another attempt (the server unreachable, 429, 5xx).
-    Retry(AgentError),
+    /// Worth another attempt (the server unreachable, 429, 5xx), after at least the wait the
+    /// server asked for (`Retry-After`, seconds), if it did.
+    Retry(AgentError, Option<Duration>),
     /// The credentials were refused (401).
     Refused,
 }
@@ -267,10 +271,14 @@ impl Client {
             match self.attempt(method, url, auth, body).await? {
                 Outcome::Done(bytes) => return Ok(Some(bytes)),
                 Outcome::Refused => return Ok(None),
-                Outcome::Retry(e) if attempt >= ATTEMPTS => return Err(e),
-                Outcome::Retry(e) => {
+                Outcome::Retry(e, _) if attempt >= ATTEMPTS => return Err(e),
+                Outcome::Retry(e, asked) => {
                     tracing::debug!(attempt, error = %e, "retrying");
-                    tokio::time::sleep(jitter(delay)).await;
+                    // The server's wait when it gave one (a rate limit's refill), never more
+                    // than MAX_RETRY_AFTER; else the backoff.
+                    let backoff = jitter(delay);
+                    let wait = asked.map_or(backoff, |a| a.min(MAX_RETRY_AFTER).max(backoff));
+                    tokio::time::sleep(wait).await;
                     delay = delay.saturating_mul(2);
                     attempt += 1;
                 }
@@ -296,13 +304,13 @@ impl Client {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Ok(Outcome::Retry(AgentError::Transport(chain(&e)))),
+            Err(e) => return Ok(Outcome::Retry(AgentError::Transport(chain(&e)), None)),
         };
         let status = resp.status();
         match status {
             s if s.is_success() => match resp.bytes().await {
                 Ok(b) => Ok(Outcome::Done(b.to_vec())),
-                Err(e) => Ok(Outcome::Retry(AgentError::Transport(chain(&e)))),
+                Err(e) => Ok(Outcome::Retry(AgentError::Transport(chain(&e)), None)),
             },
             StatusCode::UNAUTHORIZED => Ok(Outcome::Refused),
             StatusCode::GONE => {
@@ -310,10 +318,19 @@ impl Client {
                 Err(AgentError::Deauthorized)
             }
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                Ok(Outcome::Retry(AgentError::Http {
-                    status: s.as_u16(),
-                    what: format!("{method} {}", self.path_of(url)),
-                }))
+                let asked = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Ok(Outcome::Retry(
+                    AgentError::Http {
+                        status: s.as_u16(),
+                        what: format!("{method} {}", self.path_of(url)),
+                    },
+                    asked,
+                ))
             }
             s => Err(AgentError::Http {
                 status: s.as_u16(),

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_escrow::{EscrowIdentity, EscrowSecretKey};
-use cairn_token::{Clock, KeyEntry, Keyring, Policy, SigningKey, Timestamp, Verifier};
+use cairn_token::{Clock, Policy, SigningKey, Timestamp, Verifier};
+
+use crate::signing::KeySet;
 use object_store::local::LocalFileSystem;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -553,17 +555,9 @@ impl DataDir {
     pub fn verifier<C: Clock>(
         &self,
         clock: C,
-        revoked: RevocationList,
-    ) -> Result<Verifier<Keyring, C, RevocationList>, ServerError> {
-        let (key, made) = self.signing_key()?;
-        let mut keys = Keyring::new();
-        keys.insert(KeyEntry {
-            key: key.verifying_key().clone(),
-            published_at: made,
-            signs_from: made,
-            retired_at: None,
-        })
-        .map_err(ServerError::from)?;
+        services: &Services,
+    ) -> Result<Verifier<KeySet, C, RevocationList>, ServerError> {
+        let (keys, revoked) = (services.issuer.clone(), services.revoked.clone());
         let policy = policy()?;
         // Verified tokens are cached (keyed by a hash of the token; times, key and revocation
         // are checked again on every hit), so an agent's repeated calls skip the signature.
@@ -629,8 +623,10 @@ impl DataDir {
             Some(bytes) => archives.with_segment_target(bytes),
             None => archives,
         };
-        let (key, _) = self.signing_key()?;
-        let policy = policy()?;
+        let (key, made) = self.signing_key()?;
+        let ring = self.storage_ring()?;
+        let issuer = KeySet::open(&db, &ring, &key, made, policy()?).await?;
+        drop(key);
         if self.kek_file.is_none() {
             tracing::warn!(
                 data = %self.root.display(),
@@ -639,17 +635,21 @@ impl DataDir {
                  (give --kek-file or CAIRN_KEK_FILE; docs/threat-model.md)"
             );
         }
-        Ok(Arc::new(Services {
+        let services = Arc::new(Services {
             db,
             archives,
-            ring: self.storage_ring()?,
+            ring,
             escrow: self.escrow_identity()?,
-            issuer: cairn_token::Issuer::new(key, policy),
+            issuer,
             revoked,
             clock,
             metrics: Metrics::default(),
             limits: RateLimits::new(rates),
-        }))
+        });
+        // Keys published, switched to or retired through another instance or the command
+        // line are followed within the refresh interval.
+        KeySet::reload_every_interval(&services);
+        Ok(services)
     }
 }
 

@@ -55,6 +55,7 @@ mod retention;
 mod routes;
 mod segments;
 mod server;
+pub mod signing;
 #[cfg(feature = "test-util")]
 pub mod testenv;
 mod tls;
@@ -96,7 +97,8 @@ pub use db::{
     Quota, SnapshotRow, StoredPolicy, UserRow, UserState,
 };
 pub use prune::{
-    DEFAULT_GRACE_SECS, DEFAULT_LIVE_THRESHOLD_PCT, Forgetting, PruneOptions, PruneReport,
+    DEFAULT_GRACE_SECS, DEFAULT_LIVE_THRESHOLD_PCT, Forgetting, PhaseMillis, PruneOptions,
+    PruneReport,
 };
 pub use refs::MAX_REFS_DEPTH;
 
@@ -195,6 +197,9 @@ pub enum ServerError {
     /// The token policy was refused.
     #[error("token policy: {0}")]
     Policy(#[from] cairn_token::PolicyError),
+    /// The signing key set could not be read or rotated.
+    #[error("signing keys: {0}")]
+    Keys(#[from] signing::SigningError),
     /// A token could not be issued.
     #[error("token: {0}")]
     Issue(#[from] cairn_token::IssueError),

@@ -87,6 +87,32 @@ pub struct PruneReport {
     pub bytes_before: u64,
     /// See `bytes_before`.
     pub bytes_after: u64,
+    /// Milliseconds spent forgetting, rebuilding what is live, marking, compacting, and
+    /// forgetting the marks of what was elided.
+    pub millis: PhaseMillis,
+}
+
+/// Where a prune's time went, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PhaseMillis {
+    /// The forget record and rows.
+    pub forget: u64,
+    /// Rebuilding the kept snapshots' full lists.
+    pub live: u64,
+    /// Marking and clearing marks.
+    pub mark: u64,
+    /// Weighing and compacting segments.
+    pub sweep: u64,
+    /// Forgetting the marks of elided blocks, and the quota.
+    pub finish: u64,
+}
+
+/// Milliseconds since `*at`, which moves to now.
+fn lap(at: &mut std::time::Instant) -> u64 {
+    let now = std::time::Instant::now();
+    let ms = now.duration_since(*at).as_millis();
+    *at = now;
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// A forget record: magic, version, time (i64 Unix seconds), count (u32), ids.
@@ -172,6 +198,7 @@ impl Archives {
         let (archive, _in_flight) = self.archive(tenant, user)?;
         let mut log = lock(&archive)?;
         let mut report = PruneReport::default();
+        let mut at = std::time::Instant::now();
         let len_all = |log: &cairn_archive::Archive<_>| -> Result<u64, StoreError> {
             let mut total = 0;
             for seg in 0..=log.active_segment() {
@@ -202,6 +229,8 @@ impl Archives {
             return Ok(None);
         }
 
+        report.millis.forget = lap(&mut at);
+
         // 2. What is live: every block a kept snapshot's full list names.
         let snapshots: Vec<BlockId> = log
             .records_of_kind(KIND_SNAPSHOT)?
@@ -230,6 +259,8 @@ impl Archives {
             report.bytes_after = report.bytes_before;
             return Ok(Some(report));
         }
+
+        report.millis.live = lap(&mut at);
 
         // 3. Mark what is not live; clear the marks of what is live again.
         let mut marks: HashMap<BlockId, i64> = self
@@ -271,6 +302,8 @@ impl Archives {
         }
         report.marked = to_mark.len();
         report.unmarked = to_clear.len();
+
+        report.millis.mark = lap(&mut at);
 
         // 4. Sweep: dead = marked at least the grace period ago, and still not live (it is
         // recomputed above, under the lock, with every snapshot committed since the mark).
@@ -321,6 +354,8 @@ impl Archives {
             }
         }
 
+        report.millis.sweep = lap(&mut at);
+
         // 5. Forget the marks of the blocks elided for good.
         let mut gone = Vec::new();
         for id in &dead {
@@ -339,6 +374,13 @@ impl Archives {
                 .block_on(self.db.release(tenant, user, freed))?;
         }
         report.bytes_after = len_all(&log)?;
+        report.millis.finish = lap(&mut at);
+        tracing::info!(
+            tenant = tenant.as_str(),
+            user = user.as_str(),
+            report = %serde_json::to_string(&report).unwrap_or_default(),
+            "prune done"
+        );
         Ok(Some(report))
     }
 }

@@ -99,7 +99,7 @@ impl ServerBuilder {
         let addr = listener
             .local_addr()
             .map_err(|e| ServerError::io("local address", e))?;
-        let verifier = data.verifier(self.clock, services.revoked.clone())?;
+        let verifier = data.verifier(self.clock, &services)?;
         let app = router(Arc::new(AppState {
             verifier,
             services: Arc::clone(&services),

@@ -159,9 +159,7 @@ fn arbitrary_requests_never_panic_or_500() {
             .unwrap()
             .expose()
             .to_owned();
-        let verifier = data
-            .verifier(SystemClock, services.revoked.clone())
-            .unwrap();
+        let verifier = data.verifier(SystemClock, &services).unwrap();
         (router(Arc::new(AppState { verifier, services })), token)
     });
     let config = ProptestConfig {

@@ -123,6 +123,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "prune",
         include_str!("../../migrations/portable/0011_prune.sql"),
     ),
+    (
+        12,
+        "signing keys",
+        include_str!("../../migrations/portable/0012_signing_keys.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations (see [`SQLITE_MIGRATIONS`]).
@@ -181,6 +186,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "prune",
         include_str!("../../migrations/portable/0011_prune.sql"),
+    ),
+    (
+        12,
+        "signing keys",
+        include_str!("../../migrations/portable/0012_signing_keys.sql"),
     ),
 ];
 

@@ -8,8 +8,12 @@ use cairn_token::{TenantId, UserId};
 use super::{Db, DbError, col};
 use crate::prune::PruneOptions;
 
-/// Rows written per statement batch (each in one transaction).
-const BATCH: usize = 500;
+/// Rows written per transaction.
+const BATCH: usize = 5_000;
+
+/// Rows per statement (each a multi-row `INSERT` or an `IN` list): few statements, under every
+/// engine's limit on parameters.
+const ROWS: usize = 200;
 
 impl Db {
     /// The operator's prune settings (grace period, live threshold): the defaults until set.
@@ -112,7 +116,8 @@ impl Db {
         Ok(col::<i64>(&row, 0)? > 0)
     }
 
-    /// Marks blocks (hex id, bytes) at `now`; a block already marked keeps its time.
+    /// Marks blocks (hex id, bytes) at `now`; a block already marked keeps its time. Rows go
+    /// in [`ROWS`] at a time, a transaction per [`BATCH`].
     ///
     /// # Errors
     /// [`DbError`].
@@ -125,18 +130,26 @@ impl Db {
     ) -> Result<(), DbError> {
         for batch in marks.chunks(BATCH) {
             let mut tx = self.pool.begin().await?;
-            for (id, bytes) in batch {
-                sqlx::query(
+            for rows in batch.chunks(ROWS) {
+                let values: Vec<String> = (0..rows.len())
+                    .map(|i| {
+                        let p = 2 * i + 4;
+                        format!("($1, $2, ${p}, $3, ${})", p + 1)
+                    })
+                    .collect();
+                let sql = format!(
                     "INSERT INTO prune_marks (tenant, user_id, id, marked_unix, bytes)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, user_id, id) DO NOTHING",
-                )
-                .bind(tenant.as_str())
-                .bind(user.as_str())
-                .bind(id)
-                .bind(now)
-                .bind(bytes)
-                .execute(&mut *tx)
-                .await?;
+                     VALUES {} ON CONFLICT (tenant, user_id, id) DO NOTHING",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(tenant.as_str())
+                    .bind(user.as_str())
+                    .bind(now);
+                for (id, bytes) in rows {
+                    q = q.bind(id).bind(bytes);
+                }
+                q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
@@ -144,7 +157,7 @@ impl Db {
     }
 
     /// Removes the marks of these blocks (hex ids): referenced again, uploaded again, or
-    /// elided.
+    /// elided. [`ROWS`] ids a statement, a transaction per [`BATCH`].
     ///
     /// # Errors
     /// [`DbError`].
@@ -156,15 +169,17 @@ impl Db {
     ) -> Result<(), DbError> {
         for batch in ids.chunks(BATCH) {
             let mut tx = self.pool.begin().await?;
-            for id in batch {
-                sqlx::query(
-                    "DELETE FROM prune_marks WHERE tenant = $1 AND user_id = $2 AND id = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(user.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            for rows in batch.chunks(ROWS) {
+                let list: Vec<String> = (0..rows.len()).map(|i| format!("${}", i + 3)).collect();
+                let sql = format!(
+                    "DELETE FROM prune_marks WHERE tenant = $1 AND user_id = $2 AND id IN ({})",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(user.as_str());
+                for id in rows {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }

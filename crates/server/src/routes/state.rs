@@ -8,9 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_escrow::EscrowIdentity;
 use cairn_token::Capability::Admin;
-use cairn_token::{
-    Capability, Issuer, Owner, TenantId, UserId, VerifiedToken, Verifier, authorize,
-};
+use cairn_token::{Capability, Owner, TenantId, UserId, VerifiedToken, Verifier, authorize};
 
 use super::auth::RevocationList;
 use crate::archives::{Archives, StoreError};
@@ -34,8 +32,9 @@ pub struct Services {
     pub ring: KeyRing,
     /// The escrow authority's identity (recovery).
     pub escrow: EscrowIdentity,
-    /// Issues enrollment and device tokens.
-    pub issuer: Issuer,
+    /// Issues enrollment and device tokens with the key that signs now, and resolves the keys
+    /// the verifier accepts (the set in the database, reloaded: `crate::signing`).
+    pub issuer: crate::signing::KeySet,
     /// Revoked tokens and deauthorized devices (shared with the verifier).
     pub revoked: RevocationList,
     /// The clock tokens are issued by (the verifier's and the database's too).

@@ -205,9 +205,7 @@ pub async fn start_app_kek(
         .await
         .unwrap();
     let services = data.services_with(rates).await.unwrap();
-    let verifier = data
-        .verifier(SystemClock, services.revoked.clone())
-        .unwrap();
+    let verifier = data.verifier(SystemClock, &services).unwrap();
     let app = router(Arc::new(AppState {
         verifier,
         services: Arc::clone(&services),
