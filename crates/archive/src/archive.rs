@@ -121,6 +121,22 @@ pub struct Recovery {
     pub kept_generations: Vec<String>,
 }
 
+/// A compaction published and not yet finished ([`Archive::prepare_compaction`]).
+#[derive(Debug)]
+pub struct PreparedCompaction {
+    done: Compaction,
+    from_generation: u32,
+    next: Option<Box<Sealed>>,
+}
+
+impl PreparedCompaction {
+    /// What the compaction does once finished.
+    #[must_use]
+    pub fn compaction(&self) -> &Compaction {
+        &self.done
+    }
+}
+
 /// What [`Archive::compact`] did to one sealed segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compaction {
@@ -1082,7 +1098,28 @@ impl<S: Storage> Archive<S> {
     /// generation, or both (the next [`Archive::open`] keeps the newer and removes the older),
     /// never neither. Nothing is rewritten if `elide` picks nothing that is not elided already.
     /// Memory: about twice the segment's length.
-    pub fn compact<F>(&mut self, segment: u64, mut elide: F) -> Result<Compaction, ArchiveError>
+    pub fn compact<F>(&mut self, segment: u64, elide: F) -> Result<Compaction, ArchiveError>
+    where
+        F: FnMut(&Key, &Location) -> bool,
+    {
+        let prepared = self.prepare_compaction(segment, elide)?;
+        self.finish_compaction(prepared)
+    }
+
+    /// The first half of [`Archive::compact`], which only reads the log: checks the segment,
+    /// writes and publishes its next generation (if `elide` picks anything), and returns what
+    /// [`Archive::finish_compaction`] needs to make it the segment. Several segments may be
+    /// prepared at once, from several threads; until each is finished, the storage holds both
+    /// generations of it, as after a crash there (the next open keeps the newer). Nothing may
+    /// change the log between a preparation and its finish ([`ArchiveError::Config`] then).
+    ///
+    /// # Errors
+    /// As [`Archive::compact`].
+    pub fn prepare_compaction<F>(
+        &self,
+        segment: u64,
+        mut elide: F,
+    ) -> Result<PreparedCompaction, ArchiveError>
     where
         F: FnMut(&Key, &Location) -> bool,
     {
@@ -1191,12 +1228,16 @@ impl<S: Storage> Archive<S> {
             pos += framed;
         }
         if elided == 0 {
-            return Ok(Compaction {
-                segment,
-                generation: s.generation,
-                elided: 0,
-                bytes_before: len,
-                bytes_after: len,
+            return Ok(PreparedCompaction {
+                done: Compaction {
+                    segment,
+                    generation: s.generation,
+                    elided: 0,
+                    bytes_before: len,
+                    bytes_after: len,
+                },
+                from_generation: s.generation,
+                next: None,
             });
         }
         let index_offset = out.len() as u64;
@@ -1223,15 +1264,16 @@ impl<S: Storage> Archive<S> {
         }
         let name = generation_name(segment, generation);
         self.storage.publish(&name, &out)?;
-        let bytes_after = out.len() as u64;
-        let index_count = entries.len() as u64;
-        let cached = std::sync::OnceLock::new();
-        if self.config.cache_sealed_indexes {
-            let _ = cached.set(entries);
-        }
-        let old = std::mem::replace(
-            &mut self.sealed[slot],
-            Sealed {
+        Ok(PreparedCompaction {
+            done: Compaction {
+                segment,
+                generation,
+                elided,
+                bytes_before: len,
+                bytes_after: out.len() as u64,
+            },
+            from_generation: s.generation,
+            next: Some(Box::new(Sealed {
                 seq: segment,
                 generation,
                 first_seq: start.0,
@@ -1239,21 +1281,52 @@ impl<S: Storage> Archive<S> {
                 data_in: start.2,
                 name,
                 index_offset,
-                index_count,
+                index_count: entries.len() as u64,
                 rescued: None,
-                cached,
-            },
-        );
+                cached: {
+                    let cached = std::sync::OnceLock::new();
+                    if self.config.cache_sealed_indexes {
+                        let _ = cached.set(entries);
+                    }
+                    cached
+                },
+            })),
+        })
+    }
+
+    /// The second half of [`Archive::compact`]: the published generation becomes the segment,
+    /// and the old one is removed.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Config`] if the segment changed since it was prepared (then nothing is
+    /// done; the next open sorts out the generations); the storage's errors.
+    pub fn finish_compaction(
+        &mut self,
+        prepared: PreparedCompaction,
+    ) -> Result<Compaction, ArchiveError> {
+        let PreparedCompaction {
+            done,
+            from_generation,
+            next,
+        } = prepared;
+        let Some(next) = next else {
+            return Ok(done);
+        };
+        let slot = to_usize(done.segment)?;
+        let current = self
+            .sealed
+            .get_mut(slot)
+            .ok_or(ArchiveError::NoSegment(done.segment))?;
+        if current.generation != from_generation {
+            return Err(ArchiveError::Config(
+                "the segment changed between its compaction's preparation and finish",
+            ));
+        }
+        let old = std::mem::replace(current, *next);
         // From here the new generation is the segment; if this removal fails, the next open
         // removes the old one.
         self.storage.remove(&old.name)?;
-        Ok(Compaction {
-            segment,
-            generation,
-            elided,
-            bytes_before: len,
-            bytes_after,
-        })
+        Ok(done)
     }
 
     /// The generation of sealed segment `segment` (0 until its first compaction).

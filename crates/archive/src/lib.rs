@@ -65,7 +65,7 @@ mod verify;
 
 pub use archive::{
     Archive, Commit, Compaction, Config, DEFAULT_SEGMENT_TARGET, Location, MAX_SEGMENT_TARGET,
-    MIN_SEGMENT_TARGET, Recovery, generation_name, segment_name,
+    MIN_SEGMENT_TARGET, PreparedCompaction, Recovery, generation_name, segment_name,
 };
 pub use error::{ArchiveError, FormatError};
 pub use format::{Key, MAX_PAYLOAD_LEN};

@@ -362,3 +362,47 @@ fn a_forged_elision_breaks_the_chain() {
         "{err}"
     );
 }
+
+/// Segments prepared together, from several threads, then finished one by one, end as
+/// compacted as one at a time would leave them; preparing a segment twice is refused; a crash
+/// between preparing and finishing leaves both generations, and the open keeps the newer.
+#[test]
+fn compactions_prepared_together_and_finished_in_turn() {
+    let storage = MemoryStorage::new();
+    let commit = build(storage.clone());
+    let (mut log, _) = Archive::open(storage.clone(), config()).unwrap();
+    let segments: Vec<u64> = (0..log.sealed_segments()).collect();
+    let prepared: Vec<PreparedCompaction> = std::thread::scope(|scope| {
+        let log = &log;
+        let handles: Vec<_> = segments
+            .iter()
+            .map(|&s| scope.spawn(move || log.prepare_compaction(s, |k, _| dead(index_of(k)))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    assert!(prepared.iter().all(|p| p.compaction().elided > 0));
+    // A second preparation of a segment already prepared is refused: its generation exists.
+    assert!(matches!(
+        log.prepare_compaction(0, |k, _| dead(index_of(k))),
+        Err(ArchiveError::Io(e)) if e.kind() == std::io::ErrorKind::AlreadyExists
+    ));
+    for p in prepared {
+        log.finish_compaction(p).unwrap();
+    }
+    drop(log);
+    let (elided, _) = check(storage.clone(), commit, "prepared together");
+    assert_eq!(elided, (0..RECORDS).filter(|&i| dead(i)).count() as u64);
+
+    // Prepared and never finished (a crash between): the open keeps the newer generation.
+    let storage = MemoryStorage::new();
+    let commit = build(storage.clone());
+    let (log, _) = Archive::open(storage.clone(), config()).unwrap();
+    let unfinished = log.prepare_compaction(1, |k, _| dead(index_of(k))).unwrap();
+    assert!(unfinished.compaction().elided > 0);
+    drop(log);
+    let (_, recovery) = check(storage, commit, "prepared, not finished");
+    assert_eq!(recovery.removed_generations.len(), 1, "{recovery:?}");
+}

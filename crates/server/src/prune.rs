@@ -314,6 +314,7 @@ impl Archives {
             .collect();
         report.dead = dead.len();
         let threshold = u64::from(options.live_threshold_pct.min(100));
+        let mut plans = Vec::new();
         for segment in 0..log.sealed_segments() {
             let records = log.segment_records(segment)?;
             let mut is_dead = HashSet::new();
@@ -340,17 +341,45 @@ impl Archives {
                 }
             }
             if dead_bytes > 0 && (total - dead_bytes) * 100 < threshold * total {
-                let done = log.compact(segment, |_, loc| {
-                    is_dead.contains(&(loc.segment, loc.offset))
-                })?;
+                plans.push((segment, is_dead, dead_bytes));
+            }
+        }
+        // Compact: the new generations are written and published a few segments at a time,
+        // side by side (each is a read, two hash passes, a write and an fsync of the segment),
+        // then made the segments one by one. A crash between leaves both generations of a
+        // segment, and the next open keeps the newer.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        for batch in plans.chunks(workers) {
+            let shared = &*log;
+            let prepared: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(segment, is_dead, _)| {
+                        scope.spawn(move || {
+                            shared.prepare_compaction(*segment, |_, loc| {
+                                is_dead.contains(&(loc.segment, loc.offset))
+                            })
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(cairn_archive::ArchiveError::Poisoned))
+                    })
+                    .collect()
+            });
+            for (p, (_, _, dead_bytes)) in prepared.into_iter().zip(batch) {
+                let done = log.finish_compaction(p?)?;
                 if done.elided > 0 {
                     report.segments_compacted += 1;
                     report.records_elided += done.elided;
                     report.bytes_freed += dead_bytes;
                 }
-            }
-            if stop() {
-                return Ok(None);
+                if stop() {
+                    return Ok(None);
+                }
             }
         }
 

@@ -187,7 +187,7 @@ impl KeySet {
         Ok(set)
     }
 
-    /// Reads the set again (what [`KeySet::reload_every_interval`] does).
+    /// Reads the set again (what every instance does every `REVOCATION_REFRESH`).
     ///
     /// # Errors
     /// [`SigningError`]: the set in use stays as it was.

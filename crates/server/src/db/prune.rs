@@ -117,7 +117,7 @@ impl Db {
     }
 
     /// Marks blocks (hex id, bytes) at `now`; a block already marked keeps its time. Rows go
-    /// in [`ROWS`] at a time, a transaction per [`BATCH`].
+    /// in 200 a statement, 5,000 a transaction.
     ///
     /// # Errors
     /// [`DbError`].
@@ -157,7 +157,7 @@ impl Db {
     }
 
     /// Removes the marks of these blocks (hex ids): referenced again, uploaded again, or
-    /// elided. [`ROWS`] ids a statement, a transaction per [`BATCH`].
+    /// elided. 200 ids a statement, 5,000 a transaction.
     ///
     /// # Errors
     /// [`DbError`].
