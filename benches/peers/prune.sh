@@ -3,14 +3,15 @@
 # to a real server, then pruned to keep the last 10, next to `restic forget --keep-last 10
 # --prune` on the same 30 versions, in the same run.
 #
-#   benches/peers/prune.sh [--scale S] [--versions N] [--keep K] [--work DIR]
+#   benches/peers/prune.sh [--scale S] [--versions N] [--keep K] [--live-threshold PCT] [--work DIR]
 #
 # Defaults: scale 1.0 (the peer corpus, ~1.2 GiB, ~35,000 files), 30 versions, keep 10, work
 # dir /tmp/cairn-prune. Each version is `corpus.py edit-round` (another 1 % of the files
 # edited), backed up by the Cairn agent (examples/agent.rs, to examples/server.rs on 127.0.0.1,
 # the embedded defaults) and by restic. Then:
 #   cairn   the operator sets the policy (keep-last K, nothing else) and prune settings (grace
-#           0 h, so that one prune marks and sweeps; the live threshold at its default), then
+#           0 h, so that one prune marks and sweeps; the live threshold at its default, 80 %,
+#           unless --live-threshold), then
 #           an admin calls POST /v1/tenants/acme/users/ana/prune: its wall time is the call's,
 #           its peak RSS the server process's high-water mark during the call (reset first
 #           through /proc/PID/clear_refs), and the repository is the server's segments and
@@ -23,12 +24,14 @@ set -euo pipefail
 SCALE=1.0
 VERSIONS=30
 KEEP=10
+THRESHOLD=""
 WORK=/tmp/cairn-prune
 while [ $# -gt 0 ]; do
     case "$1" in
         --scale) SCALE="$2"; shift 2 ;;
         --versions) VERSIONS="$2"; shift 2 ;;
         --keep) KEEP="$2"; shift 2 ;;
+        --live-threshold) THRESHOLD="$2"; shift 2 ;;
         --work) WORK="$2"; shift 2 ;;
         *) echo "usage: $0 [--scale S] [--versions N] [--keep K] [--work DIR]" >&2; exit 2 ;;
     esac
@@ -98,7 +101,8 @@ RESTIC_BEFORE=$(size "$RESTIC_REPOSITORY")
 "$SERVER" retention floor "$DATA" --keep-last 1 --keep-within-days 0 >/dev/null 2>&1
 "$SERVER" retention set "$DATA" --tenant acme --user ana --keep-last "$KEEP" --keep-hourly 0 \
     --keep-daily 0 --keep-weekly 0 --keep-monthly 0 --keep-yearly 0 --keep-within-days 0 >/dev/null
-"$SERVER" retention prune-settings "$DATA" --grace-hours 0 >/dev/null 2>&1
+"$SERVER" retention prune-settings "$DATA" --grace-hours 0 \
+    ${THRESHOLD:+--live-threshold "$THRESHOLD"} >/dev/null 2>&1
 sync
 echo 5 | as_root tee "/proc/$SERVER_PID/clear_refs" >/dev/null
 CAIRN_RSS_BEFORE_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
@@ -127,7 +131,7 @@ rows = [
     ("prune peak RSS", f"{$CAIRN_RSS_KB / 1024:.0f} MiB (server process)", f"{$RESTIC_RSS_KB / 1024:.0f} MiB", f"{$CAIRN_RSS_KB / $RESTIC_RSS_KB:.3f}"),
     ("server RSS before", f"{$CAIRN_RSS_BEFORE_KB / 1024:.0f} MiB", "", ""),
 ]
-print(f"$VERSIONS versions (scale $SCALE), keep the last $KEEP")
+print(f"$VERSIONS versions (scale $SCALE), keep the last $KEEP, live threshold ${THRESHOLD:-80} %")
 print(f"{'':20} {'cairn':>32} {'restic':>14} {'cairn / restic':>15}")
 with open(sys.argv[1], "w") as out:
     for r in rows:

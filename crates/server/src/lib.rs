@@ -15,7 +15,9 @@
 //! | [`Db`] | metadata through sqlx: SQLite embedded by default, PostgreSQL when configured; migrations for both | `db` |
 //! | [`RateConfig`], [`RateLimits`], [`Metrics`] | GCRA limits per principal, tenant, refreshing device and failing address; caps on connections and requests in flight per principal and tenant; body and idle deadlines; Prometheus text on the operator's port | `ratelimit`, `admission`, `metrics` |
 //! | [`server_config`], [`Pki`], [`Limits`], [`serve`] | the TLS policy, the embedded certificates, the accept loop with its limits | `tls`, `pki`, `listener` |
-//! | [`RetentionPolicy`], [`PolicyState`], [`retention_plan`] | retention policies: restic's vocabulary, the defaults, the operator's floor, the delay on shortening; which snapshots a policy keeps (prune, which will forget the others, is not built yet) | `retention`, `forget` (routes: `routes::retention`) |
+//! | [`RetentionPolicy`], [`PolicyState`], [`retention_plan`] | retention policies: restic's vocabulary, the defaults, the operator's floor, the delay on shortening; which snapshots a policy keeps | `retention`, `forget` (routes: `routes::retention`) |
+//! | [`Archives::prune`], [`prune_user`], [`PruneOptions`], [`PruneReport`] | prune: forget what the policy and holds no longer keep, mark what no kept snapshot reaches, elide it after the grace period by compacting segments | `prune`, `refs` (reference lists), `db::prune` |
+//! | [`signing::KeySet`] | the token signing key set in the database, rotated in three steps on every instance | `signing` |
 //! | [`SystemClock`], [`SharedClock`] | the injected clock | `clock` |
 //! | `testenv` (feature `test-util`) | the test suites' backends, and the part store for crash tests | `testenv` |
 //!
@@ -102,7 +104,7 @@ pub use prune::{
 };
 pub use refs::MAX_REFS_DEPTH;
 
-// Retention policies (prune, which applies them, is not built yet).
+// Retention policies, and prune, which applies them.
 pub use forget::{Arrival, Verdict, plan as retention_plan};
 pub use retention::{MAX_RULE, PolicyState, RetentionPolicy, SHORTENING_DELAY_SECS};
 

@@ -1,7 +1,7 @@
 //! Retention policies (`docs/design/0009-retention-and-prune.md` §5): restic's `forget`
 //! vocabulary, evaluated by the server over arrival times. This module holds the policy, its
 //! defaults, the operator's floor, and the rule that a change which shortens retention waits
-//! out a delay. Prune, which applies policies, is not built yet.
+//! out a delay. Prune (`crate::prune`) applies them.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! Retention policies through the API (issue 28, item 1; `docs/design/0009-retention-and-prune.md`
 //! §5): defaults, the operator's floor, per-user overrides, who may read and change them, and
-//! the delay on a change that keeps less. Prune, which applies them, is not built yet.
+//! the delay on a change that keeps less. Prune, which applies them, is tested in `tests/prune.rs`.
 
 // Test code: a panic here is a test failure with a message, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

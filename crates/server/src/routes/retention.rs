@@ -1,7 +1,7 @@
 //! Retention policies: the tenant's and per-user overrides, changed by the tenant's admins and
 //! read by them (a user reads their own). A change that shortens retention waits out
-//! [`SHORTENING_DELAY_SECS`]; none may go below the operator's floor. Applying policies
-//! (prune) is not built yet (`docs/design/0009-retention-and-prune.md`).
+//! [`SHORTENING_DELAY_SECS`]; none may go below the operator's floor. [`prune_user`] (and
+//! `POST …/prune`) applies them (`crate::prune`, `docs/design/0009-retention-and-prune.md`).
 
 use axum::Extension;
 use axum::body::Bytes;
