@@ -91,9 +91,7 @@ fn app() -> &'static App {
                 .expect("token")
                 .expose()
                 .to_owned();
-            let verifier = data
-                .verifier(SystemClock, services.revoked.clone())
-                .expect("verifier");
+            let verifier = data.verifier(SystemClock, &services).expect("verifier");
             (router(Arc::new(AppState { verifier, services })), token)
         });
         App {
