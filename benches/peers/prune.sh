@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --keep) KEEP="$2"; shift 2 ;;
         --live-threshold) THRESHOLD="$2"; shift 2 ;;
         --work) WORK="$2"; shift 2 ;;
-        *) echo "usage: $0 [--scale S] [--versions N] [--keep K] [--work DIR]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--scale S] [--versions N] [--keep K] [--live-threshold PCT] [--work DIR]" >&2; exit 2 ;;
     esac
 done
 
