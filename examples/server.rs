@@ -313,6 +313,10 @@ fn prune_settings(data: &DataDir, m: &clap::ArgMatches) -> Result<()> {
             options.live_threshold_pct = pct;
             changed = true;
         }
+        if let Some(&hours) = m.get_one::<u32>("every-hours") {
+            options.every_hours = hours;
+            changed = true;
+        }
         if changed {
             db.set_prune_options(&options).await?;
             eprintln!("prune settings set; running servers apply them to the next prune");
@@ -661,10 +665,11 @@ fn main() -> ExitCode {
                 )
                 .subcommand(
                     Command::new("prune-settings")
-                        .about("show, or change, how prune runs: the grace period a block no kept snapshot reaches waits before it is deleted (default 24 h; 0 is for benchmarks, and can make a backup running across a prune fail and retry), and the live share under which a segment is compacted (default 80 %)")
+                        .about("show, or change, how prune runs: how often the servers prune every archive on their own (default every 24 h; 0: only when an admin asks), the grace period a block no kept snapshot reaches waits before it is deleted (default 24 h; 0 is for benchmarks, and can make a backup running across a prune fail and retry), and the live share under which a segment is compacted (default 80 %)")
                         .arg(data())
                         .arg(opt("grace-hours").value_parser(clap::value_parser!(u32).range(0..=8_760)))
-                        .arg(opt("live-threshold").value_parser(clap::value_parser!(u8).range(1..=100))),
+                        .arg(opt("live-threshold").value_parser(clap::value_parser!(u8).range(1..=100)))
+                        .arg(opt("every-hours").value_parser(clap::value_parser!(u32).range(0..=8_760))),
                 ),
         )
         .subcommand(

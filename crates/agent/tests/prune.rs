@@ -95,6 +95,7 @@ fn a_pruned_archive_keeps_every_kept_snapshot_whole() {
     let options = PruneOptions {
         grace_secs: 3600,
         live_threshold_pct: 100,
+        ..PruneOptions::default()
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

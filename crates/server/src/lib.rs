@@ -85,7 +85,7 @@ pub use events::EventsError;
 pub use routes::{
     Access, ApiError, AppState, DEVICE_CAPABILITIES, DEVICE_TOKEN_LIFETIME_SECS,
     ENROLLMENT_TOKEN_LIFETIME_SECS, Handler, MAX_EXPORT, REVOCATION_REFRESH, ROUTES,
-    RevocationList, Route, Services, prune_user, router,
+    RevocationList, Route, Services, prune_user, router, scheduled_prune,
 };
 
 // What the services keep: metadata, archives, the storage key ring.
@@ -99,8 +99,8 @@ pub use db::{
     Quota, SnapshotRow, StoredPolicy, UserRow, UserState,
 };
 pub use prune::{
-    DEFAULT_GRACE_SECS, DEFAULT_LIVE_THRESHOLD_PCT, Forgetting, PhaseMillis, PruneOptions,
-    PruneReport,
+    DEFAULT_EVERY_HOURS, DEFAULT_GRACE_SECS, DEFAULT_LIVE_THRESHOLD_PCT, Forgetting, PhaseMillis,
+    PruneOptions, PruneReport,
 };
 pub use refs::MAX_REFS_DEPTH;
 

@@ -35,6 +35,17 @@ pub struct PruneOptions {
     pub grace_secs: i64,
     /// [`DEFAULT_LIVE_THRESHOLD_PCT`]; 100 compacts every segment with anything dead.
     pub live_threshold_pct: u8,
+    /// How often the servers prune every archive on their own ([`DEFAULT_EVERY_HOURS`]; 0:
+    /// never, only when an admin asks).
+    #[serde(default = "default_every_hours")]
+    pub every_hours: u32,
+}
+
+/// Every archive is pruned this often by default (by whichever instance claims the run).
+pub const DEFAULT_EVERY_HOURS: u32 = 24;
+
+fn default_every_hours() -> u32 {
+    DEFAULT_EVERY_HOURS
 }
 
 impl Default for PruneOptions {
@@ -42,6 +53,7 @@ impl Default for PruneOptions {
         Self {
             grace_secs: DEFAULT_GRACE_SECS,
             live_threshold_pct: DEFAULT_LIVE_THRESHOLD_PCT,
+            every_hours: DEFAULT_EVERY_HOURS,
         }
     }
 }

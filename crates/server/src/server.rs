@@ -183,6 +183,11 @@ impl Server {
             loop {
                 ticks.tick().await;
                 services.limits.forget_idle();
+                // Retention applies itself: every archive is pruned once a day by default
+                // (whichever instance claims the run; `server retention prune-settings`).
+                if let Err(e) = crate::routes::scheduled_prune(&services).await {
+                    tracing::warn!(error = ?e, "scheduled prune failed");
+                }
             }
         }));
         let served = serve_counted(

@@ -172,6 +172,7 @@ fn options() -> PruneOptions {
     PruneOptions {
         grace_secs: GRACE,
         live_threshold_pct: 100,
+        ..PruneOptions::default()
     }
 }
 
@@ -573,6 +574,7 @@ fn a_crash_after_any_step_of_prune_loses_nothing_still_referenced() {
         let grace_zero = PruneOptions {
             grace_secs: 0,
             live_threshold_pct: 100,
+            ..PruneOptions::default()
         };
         let interrupted = r
             .archives
@@ -658,4 +660,63 @@ fn a_crash_after_any_step_of_prune_loses_nothing_still_referenced() {
         }
         stop_after += 1;
     }
+}
+
+/// Retention applies itself: the servers' maintenance prunes every archive once per
+/// `every_hours` (`scheduled_prune`), one instance claiming each run; the first run is one
+/// interval after the first look, and `every_hours` 0 turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_archive_is_pruned_on_schedule_once_per_interval() {
+    use cairn_server::wire;
+    use common::{seed, start_app};
+
+    let app = start_app().await;
+    seed(&app, "acme", 1 << 30, &["ana"]).await;
+    let (_, device_token, _) = common::enroll(&app, "acme", "ana").await;
+    let s = sealer();
+    let (id, bytes) = block(&s, 77);
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants/acme/users/ana/blocks",
+            Some(&device_token),
+            Some(wire::encode_batch(&[&bytes[..]])),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let svc = &app.services;
+    let db = &svc.db;
+    let runs = || async {
+        sqlx::query(
+            "SELECT COUNT(*) FROM audit WHERE action = 'archive.prune' AND actor = 'scheduled'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .map(|r| sqlx::Row::get::<i64, _>(&r, 0))
+        .unwrap()
+    };
+    // The first look records the time; nothing is due yet, nor just after.
+    assert_eq!(cairn_server::scheduled_prune(svc).await.unwrap(), 0);
+    assert_eq!(cairn_server::scheduled_prune(svc).await.unwrap(), 0);
+    let back_a_day = || async {
+        sqlx::query("UPDATE operator_settings SET changed_unix = changed_unix - 86400 WHERE name = 'prune_last_run'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+    };
+    back_a_day().await;
+    assert_eq!(cairn_server::scheduled_prune(svc).await.unwrap(), 1);
+    assert_eq!(runs().await, 1);
+    // Claimed: the next look (another instance's, say) finds nothing due.
+    assert_eq!(cairn_server::scheduled_prune(svc).await.unwrap(), 0);
+    // The block no snapshot reaches is marked by the run.
+    let marks = db.prune_marks(&t(), &u()).await.unwrap();
+    assert!(marks.contains_key(&hex::encode(id.as_bytes())));
+    // Off: never, even when due.
+    let mut off = db.prune_options().await.unwrap();
+    off.every_hours = 0;
+    db.set_prune_options(&off).await.unwrap();
+    back_a_day().await;
+    assert_eq!(cairn_server::scheduled_prune(svc).await.unwrap(), 0);
+    assert_eq!(runs().await, 1);
 }

@@ -51,6 +51,56 @@ impl Db {
         Ok(())
     }
 
+    /// Claims the scheduled prune due at `now` for this instance: `true` if the last run
+    /// (recorded in `operator_settings`) was at least `every_secs` ago and this call moved it
+    /// to `now` (one instance wins; the others see the new time). The first call on a new
+    /// database records `now` and claims nothing, so the first run is one interval later.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn claim_scheduled_prune(&self, now: i64, every_secs: i64) -> Result<bool, DbError> {
+        let inserted = sqlx::query(
+            "INSERT INTO operator_settings (name, value, changed_unix)
+             VALUES ('prune_last_run', $1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(now.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(false);
+        }
+        let claimed = sqlx::query(
+            "UPDATE operator_settings SET value = $1, changed_unix = $2
+              WHERE name = 'prune_last_run' AND changed_unix <= $3",
+        )
+        .bind(now.to_string())
+        .bind(now)
+        .bind(now.saturating_sub(every_secs))
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Every archive, by tenant and user.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn all_archives(&self) -> Result<Vec<(TenantId, UserId)>, DbError> {
+        let rows = sqlx::query("SELECT tenant, user_id FROM archives ORDER BY tenant, user_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .filter_map(|r| {
+                let (t, u): (String, String) = match (col(r, 0), col(r, 1)) {
+                    (Ok(t), Ok(u)) => (t, u),
+                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+                };
+                Some(Ok((TenantId::new(&t).ok()?, UserId::new(&u).ok()?)))
+            })
+            .collect()
+    }
+
     /// Marks snapshots (hex ids) forgotten at `now`; one already forgotten keeps its time.
     ///
     /// # Errors

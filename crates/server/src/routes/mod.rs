@@ -59,7 +59,7 @@ pub use self::devices::{
     DEVICE_CAPABILITIES, DEVICE_TOKEN_LIFETIME_SECS, ENROLLMENT_TOKEN_LIFETIME_SECS,
 };
 pub use self::events::MAX_EXPORT;
-pub use self::retention::prune_user;
+pub use self::retention::{prune_user, scheduled_prune};
 pub use self::state::{ApiError, AppState, Services};
 
 /// Who may call a route.

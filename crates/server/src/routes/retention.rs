@@ -298,6 +298,40 @@ pub async fn prune_user(
     Ok(report)
 }
 
+/// Prunes every archive, if the scheduled run is due and this instance claims it
+/// ([`PruneOptions::every_hours`]); called by the server's maintenance loop. An archive that
+/// fails is logged and the others go on. Returns how many archives were pruned.
+///
+/// # Errors
+/// [`ApiError`] (reading the settings or the list of archives).
+pub async fn scheduled_prune(svc: &std::sync::Arc<Services>) -> Result<usize, ApiError> {
+    let options = svc.db.prune_options().await?;
+    if options.every_hours == 0 {
+        return Ok(0);
+    }
+    let now = svc.db.unix_now();
+    if !svc
+        .db
+        .claim_scheduled_prune(now, i64::from(options.every_hours) * 3600)
+        .await?
+    {
+        return Ok(0);
+    }
+    let mut pruned = 0;
+    for (tenant, user) in svc.db.all_archives().await? {
+        match prune_user(svc, &tenant, &user, now, options, "scheduled").await {
+            Ok(_) => pruned += 1,
+            Err(e) => tracing::warn!(
+                tenant = tenant.as_str(),
+                user = user.as_str(),
+                error = ?e,
+                "scheduled prune of an archive failed"
+            ),
+        }
+    }
+    Ok(pruned)
+}
+
 /// Prunes a user's archive now, under the operator's grace period and threshold (admins only:
 /// no device or user token deletes).
 pub(super) async fn post_user_prune(
