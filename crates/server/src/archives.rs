@@ -43,6 +43,15 @@ pub fn refs_key(snapshot: &BlockId) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// A block id from its 64 hex digits (how the database and the API write ids); `None` for
+/// anything else.
+#[must_use]
+pub(crate) fn block_id_from_hex(h: &str) -> Option<BlockId> {
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(h, &mut id).ok()?;
+    Some(BlockId::from_bytes(id))
+}
+
 /// Why a snapshot's reference list was refused (`409`): the agent sends it again complete,
 /// or uploads the blocks again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -672,14 +681,7 @@ impl Archives {
             return Ok(HashSet::new());
         }
         let marks = self.runtime.block_on(self.db.prune_marks(tenant, user))?;
-        Ok(marks
-            .keys()
-            .filter_map(|h| {
-                let mut id = [0u8; 32];
-                hex::decode_to_slice(h, &mut id).ok()?;
-                Some(BlockId::from_bytes(id))
-            })
-            .collect())
+        Ok(marks.keys().filter_map(|h| block_id_from_hex(h)).collect())
     }
 
     /// Appends records of `kind` (all or nothing): an id already holding identical bytes is

@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use cairn_seal::BlockId;
 use cairn_token::{TenantId, UserId};
 
-use crate::archives::{Archives, KIND_BLOCK, KIND_FORGET, KIND_SNAPSHOT, StoreError, lock};
+use crate::archives::{
+    Archives, KIND_BLOCK, KIND_FORGET, KIND_SNAPSHOT, StoreError, block_id_from_hex, lock,
+};
 use crate::refs::Lists;
 
 /// The first bytes of a forget record.
@@ -144,12 +146,6 @@ fn hexes<'a>(ids: impl IntoIterator<Item = &'a BlockId>) -> Vec<String> {
     ids.into_iter().map(|i| hex::encode(i.as_bytes())).collect()
 }
 
-fn parse_hex(h: &str) -> Option<BlockId> {
-    let mut id = [0u8; 32];
-    hex::decode_to_slice(h, &mut id).ok()?;
-    Some(BlockId::from_bytes(id))
-}
-
 impl Archives {
     /// Prunes one archive at `now` (Unix seconds): forgets `forgetting.now` (one forget
     /// record, then the rows), rebuilds what the kept snapshots reach from their reference
@@ -279,7 +275,7 @@ impl Archives {
             .runtime
             .block_on(self.db.prune_marks(tenant, user))?
             .into_iter()
-            .filter_map(|(h, t)| Some((parse_hex(&h)?, t)))
+            .filter_map(|(h, t)| Some((block_id_from_hex(&h)?, t)))
             .collect();
         let mut to_mark = Vec::new();
         let mut to_clear = Vec::new();

@@ -13,7 +13,7 @@ use cairn_seal::BlockId;
 use cairn_token::Capability::{BackupList, BackupPut, BackupRead};
 
 use super::state::{ApiError, Svc, Token, binary, blocking, tenant_of, user_scope};
-use crate::archives::{KIND_BLOCK, KIND_SNAPSHOT, StoreError};
+use crate::archives::{KIND_BLOCK, KIND_SNAPSHOT, StoreError, block_id_from_hex};
 use crate::wire;
 
 pub(super) async fn missing(
@@ -94,9 +94,7 @@ pub(super) async fn list_snapshots(
 }
 
 pub(super) fn parse_id(hex_id: &str) -> Result<BlockId, ApiError> {
-    let mut id = [0u8; 32];
-    hex::decode_to_slice(hex_id, &mut id).map_err(|_| ApiError::BadRequest)?;
-    Ok(BlockId::from_bytes(id))
+    block_id_from_hex(hex_id).ok_or(ApiError::BadRequest)
 }
 
 /// Stores a snapshot record: the sealed snapshot alone (`application/octet-stream`, version

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use cairn_token::Capability::BackupList;
 use cairn_token::{TenantId, UserId};
 
-use super::state::{ApiError, Services, Svc, Token, actor, admin_scope, tenant_of, user_scope};
-use cairn_seal::BlockId;
-
-use super::state::blocking;
+use super::state::{
+    ApiError, Services, Svc, Token, actor, admin_scope, blocking, tenant_of, user_scope,
+};
+use crate::archives::block_id_from_hex;
 use crate::db::HoldRow;
 use crate::forget::{Arrival, Verdict, hold, plan};
 use crate::prune::{Forgetting, PruneOptions, PruneReport};
@@ -247,12 +247,6 @@ pub(super) async fn get_user_retention_plan(
     .into_response())
 }
 
-fn block_id(hex_id: &str) -> Option<BlockId> {
-    let mut id = [0u8; 32];
-    hex::decode_to_slice(hex_id, &mut id).ok()?;
-    Some(BlockId::from_bytes(id))
-}
-
 /// Prunes one user's archive at `now` (Unix seconds): forgets what the policy in effect and
 /// the legal holds no longer keep, then marks and sweeps ([`crate::Archives::prune`]). A
 /// snapshot forgotten earlier whose series a hold now covers keeps its blocks. Audited as
@@ -271,13 +265,13 @@ pub async fn prune_user(
     let (_, _, holds, series) = user_plan(svc, tenant, user, now).await?;
     let mut forgetting = Forgetting::default();
     for v in series.iter().flat_map(|s| &s.snapshots).filter(|v| !v.keep) {
-        if let Some(id) = block_id(&v.id) {
+        if let Some(id) = block_id_from_hex(&v.id) {
             forgetting.now.push(id);
             forgetting.forgotten.insert(id);
         }
     }
     for row in svc.db.snapshot_rows(tenant, user).await? {
-        let (Some(at), Some(id)) = (row.forgotten_unix, block_id(&row.id)) else {
+        let (Some(at), Some(id)) = (row.forgotten_unix, block_id_from_hex(&row.id)) else {
             continue;
         };
         if holds.iter().any(|h| h.covers(row.device.as_ref())) {
