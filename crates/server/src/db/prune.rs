@@ -21,14 +21,9 @@ impl Db {
     /// # Errors
     /// [`DbError`], or a stored value that does not parse ([`DbError::Invalid`]).
     pub async fn prune_options(&self) -> Result<PruneOptions, DbError> {
-        let row = sqlx::query("SELECT value FROM operator_settings WHERE name = 'prune'")
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            None => Ok(PruneOptions::default()),
-            Some(r) => serde_json::from_str(&col::<String>(&r, 0)?)
-                .map_err(|_| DbError::Invalid("prune settings")),
-        }
+        self.operator_setting("prune", "prune settings")
+            .await
+            .map(Option::unwrap_or_default)
     }
 
     /// Sets the operator's prune settings.
@@ -36,19 +31,8 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn set_prune_options(&self, options: &PruneOptions) -> Result<(), DbError> {
-        let value =
-            serde_json::to_string(options).map_err(|_| DbError::Invalid("prune settings"))?;
-        sqlx::query(
-            "INSERT INTO operator_settings (name, value, changed_unix)
-             VALUES ('prune', $1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value,
-                    changed_unix = excluded.changed_unix",
-        )
-        .bind(value)
-        .bind(self.unix_now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.set_operator_setting("prune", options, "prune settings")
+            .await
     }
 
     /// Claims the scheduled prune due at `now` for this instance: `true` if the last run

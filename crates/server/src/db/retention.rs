@@ -83,10 +83,48 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn retention_floor(&self) -> Result<RetentionPolicy, DbError> {
-        let row = sqlx::query("SELECT value FROM operator_settings WHERE name = 'retention_floor'")
+        self.operator_setting("retention_floor", "retention policy")
+            .await
+            .map(|v| v.unwrap_or(RetentionPolicy::FLOOR))
+    }
+
+    /// The operator's setting `name` (JSON), if set; `what` names it in the error when it does
+    /// not parse.
+    pub(crate) async fn operator_setting<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        what: &'static str,
+    ) -> Result<Option<T>, DbError> {
+        let row = sqlx::query("SELECT value FROM operator_settings WHERE name = $1")
+            .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.map_or(Ok(RetentionPolicy::FLOOR), |r| policy_col(&r, 0))
+        row.map(|r| {
+            serde_json::from_str(&col::<String>(&r, 0)?).map_err(|_| DbError::Invalid(what))
+        })
+        .transpose()
+    }
+
+    /// Sets the operator's setting `name` to `value` (as JSON).
+    pub(crate) async fn set_operator_setting<T: serde::Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        what: &'static str,
+    ) -> Result<(), DbError> {
+        let value = serde_json::to_string(value).map_err(|_| DbError::Invalid(what))?;
+        sqlx::query(
+            "INSERT INTO operator_settings (name, value, changed_unix)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+                    changed_unix = excluded.changed_unix",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(self.unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Sets the operator's floor.
@@ -94,18 +132,7 @@ impl Db {
     /// # Errors
     /// [`DbError`].
     pub async fn set_retention_floor(&self, floor: &RetentionPolicy) -> Result<(), DbError> {
-        let value =
-            serde_json::to_string(floor).map_err(|_| DbError::Invalid("retention policy"))?;
-        sqlx::query(
-            "INSERT INTO operator_settings (name, value, changed_unix)
-             VALUES ('retention_floor', $1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value,
-                    changed_unix = excluded.changed_unix",
-        )
-        .bind(value)
-        .bind(self.unix_now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.set_operator_setting("retention_floor", floor, "retention policy")
+            .await
     }
 }
